@@ -1,0 +1,94 @@
+"""The contract between an exported model directory and everything that serves it.
+
+`model_export` writes `manifest.json` beside `model.onnx`; `index_builder` and `app` read it and
+never look at torch or transformers. The fingerprint is what an index records, so that a service
+can refuse vectors that another model (or another quantisation of the same model) produced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+MANIFEST_FILE = "manifest.json"
+TOKENIZER_FILE = "tokenizer.json"
+
+Variant = Literal["fp32", "int8", "fp16"]
+
+
+class ManifestError(RuntimeError):
+    """The model directory is missing, incomplete or inconsistent with its manifest."""
+
+
+class ModelManifest(BaseModel):
+    name: str
+    source_model: str = Field(description="The transformers directory (or package) exported.")
+    dim: int
+    pooling: Literal["mean", "cls"] = "mean"
+    normalize: bool = True
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    max_length: int = Field(gt=0, description="Tokens per input, special tokens included.")
+    inputs: list[str] = Field(description="Graph inputs, in the order the graph declares them.")
+    output: str = "sentence_embedding"
+    variants: dict[str, str] = Field(description="Variant name -> ONNX file name.")
+    files: dict[str, str] = Field(description="File name -> sha256 of its bytes.")
+    parity_max_abs_diff: float | None = None
+    created_at: str = ""
+
+    def variant_file(self, variant: str) -> str:
+        try:
+            return self.variants[variant]
+        except KeyError:
+            known = ", ".join(sorted(self.variants)) or "none"
+            raise ManifestError(
+                f"model {self.name!r} has no {variant!r} variant (exported: {known})"
+            ) from None
+
+    def fingerprint(self, variant: str = "fp32") -> str:
+        """Identity of the vectors this model variant produces.
+
+        Everything that changes a vector goes in: the weights, the tokenizer, pooling,
+        normalisation, the passage prefix and the truncation length.
+        """
+        onnx_file = self.variant_file(variant)
+        parts = [
+            self.files.get(onnx_file, ""),
+            self.files.get(TOKENIZER_FILE, ""),
+            self.pooling,
+            str(self.normalize),
+            self.query_prefix,
+            self.passage_prefix,
+            str(self.max_length),
+        ]
+        digest = hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+        return f"{self.name}:{variant}:{digest[:16]}"
+
+    def write(self, model_dir: Path) -> Path:
+        path = model_dir / MANIFEST_FILE
+        path.write_text(self.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def read(cls, model_dir: Path) -> ModelManifest:
+        path = model_dir / MANIFEST_FILE
+        if not path.is_file():
+            raise ManifestError(
+                f"{path} not found: export a model first (make model, or faq-model export)"
+            )
+        try:
+            return cls.model_validate(json.loads(path.read_text(encoding="utf-8")))
+        except (ValueError, TypeError) as exc:
+            raise ManifestError(f"{path}: invalid manifest: {exc}") from exc
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
