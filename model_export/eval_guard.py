@@ -1,0 +1,139 @@
+"""Keep evaluation texts out of training data.
+
+The guard loads every text of the evaluation sets (JSONL files with a `query`, `text` or
+`question` field under an evaluation directory such as `artifacts/eval/`, plus the Debian FAQ
+question headings when `debian-faq*` is installed), normalises them (NFKC, casefold, single
+spaces, e5 prefixes removed) and refuses any training pair whose query or label matches one.
+`mode="raise"` stops the run; `mode="drop"` removes the pairs and logs how many went.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+EVAL_FIELDS = ("query", "text", "question")
+DEFAULT_EVAL_DIR = Path("artifacts/eval")
+DEBIAN_FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
+GuardMode = Literal["raise", "drop"]
+
+_PREFIX_RE = re.compile(r"^(query|passage):\s*", re.IGNORECASE)
+_HEADING_RE = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>", re.IGNORECASE | re.DOTALL)
+_TAG_RE = re.compile(r"<[^>]+>")
+_SECTION_NUMBER_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?)\s+")
+
+
+class TextPair(Protocol):
+    @property
+    def query(self) -> str: ...
+
+    @property
+    def label(self) -> str: ...
+
+
+P = TypeVar("P", bound=TextPair)
+
+
+class EvalLeakError(ValueError):
+    """Training pairs overlap an evaluation set."""
+
+
+def normalise(text: str) -> str:
+    text = _PREFIX_RE.sub("", unicodedata.normalize("NFKC", text).strip())
+    return " ".join(text.casefold().split())
+
+
+def eval_jsonl_texts(eval_dir: Path) -> Iterable[str]:
+    for path in sorted(eval_dir.rglob("*.jsonl")):
+        with path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.strip():
+                    continue
+                row = json.loads(line)
+                if not isinstance(row, dict):
+                    continue
+                for f in EVAL_FIELDS:
+                    if isinstance(row.get(f), str):
+                        yield row[f]
+
+
+def debian_faq_questions(faq_dir: Path = DEBIAN_FAQ_DIR) -> Iterable[str]:
+    """Section headings of the Debian FAQ in every installed language (HTML, optionally gzipped)."""
+    if not faq_dir.is_dir():
+        return
+    for path in sorted(faq_dir.rglob("*")):
+        name = path.name
+        if not (name.endswith(".html") or name.endswith(".html.gz")) or not path.is_file():
+            continue
+        if name.endswith(".gz"):
+            with gzip.open(path) as gz:
+                raw = gz.read()
+        else:
+            raw = path.read_bytes()
+        for heading in _HEADING_RE.findall(raw.decode("utf-8", errors="replace")):
+            text = html.unescape(_TAG_RE.sub(" ", heading))
+            text = _SECTION_NUMBER_RE.sub("", " ".join(text.split()))
+            if text:
+                yield text
+
+
+@dataclass
+class EvalGuard:
+    texts: frozenset[str]
+    mode: GuardMode = "raise"
+    sources: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_sources(
+        cls,
+        eval_dirs: Sequence[str | Path] = (DEFAULT_EVAL_DIR,),
+        *,
+        debian_faq_dir: str | Path | None = DEBIAN_FAQ_DIR,
+        extra_texts: Iterable[str] = (),
+        mode: GuardMode = "raise",
+    ) -> EvalGuard:
+        texts: set[str] = {normalise(t) for t in extra_texts}
+        sources: list[str] = []
+        for d in eval_dirs:
+            d = Path(d)
+            if d.is_dir():
+                texts.update(normalise(t) for t in eval_jsonl_texts(d))
+                sources.append(str(d))
+        if debian_faq_dir is not None and Path(debian_faq_dir).is_dir():
+            texts.update(normalise(t) for t in debian_faq_questions(Path(debian_faq_dir)))
+            sources.append(str(debian_faq_dir))
+        texts.discard("")
+        log.info("eval guard: %d evaluation texts from %s", len(texts), sources or "nothing")
+        return cls(frozenset(texts), mode, sources)
+
+    def leaks(self, pair: TextPair) -> bool:
+        return normalise(pair.query) in self.texts or normalise(pair.label) in self.texts
+
+    def filter(self, pairs: Iterable[P]) -> tuple[list[P], int]:
+        """The pairs that do not leak, and how many did; raises in `raise` mode if any did."""
+        kept: list[P] = []
+        leaked: list[P] = []
+        for p in pairs:
+            (leaked if self.leaks(p) else kept).append(p)
+        if leaked and self.mode == "raise":
+            example = leaked[0]
+            raise EvalLeakError(
+                f"{len(leaked)} training pairs contain evaluation text "
+                f"(e.g. query={example.query!r}, label={example.label!r}); "
+                "remove them or set the guard to mode='drop'"
+            )
+        if leaked:
+            log.warning(
+                "eval guard dropped %d of %d training pairs", len(leaked), len(kept) + len(leaked)
+            )
+        return kept, len(leaked)

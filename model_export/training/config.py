@@ -1,0 +1,208 @@
+"""One run = one config file (TOML or JSON) holding every hyperparameter.
+
+Unknown keys are errors, so a misspelt setting cannot silently fall back to a default. Relative
+paths stay relative to the working directory (the repository root), as in the shipped configs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+DEFAULT_LANGUAGES = ["de", "fr", "es", "it", "nl", "pt"]
+FREEDICT = "/usr/share/dictd/freedict-eng-{}.index"
+DEFAULT_DICTIONARIES = {
+    "de": [FREEDICT.format("deu")],
+    "fr": [FREEDICT.format("fra")],
+    "es": [FREEDICT.format("spa")],
+    "it": [FREEDICT.format("ita")],
+    "nl": [FREEDICT.format("nld")],
+    "pt": [FREEDICT.format("por")],
+}
+
+
+@dataclass
+class ModelConfig:
+    base_dir: str = "artifacts/base/multilingual-e5-small"
+    # e5 is trained with mean pooling and these prefixes; serving applies the same ones.
+    pooling: Literal["mean", "cls"] = "mean"
+    query_prefix: str = "query: "
+    passage_prefix: str = "passage: "
+    max_length: int = 128
+    # Frozen embeddings keep the rows of languages we never train on where the base model put
+    # them (and save most of the optimizer memory: 96M of e5-small's 118M weights are embeddings).
+    freeze_embeddings: bool = False
+    gradient_checkpointing: bool = False
+
+
+@dataclass
+class CodeSwitchConfig:
+    enabled: bool = True
+    policy: Literal["official", "rate"] = "rate"
+    rate: float = 0.10
+    mix: Literal["sentence", "word"] = "sentence"
+    languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
+    dictionaries: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_DICTIONARIES))
+    max_translations: int = 3
+    translation_choice: Literal["random", "first"] = "random"
+    switch_queries: bool = True
+    switch_labels: bool = True
+
+
+@dataclass
+class DataConfig:
+    train_files: list[str] = field(default_factory=list)
+    # Pairs whose `lang` is set and not listed here stay out of training (zero-shot transfer).
+    languages: list[str] = field(default_factory=lambda: ["en", *DEFAULT_LANGUAGES])
+    max_pairs: int = 0
+    eval_dirs: list[str] = field(default_factory=lambda: ["artifacts/eval"])
+    debian_faq_dir: str = "/usr/share/doc/debian/FAQ"
+    guard_mode: Literal["raise", "drop"] = "raise"
+    dedupe: bool = True
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    batch_size: int = 32
+    epochs: int = 3
+    # > 0 caps the stage at this many optimizer steps (smoke runs); 0 = run all epochs.
+    max_steps: int = 0
+    grad_clip: float = 1.0
+    grad_accum: int = 1
+
+
+@dataclass
+class PretrainConfig:
+    """Continual pre-training (2403.01364): MLM on code-switched text + in-batch similarity."""
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=1e-5))
+    mlm_weight: float = 0.1
+    mlm_probability: float = 0.15
+    similarity_loss: bool = True
+    tau: float = 0.05
+
+
+@dataclass
+class FinetuneConfig:
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=2e-5))
+    loss: Literal["infonce", "clear"] = "infonce"
+    tau: float = 0.05
+    hard_negatives: bool = False
+    clear_a: float = 0.4
+    clear_b: float = 0.2
+    clear_scale: float = 20.0
+    clear_kl: bool = True
+    optical_weight: float = 0.0  # > 0 adds OPTICAL token-alignment distillation
+    optical_epsilon: float = 0.1
+    optical_iterations: int = 50
+
+
+@dataclass
+class RunConfig:
+    name: str = "run"
+    output_dir: str = "artifacts/train/run"
+    seed: int = 13
+    stages: list[Literal["pretrain", "finetune"]] = field(
+        default_factory=lambda: ["pretrain", "finetune"]
+    )
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    bf16: bool = True  # autocast on CUDA only; CPU always runs fp32
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 10
+    num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    model: ModelConfig = field(default_factory=ModelConfig)
+    codeswitch: CodeSwitchConfig = field(default_factory=CodeSwitchConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return _build(tp, value, where)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{where}: {value!r} is not one of {list(args)}")
+        return value
+    if origin in (types.UnionType, typing.Union):
+        for arg in args:
+            try:
+                return _convert(arg, value, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where}: {value!r} does not fit {tp}")
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a table, got {value!r}")
+        return {str(k): _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
+    if tp is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if tp is type(None) and value is None:
+        return None
+    if (
+        isinstance(tp, type)
+        and isinstance(value, tp)
+        and not (tp is int and isinstance(value, bool))
+    ):
+        return value
+    raise ConfigError(f"{where}: expected {getattr(tp, '__name__', tp)}, got {value!r}")
+
+
+def _build(cls: type[T], raw: dict[str, Any], where: str, base: T | None = None) -> T:
+    # Start from the defaults (or the enclosing default) so a partial table keeps the rest,
+    # e.g. `[finetune.optim] batch_size = 8` keeps fine-tuning's own default lr.
+    current: Any = base if base is not None else cls()
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(current)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where or 'config'}: unknown settings {unknown}")
+    kwargs: dict[str, Any] = {}
+    for k, v in raw.items():
+        sub = f"{where}.{k}".lstrip(".")
+        tp = hints[k]
+        if dataclasses.is_dataclass(tp) and isinstance(tp, type) and isinstance(v, dict):
+            kwargs[k] = _build(tp, v, sub, getattr(current, k))
+        else:
+            kwargs[k] = _convert(tp, v, sub)
+    result: T = dataclasses.replace(current, **kwargs)
+    return result
+
+
+def config_from_dict(raw: dict[str, Any]) -> RunConfig:
+    return _build(RunConfig, raw, "")
+
+
+def load_config(path: str | Path) -> RunConfig:
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    return config_from_dict(raw)

@@ -1,0 +1,662 @@
+"""The training loop: continual pre-training and/or fine-tuning, as one run from one config.
+
+A run goes through `config.stages` in order ("pretrain", then "finetune" by default), each with
+its own AdamW (weight decay 0.01, none on biases and LayerNorm) and linear warm-up/decay
+schedule. Every optimizer step re-seeds torch from (seed, stage, step), and code-switching is
+seeded by (seed, epoch, text), so a run resumed from a checkpoint takes exactly the steps the
+uninterrupted run would have taken. The output is `<output_dir>/model/`: a transformers
+directory (save_pretrained + tokenizer) that the ONNX export takes as it is, and
+`<output_dir>/run_report.json`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm  # type: ignore[import-untyped]
+
+from model_export.codeswitch import CodeSwitcher
+from model_export.dictionaries import load_language_dictionaries
+from model_export.eval_guard import EvalGuard
+from model_export.training.config import OptimConfig, RunConfig
+from model_export.training.data import Pair, dedupe, read_pairs, select_languages
+from model_export.training.losses import (
+    ContinualPretrainingLoss,
+    MLMHead,
+    clear_loss,
+    info_nce,
+    mask_tokens,
+    mlm_loss,
+    optical_loss,
+)
+
+log = logging.getLogger(__name__)
+
+MODEL_SUBDIR = "model"
+REPORT_NAME = "run_report.json"
+CHECKPOINT_DIR = "checkpoints"
+_WEIGHT_FILES = {"model.safetensors", "pytorch_model.bin", "model.safetensors.index.json"}
+
+
+# --- devices ----------------------------------------------------------------------------------
+
+
+def pick_device(requested: str) -> torch.device:
+    if requested == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("config asks for device='cuda' but torch sees no CUDA device")
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(requested)
+
+
+def autocast_for(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA only: CPU bf16 matmuls are slower than fp32 on most hosts."""
+    if device.type == "cuda" and bf16:
+        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+
+
+def _step_seed(seed: int, stage_index: int, step: int) -> int:
+    return (seed * 1_000_003 + stage_index * 10_007 + step) % 2**63
+
+
+# --- data -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DataSummary:
+    pairs: int = 0
+    read: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+    by_lang: dict[str, int] = field(default_factory=dict)
+    left_out_by_lang: dict[str, int] = field(default_factory=dict)
+    duplicates_removed: int = 0
+    guard_dropped: int = 0
+    guard_texts: int = 0
+
+
+def load_training_pairs(config: RunConfig) -> tuple[list[Pair], DataSummary]:
+    dc = config.data
+    if not dc.train_files:
+        raise ValueError("config.data.train_files is empty: nothing to train on")
+    pairs: list[Pair] = []
+    for f in dc.train_files:
+        pairs.extend(read_pairs(f))
+    summary = DataSummary(read=len(pairs))
+    pairs, left_out = select_languages(pairs, dc.languages)
+    summary.left_out_by_lang = dict(left_out)
+    if dc.dedupe:
+        before = len(pairs)
+        pairs = dedupe(pairs)
+        summary.duplicates_removed = before - len(pairs)
+    guard = EvalGuard.from_sources(
+        dc.eval_dirs, debian_faq_dir=dc.debian_faq_dir or None, mode=dc.guard_mode
+    )
+    summary.guard_texts = len(guard.texts)
+    pairs, summary.guard_dropped = guard.filter(pairs)
+    if dc.max_pairs and len(pairs) > dc.max_pairs:
+        pairs = random.Random(config.seed).sample(pairs, dc.max_pairs)
+    if len(pairs) < 2:
+        raise ValueError(f"{len(pairs)} training pairs left: in-batch losses need at least 2")
+    summary.pairs = len(pairs)
+    summary.by_source = dict(Counter(p.source.split(":")[0] for p in pairs))
+    summary.by_lang = dict(Counter(p.lang for p in pairs))
+    return pairs, summary
+
+
+def build_switcher(config: RunConfig) -> CodeSwitcher | None:
+    cs = config.codeswitch
+    if not cs.enabled:
+        return None
+    spec = {lang: cs.dictionaries[lang] for lang in cs.languages if lang in cs.dictionaries}
+    missing = [p for paths in spec.values() for p in paths if not Path(p).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"dictionaries not found: {missing} (FreeDict: scripts/ensure-debs.sh "
+            "dict-freedict-eng-deu ...; or set codeswitch.enabled = false)"
+        )
+    if not spec:
+        raise ValueError(f"no dictionary for any of codeswitch.languages={cs.languages}")
+    dictionaries = load_language_dictionaries(spec, max_translations=cs.max_translations)
+    return CodeSwitcher(
+        dictionaries,
+        policy=cs.policy,
+        rate=cs.rate,
+        mix=cs.mix,
+        seed=config.seed,
+        translation_choice=cs.translation_choice,
+    )
+
+
+# --- model pieces -----------------------------------------------------------------------------
+
+
+def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+def _no_decay(name: str) -> bool:
+    return name.endswith("bias") or "layernorm" in name.lower() or ".norm." in name
+
+
+def make_optimizer(modules: Sequence[nn.Module], oc: OptimConfig) -> torch.optim.AdamW:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    seen: set[int] = set()
+    for module in modules:
+        for name, p in module.named_parameters():
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            (no_decay if _no_decay(name) else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": oc.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    return torch.optim.AdamW(groups, lr=oc.lr)
+
+
+def linear_schedule(
+    optimizer: torch.optim.Optimizer, warmup: int, total: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+@dataclass
+class Batch:
+    pairs: list[Pair]
+    queries: list[str]  # after code-switching
+    labels: list[str]
+
+
+class _Stage:
+    """Shared state of one stage: the model, tokenizer, switcher and config."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        model: nn.Module,
+        tokenizer: Any,
+        switcher: CodeSwitcher | None,
+        device: torch.device,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.tokenizer = tokenizer
+        self.switcher = switcher
+        self.device = device
+
+    def tokenize(self, texts: list[str], prefix: str) -> dict[str, Tensor]:
+        enc = self.tokenizer(
+            [prefix + t for t in texts],
+            padding=True,
+            truncation=True,
+            max_length=self.config.model.max_length,
+            return_tensors="pt",
+            return_special_tokens_mask=True,
+        )
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def forward(self, enc: dict[str, Tensor], input_ids: Tensor | None = None) -> Tensor:
+        kwargs = {
+            "input_ids": enc["input_ids"] if input_ids is None else input_ids,
+            "attention_mask": enc["attention_mask"],
+        }
+        if "token_type_ids" in enc:
+            kwargs["token_type_ids"] = enc["token_type_ids"]
+        out = self.model(**kwargs)
+        hidden: Tensor = out.last_hidden_state
+        return hidden
+
+    def make_batch(self, pairs: list[Pair], epoch: int, stage_name: str) -> Batch:
+        cs = self.config.codeswitch
+        queries = [p.query for p in pairs]
+        labels = [p.label for p in pairs]
+        if self.switcher is not None:
+            salt = f"{stage_name}:{epoch}"
+            if cs.switch_queries:
+                queries = [self.switcher.switch(q, salt=f"{salt}:q").text for q in queries]
+            if cs.switch_labels:
+                labels = [self.switcher.switch(lb, salt=f"{salt}:l").text for lb in labels]
+        return Batch(pairs, queries, labels)
+
+
+def duplicate_mask(labels: Sequence[str], device: torch.device) -> Tensor:
+    """True at (i, j), i != j, where label j is the same text as label i: not a real negative."""
+    keys = [" ".join(lb.casefold().split()) for lb in labels]
+    n = len(keys)
+    m = torch.tensor([[keys[i] == keys[j] and i != j for j in range(n)] for i in range(n)])
+    return m.to(device)
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    return sorted((out / CHECKPOINT_DIR).glob("ckpt-*.pt"))
+
+
+def _save_checkpoint(out: Path, state: dict[str, Any], keep: int) -> Path:
+    ckdir = out / CHECKPOINT_DIR
+    ckdir.mkdir(parents=True, exist_ok=True)
+    path = ckdir / f"ckpt-{state['stage_index']:02d}-{state['step']:08d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # a crash mid-write must not leave a truncated "latest" checkpoint
+    for old in _checkpoints(out)[: -max(1, keep)]:
+        old.unlink()
+    return path
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    loss_curve: list[dict[str, Any]] = field(default_factory=list)
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    elapsed_s: float = 0.0
+
+
+def _stage_steps(n_pairs: int, oc: OptimConfig) -> tuple[int, int]:
+    per_step = oc.batch_size * oc.grad_accum
+    steps_per_epoch = max(1, n_pairs // per_step)
+    total = steps_per_epoch * oc.epochs
+    if oc.max_steps > 0:
+        total = min(total, oc.max_steps) if oc.epochs > 0 else oc.max_steps
+    return steps_per_epoch, total
+
+
+def _epoch_order(n: int, seed: int, stage_index: int, epoch: int) -> list[int]:
+    order = list(range(n))
+    random.Random(f"{seed}:{stage_index}:{epoch}").shuffle(order)
+    return order
+
+
+def _micro_batches(
+    pairs: list[Pair], oc: OptimConfig, seed: int, stage_index: int, step: int, spe: int
+) -> Iterator[tuple[int, list[Pair]]]:
+    epoch, within = divmod(step, spe)
+    order = _epoch_order(len(pairs), seed, stage_index, epoch)
+    bs = min(oc.batch_size, len(pairs))
+    for k in range(oc.grad_accum):
+        start = ((within * oc.grad_accum + k) * bs) % len(pairs)
+        idx = [order[(start + j) % len(pairs)] for j in range(bs)]
+        yield epoch, [pairs[i] for i in idx]
+
+
+def train(
+    config: RunConfig,
+    *,
+    resume: bool = False,
+    stop_after: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run every stage of `config`; returns the run report (also written as JSON).
+
+    `stop_after` ends this invocation after that many optimizer steps with a checkpoint, as a
+    pre-empted job would (used by the resume test and for time-boxed runs).
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    t0 = time.perf_counter()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.num_threads > 0:
+        torch.set_num_threads(config.num_threads)
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    use_bf16 = device.type == "cuda" and config.bf16
+
+    pairs, summary = load_training_pairs(config)
+    switcher = build_switcher(config)
+    base = Path(config.model.base_dir)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModel.from_pretrained(base).to(device)
+    if config.model.freeze_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if config.model.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    stage = _Stage(config, model, tokenizer, switcher, device)
+
+    ckpt: dict[str, Any] | None = None
+    if resume:
+        found = _checkpoints(out)
+        if not found:
+            raise FileNotFoundError(f"--resume: no checkpoint under {out / CHECKPOINT_DIR}")
+        ckpt = torch.load(found[-1], map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        log.info("resuming from %s", found[-1])
+    progress_state = _Progress()
+    if ckpt is not None:
+        progress_state.loss_curve = ckpt["loss_curve"]
+        progress_state.stages = ckpt["stages"]
+        progress_state.elapsed_s = ckpt["elapsed_s"]
+
+    steps_this_call = 0
+    interrupted = False
+    for stage_index, stage_name in enumerate(config.stages):
+        if ckpt is not None and stage_index < ckpt["stage_index"]:
+            continue
+        oc = config.pretrain.optim if stage_name == "pretrain" else config.finetune.optim
+        spe, total = _stage_steps(len(pairs), oc)
+        start_step = 0
+        head: MLMHead | None = None
+        if stage_name == "pretrain":
+            emb = model.get_input_embeddings()
+            head = MLMHead(emb, getattr(model.config, "layer_norm_eps", 1e-12)).to(device)
+        teacher: nn.Module | None = None
+        if stage_name == "finetune" and config.finetune.optical_weight > 0:
+            teacher = AutoModel.from_pretrained(base).to(device).eval()
+            teacher.requires_grad_(False)
+        modules: list[nn.Module] = [model] + ([head] if head is not None else [])
+        optimizer = make_optimizer(modules, oc)
+        scheduler = linear_schedule(optimizer, math.ceil(oc.warmup_ratio * total), total)
+        if ckpt is not None and ckpt["stage_index"] == stage_index:
+            start_step = ckpt["step"]
+            if ckpt["optimizer"] is not None:
+                optimizer.load_state_dict(ckpt["optimizer"])
+                scheduler.load_state_dict(ckpt["scheduler"])
+            if head is not None and ckpt.get("head") is not None:
+                head.load_state_dict(ckpt["head"])
+        if start_step >= total:
+            continue
+        model.train()
+        step_fn = (
+            _pretrain_step(stage, head)
+            if stage_name == "pretrain"
+            else _finetune_step(stage, teacher)
+        )
+
+        bar = tqdm(
+            total=total,
+            initial=start_step,
+            desc=stage_name,
+            disable=not progress,
+            dynamic_ncols=True,
+        )
+        stage_t0 = time.perf_counter()
+        samples = 0
+        step = start_step
+        while step < total:
+            step_seed = _step_seed(config.seed, stage_index, step)
+            torch.manual_seed(step_seed)
+            gen = torch.Generator().manual_seed(step_seed)
+            optimizer.zero_grad(set_to_none=True)
+            loss_sum = 0.0
+            parts_sum: Counter[str] = Counter()
+            for epoch, micro in _micro_batches(pairs, oc, config.seed, stage_index, step, spe):
+                batch = stage.make_batch(micro, epoch, stage_name)
+                with autocast_for(device, use_bf16):
+                    loss, parts = step_fn(batch, gen)
+                (loss / oc.grad_accum).backward()  # type: ignore[no-untyped-call]
+                loss_sum += float(loss.detach()) / oc.grad_accum
+                parts_sum.update({k: v / oc.grad_accum for k, v in parts.items()})
+                samples += len(micro)
+            if oc.grad_clip > 0:
+                params = [p for m in modules for p in m.parameters() if p.grad is not None]
+                torch.nn.utils.clip_grad_norm_(params, oc.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            steps_this_call += 1
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"{stage_name} step {step}: loss is {loss_sum}")
+            rate = samples / max(1e-9, time.perf_counter() - stage_t0)
+            if step % max(1, config.log_every) == 0 or step in (1, total):
+                progress_state.loss_curve.append(
+                    {
+                        "stage": stage_name,
+                        "step": step,
+                        "loss": round(loss_sum, 6),
+                        "lr": scheduler.get_last_lr()[0],
+                        "samples_per_s": round(rate, 2),
+                        **{k: round(v, 6) for k, v in parts_sum.items()},
+                    }
+                )
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum:.4f}", samples_s=f"{rate:.1f}")
+
+            elapsed_now = progress_state.elapsed_s + time.perf_counter() - t0
+            stopping = stop_after is not None and steps_this_call >= stop_after and step < total
+            due = config.checkpoint_every > 0 and step % config.checkpoint_every == 0
+            if stopping or (due and step < total):
+                state = _state(
+                    stage_index,
+                    step,
+                    model,
+                    head,
+                    optimizer,
+                    scheduler,
+                    progress_state,
+                    elapsed_now,
+                    config,
+                )
+                _save_checkpoint(out, state, config.keep_checkpoints)
+            if stopping:
+                interrupted = True
+                break
+        bar.close()
+        stage_time = time.perf_counter() - stage_t0
+        if interrupted:
+            break
+        curve = [c["loss"] for c in progress_state.loss_curve if c["stage"] == stage_name]
+        progress_state.stages.append(
+            {
+                "stage": stage_name,
+                "steps": total,
+                "steps_per_epoch": spe,
+                "batch_size": oc.batch_size,
+                "grad_accum": oc.grad_accum,
+                "time_s_last_session": round(stage_time, 2),
+                "samples_per_s": round(samples / max(1e-9, stage_time), 2),
+                "loss_first": curve[0] if curve else None,
+                "loss_last": curve[-1] if curve else None,
+            }
+        )
+        # Mark the stage done, so a resume after this point goes straight to the next stage.
+        _save_checkpoint(
+            out,
+            {
+                "stage_index": stage_index + 1,
+                "step": 0,
+                "model": model.state_dict(),
+                "head": None,
+                "optimizer": None,
+                "scheduler": None,
+                "loss_curve": progress_state.loss_curve,
+                "stages": progress_state.stages,
+                "elapsed_s": progress_state.elapsed_s + time.perf_counter() - t0,
+                "config": config.to_dict(),
+            },
+            config.keep_checkpoints,
+        )
+
+    elapsed = progress_state.elapsed_s + (time.perf_counter() - t0)
+    report: dict[str, Any] = {
+        "name": config.name,
+        "status": "interrupted" if interrupted else "complete",
+        "config": config.to_dict(),
+        "device": str(device),
+        "autocast": "bf16" if use_bf16 else "fp32",
+        "torch": torch.__version__,
+        "data": summary.__dict__,
+        "stages": progress_state.stages,
+        "loss_curve": progress_state.loss_curve,
+        "time_s": round(elapsed, 2),
+        "model_dir": None,
+    }
+    if not interrupted:
+        model_dir = save_model(model, tokenizer, base, out / MODEL_SUBDIR)
+        report["model_dir"] = str(model_dir)
+    (out / REPORT_NAME).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return report
+
+
+def _state(
+    stage_index: int,
+    step: int,
+    model: nn.Module,
+    head: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    progress: _Progress,
+    elapsed_s: float,
+    config: RunConfig,
+) -> dict[str, Any]:
+    return {
+        "stage_index": stage_index,
+        "step": step,
+        "model": model.state_dict(),
+        "head": head.state_dict() if head is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "loss_curve": progress.loss_curve,
+        "stages": progress.stages,
+        "elapsed_s": elapsed_s,
+        "config": config.to_dict(),
+    }
+
+
+def save_model(model: nn.Module, tokenizer: Any, base: Path, model_dir: Path) -> Path:
+    """save_pretrained + tokenizer, plus any side files of the base dir (e.g. pooling notes)."""
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    model_dir.mkdir(parents=True)
+    model.save_pretrained(model_dir)  # type: ignore[operator]
+    tokenizer.save_pretrained(model_dir)
+    for f in base.iterdir():
+        if f.is_file() and f.name not in _WEIGHT_FILES and not (model_dir / f.name).exists():
+            shutil.copy2(f, model_dir / f.name)
+    return model_dir
+
+
+StepFn = Callable[[Batch, torch.Generator], tuple[Tensor, dict[str, float]]]
+
+
+def _pretrain_step(stage: _Stage, head: MLMHead | None) -> StepFn:
+    assert head is not None
+    cfg = stage.config
+    pc = cfg.pretrain
+    objective = ContinualPretrainingLoss(pc.mlm_weight, pc.tau, pc.similarity_loss)
+    tok = stage.tokenizer
+    vocab = min(len(tok), stage.model.get_input_embeddings().num_embeddings)  # type: ignore[operator]
+
+    def side(texts: list[str], prefix: str, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        enc = stage.tokenize(texts, prefix)
+        ids, labels = mask_tokens(
+            enc["input_ids"],
+            enc["special_tokens_mask"],
+            mask_token_id=tok.mask_token_id,
+            vocab_size=vocab,
+            probability=pc.mlm_probability,
+            generator=gen,
+        )
+        # One pass on the corrupted text serves both the MLM loss and the sentence vector:
+        # half the cost of a second clean pass, and the similarity loss then also sees noise.
+        hidden = stage.forward(enc, ids)
+        return mlm_loss(head, hidden, labels), pool(
+            hidden, enc["attention_mask"], cfg.model.pooling
+        )
+
+    def step(batch: Batch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        mlm_q, q = side(batch.queries, cfg.model.query_prefix, gen)
+        mlm_l, lab = side(batch.labels, cfg.model.passage_prefix, gen)
+        result: tuple[Tensor, dict[str, float]] = objective(
+            mlm_q, mlm_l, q, lab, duplicate_mask(batch.labels, stage.device)
+        )
+        return result
+
+    return step
+
+
+def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
+    cfg = stage.config
+    fc = cfg.finetune
+    mc = cfg.model
+
+    def embed(texts: list[str], prefix: str) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        enc = stage.tokenize(texts, prefix)
+        hidden = stage.forward(enc)
+        return pool(hidden, enc["attention_mask"], mc.pooling), hidden, enc
+
+    def step(batch: Batch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
+        q, q_hidden, q_enc = embed(batch.queries, mc.query_prefix)
+        d, _, _ = embed(batch.labels, mc.passage_prefix)
+        dup = duplicate_mask(batch.labels, stage.device)
+        negatives: Tensor | None = None
+        if fc.hard_negatives:
+            negs = [p.negative for p in batch.pairs if p.negative]
+            if negs:
+                negatives = embed(negs, mc.passage_prefix)[0]
+        parts: dict[str, float] = {}
+        if fc.loss == "clear":
+            originals = [p.query for p in batch.pairs]
+            q_en = embed(originals, mc.query_prefix)[0]
+            loss, parts = clear_loss(
+                q_en,
+                q,
+                d,
+                d_neg=negatives,
+                a=fc.clear_a,
+                b=fc.clear_b,
+                scale=fc.clear_scale,
+                kl=fc.clear_kl,
+                duplicate_mask=dup,
+            )
+        else:
+            loss = info_nce(q, d, tau=fc.tau, negatives=negatives, duplicate_mask=dup)
+            parts["infonce"] = float(loss.detach())
+        if teacher is not None:
+            originals = [p.query for p in batch.pairs]
+            t_enc = stage.tokenize(originals, mc.query_prefix)
+            with torch.no_grad():
+                kwargs = {k: v for k, v in t_enc.items() if k != "special_tokens_mask"}
+                t_hidden = teacher(**kwargs).last_hidden_state
+            # Special tokens carry no word to align; padding carries nothing at all.
+            s_mask = q_enc["attention_mask"].bool() & ~q_enc["special_tokens_mask"].bool()
+            t_mask = t_enc["attention_mask"].bool() & ~t_enc["special_tokens_mask"].bool()
+            ot = optical_loss(
+                q_hidden,
+                s_mask,
+                t_hidden,
+                t_mask,
+                epsilon=fc.optical_epsilon,
+                iterations=fc.optical_iterations,
+            )
+            parts["optical"] = float(ot.detach())
+            loss = loss + fc.optical_weight * ot
+        return loss, parts
+
+    return step
