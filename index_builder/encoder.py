@@ -1,0 +1,399 @@
+"""Sentence encoders for the service and the indexer: ONNX Runtime + `tokenizers`, no torch.
+
+`OnnxEncoder` serves a directory written by `model_export.onnx_export` (see `manifest.py`):
+the graph already pools and normalises, so encoding is tokenise -> pad -> run. `FakeEncoder`
+is a deterministic stand-in for tests where the model is beside the point.
+
+Importing torch and transformers costs about 2 s and several hundred MB; the serving install
+has neither, and `tests/app/test_not_ready.py` checks that this module keeps it that way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+from numpy.typing import NDArray
+
+from index_builder.manifest import TOKENIZER_FILE, ManifestError, ModelManifest, sha256_file
+
+if TYPE_CHECKING:
+    from tokenizers import Encoding, Tokenizer
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["query", "passage"]
+Device = Literal["auto", "cpu", "cuda"]
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+KNOWN_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+class ProviderUnavailableError(RuntimeError):
+    """An execution provider was asked for (CUDA) and ONNX Runtime did not give it."""
+
+
+class ModelIntegrityError(ManifestError):
+    """A model file's bytes differ from the hash its manifest records."""
+
+
+@dataclass
+class EncodeResult:
+    """Vectors (rows L2-normalised, shape (n, dim)) plus what tokenisation did to each input."""
+
+    vectors: NDArray[np.float32]
+    n_tokens: list[int]
+    truncated: list[bool]
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the service and the indexer need from a sentence encoder.
+
+    Queries and passages are separate calls (fastembed's `query_embed` / `passage_embed`)
+    because asymmetric models such as e5 prefix them differently.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    @property
+    def max_length(self) -> int: ...
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of the vectors; an index built with another fingerprint is refused."""
+        ...
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult: ...
+
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
+
+
+def resolve_providers(device: Device) -> list[str]:
+    """Execution providers for a device setting, in ONNX Runtime's order of preference.
+
+    `cuda` always asks for CUDA, even when this onnxruntime build lacks it, so that loading
+    fails loudly (ProviderUnavailableError) instead of silently serving from the CPU.
+    """
+    if device == "cpu":
+        return [CPU]
+    if device == "cuda":
+        return [CUDA, CPU]
+    if device == "auto":
+        import onnxruntime as ort
+
+        return [CUDA, CPU] if CUDA in ort.get_available_providers() else [CPU]
+    raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
+
+
+def _check_file(model_dir: Path, manifest: ModelManifest, file_name: str) -> Path:
+    path = model_dir / file_name
+    if not path.is_file():
+        raise ManifestError(f"{path} is listed in the manifest but missing")
+    expected = manifest.files.get(file_name)
+    if expected is None:
+        raise ManifestError(f"{model_dir / 'manifest.json'} records no hash for {file_name}")
+    actual = sha256_file(path)
+    if actual != expected:
+        raise ModelIntegrityError(
+            f"{path} does not match its manifest (sha256 {actual[:12]}..., manifest says "
+            f"{expected[:12]}...): the file was modified or the export is incomplete; re-export"
+        )
+    return path
+
+
+def _pad_id(tokenizer: Tokenizer) -> int:
+    padding = tokenizer.padding
+    if padding is not None:
+        return int(padding["pad_id"])
+    for token in ("[PAD]", "<pad>"):
+        token_id = tokenizer.token_to_id(token)
+        if token_id is not None:
+            return int(token_id)
+    # Any valid id works: padded positions are masked out of attention and pooling.
+    return 0
+
+
+class OnnxEncoder:
+    """An exported model served with ONNX Runtime; thread-safe (ORT's `run` is)."""
+
+    def __init__(
+        self,
+        manifest: ModelManifest,
+        session: Any,
+        tokenizer: Tokenizer,
+        *,
+        variant: str = "fp32",
+        batch_size: int = 32,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.manifest = manifest
+        self.variant = variant
+        self.batch_size = batch_size
+        self._session = session
+        self._tokenizer = tokenizer
+        # Padding and truncation are done here, per sorted chunk; the tokenizer only truncates.
+        self._tokenizer.no_padding()
+        self._tokenizer.enable_truncation(max_length=manifest.max_length)
+        self._pad_id = _pad_id(tokenizer)
+
+        graph_inputs = session.get_inputs()
+        self._inputs: list[tuple[str, type[np.integer[Any]]]] = []
+        for inp in graph_inputs:
+            if inp.name not in KNOWN_INPUTS:
+                raise ManifestError(
+                    f"model {manifest.name!r} declares input {inp.name!r}; "
+                    f"this encoder can feed only {', '.join(KNOWN_INPUTS)}"
+                )
+            dtype = np.int32 if inp.type == "tensor(int32)" else np.int64
+            self._inputs.append((inp.name, dtype))
+        outputs = [o.name for o in session.get_outputs()]
+        self._output = manifest.output if manifest.output in outputs else outputs[0]
+        self._name = manifest.name
+        self._dim = manifest.dim
+        self._max_length = manifest.max_length
+        self._fingerprint = manifest.fingerprint(variant)
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: Path,
+        *,
+        variant: str = "fp32",
+        providers: Sequence[str] = (CPU,),
+        allow_cpu_fallback: bool = False,
+        intra_op_threads: int | None = None,
+        batch_size: int = 32,
+    ) -> OnnxEncoder:
+        """Open an exported model directory, verifying its files against the manifest."""
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        model_dir = Path(model_dir)
+        manifest = ModelManifest.read(model_dir)
+        onnx_path = _check_file(model_dir, manifest, manifest.variant_file(variant))
+        tokenizer_path = _check_file(model_dir, manifest, TOKENIZER_FILE)
+
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if intra_op_threads is not None:
+            opts.intra_op_num_threads = intra_op_threads
+        # ORT logs a warning per node it leaves on the CPU under CUDA; the check below is the
+        # signal that matters.
+        opts.log_severity_level = 3
+        requested = list(providers) or [CPU]
+        try:
+            session = ort.InferenceSession(str(onnx_path), opts, providers=requested)
+        except Exception as exc:
+            # onnxruntime-gpu raises here when CUDA/cuDNN libraries are missing or broken.
+            if requested == [CPU]:
+                raise
+            if not allow_cpu_fallback:
+                raise ProviderUnavailableError(
+                    f"could not create an ONNX Runtime session with {requested}: {exc}"
+                ) from exc
+            log.warning("providers %s failed (%s); falling back to the CPU", requested, exc)
+            session = ort.InferenceSession(str(onnx_path), opts, providers=[CPU])
+
+        got = list(session.get_providers())
+        missing = [p for p in requested if p != CPU and p not in got]
+        if missing:
+            available = ", ".join(ort.get_available_providers())
+            message = (
+                f"asked for {', '.join(missing)} but ONNX Runtime gave {', '.join(got)} "
+                f"(available in this install: {available}); install onnxruntime-gpu with its "
+                "CUDA libraries, or set device=cpu"
+            )
+            if not allow_cpu_fallback:
+                raise ProviderUnavailableError(message)
+            log.warning("%s; serving from the CPU because the fallback is allowed", message)
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        encoder = cls(manifest, session, tokenizer, variant=variant, batch_size=batch_size)
+        log.info("loaded %s from %s on %s", encoder.fingerprint, model_dir, ", ".join(got))
+        return encoder
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session really runs on (not the ones asked for)."""
+        return [] if self._session is None else list(self._session.get_providers())
+
+    @property
+    def input_names(self) -> list[str]:
+        return [name for name, _ in self._inputs]
+
+    def _prefix(self, kind: Kind) -> str:
+        if kind == "query":
+            return self.manifest.query_prefix
+        if kind == "passage":
+            return self.manifest.passage_prefix
+        raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+
+    def tokenize(self, texts: Sequence[str], kind: Kind) -> list[Encoding]:
+        """Prefixed and truncated encodings (special tokens included), without padding."""
+        prefix = self._prefix(kind)
+        return list(self._tokenizer.encode_batch([prefix + t for t in texts]))
+
+    def count_tokens(self, texts: Sequence[str], kind: Kind) -> list[int]:
+        """Tokens each text will occupy, for token-budget batching."""
+        return [len(e.ids) for e in self.tokenize(texts, kind)]
+
+    def _run(self, encodings: Sequence[Encoding]) -> NDArray[np.float32]:
+        width = max(len(e.ids) for e in encodings)
+        ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
+        mask = np.zeros((len(encodings), width), dtype=np.int64)
+        types = np.zeros((len(encodings), width), dtype=np.int64)
+        for row, enc in enumerate(encodings):
+            n = len(enc.ids)
+            ids[row, :n] = enc.ids
+            mask[row, :n] = 1
+            types[row, :n] = enc.type_ids
+        arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        feeds = {name: arrays[name].astype(dtype, copy=False) for name, dtype in self._inputs}
+        out = self._session.run([self._output], feeds)[0]
+        return np.asarray(out, dtype=np.float32)
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of texts, not a single string")
+        encodings = self.tokenize(texts, kind)
+        vectors = np.empty((len(encodings), self._dim), dtype=np.float32)
+        # Longest first, so each chunk pads to a similar length and the slowest chunk (and any
+        # out-of-memory error) comes first; rows go back to the caller's order below.
+        order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            vectors[chunk] = self._run([encodings[i] for i in chunk])
+        return EncodeResult(
+            vectors=vectors,
+            n_tokens=[len(e.ids) for e in encodings],
+            truncated=[len(e.overflowing) > 0 for e in encodings],
+        )
+
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.encode(texts, "query").vectors
+
+    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.encode(texts, "passage").vectors
+
+    def warmup(self) -> None:
+        """Run the shapes the service will see, so the first request does not pay for them."""
+        long_text = " ".join(["warm"] * self._max_length)
+        self.encode(["warm up"], "query")
+        self.encode(["warm up", long_text], "passage")
+
+    def close(self) -> None:
+        # ORT frees the session with the object; dropping the reference is all there is to do.
+        self._session = None
+
+    def __repr__(self) -> str:
+        return f"OnnxEncoder({self._fingerprint!r}, providers={self.providers})"
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+class FakeEncoder:
+    """Deterministic hashing bag-of-words encoder: texts sharing words get similar vectors.
+
+    Stable across processes (blake2b, not `hash()`), so an index built in one test process
+    matches queries in another.
+    """
+
+    def __init__(self, dim: int = 64, *, name: str = "fake", max_length: int = 128) -> None:
+        if dim < 2:
+            raise ValueError("dim must be >= 2")
+        self._dim = dim
+        self._name = name
+        self._max_length = max_length
+        self._fingerprint = f"{name}:fake:{dim}:{max_length}"
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def max_length(self) -> int:
+        return self._max_length
+
+    @property
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+    @property
+    def providers(self) -> list[str]:
+        return [CPU]
+
+    def _vector(self, words: Sequence[str]) -> NDArray[np.float32]:
+        vec = np.zeros(self._dim, dtype=np.float32)
+        # The empty text still needs a unit vector; a sentinel word gives it a fixed one.
+        for word in words or ["\x00empty"]:
+            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
+            value = int.from_bytes(digest, "little")
+            sign = 1.0 if value & 1 else -1.0
+            vec[(value >> 1) % self._dim] += sign
+        norm = float(np.linalg.norm(vec))
+        if norm == 0.0:  # signs cancelled out exactly
+            vec[0] = 1.0
+            norm = 1.0
+        return vec / norm
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of texts, not a single string")
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        rows: list[NDArray[np.float32]] = []
+        n_tokens: list[int] = []
+        truncated: list[bool] = []
+        for text in texts:
+            words = _WORD.findall(text.lower())
+            truncated.append(len(words) > self._max_length)
+            words = words[: self._max_length]
+            n_tokens.append(len(words))
+            rows.append(self._vector(words))
+        vectors = np.stack(rows) if rows else np.empty((0, self._dim), dtype=np.float32)
+        return EncodeResult(vectors=vectors, n_tokens=n_tokens, truncated=truncated)
+
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.encode(texts, "query").vectors
+
+    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.encode(texts, "passage").vectors
+
+    def warmup(self) -> None:
+        return None
