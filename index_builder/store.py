@@ -12,6 +12,7 @@ import logging
 import re
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -50,6 +51,10 @@ class IndexBuildError(FaqIndexError):
     pass
 
 
+class QdrantLockedError(FaqIndexError):
+    """Local mode lets one process hold a data directory."""
+
+
 def point_id(faq_id: str) -> str:
     return str(uuid.uuid5(_POINT_NAMESPACE, faq_id))
 
@@ -67,7 +72,15 @@ def open_client(
     if path is None:
         raise ValueError("either a Qdrant URL or a local data path is required")
     path.mkdir(parents=True, exist_ok=True)
-    return QdrantClient(path=str(path))
+    try:
+        return QdrantClient(path=str(path))
+    except RuntimeError as exc:
+        if "already accessed" not in str(exc):
+            raise
+        raise QdrantLockedError(
+            f"the embedded Qdrant directory {path} is held by another process (a running "
+            "service?): stop it, or run Qdrant as a server and set FAQ_QDRANT_URL"
+        ) from exc
 
 
 @dataclass(frozen=True)
@@ -202,7 +215,7 @@ class FaqIndex:
         """
         if not items:
             raise IndexBuildError("no FAQ items to index")
-        if self.client.collection_exists(self.alias):
+        if any(c.name == self.alias for c in self.client.get_collections().collections):
             # A collection named like the alias would shadow it; refuse rather than guess.
             raise IndexBuildError(
                 f"a collection is named {self.alias!r} like the alias; rename or delete it"
@@ -231,10 +244,13 @@ class FaqIndex:
             },
         )
         try:
-            for field in FILTER_FIELDS:
-                self.client.create_payload_index(
-                    name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
-                )
+            with warnings.catch_warnings():
+                # Local mode scans payloads anyway and warns; a server uses the index.
+                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+                for field in FILTER_FIELDS:
+                    self.client.create_payload_index(
+                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
+                    )
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
