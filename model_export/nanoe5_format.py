@@ -8,7 +8,8 @@ anywhere else, so every field below mirrors that loader (all little-endian):
     i32 n_pieces, bos, eos, pad, unk, u64 blob_len,
     u32 offsets[n_pieces + 1], f32 scores[n_pieces], piece bytes[blob_len],
     i32 n_norm, u32 norm_bytes, n_norm x (u32 codepoint, u8 n_out, u32 out[n_out]),
-    i32 n_tensors, n_tensors x (u16 name_len, name, u8 dtype, u32 n_elements, u64 offset, u64 nbytes),
+    i32 n_tensors,
+    n_tensors x (u16 name_len, name, u8 dtype, u32 n_elements, u64 offset, u64 nbytes),
     tensor data at the absolute offsets.
 
 dtype 0 is fp32; dtype 1 is Q4_0: blocks of 32 weights stored as an fp16 scale and 16 bytes, where
@@ -22,6 +23,7 @@ The reader checks every length against the file size, so a truncated or foreign 
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,7 +166,8 @@ def read_e5s1(path: Path) -> E5File:
     cur.take(4, "magic")
     version = cur.u32("version")
     h, nl, nh, ff, voc, maxp, tvs = (int(x) for x in cur.unpack("7i", "header"))
-    eps = float(cur.unpack("f", "layer-norm eps")[0])
+    # shortest decimal of the stored float32 (1e-12), not its float64 expansion 9.99...e-13
+    eps = float(str(np.float32(cur.unpack("f", "layer-norm eps")[0])))
     qk = cur.i32("block size")
     header = E5Header(version, h, nl, nh, ff, voc, maxp, tvs, eps, qk)
     if qk != Q4_BLOCK or min(h, nl, nh, ff, voc, maxp, tvs) <= 0 or h % nh or h % qk:
@@ -180,10 +183,7 @@ def read_e5s1(path: Path) -> E5File:
     if int(offsets[-1]) != blob_len or np.any(np.diff(offsets.astype(np.int64)) < 0):
         raise E5FormatError(f"{path}: piece offsets inconsistent with the piece blob")
     try:
-        pieces = [
-            blob[int(a) : int(b)].decode("utf-8")
-            for a, b in zip(offsets[:-1], offsets[1:], strict=True)
-        ]
+        pieces = [blob[a:b].decode("utf-8") for a, b in itertools.pairwise(offsets.tolist())]
     except UnicodeDecodeError as exc:
         raise E5FormatError(f"{path}: a vocabulary piece is not valid UTF-8") from exc
     for name, idx in (("bos", bos), ("eos", eos), ("pad", pad), ("unk", unk)):
