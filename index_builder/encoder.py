@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,7 +198,11 @@ class OnnxEncoder:
         opts.log_severity_level = 3
         requested = list(providers) or [CPU]
         try:
-            session = ort.InferenceSession(str(onnx_path), opts, providers=requested)
+            with warnings.catch_warnings():
+                # ORT warns and drops a provider it lacks; the check below turns that into an
+                # error or one clear log line instead.
+                warnings.filterwarnings("ignore", message=r"Specified provider .* is not in")
+                session = ort.InferenceSession(str(onnx_path), opts, providers=requested)
         except Exception as exc:
             # onnxruntime-gpu raises here when CUDA/cuDNN libraries are missing or broken.
             if requested == [CPU]:

@@ -1,0 +1,161 @@
+"""ONNX export of a tiny BERT: graph shape, manifest contract, parity guard, int8, atomicity."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from numpy.typing import NDArray
+
+import model_export.onnx_export as onnx_export
+from index_builder.manifest import MANIFEST_FILE, TOKENIZER_FILE, ModelManifest, sha256_file
+from model_export.onnx_export import ExportError, ParityError, export_onnx
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx_dir(tiny_bert_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny-export") / "tiny-onnx"
+    export_onnx(tiny_bert_dir, out, name="tiny")
+    return out
+
+
+def _torch_embed(model_dir: Path, texts: list[str]) -> tuple[dict[str, Any], NDArray[np.float32]]:
+    """Mean pooling + L2 written out independently of the exporter's wrapper."""
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    enc = tok(texts, padding=True, truncation=True, return_tensors="pt")
+    with torch.inference_mode():
+        hidden = model(**enc).last_hidden_state
+    mask = enc["attention_mask"].unsqueeze(-1).float()
+    pooled = (hidden * mask).sum(1) / mask.sum(1)
+    vectors = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+    feeds = {k: v.numpy() for k, v in enc.items()}
+    return feeds, vectors
+
+
+def _run(path: Path, feeds: dict[str, Any]) -> NDArray[np.float32]:
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in sess.get_inputs()]
+    return np.asarray(sess.run(["sentence_embedding"], {n: feeds[n] for n in names})[0])
+
+
+def test_manifest_describes_the_export(tiny_onnx_dir: Path, tiny_bert_dir: Path) -> None:
+    m = ModelManifest.read(tiny_onnx_dir)
+    assert m.name == "tiny"
+    assert m.source_model == str(tiny_bert_dir)
+    assert m.dim == 32
+    assert m.max_length == 64  # min(position table, tokenizer limit)
+    assert (m.pooling, m.normalize) == ("mean", True)
+    assert (m.query_prefix, m.passage_prefix) == ("query: ", "passage: ")
+    assert m.variants == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert m.parity_max_abs_diff is not None and m.parity_max_abs_diff <= 1e-4
+    assert datetime.fromisoformat(m.created_at).tzinfo is not None
+    on_disk = {p.name for p in tiny_onnx_dir.iterdir()} - {MANIFEST_FILE}
+    assert set(m.files) == on_disk
+    assert {"model.onnx", "model.int8.onnx", TOKENIZER_FILE} <= on_disk
+    for name, digest in m.files.items():
+        assert sha256_file(tiny_onnx_dir / name) == digest, name
+    report = json.loads((tiny_onnx_dir / "export_report.json").read_text())
+    assert report["parity_max_abs_diff"] == m.parity_max_abs_diff
+
+
+def test_graph_declares_only_the_inputs_it_reads(tiny_onnx_dir: Path, tiny_bert_dir: Path) -> None:
+    from transformers import AutoTokenizer
+
+    # The tokenizer offers token_type_ids (like any BERT checkpoint); they are all zero for one
+    # segment, so the graph must not ask for them.
+    assert "token_type_ids" in AutoTokenizer.from_pretrained(tiny_bert_dir).model_input_names
+    model = onnx.load(str(tiny_onnx_dir / "model.onnx"))
+    assert [i.name for i in model.graph.input] == ["input_ids", "attention_mask"]
+    assert [o.name for o in model.graph.output] == ["sentence_embedding"]
+    assert ModelManifest.read(tiny_onnx_dir).inputs == ["input_ids", "attention_mask"]
+
+
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["hola"],
+        ["can i cancel mi pedido", "คำสั่งซื้อของฉันอยู่ที่ไหน ฉันต้องการคืนเงิน", "x"],
+        ["where is my order " * 20] * 5,
+    ],
+    ids=["batch1", "batch3-mixed", "batch5-long"],
+)
+def test_dynamic_batch_and_sequence(
+    tiny_onnx_dir: Path, tiny_bert_dir: Path, texts: list[str]
+) -> None:
+    feeds, expected = _torch_embed(tiny_bert_dir, texts)
+    for variant in ("model.onnx",):
+        got = _run(tiny_onnx_dir / variant, feeds)
+        assert got.shape == (len(texts), 32)
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+        np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+
+
+def test_int8_variant_is_close(tiny_onnx_dir: Path, tiny_bert_dir: Path) -> None:
+    texts = ["where is my order", "dónde está mi pedido", "退款", "barang saya belum sampai"]
+    feeds, _ = _torch_embed(tiny_bert_dir, texts)
+    fp32 = _run(tiny_onnx_dir / "model.onnx", feeds)
+    int8 = _run(tiny_onnx_dir / "model.int8.onnx", feeds)
+    cosine = np.sum(fp32 * int8, axis=1)
+    assert cosine.min() > 0.99
+    model = onnx.load(str(tiny_onnx_dir / "model.int8.onnx"))
+    assert any(n.op_type in {"MatMulInteger", "DynamicQuantizeLinear"} for n in model.graph.node)
+
+
+def _sabotaged_export(real: Any) -> Any:
+    """An exporter that writes a graph whose word embeddings are off: the kind of bug (a wrong
+    weight mapping, a bad optimiser rewrite) that a parity check exists to catch."""
+
+    def export(wrapper: Any, example: Any, names: Any, path: Path, opset: int) -> None:
+        real(wrapper, example, names, path, opset)
+        model = onnx.load(str(path))
+        biggest = max(model.graph.initializer, key=lambda t: int(np.prod(t.dims)))
+        weights = onnx.numpy_helper.to_array(biggest)
+        noise = np.random.default_rng(0).normal(0.0, 0.5, weights.shape).astype(weights.dtype)
+        biggest.CopyFrom(onnx.numpy_helper.from_array(weights + noise, biggest.name))
+        onnx.save(model, str(path))
+
+    return export
+
+
+def test_parity_error_on_a_wrong_graph_leaves_no_model_dir(
+    tiny_bert_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onnx_export, "_export_graph", _sabotaged_export(onnx_export._export_graph))
+    out = tmp_path / "broken"
+    with pytest.raises(ParityError, match="disagree"):
+        export_onnx(tiny_bert_dir, out, int8=False)
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary directory left behind either
+
+
+def test_existing_export_is_kept_unless_overwrite(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    out.mkdir()
+    (out / "keep.txt").write_text("precious")
+    with pytest.raises(FileExistsError):
+        export_onnx(tiny_bert_dir, out, int8=False)
+    assert (out / "keep.txt").read_text() == "precious"
+
+    m = export_onnx(tiny_bert_dir, out, int8=False, overwrite=True, max_length=16)
+    assert not (out / "keep.txt").exists()
+    assert m.variants == {"fp32": "model.onnx"} and m.max_length == 16
+    assert ModelManifest.read(out) == m
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_max_length_beyond_the_position_table_is_refused(
+    tiny_bert_dir: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(ExportError, match="exceeds"):
+        export_onnx(tiny_bert_dir, tmp_path / "x", max_length=10_000)
+    assert not (tmp_path / "x").exists()
