@@ -21,7 +21,7 @@ from model_export.training.data import (
 
 REPO = Path(__file__).resolve().parents[2]
 
-PO = r'''
+PO = r"""
 msgid ""
 msgstr ""
 "Language: fr\n"
@@ -49,7 +49,7 @@ msgid "One item"
 msgid_plural "%(n)s items"
 msgstr[0] "Un article"
 msgstr[1] "%(n)s articles"
-'''
+"""
 
 
 def test_parse_po_handles_continuations_fuzzy_and_plurals() -> None:
@@ -79,8 +79,12 @@ def test_aligned_paragraphs_skip_misaligned_chapters(tmp_path: Path) -> None:
     en, es = tmp_path / "en", tmp_path / "es"
     en.mkdir()
     es.mkdir()
-    (en / "ch01.en.html").write_text("<p>The package manager installs software.</p><p>Run apt update first please.</p>")
-    (es / "ch01.es.html").write_text("<p>El gestor de paquetes instala software.</p><p>Ejecute apt update primero.</p>")
+    (en / "ch01.en.html").write_text(
+        "<p>The package manager installs software.</p><p>Run apt update first please.</p>"
+    )
+    (es / "ch01.es.html").write_text(
+        "<p>El gestor de paquetes instala software.</p><p>Ejecute apt update primero.</p>"
+    )
     (en / "ch02.en.html").write_text("<p>One two three four.</p><p>Five six seven eight.</p>")
     (es / "ch02.es.html").write_text("<p>Uno dos tres cuatro.</p>")
     pairs = aligned_paragraph_pairs(en, es, "es")
@@ -93,8 +97,10 @@ def test_aligned_paragraphs_skip_misaligned_chapters(tmp_path: Path) -> None:
 def test_faq_pairs_and_round_trip(tmp_path: Path) -> None:
     faq = tmp_path / "faq.jsonl"
     faq.write_text(
-        json.dumps({"id": "1", "question": "Where is my order?", "answer": "..."}) + "\n"
-        + json.dumps({"id": "2", "question": "¿Dónde está mi pedido?", "lang": "es"}) + "\n"
+        json.dumps({"id": "1", "question": "Where is my order?", "answer": "..."})
+        + "\n"
+        + json.dumps({"id": "2", "question": "¿Dónde está mi pedido?", "lang": "es"})
+        + "\n"
     )
     pairs = faq_pairs(faq)
     assert pairs[0] == Pair("Where is my order?", "Where is my order?", "en", "faq")
@@ -105,7 +111,12 @@ def test_faq_pairs_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_language_selection_and_dedupe() -> None:
-    pairs = [Pair("a", "b", "de"), Pair("c", "d", "th"), Pair("A ", "b", "de"), Pair("e", "f", "ms")]
+    pairs = [
+        Pair("a", "b", "de"),
+        Pair("c", "d", "th"),
+        Pair("A ", "b", "de"),
+        Pair("e", "f", "ms"),
+    ]
     kept, left_out = select_languages(pairs, ["en", "de"])
     assert [p.lang for p in kept] == ["de", "de"]
     assert dict(left_out) == {"th": 1, "ms": 1}

@@ -79,7 +79,9 @@ def test_mlm_loss_only_on_chosen_positions() -> None:
     labels[0, 2] = 7
     logits = head(hidden[0, 2])
     expected = torch.nn.functional.cross_entropy(logits[None], torch.tensor([7]))
-    assert float(mlm_loss(head, hidden, labels).detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert float(mlm_loss(head, hidden, labels).detach()) == pytest.approx(
+        float(expected.detach()), rel=1e-5
+    )
     # decoder is tied to the embedding matrix
     assert head.word_embeddings.weight is emb.weight
 

@@ -30,7 +30,9 @@ PAIRS = [
 
 def _setup(tmp_path: Path) -> tuple[Path, Path]:
     pairs = tmp_path / "pairs.jsonl"
-    write_pairs([Pair(q, lb, lang, "test", negative="The lazy dog") for q, lb, lang in PAIRS], pairs)
+    write_pairs(
+        [Pair(q, lb, lang, "test", negative="The lazy dog") for q, lb, lang in PAIRS], pairs
+    )
     muse = tmp_path / "en-es.txt"
     muse.write_text("order pedido\ncancel cancelar\nrefund reembolso\nwhere dónde\nmy mi\n")
     return pairs, muse
@@ -81,7 +83,9 @@ def test_run_writes_model_and_report(tmp_path: Path, tiny_bert_dir: Path) -> Non
     assert saved["data"]["pairs"] == len(PAIRS) - 1
     assert [s["stage"] for s in saved["stages"]] == ["pretrain", "finetune"]
     assert {c["stage"] for c in saved["loss_curve"]} == {"pretrain", "finetune"}
-    assert all("mlm_query" in c and "sim" in c for c in saved["loss_curve"] if c["stage"] == "pretrain")
+    assert all(
+        "mlm_query" in c and "sim" in c for c in saved["loss_curve"] if c["stage"] == "pretrain"
+    )
     assert saved["config"]["pretrain"]["mlm_weight"] == 0.1
     # the output is a plain transformers directory: Auto classes load it unchanged
     model_dir = Path(report["model_dir"])
@@ -112,7 +116,9 @@ def test_resume_matches_uninterrupted_run(tmp_path: Path, tiny_bert_dir: Path) -
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
     full_curve = json.loads((Path(full.output_dir) / "run_report.json").read_text())["loss_curve"]
-    assert [c["loss"] for c in second["loss_curve"]] == pytest.approx([c["loss"] for c in full_curve])
+    assert [c["loss"] for c in second["loss_curve"]] == pytest.approx(
+        [c["loss"] for c in full_curve]
+    )
 
 
 def test_finetune_loss_falls(tmp_path: Path, tiny_bert_dir: Path) -> None:
@@ -121,7 +127,13 @@ def test_finetune_loss_falls(tmp_path: Path, tiny_bert_dir: Path) -> None:
         tiny_bert_dir,
         "falls",
         stages=["finetune"],
-        finetune__optim={"batch_size": 8, "epochs": 30, "max_steps": 30, "lr": 3e-3, "warmup_ratio": 0.0},
+        finetune__optim={
+            "batch_size": 8,
+            "epochs": 30,
+            "max_steps": 30,
+            "lr": 3e-3,
+            "warmup_ratio": 0.0,
+        },
         codeswitch__enabled=False,
     )
     curve = [c["loss"] for c in train(cfg, progress=False)["loss_curve"]]
@@ -148,7 +160,9 @@ def test_guard_stops_a_leaking_run(tmp_path: Path, tiny_bert_dir: Path) -> None:
     (eval_dir / "dev.jsonl").write_text(json.dumps({"query": "Wo ist meine Bestellung"}) + "\n")
     with pytest.raises(EvalLeakError):
         train(_config(tmp_path, tiny_bert_dir, "leak"), progress=False)
-    dropped = train(_config(tmp_path, tiny_bert_dir, "drop", data__guard_mode="drop"), progress=False)
+    dropped = train(
+        _config(tmp_path, tiny_bert_dir, "drop", data__guard_mode="drop"), progress=False
+    )
     assert dropped["data"]["guard_dropped"] == 1
 
 

@@ -1,0 +1,47 @@
+"""The CPU smoke run from the real base model, end to end: train, then export to ONNX.
+
+Documented command (same thing, by hand):
+    python -m model_export.training.cli build-data --source oscar \
+        --input django_oscar-4.2.1-py3-none-any.whl --out artifacts/train-data/oscar.jsonl
+    python -m model_export.training.cli train --config configs/train/cpu-smoke.toml
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from model_export.training.config import load_config
+from model_export.training.trainer import train
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = REPO / "configs" / "train" / "cpu-smoke.toml"
+OSCAR_PAIRS = REPO / "artifacts" / "train-data" / "oscar.jsonl"
+
+
+@pytest.mark.slow
+def test_cpu_smoke_run_falls_and_exports(real_base_model_dir: Path, tmp_path: Path) -> None:
+    if not OSCAR_PAIRS.is_file():
+        pytest.skip(f"build the pairs first: {OSCAR_PAIRS} (see module docstring)")
+    if not Path("/usr/share/dictd/freedict-eng-deu.index").is_file():
+        pytest.skip("FreeDict dictionaries are not installed (scripts/ensure-debs.sh)")
+    cfg = load_config(SMOKE)
+    cfg = dataclasses.replace(
+        cfg,
+        output_dir=str(tmp_path / "smoke"),
+        model=dataclasses.replace(cfg.model, base_dir=str(real_base_model_dir)),
+        data=dataclasses.replace(cfg.data, train_files=[str(OSCAR_PAIRS)]),
+    )
+    report = train(cfg, progress=False)
+    assert report["time_s"] < 20 * 60
+    for stage in ("pretrain", "finetune"):
+        curve = [c["loss"] for c in report["loss_curve"] if c["stage"] == stage]
+        k = max(1, len(curve) // 5)
+        assert sum(curve[-k:]) / k < sum(curve[:k]) / k, stage
+
+    from model_export.onnx_export import export_onnx
+
+    onnx_dir = export_onnx(Path(report["model_dir"]), tmp_path / "onnx", name="cs-smoke")
+    assert (Path(onnx_dir) / "model.onnx").is_file()
