@@ -331,7 +331,7 @@ def _export_graph(
     program.save(str(path), external_data=False)
 
 
-def _check_graph(path: Path, input_names: Sequence[str]) -> None:
+def _check_graph(path: Path, input_names: Sequence[str], opset: int) -> None:
     import onnx
 
     onnx.checker.check_model(str(path))
@@ -346,6 +346,12 @@ def _check_graph(path: Path, input_names: Sequence[str]) -> None:
     outputs = [o.name for o in model.graph.output]
     if outputs != [OUTPUT_NAME]:
         raise ExportError(f"graph outputs {outputs} != [{OUTPUT_NAME!r}]")
+    # The dynamo exporter falls back to its native opset (with only a log line) when the
+    # version converter fails, e.g. 18 -> 17 on BERT; a runtime pinned to the asked opset
+    # would then refuse the file.
+    got = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+    if got != opset:
+        raise ExportError(f"asked for opset {opset}, the exporter produced {got}")
 
 
 def _quantize_int8(fp32: Path, int8: Path) -> None:
@@ -472,7 +478,7 @@ def export_onnx(
         t0 = time.perf_counter()
         _export_graph(wrapper, example, input_names, fp32_path, opset)
         export_s = time.perf_counter() - t0
-        _check_graph(fp32_path, input_names)
+        _check_graph(fp32_path, input_names, opset)
         parity = check_parity(
             wrapper, tokenizer, fp32_path, input_names=input_names, max_length=max_len, atol=atol
         )
