@@ -71,7 +71,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     guard = IndexGuard(index, encoder.fingerprint, settings.index_check_interval_s)
     try:
         info = guard.current()
-        log.info("serving %s (%d entries) behind alias %r", info.collection, info.points, index.alias)
+        log.info(
+            "serving %s (%d entries) behind alias %r", info.collection, info.points, index.alias
+        )
     except IndexUnavailableError as exc:
         # Start anyway: /health/ready says why, and the service recovers once the index appears.
         log.warning("not ready: %s", exc)

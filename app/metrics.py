@@ -34,9 +34,7 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.errors = Counter(
-            "faq_errors", "Errors by kind.", ["kind"], registry=self.registry
-        )
+        self.errors = Counter("faq_errors", "Errors by kind.", ["kind"], registry=self.registry)
         self.truncated = Counter(
             "faq_truncated_queries", "Queries cut to the model's limit.", registry=self.registry
         )

@@ -60,7 +60,9 @@ def build(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     verb = "built" if built else "unchanged"
-    typer.echo(f"{verb}: alias {info.alias!r} -> {info.collection} ({info.points} entries, {info.model})")
+    typer.echo(
+        f"{verb}: alias {info.alias!r} -> {info.collection} ({info.points} entries, {info.model})"
+    )
 
 
 def main() -> None:

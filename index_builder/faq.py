@@ -93,7 +93,9 @@ def parse_items(rows: Iterable[tuple[int, dict[str, Any]]], path: Path | str) ->
         except ValidationError as exc:
             raise FaqFileError(path, lineno, _describe(exc)) from None
         if item.id in seen:
-            raise FaqFileError(path, lineno, f"duplicate id {item.id!r} (first on line {seen[item.id]})")
+            raise FaqFileError(
+                path, lineno, f"duplicate id {item.id!r} (first on line {seen[item.id]})"
+            )
         seen[item.id] = lineno
         items.append(item)
     return items

@@ -161,7 +161,7 @@ class FaqIndex:
         lang: str | None = None,
         market: str | None = None,
     ) -> list[Hit]:
-        conditions = [
+        conditions: list[models.Condition] = [
             models.FieldCondition(key=key, match=models.MatchValue(value=value))
             for key, value in (("lang", lang), ("market", market))
             if value is not None
@@ -224,7 +224,11 @@ class FaqIndex:
         if skip_if_unchanged and self.current_collection() is not None:
             live = self.info()
             if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
-                log.info("index %s is up to date (%d entries); nothing to do", live.collection, live.points)
+                log.info(
+                    "index %s is up to date (%d entries); nothing to do",
+                    live.collection,
+                    live.points,
+                )
                 return live, False
 
         existing = self.versions()
@@ -258,7 +262,9 @@ class FaqIndex:
                 self.client.upsert(
                     collection_name=name,
                     points=[
-                        models.PointStruct(id=point_id(i.id), vector=v.tolist(), payload=i.payload())
+                        models.PointStruct(
+                            id=point_id(i.id), vector=v.tolist(), payload=i.payload()
+                        )
                         for i, v in zip(chunk, vectors, strict=True)
                     ],
                     wait=True,

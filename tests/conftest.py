@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,7 +25,7 @@ def _code_key(*modules: str) -> str:
     return h.hexdigest()[:12]
 
 
-def _cached_build(name: str, key: str, build: "callable[[Path], object]") -> Path:  # type: ignore[valid-type]
+def _cached_build(name: str, key: str, build: Callable[[Path], object]) -> Path:
     target = CACHE / f"{name}-{key}"
     if (target / ".complete").is_file():
         return target

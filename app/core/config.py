@@ -41,7 +41,8 @@ class Settings(BaseSettings):
         description="Qdrant server URL; unset = embedded local mode on qdrant_path.",
     )
     qdrant_api_key: str | None = Field(
-        None, validation_alias=AliasChoices("FAQ_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key")
+        None,
+        validation_alias=AliasChoices("FAQ_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key"),
     )
     qdrant_path: Path = Field(Path("var/qdrant"), description="Embedded Qdrant data directory.")
     qdrant_timeout_s: float = Field(2.0, gt=0, description="Per-call timeout against a server.")

@@ -63,7 +63,11 @@ def build_index(path: Path, encoder: Encoder, faq: Path = SAMPLE_FAQ) -> None:
 
 
 def settings_for(model_dir: Path, qdrant_path: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"model_dir": model_dir, "qdrant_path": qdrant_path, "device": "cpu"}
+    values: dict[str, object] = {
+        "model_dir": model_dir,
+        "qdrant_path": qdrant_path,
+        "device": "cpu",
+    }
     return Settings.model_validate({**values, **overrides})
 
 

@@ -95,7 +95,9 @@ def test_bad_input_is_422_naming_the_field(
 
 
 def test_invalid_json_is_422(api: httpx.Client) -> None:
-    r = api.post("/search", content=b'{"query": "refund",', headers={"Content-Type": "application/json"})
+    r = api.post(
+        "/search", content=b'{"query": "refund",', headers={"Content-Type": "application/json"}
+    )
     _assert_error(r, 422, "validation_error")
 
 
@@ -113,5 +115,8 @@ def test_health_and_metrics(api: httpx.Client) -> None:
     assert body["providers"] == ["CPUExecutionProvider"]
     api.post("/search", json={"query": "refund"})
     text = api.get("/metrics").text
-    assert 'faq_http_request_duration_seconds_bucket{le="0.01",method="POST",route="/search",status="200"}' in text
+    assert (
+        'faq_http_request_duration_seconds_bucket{le="0.01",method="POST",route="/search",status="200"}'
+        in text
+    )
     assert "faq_encode_duration_seconds_count" in text

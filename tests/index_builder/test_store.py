@@ -1,4 +1,4 @@
-"""Versioned collections and the alias, on real Qdrant local mode (the model is beside the point)."""
+"""Versioned collections and the alias on real Qdrant local mode; the model is beside the point."""
 
 from __future__ import annotations
 
