@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from model_export.training.cli import register as register_training
+
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
@@ -60,6 +62,9 @@ def export(
         f"exported {manifest.name} to {out} (dim {manifest.dim}, max_length {manifest.max_length},"
         f" parity max abs diff {manifest.parity_max_abs_diff})"
     )
+
+
+register_training(cli)
 
 
 def main() -> None:
