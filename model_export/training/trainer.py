@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm  # type: ignore[import-untyped]
+from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from model_export.codeswitch import CodeSwitcher
 from model_export.dictionaries import load_language_dictionaries
@@ -210,7 +210,9 @@ class _Stage:
         tokenizer: Any,
         switcher: CodeSwitcher | None,
         device: torch.device,
+        use_bf16: bool = False,
     ) -> None:
+        self.use_bf16 = use_bf16
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
@@ -228,14 +230,25 @@ class _Stage:
         )
         return {k: v.to(self.device) for k, v in enc.items()}
 
-    def forward(self, enc: dict[str, Tensor], input_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        enc: dict[str, Tensor],
+        input_ids: Tensor | None = None,
+        model: nn.Module | None = None,
+    ) -> Tensor:
+        """Last hidden states; only this encoder pass runs under bf16 autocast (CUDA).
+
+        The losses cast to fp32 themselves: cos/tau with tau 0.05 spans +-20, where bf16 keeps
+        only about 0.1 of absolute precision, and Sinkhorn's exp(-C/eps) needs fp32 too.
+        """
         kwargs = {
             "input_ids": enc["input_ids"] if input_ids is None else input_ids,
             "attention_mask": enc["attention_mask"],
         }
         if "token_type_ids" in enc:
             kwargs["token_type_ids"] = enc["token_type_ids"]
-        out = self.model(**kwargs)
+        with autocast_for(self.device, self.use_bf16):
+            out = (model or self.model)(**kwargs)
         hidden: Tensor = out.last_hidden_state
         return hidden
 
@@ -348,7 +361,7 @@ def train(
         model.get_input_embeddings().weight.requires_grad_(False)
     if config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    stage = _Stage(config, model, tokenizer, switcher, device)
+    stage = _Stage(config, model, tokenizer, switcher, device, use_bf16)
 
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -418,8 +431,7 @@ def train(
             parts_sum: Counter[str] = Counter()
             for epoch, micro in _micro_batches(pairs, oc, config.seed, stage_index, step, spe):
                 batch = stage.make_batch(micro, epoch, stage_name)
-                with autocast_for(device, use_bf16):
-                    loss, parts = step_fn(batch, gen)
+                loss, parts = step_fn(batch, gen)
                 (loss / oc.grad_accum).backward()  # type: ignore[no-untyped-call]
                 loss_sum += float(loss.detach()) / oc.grad_accum
                 parts_sum.update({k: v / oc.grad_accum for k, v in parts.items()})
@@ -642,8 +654,7 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
             originals = [p.query for p in batch.pairs]
             t_enc = stage.tokenize(originals, mc.query_prefix)
             with torch.no_grad():
-                kwargs = {k: v for k, v in t_enc.items() if k != "special_tokens_mask"}
-                t_hidden = teacher(**kwargs).last_hidden_state
+                t_hidden = stage.forward(t_enc, model=teacher)
             # Special tokens carry no word to align; padding carries nothing at all.
             s_mask = q_enc["attention_mask"].bool() & ~q_enc["special_tokens_mask"].bool()
             t_mask = t_enc["attention_mask"].bool() & ~t_enc["special_tokens_mask"].bool()

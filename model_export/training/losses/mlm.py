@@ -68,5 +68,6 @@ def mlm_loss(head: MLMHead, hidden: Tensor, labels: Tensor) -> Tensor:
     if not bool(chosen.any()):
         # A batch where nothing got masked contributes no gradient, but keeps the graph alive.
         return hidden.sum() * 0.0
-    logits = head(hidden[chosen])
-    return F.cross_entropy(logits.float(), labels[chosen])
+    # fp32 head: the hidden states may come out of a bf16 autocast region
+    logits = head(hidden[chosen].float())
+    return F.cross_entropy(logits, labels[chosen])
