@@ -43,5 +43,18 @@ def test_cpu_smoke_run_falls_and_exports(real_base_model_dir: Path, tmp_path: Pa
 
     from model_export.onnx_export import export_onnx
 
-    onnx_dir = export_onnx(Path(report["model_dir"]), tmp_path / "onnx", name="cs-smoke")
-    assert (Path(onnx_dir) / "model.onnx").is_file()
+    onnx_dir = tmp_path / "onnx"
+    export_onnx(Path(report["model_dir"]), onnx_dir, name="cs-smoke")
+    assert (onnx_dir / "model.onnx").is_file()
+
+    # ... and the service answers /search with it, with no code change
+    from app.main import create_app
+    from index_builder.encoder import OnnxEncoder
+    from tests.app.conftest import build_index, serve, settings_for
+
+    qdrant = tmp_path / "qdrant"
+    build_index(qdrant, OnnxEncoder.load(onnx_dir))
+    with serve(create_app(settings_for(onnx_dir, qdrant))) as client:
+        r = client.post("/search", json={"query": "can I cancel mi pedido", "top_k": 3})
+        assert r.status_code == 200
+        assert any(hit["id"].startswith("order-cancel") for hit in r.json()["results"])
