@@ -162,7 +162,9 @@ def pool(hidden: Tensor, attention_mask: Tensor, pooling: str) -> Tensor:
 
 
 def _no_decay(name: str) -> bool:
-    return name.endswith("bias") or "layernorm" in name.lower() or ".norm." in name
+    """Biases and normalisation weights are not decayed (BERT's convention)."""
+    parts = name.lower().split(".")
+    return parts[-1] == "bias" or any("norm" in p for p in parts[:-1])
 
 
 def make_optimizer(modules: Sequence[nn.Module], oc: OptimConfig) -> torch.optim.AdamW:

@@ -175,3 +175,24 @@ def test_device_selection() -> None:
     with autocast_for(torch.device("cpu"), bf16=True):
         x = torch.ones(2, 2) @ torch.ones(2, 2)
     assert x.dtype == torch.float32
+
+
+def test_weight_decay_groups(tiny_bert_dir: Path) -> None:
+    from transformers import AutoModel
+
+    from model_export.training.config import OptimConfig
+    from model_export.training.losses import MLMHead
+    from model_export.training.trainer import make_optimizer
+
+    model = AutoModel.from_pretrained(tiny_bert_dir)
+    head = MLMHead(model.get_input_embeddings())
+    opt = make_optimizer([model, head], OptimConfig(weight_decay=0.01))
+    decayed, plain = opt.param_groups
+    assert decayed["weight_decay"] == 0.01 and plain["weight_decay"] == 0.0
+    plain_ids = {id(p) for p in plain["params"]}
+    assert id(head.norm.weight) in plain_ids and id(head.bias) in plain_ids
+    assert id(model.embeddings.LayerNorm.weight) in plain_ids
+    assert id(head.dense.weight) not in plain_ids
+    # the tied decoder is the embedding matrix: optimised once, not twice
+    all_ids = [id(p) for g in opt.param_groups for p in g["params"]]
+    assert len(all_ids) == len(set(all_ids))
