@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow clean
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke clean
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -52,8 +52,25 @@ pytest: venv
 	$(BIN)/pytest -m "not slow" -q
 
 ## test-slow: the long runs (real-model training smoke run, full evaluations)
-test-slow: venv
+test-slow: venv train-data
 	$(BIN)/pytest -m slow -q
+
+FREEDICT_DEBS := dict-freedict-eng-deu dict-freedict-eng-fra dict-freedict-eng-spa \
+	dict-freedict-eng-ita dict-freedict-eng-por dict-freedict-eng-nld
+OSCAR_VERSION := 4.2.1
+## train-data: training dictionaries (Debian FreeDict) and django-oscar shop-string pairs
+train-data: artifacts/train-data/oscar.jsonl
+artifacts/train-data/oscar.jsonl: $(VENV)/.installed
+	scripts/ensure-debs.sh $(FREEDICT_DEBS) debian-faq
+	$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) -d .cache/wheels
+	$(BIN)/faq-model build-data --source oscar \
+		--input .cache/wheels/django_oscar-$(OSCAR_VERSION)-py3-none-any.whl --out $@
+
+## train-smoke: the small CPU run from the real base model (about 12 min on 2 cores), exported
+train-smoke: train-data $(BASE_DIR)/config.json
+	$(BIN)/faq-model train --config configs/train/cpu-smoke.toml
+	$(BIN)/faq-model export --model artifacts/train/cpu-smoke/model \
+		--out artifacts/onnx/cs-smoke --name cs-smoke
 
 clean:
 	rm -rf artifacts var .cache .pytest_cache .mypy_cache .ruff_cache
