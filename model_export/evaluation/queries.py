@@ -94,12 +94,44 @@ class EvalDictionaries:
     sources: dict[str, list[str]] = field(default_factory=dict)
 
 
-def invert(d: Dictionary) -> Dictionary:
-    """src->tgt becomes tgt->src (translations become headwords)."""
+def invert(d: Dictionary, casing: Mapping[str, str] | None = None) -> Dictionary:
+    """src->tgt becomes tgt->src (translations become headwords).
+
+    Headwords are stored normalised (casefolded); `casing` maps them back to the dictionary's
+    spelling, so a German noun stays capitalised when it becomes a translation.
+    """
     out = Dictionary(d.tgt_lang, d.src_lang, sources=list(d.sources))
     for src, targets in d.entries.items():
         for tgt in targets:
-            out.add(tgt, src)
+            out.add(tgt, casing.get(src, src) if casing else src)
+    return out
+
+
+def headword_casing(index_path: Path) -> dict[str, str]:
+    """Normalised headword -> its spelling on the first line of the dictd entry.
+
+    dictd indexes are casefolded ("bestellung"); the entry body starts with the headword as the
+    dictionary writes it ("Bestellung /bə.ʃtɛlʊŋ/").
+    """
+    import gzip
+
+    from model_export.dictionaries import decode_dictd_number
+
+    dict_path = Path(str(index_path)[: -len(".index")] + ".dict.dz")
+    with gzip.open(dict_path) as gz:
+        raw = gz.read()
+    out: dict[str, str] = {}
+    with index_path.open(encoding="utf-8") as fh:
+        for line in fh:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) < 3 or parts[0].startswith("00"):
+                continue
+            offset, length = decode_dictd_number(parts[1]), decode_dictd_number(parts[2])
+            first = raw[offset : offset + min(length, 200)].decode("utf-8", "replace")
+            head = first.split("\n", 1)[0].split(" /", 1)[0].split(" <", 1)[0].strip()
+            key = normalise_key(parts[0])
+            if normalise_key(head) == key:
+                out.setdefault(key, head)
     return out
 
 
@@ -193,6 +225,7 @@ def evaluation_dictionaries(
     *,
     max_translations: int = MAX_TRANSLATIONS,
     exclude_training_pairs: bool = False,
+    casing: Mapping[str, str] | None = None,
 ) -> tuple[Dictionary, Dictionary, int]:
     """(target->English, English->target) from the reverse dictionary, and the pair overlap.
 
@@ -204,7 +237,7 @@ def evaluation_dictionaries(
     code-switching. Disjointness is then by source: a separately compiled dictionary
     (`freedict-XXX-eng`), whose entries never come from the training one (`freedict-eng-XXX`).
     """
-    en_x = shortest_first(invert(primary_senses(eval_x_en)))
+    en_x = shortest_first(invert(primary_senses(eval_x_en), casing))
     train_pairs = pair_set(train_en_x)
     pruned, overlap = without_pairs(en_x, train_pairs)
     if exclude_training_pairs:
@@ -235,6 +268,7 @@ def load_eval_dictionaries(
             load_freedict(train, src_lang="en", tgt_lang=lang),
             max_translations=max_translations,
             exclude_training_pairs=exclude_training_pairs,
+            casing=headword_casing(rev),
         )
         out.to_en[lang], out.from_en[lang] = x_en, en_x
         out.overlap_pairs[lang] = overlap

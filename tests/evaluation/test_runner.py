@@ -1,0 +1,163 @@
+"""The evaluation loop and reports end to end with a deterministic fake encoder, and HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+from index_builder.encoder import FakeEncoder
+from model_export.evaluation import runner
+from model_export.evaluation.datasets import AlignedItem, Corpus, Entry
+from model_export.evaluation.encoders import (
+    CachedEncoder,
+    DenseRetriever,
+    HttpRetriever,
+    ModelSpec,
+    Retriever,
+)
+from model_export.evaluation.queries import EvalQuery, write_eval_set
+from model_export.evaluation.report import to_json, to_markdown, write_reports
+from model_export.evaluation.runner import EvalConfig, evaluate
+
+ENTRIES = [
+    Entry("e1", "cancel my order", "cancel my order"),
+    Entry("e2", "track my parcel", "track my parcel"),
+    Entry("e3", "change shipping address", "change shipping address"),
+]
+
+
+def _write_set(root: Path) -> None:
+    corpus = Corpus("toy", ENTRIES, [AlignedItem(e.id, "es", e.text, e.question) for e in ENTRIES])
+    q = {
+        ("en", "english"): [
+            EvalQuery(f"en{i}", e.question, (e.id,), "en", "english") for i, e in enumerate(ENTRIES)
+        ],
+        ("es", "translated"): [
+            EvalQuery("t1", "cancelar mi pedido", ("e1",), "es", "translated"),
+            EvalQuery("t2", "rastrear mi paquete", ("e2",), "es", "translated"),
+        ],
+        ("es", "cs-tgt"): [
+            EvalQuery("c1", "cancelar my order", ("e1",), "es", "cs-tgt"),
+            EvalQuery("c2", "rastrear my parcel", ("e2",), "es", "cs-tgt"),
+            EvalQuery("c3", "cambiar shipping address", ("e3",), "es", "cs-tgt"),
+        ],
+    }
+    write_eval_set(root, corpus, q)
+
+
+@pytest.fixture
+def fake_models(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, CachedEncoder]:
+    """Two fake 'models' (different hash dimensions) in place of ONNX directories."""
+    encoders: dict[str, CachedEncoder] = {}
+
+    def build(spec: ModelSpec, *, cache_dir: Path, threads: int | None = None) -> Retriever:
+        dim = 256 if spec.name == "wide" else 4
+        enc = CachedEncoder(FakeEncoder(dim, name=spec.name), cache_dir)
+        encoders[spec.name] = enc
+        return DenseRetriever(enc)
+
+    monkeypatch.setattr(runner, "build_retriever", build)
+    for name in ("wide", "narrow"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "manifest.json").write_text("{}")
+    return encoders
+
+
+def _config(tmp_path: Path) -> EvalConfig:
+    cfg = EvalConfig.from_dict(
+        {
+            "datasets": ["toy"],
+            "eval_dir": str(tmp_path / "eval"),
+            "n_boot": 200,
+            "models": [
+                {"name": "wide", "kind": "onnx", "path": str(tmp_path / "wide")},
+                {"name": "narrow", "kind": "onnx", "path": str(tmp_path / "narrow")},
+                {"name": "absent", "kind": "onnx", "path": str(tmp_path / "absent")},
+            ],
+            "compare": [{"a": "narrow", "b": "wide"}],
+        }
+    )
+    cfg.cache_dir = tmp_path / "cache"
+    return cfg
+
+
+def test_evaluate_and_report(tmp_path: Path, fake_models: dict[str, CachedEncoder]) -> None:
+    _write_set(tmp_path / "eval")
+    results = evaluate(_config(tmp_path))
+    assert results.run("absent").status.startswith("not available")
+    wide = results.run("wide")
+    # bag-of-words fake encoder: English queries are identical to their entries
+    assert list(wide.per_query[("toy", "en", "english")]["R@1"]) == [1.0, 1.0, 1.0]
+    assert wide.ranks[("toy", "en", "english")] == [1, 1, 1]
+    # fully Spanish queries share no word with the entries; cs queries share two or three
+    assert wide.per_query[("toy", "es", "cs-tgt")]["R@1"].mean() == 1.0
+    report = to_json(results)
+    rows = {(r["model"], r["dataset"], r["kind"], r["lang"]): r for r in report["results"]}
+    assert rows[("wide", "toy", "cs-tgt", "all")]["n"] == 3
+    assert rows[("wide", "all", "code-switched", "all")]["n"] == 3
+    assert rows[("wide", "toy", "english", "all")]["metrics"]["R@1"]["mean"] == 1.0
+    comps = [c for c in report["comparisons"] if c["group"] == "english" and c["metric"] == "R@1"]
+    assert comps and comps[0]["n"] == 3.0
+    md = to_markdown(report)
+    assert "| wide |" in md and "| narrow |" in md and "absent (not available" in md
+    paths = write_reports(results, tmp_path / "out")
+    assert json.loads(paths["json"].read_text())["eval_sets"]["toy"] == results.sets["toy"].checksum
+    assert paths["png"].read_bytes()[:4] == b"\x89PNG"
+
+
+def test_embeddings_are_cached(tmp_path: Path, fake_models: dict[str, CachedEncoder]) -> None:
+    _write_set(tmp_path / "eval")
+    evaluate(_config(tmp_path))
+    first = fake_models["wide"].misses
+    assert first > 0
+    evaluate(_config(tmp_path))
+    assert fake_models["wide"].misses == 0 and fake_models["wide"].hits >= first
+
+
+def test_config_rejects_unknown_comparison() -> None:
+    with pytest.raises(ValueError, match="not a model"):
+        EvalConfig.from_dict(
+            {"models": [{"name": "a", "path": "x"}], "compare": [{"a": "a", "b": "z"}]}
+        )
+
+
+class _Search(BaseHTTPRequestHandler):
+    answers: ClassVar[dict[str, list[str]]] = {}
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        ids = self.answers[body["query"]][: body["top_k"]]
+        payload = json.dumps({"results": [{"id": i, "score": 1.0} for i in ids]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def service() -> Iterator[str]:
+    server = HTTPServer(("127.0.0.1", 0), _Search)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_http_retriever_ranks_by_the_service(service: str) -> None:
+    _Search.answers = {"q1": ["e2", "e1"], "q2": ["e3"], "q3": ["zzz"]}
+    entries = [(e.id, e.text) for e in ENTRIES]
+    retriever = HttpRetriever(service)
+    assert retriever.rank(["q1", "q2"], entries, 30) == [["e2", "e1"], ["e3"]]
+    with pytest.raises(ValueError, match="index the dataset"):
+        retriever.rank(["q3"], entries, 30)
