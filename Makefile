@@ -77,7 +77,10 @@ EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl 
 	dict-freedict-nld-eng dict-freedict-por-eng $(FREEDICT_DEBS)
 EVAL := $(BIN)/python -m model_export.evaluation.cli
 ## eval: the evaluation table of the README (eval sets, base + MiniLM exported, configs/eval/table.toml)
-eval: model
+# Not `eval: model`: a pyproject.toml edit would re-materialise the base and the export refuses
+# to overwrite an existing ONNX directory; build the model only when it is missing.
+eval:
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh $(EVAL_DEBS)
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[eval]'
 	test -f .cache/wheels/django_oscar-$(OSCAR_VERSION)-py3-none-any.whl -a \
