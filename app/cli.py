@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import json
-import logging
 
 import uvicorn
 
 from app.core.config import get_settings
+from app.core.logging import configure_logging
 
 
 def main() -> None:
     settings = get_settings()
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, json_lines=settings.log_json)
     base = f"http://{settings.host}:{settings.port}"
     example = json.dumps({"query": "can I cancel mi pedido", "top_k": 3})
     print(
@@ -29,4 +27,8 @@ def main() -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # Our logging setup stays in place, and app.access writes one line per request with
+        # its request id, so uvicorn's own access log would only repeat it.
+        log_config=None,
+        access_log=False,
     )

@@ -7,11 +7,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import install_error_handlers
 from app.api.routes import health, search
 from app.core.config import Settings, get_settings
+from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
+from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.services.index_guard import IndexGuard, IndexUnavailableError
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
@@ -104,8 +107,21 @@ def create_app(
     app.state.metrics = Metrics()
     app.state.encoder_factory = encoder_factory or load_onnx_encoder
     app.state.warm = False
+    # Resolved here so that an unreadable key file stops the service before it listens.
+    app.state.api_keys = ApiKeys(settings)
     install_error_handlers(app)
     install_metrics_middleware(app, app.state.metrics)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    # Added last = outermost: every response, a 413 included, carries the request id.
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(search.router)
     app.include_router(health.router)
     return app

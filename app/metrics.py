@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+access_log = logging.getLogger("app.access")
 
 # Explicit buckets: the interesting range for a CPU/GPU encoder plus a vector search is 1 ms-1 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -60,6 +63,17 @@ def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
             route = request.scope.get("route")
             # The template, not the raw path, so label cardinality stays bounded.
             template = getattr(route, "path", "unmatched")
-            metrics.request_duration.labels(template, request.method, str(status)).observe(
-                time.perf_counter() - start
+            elapsed = time.perf_counter() - start
+            metrics.request_duration.labels(template, request.method, str(status)).observe(elapsed)
+            access_log.info(
+                "%s %s %d",
+                request.method,
+                template,
+                status,
+                extra={
+                    "method": request.method,
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 3),
+                },
             )

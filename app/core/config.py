@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -56,10 +56,27 @@ class Settings(BaseSettings):
         2000, ge=1, description="Longer queries are cut to this many characters before tokenising."
     )
 
+    # Access and limits
+    search_api_key: SecretStr | None = Field(
+        None, description="When set, /search needs it (X-API-Key or Authorization: Bearer)."
+    )
+    search_api_key_file: Path | None = Field(None, description="File holding the search key.")
+    admin_api_key: SecretStr | None = Field(
+        None, description="Key for /admin routes; with no key they are disabled, never open."
+    )
+    admin_api_key_file: Path | None = Field(None, description="File holding the admin key.")
+    cors_origins: list[str] = Field(
+        default_factory=list, description='Allowed CORS origins, JSON list: ["https://shop"].'
+    )
+    max_body_bytes: int = Field(
+        64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
+    )
+
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = Field(True, description="One JSON object per log line (with request_id).")
 
 
 @lru_cache

@@ -5,6 +5,7 @@ from fastapi import APIRouter
 from app.api.deps import EncoderDep, MetricsDep, SearchServiceDep
 from app.api.errors import ApiError
 from app.api.schemas import SearchRequest, SearchResponse, SearchResult
+from app.core.security import SearchAuth
 from app.services.index_guard import IndexUnavailableError
 
 router = APIRouter(tags=["search"])
@@ -14,7 +15,11 @@ router = APIRouter(tags=["search"])
 # and /health stays responsive under load.
 @router.post("/search", response_model=SearchResponse)
 def search(
-    body: SearchRequest, service: SearchServiceDep, encoder: EncoderDep, metrics: MetricsDep
+    body: SearchRequest,
+    service: SearchServiceDep,
+    encoder: EncoderDep,
+    metrics: MetricsDep,
+    _auth: SearchAuth,
 ) -> SearchResponse:
     try:
         outcome = service.search(
