@@ -24,11 +24,12 @@ test: venv lint typecheck pytest
 
 venv: $(VENV)/.installed
 # One environment for the tools and the service: `cpu` for serving, `train` to materialise and
-# export the model (torch pinned, CPU build), `dev` for the tests.
+# export the model (torch pinned, CPU build), `dev` for the tests, `eval` for the report chart
+# (a test draws one).
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[cpu,train,dev]'
+	$(BIN)/python -m pip install -q -e '.[cpu,train,dev,eval]'
 	touch $@
 
 model: $(ONNX_DIR)/manifest.json

@@ -1,7 +1,7 @@
 """ASGI middleware: request ids and the request body limit.
 
 Written as plain ASGI (not BaseHTTPMiddleware) so the body limit can count bytes as they stream
-in and refuse before an unbounded body is read into memory.
+in and refuse before more than the limit is held in memory.
 """
 
 from __future__ import annotations
@@ -50,12 +50,13 @@ class RequestIdMiddleware:
             request_id_var.reset(token)
 
 
-class _BodyTooLarge(Exception):
-    pass
-
-
 class BodySizeLimitMiddleware:
-    """Answers 413 when Content-Length, or the bytes actually received, pass `max_bytes`."""
+    """Answers 413 when Content-Length, or the bytes actually received, pass `max_bytes`.
+
+    The body is read here, up to the limit, and replayed to the app: FastAPI turns any error
+    raised while it reads a body into a 400, so the decision has to be made before the app
+    runs. Bodies are small (the limit defaults to 64 KiB), so buffering costs nothing.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -84,26 +85,29 @@ class BodySizeLimitMiddleware:
             await self._reject(send)
             return
 
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise _BodyTooLarge
-            return message
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not started:
+            if message["type"] != "http.request":
+                # The client went away before sending its body: nothing to answer.
+                return
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.max_bytes:
                 await self._reject(send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

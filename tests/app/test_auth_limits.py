@@ -65,6 +65,12 @@ def test_oversize_body_is_413_with_content_length_and_when_streamed(keyed: httpx
 
     r = keyed.post("/search", content=chunks(), headers=headers)
     assert r.status_code == 413
+    assert r.json()["error"]["type"] == "payload_too_large"
+
+    # A streamed body under the limit is replayed to the route intact.
+    small = json.dumps(QUERY).encode()
+    r = keyed.post("/search", content=iter([small[:5], small[5:]]), headers=headers)
+    assert r.status_code == 200 and r.json()["results"]
 
 
 def test_request_id_is_echoed_or_made(keyed: httpx.Client) -> None:
