@@ -109,10 +109,11 @@ def test_json_log_lines_carry_the_request_id() -> None:
         record = logging.makeLogRecord(
             {"name": "app.access", "levelname": "INFO", "msg": "POST %s", "args": ("/search",)}
         )
-        record.__dict__.update({"status": 200, "duration_ms": 3.5})
+        record.__dict__.update({"status": 200, "duration_ms": 3.5, "color_message": "\x1b[36m"})
         line = json.loads(JsonFormatter().format(record))
     finally:
         request_id_var.reset(token)
     assert line["request_id"] == "rid-42"
     assert line["message"] == "POST /search"
     assert line["status"] == 200 and line["duration_ms"] == 3.5
+    assert "color_message" not in line
