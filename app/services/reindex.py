@@ -46,6 +46,10 @@ class ReindexRunningError(AdminConflictError):
         )
 
 
+class JobStoreError(RuntimeError):
+    """The job could not be written down, so it is not started: HTTP 503."""
+
+
 class ShutdownError(RuntimeError):
     """Raised inside a build to stop it when the service shuts down."""
 
@@ -118,10 +122,15 @@ class AdminService:
                 progress=Progress(total=len(items)),
                 created_at=now_iso(),
             )
-            if source == "inline":
-                # On disk before the job starts: a crash from here on loses nothing submitted.
-                record.items_file = str(self.store.save_items(job_id, items))
-            self.store.save(record)
+            try:
+                if source == "inline":
+                    # On disk before the job starts: a crash from here on loses nothing submitted.
+                    record.items_file = str(self.store.save_items(job_id, items))
+                self.store.save(record)
+            except OSError as exc:
+                raise JobStoreError(
+                    f"cannot record the job in {self.store.directory}: {exc}; nothing was started"
+                ) from exc
             self._active = record
             self._thread = threading.Thread(
                 target=self._run, args=(record, list(items)), name=f"reindex-{job_id}", daemon=True

@@ -25,7 +25,7 @@ import pytest
 from numpy.typing import NDArray
 
 from app.main import create_app
-from app.services.jobs_store import INTERRUPTED
+from app.services.jobs_store import INTERRUPTED, JobRecord, JobStore
 from index_builder.encoder import Encoder, FakeEncoder, OnnxEncoder
 from index_builder.faq import FaqItem, read_faq
 from index_builder.store import FaqIndex, open_client
@@ -306,6 +306,45 @@ def test_a_second_reindex_while_one_runs_is_409_and_the_old_index_keeps_serving(
         assert search(client, "gift wrap my parcel")["index"] == "faq_v2"
         second = client.post("/admin/reindex", json={"items": NEW_ITEMS}, headers=AUTH)
         assert second.status_code == 202
+
+
+def test_shutdown_stops_a_running_reindex_and_keeps_the_old_index(tmp_path: Path) -> None:
+    encoder = BlockingEncoder()
+    with admin_app(tmp_path, encoder, index_encoder=FakeEncoder(dim=DIM)) as client:
+        encoder.armed = True
+        job = client.post("/admin/reindex", json={"items": NEW_ITEMS}, headers=AUTH).json()
+        wait_for(client, job["id"], lambda j: j["state"] == "running")
+        # Let the first batch through once the shutdown has begun.
+        threading.Timer(0.3, encoder.release.set).start()
+    with admin_app(tmp_path, build=False) as client:
+        stopped = client.get(f"/admin/reindex/{job['id']}", headers=AUTH).json()
+        assert stopped["state"] == "failed", stopped
+        assert stopped["error"] == "interrupted: the service shut down"
+        names = [c["name"] for c in client.get("/admin/collections", headers=AUTH).json()]
+        assert names == ["faq_v1"]
+        assert search(client, "how do I cancel my order")["index"] == "faq_v1"
+
+
+def test_job_records_are_pruned_to_jobs_keep(tmp_path: Path) -> None:
+    store = JobStore(tmp_path, keep=2)
+    for n in range(4):
+        record = JobRecord(
+            id=f"{n:032x}", state="failed", source="inline", created_at=f"2024-01-0{n + 1}"
+        )
+        store.save(record)
+        store.save_items(record.id, [FaqItem.model_validate(NEW_ITEMS[0])])
+    running = JobRecord(id="f" * 32, state="running", source="x", created_at="2023-01-01")
+    store.save(running)
+    store.prune()
+    assert [r.id for r in store.all()] == [f"{3:032x}", f"{2:032x}", "f" * 32]
+    assert sorted(p.name for p in tmp_path.glob("*.items.jsonl")) == [
+        f"{2:032x}.items.jsonl",
+        f"{3:032x}.items.jsonl",
+    ]
+    assert [r.id for r in store.recover()] == ["f" * 32]
+    recovered = store.load("f" * 32)
+    assert recovered is not None and recovered.finished_at
+    assert (recovered.state, recovered.error) == ("failed", INTERRUPTED)
 
 
 def test_rollback_moves_the_alias_back_and_forward(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from app.api.errors import ApiError
 from app.core.security import AdminAuth
 from app.services.index_guard import QDRANT_ERRORS
 from app.services.jobs_store import JobRecord
-from app.services.reindex import AdminConflictError
+from app.services.reindex import AdminConflictError, JobStoreError
 from index_builder.faq import FaqFileError, FaqItem, read_faq
 from index_builder.store import FaqIndexError, RollbackError, UnknownCollectionError
 
@@ -122,6 +122,8 @@ def reindex(
         record = admin.submit(items, source=body.source or "inline", source_path=source_path)
     except AdminConflictError as exc:
         raise _conflict(exc) from exc
+    except JobStoreError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from exc
     location = f"/admin/reindex/{record.id}"
     response.headers["Location"] = location
     return record
