@@ -63,9 +63,9 @@ class JobRecord(BaseModel):
 
 class JobStore:
     def __init__(self, directory: Path, keep: int = 100) -> None:
+        # Created on the first write: a service whose admin routes are off never needs it.
         self.directory = directory
         self.keep = keep
-        directory.mkdir(parents=True, exist_ok=True)
 
     def _record_path(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.json"
@@ -74,6 +74,7 @@ class JobStore:
         return self.directory / f"{job_id}.items.jsonl"
 
     def _write(self, path: Path, text: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         with tmp.open("w", encoding="utf-8") as f:
             f.write(text)
@@ -104,7 +105,9 @@ class JobStore:
 
     def all(self) -> list[JobRecord]:
         """Every readable record, newest first."""
-        records = []
+        records: list[JobRecord] = []
+        if not self.directory.is_dir():
+            return records
         for path in self.directory.glob("*.json"):
             record = self.load(path.stem)
             if record is not None:

@@ -86,7 +86,11 @@ class AdminService:
 
     def recover(self) -> None:
         """After a restart: fail the jobs the last process left unfinished, drop orphans."""
-        self.store.recover()
+        try:
+            self.store.recover()
+        except OSError as exc:
+            # Searching does not need the job records; the admin routes say what is wrong.
+            log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
         try:
             with self._write_lock:
                 self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
