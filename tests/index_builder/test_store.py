@@ -308,3 +308,35 @@ def test_read_write_lock_lets_readers_share_and_a_writer_wait() -> None:
 def test_local_mode_is_detected(client: QdrantClient) -> None:
     assert FaqIndex(client).local
     assert not FaqIndex(QdrantClient(url="http://127.0.0.1:1", check_compatibility=False)).local
+
+
+def test_searches_during_edits_in_local_mode_never_fail(client: QdrantClient) -> None:
+    # Local mode appends a point to a collection's arrays one after the other; unlocked, a
+    # concurrent search sees arrays of different lengths and raises (measured: ~5 per edit).
+    index = FaqIndex(client)
+    encoder = FakeEncoder(dim=16)
+    index.build(_items(10), encoder, progress=False)
+    vector = encoder.encode_queries(["question number 3"])[0]
+    errors: list[Exception] = []
+    done = threading.Event()
+
+    def searching() -> None:
+        while not done.is_set():
+            try:
+                index.search(vector, 5)
+            except Exception as exc:
+                errors.append(exc)
+
+    readers = [threading.Thread(target=searching) for _ in range(2)]
+    for r in readers:
+        r.start()
+    try:
+        for n in range(40):
+            item = FaqItem(id=f"new-{n}", question=f"new question {n}", answer="a", lang="en")
+            index.upsert([item], encoder)
+    finally:
+        done.set()
+        for r in readers:
+            r.join(5)
+    assert errors == []
+    assert index.info().points == 50
