@@ -10,12 +10,13 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import install_error_handlers
-from app.api.routes import health, search
+from app.api.routes import admin, health, search
 from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.services.index_guard import IndexGuard, IndexUnavailableError
+from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
 from index_builder.store import FaqIndex, open_client
@@ -70,7 +71,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         path=settings.qdrant_path,
         timeout=settings.qdrant_timeout_s,
     )
-    index = FaqIndex(client, alias=settings.collection_alias)
+    index = FaqIndex(client, alias=settings.collection_alias, keep=settings.keep_collections)
     guard = IndexGuard(index, encoder.fingerprint, settings.index_check_interval_s)
     try:
         info = guard.current()
@@ -84,9 +85,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.encoder = encoder
     app.state.guard = guard
     app.state.search = SearchService(encoder, guard, metrics, settings.max_query_chars)
+    # --- admin: reindex, rollback, edits (through this client: local mode allows one) ---
+    # Also fails jobs a killed process left running and removes its half-built collection.
+    app.state.admin = create_admin(settings, index, encoder, guard, app.state.golden)
     try:
         yield
     finally:
+        app.state.admin.shutdown()
         client.close()
         close = getattr(encoder, "close", None)
         if callable(close):
@@ -109,6 +114,7 @@ def create_app(
     app.state.warm = False
     # Resolved here so that an unreadable key file stops the service before it listens.
     app.state.api_keys = ApiKeys(settings)
+    app.state.golden = load_gate_queries(settings)  # likewise a bad golden queries file
     install_error_handlers(app)
     install_metrics_middleware(app, app.state.metrics)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -124,4 +130,5 @@ def create_app(
     app.add_middleware(RequestIdMiddleware)
     app.include_router(search.router)
     app.include_router(health.router)
+    app.include_router(admin.router)
     return app

@@ -3,17 +3,28 @@
 A build writes `<alias>_v<N+1>`, checks it, then moves the alias in one
 `update_collection_aliases` call, so readers see either the old or the new collection and a
 failed build leaves the previous one serving. The collection's metadata records the model
-fingerprint, so a service can refuse vectors made by a different model.
+fingerprint, so a service can refuse vectors made by a different model, and a build state:
+`building` until every entry is stored and the caller's checks passed, then `ready`. A
+collection still `building` that the alias does not point at is left over from a build that
+was killed, and `remove_orphans` deletes it.
+
+In local mode (qdrant-client's embedded `QdrantClient(path=...)`) the collections are plain
+Python objects shared by every thread of the process, with no locking of their own: a search
+reading a collection while a point is appended to it can see arrays of different lengths.
+`FaqIndex` therefore takes a reader-writer lock around each Qdrant call in local mode; a
+server does its own concurrency control and gets none.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -55,6 +66,14 @@ class QdrantLockedError(FaqIndexError):
     """Local mode lets one process hold a data directory."""
 
 
+class RollbackError(FaqIndexError):
+    """There is no collection to roll back to, or the one named cannot serve."""
+
+
+BUILDING = "building"
+READY = "ready"
+
+
 def point_id(faq_id: str) -> str:
     return str(uuid.uuid5(_POINT_NAMESPACE, faq_id))
 
@@ -73,7 +92,10 @@ def open_client(
         raise ValueError("either a Qdrant URL or a local data path is required")
     path.mkdir(parents=True, exist_ok=True)
     try:
-        return QdrantClient(path=str(path))
+        # The service writes (admin reindex, edits) from other threads than the one that opened
+        # the client; FaqIndex serialises them, so sqlite's same-thread check is only in the way
+        # (it is on where sqlite is built THREADSAFE=2, e.g. macOS).
+        return QdrantClient(path=str(path), force_disable_check_same_thread=True)
     except RuntimeError as exc:
         if "already accessed" not in str(exc):
             raise
@@ -95,6 +117,18 @@ class IndexInfo:
 
 
 @dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    version: int
+    points: int
+    state: str
+    fingerprint: str
+    content_hash: str
+    created_at: str
+    live: bool
+
+
+@dataclass(frozen=True)
 class Hit:
     id: str
     question: str
@@ -103,6 +137,56 @@ class Hit:
     market: str | None
     tags: list[str]
     score: float
+
+
+class ReadWriteLock:
+    """Many readers or one writer; a waiting writer holds new readers back so it cannot starve.
+
+    Not reentrant: a thread must not take it again while holding it.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers = 0
+        self._writing = False
+        self._writers_waiting = 0
+
+    @contextmanager
+    def read(self) -> Iterator[None]:
+        with self._cond:
+            while self._writing or self._writers_waiting:
+                self._cond.wait()
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers -= 1
+                if not self._readers:
+                    self._cond.notify_all()
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        with self._cond:
+            self._writers_waiting += 1
+            try:
+                while self._writing or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
+            self._writing = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writing = False
+                self._cond.notify_all()
+
+
+def is_local(client: QdrantClient) -> bool:
+    """Whether `client` is qdrant-client's in-process local mode (a path or `:memory:`)."""
+    options = client.init_options
+    return options.get("path") is not None or options.get("location") == ":memory:"
 
 
 class FaqIndex:
@@ -114,15 +198,33 @@ class FaqIndex:
         self.client = client
         self.alias = alias
         self.keep = max(1, keep)
+        self.local = is_local(client)
         self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
+        self._rw = ReadWriteLock()
+
+    def _read(self) -> AbstractContextManager[None]:
+        return self._rw.read() if self.local else nullcontext()
+
+    def _write(self) -> AbstractContextManager[None]:
+        return self._rw.write() if self.local else nullcontext()
 
     # --- reading -----------------------------------------------------------------------------
 
     def current_collection(self) -> str | None:
-        for a in self.client.get_aliases().aliases:
+        with self._read():
+            aliases = self.client.get_aliases().aliases
+        for a in aliases:
             if a.alias_name == self.alias:
                 return a.collection_name
         return None
+
+    def _metadata(self, collection: str) -> dict[str, Any]:
+        with self._read():
+            return dict(self.client.get_collection(collection).config.metadata or {})
+
+    def _count(self, collection: str) -> int:
+        with self._read():
+            return self.client.count(collection, exact=True).count
 
     def info(self) -> IndexInfo:
         collection = self.current_collection()
@@ -131,8 +233,8 @@ class FaqIndex:
                 f"no index behind alias {self.alias!r}: build one with "
                 "`make index` (or `faq-index build --faq data/faq.jsonl`)"
             )
-        meta: dict[str, Any] = self.client.get_collection(collection).config.metadata or {}
-        points = self.client.count(collection, exact=True).count
+        meta = self._metadata(collection)
+        points = self._count(collection)
         return IndexInfo(
             alias=self.alias,
             collection=collection,
@@ -160,19 +262,22 @@ class FaqIndex:
         *,
         lang: str | None = None,
         market: str | None = None,
+        collection: str | None = None,
     ) -> list[Hit]:
+        """The nearest entries in the live collection, or in `collection` when given."""
         conditions: list[models.Condition] = [
             models.FieldCondition(key=key, match=models.MatchValue(value=value))
             for key, value in (("lang", lang), ("market", market))
             if value is not None
         ]
-        response = self.client.query_points(
-            collection_name=self.alias,
-            query=vector.astype(np.float32).tolist(),
-            limit=top_k,
-            query_filter=models.Filter(must=conditions) if conditions else None,
-            with_payload=True,
-        )
+        with self._read():
+            response = self.client.query_points(
+                collection_name=collection or self.alias,
+                query=vector.astype(np.float32).tolist(),
+                limit=top_k,
+                query_filter=models.Filter(must=conditions) if conditions else None,
+                with_payload=True,
+            )
         hits = []
         for p in response.points:
             payload = p.payload or {}
@@ -192,12 +297,35 @@ class FaqIndex:
     # --- writing -----------------------------------------------------------------------------
 
     def versions(self) -> list[tuple[int, str]]:
+        with self._read():
+            collections = self.client.get_collections().collections
         found = []
-        for c in self.client.get_collections().collections:
+        for c in collections:
             m = self._version_re.match(c.name)
             if m:
                 found.append((int(m.group(1)), c.name))
         return sorted(found)
+
+    def collections(self) -> list[CollectionInfo]:
+        """The versioned collections, oldest first, with their state and which one is live."""
+        live = self.current_collection()
+        out = []
+        for version, name in self.versions():
+            meta = self._metadata(name)
+            out.append(
+                CollectionInfo(
+                    name=name,
+                    version=version,
+                    points=self._count(name),
+                    # Collections written before build states existed were only kept when whole.
+                    state=str(meta.get("state", READY)),
+                    fingerprint=str(meta.get("fingerprint", "")),
+                    content_hash=str(meta.get("content_hash", "")),
+                    created_at=str(meta.get("created_at", "")),
+                    live=name == live,
+                )
+            )
+        return out
 
     def build(
         self,
@@ -207,15 +335,21 @@ class FaqIndex:
         batch_size: int = 64,
         skip_if_unchanged: bool = False,
         progress: bool = True,
+        on_batch: Callable[[int, int], None] | None = None,
+        validate: Callable[[str], None] | None = None,
     ) -> tuple[IndexInfo, bool]:
         """Embed `items` into a new collection and move the alias to it.
 
         Returns the live index and whether a new collection was built. On any failure the new
         collection is removed and the alias keeps pointing where it did.
+
+        `on_batch(done, total)` is called after each stored batch (raising in it stops the
+        build). `validate(collection)` runs once every entry is stored, before the alias moves;
+        raising in it refuses the new collection, which is then deleted like any failed build.
         """
         if not items:
             raise IndexBuildError("no FAQ items to index")
-        if any(c.name == self.alias for c in self.client.get_collections().collections):
+        if any(name == self.alias for name in self._collection_names()):
             # A collection named like the alias would shadow it; refuse rather than guess.
             raise IndexBuildError(
                 f"a collection is named {self.alias!r} like the alias; rename or delete it"
@@ -236,52 +370,81 @@ class FaqIndex:
         name = f"{self.alias}_v{version}"
         started = time.perf_counter()
         created_at = datetime.now(UTC).isoformat(timespec="seconds")
-        self.client.create_collection(
-            collection_name=name,
-            vectors_config=models.VectorParams(size=encoder.dim, distance=models.Distance.COSINE),
-            metadata={
-                "fingerprint": encoder.fingerprint,
-                "model": encoder.name,
-                "content_hash": digest,
-                "created_at": created_at,
-                "count": len(items),
-            },
-        )
+        with self._write():
+            self.client.create_collection(
+                collection_name=name,
+                vectors_config=models.VectorParams(
+                    size=encoder.dim, distance=models.Distance.COSINE
+                ),
+                metadata={
+                    "fingerprint": encoder.fingerprint,
+                    "model": encoder.name,
+                    "content_hash": digest,
+                    "created_at": created_at,
+                    "count": len(items),
+                    # Stays `building` if this process dies before the end: see remove_orphans.
+                    "state": BUILDING,
+                },
+            )
         try:
             with warnings.catch_warnings():
                 # Local mode scans payloads anyway and warns; a server uses the index.
                 warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
                 for field in FILTER_FIELDS:
-                    self.client.create_payload_index(
-                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
-                    )
+                    with self._write():
+                        self.client.create_payload_index(
+                            name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
+                        )
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
                 vectors = encoder.encode_passages([i.question for i in chunk])
-                self.client.upsert(
-                    collection_name=name,
-                    points=[
-                        models.PointStruct(
-                            id=point_id(i.id), vector=v.tolist(), payload=i.payload()
-                        )
-                        for i, v in zip(chunk, vectors, strict=True)
-                    ],
-                    wait=True,
-                )
+                points = [
+                    models.PointStruct(id=point_id(i.id), vector=v.tolist(), payload=i.payload())
+                    for i, v in zip(chunk, vectors, strict=True)
+                ]
+                with self._write():
+                    self.client.upsert(collection_name=name, points=points, wait=True)
                 bar.update(len(chunk))
+                if on_batch is not None:
+                    on_batch(start + len(chunk), len(items))
             bar.close()
-            stored = self.client.count(name, exact=True).count
+            stored = self._count(name)
             if stored != len(items):
                 raise IndexBuildError(f"{name}: wrote {len(items)} entries but {stored} are stored")
+            if validate is not None:
+                validate(name)
+            self._update_metadata(name, {"state": READY})
             self._move_alias(name)
-        except BaseException:
-            log.exception("building %s failed; alias %r left as it was", name, self.alias)
-            self.client.delete_collection(name)
+        except BaseException as exc:
+            # A refusal (IndexBuildError, e.g. a quality gate) is expected; anything else is a bug
+            # or an outage and gets its traceback.
+            log.error(
+                "building %s failed; alias %r left as it was: %s",
+                name,
+                self.alias,
+                exc,
+                exc_info=not isinstance(exc, IndexBuildError),
+            )
+            try:
+                with self._write():
+                    self.client.delete_collection(name)
+            except Exception:
+                # Keep the original error; the half-built collection is an orphan for later.
+                log.exception("could not remove the half-built %s", name)
             raise
         log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
         self._prune()
         return self.info(), True
+
+    def _collection_names(self) -> list[str]:
+        with self._read():
+            return [c.name for c in self.client.get_collections().collections]
+
+    def _update_metadata(self, collection: str, changes: dict[str, Any]) -> None:
+        # Merged into the existing metadata, by the server and by local mode alike.
+        with self._write():
+            self.client.update_collection(collection, metadata=changes)
 
     def _move_alias(self, collection: str) -> None:
         ops: list[models.CreateAliasOperation | models.DeleteAliasOperation] = []
@@ -295,11 +458,158 @@ class FaqIndex:
             )
         )
         # One call: Qdrant applies the delete and the create atomically.
-        self.client.update_collection_aliases(change_aliases_operations=ops)
+        with self._write():
+            self.client.update_collection_aliases(change_aliases_operations=ops)
+
+    def _delete_collection(self, name: str) -> None:
+        with self._write():
+            self.client.delete_collection(name)
 
     def _prune(self) -> None:
         live = self.current_collection()
         old = [name for _, name in self.versions() if name != live]
         for name in old[: max(0, len(old) - (self.keep - 1))]:
             log.info("removing old collection %s", name)
-            self.client.delete_collection(name)
+            self._delete_collection(name)
+
+    # --- recovery and rollback ---------------------------------------------------------------
+
+    def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]:
+        """Delete what killed builds left behind; returns the names removed.
+
+        An orphan is a collection the alias does not point at that is still marked `building`,
+        or, for collections written before build states were recorded, one newer than the
+        alias target. A collection that a rollback moved away from is `ready` and is kept, so
+        it can be rolled forward to. `min_age_s` spares younger ones, which another process may
+        still be writing: possible against a server, never in local mode, where one process
+        holds the directory.
+        """
+        live = self.current_collection()
+        versions = self.versions()
+        live_version = next((v for v, n in versions if n == live), None)
+        now = datetime.now(UTC)
+        removed = []
+        for version, name in versions:
+            if name == live:
+                continue
+            meta = self._metadata(name)
+            state = meta.get("state")
+            legacy_newer = state is None and live_version is not None and version > live_version
+            if state != BUILDING and not legacy_newer:
+                continue
+            if min_age_s > 0 and _age_s(meta.get("created_at"), now) < min_age_s:
+                log.info("%s is still being built, or only just stopped: kept for now", name)
+                continue
+            log.warning(
+                "removing %s: left half-built by an interrupted build (%d entries stored)",
+                name,
+                self._count(name),
+            )
+            self._delete_collection(name)
+            removed.append(name)
+        return removed
+
+    def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
+        """Move the alias to `to`, or to the newest kept collection older than the live one.
+
+        Returns (previous alias target, new alias target). Refuses (RollbackError) when there is
+        none, when the collection is half-built, or when it was built by another model than
+        `fingerprint`; UnknownCollectionError when `to` is not a kept collection.
+        """
+        live = self.current_collection()
+        kept = self.collections()
+        if to is None:
+            if live is None:
+                raise RollbackError(f"nothing to roll back: alias {self.alias!r} points nowhere")
+            live_version = next(c.version for c in kept if c.name == live)
+            older = [c for c in kept if c.version < live_version and c.state == READY]
+            if not older:
+                raise RollbackError(
+                    f"nothing to roll back to: no kept collection older than {live} "
+                    f"(kept: {', '.join(c.name for c in kept)})"
+                )
+            target = older[-1]
+        else:
+            found = [c for c in kept if c.name == to]
+            if not found:
+                raise UnknownCollectionError(
+                    f"no collection {to!r} behind alias {self.alias!r}; kept: "
+                    f"{', '.join(c.name for c in kept) or 'none'}"
+                )
+            target = found[0]
+            if target.name == live:
+                raise RollbackError(f"{to} is already live")
+            if target.state != READY:
+                raise RollbackError(f"{to} is {target.state}, not a complete index")
+        if fingerprint is not None and target.fingerprint != fingerprint:
+            raise RollbackError(
+                f"{target.name} was built by model {target.fingerprint or 'unknown'!r} but the "
+                f"service runs {fingerprint!r}"
+            )
+        self._move_alias(target.name)
+        log.info("alias %r moved back from %s to %s", self.alias, live, target.name)
+        return live or "", target.name
+
+    # --- single-entry edits on the live collection --------------------------------------------
+
+    def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
+        """Embed `items` and write them into the live collection, replacing entries by id.
+
+        Returns the live collection and, per item, whether it was new. The collection's
+        content hash is cleared, so a later build of an unchanged file is not skipped.
+        """
+        live = self.check_model(encoder.fingerprint).collection
+        vectors = encoder.encode_passages([i.question for i in items])
+        ids = [point_id(i.id) for i in items]
+        with self._read():
+            found = self.client.retrieve(live, ids=ids, with_payload=False, with_vectors=False)
+        existing = {str(p.id) for p in found}
+        points = [
+            models.PointStruct(id=pid, vector=v.tolist(), payload=i.payload())
+            for pid, i, v in zip(ids, items, vectors, strict=True)
+        ]
+        with self._write():
+            self.client.upsert(collection_name=live, points=points, wait=True)
+        self._mark_edited(live)
+        return live, [pid not in existing for pid in ids]
+
+    def delete(self, faq_id: str) -> str | None:
+        """Remove one entry from the live collection; its name, or None if the id is absent."""
+        live = self.info().collection
+        pid = point_id(faq_id)
+        with self._read():
+            found = self.client.retrieve(live, ids=[pid], with_payload=False, with_vectors=False)
+        if not found:
+            return None
+        with self._write():
+            self.client.delete(
+                collection_name=live,
+                points_selector=models.PointIdsList(points=[pid]),
+                wait=True,
+            )
+        self._mark_edited(live)
+        return live
+
+    def _mark_edited(self, collection: str) -> None:
+        self._update_metadata(
+            collection,
+            {
+                "content_hash": "",
+                "count": self._count(collection),
+                "edited_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            },
+        )
+
+
+class UnknownCollectionError(RollbackError):
+    """The collection named is not one of the alias's kept versions."""
+
+
+def _age_s(created_at: object, now: datetime) -> float:
+    try:
+        created = datetime.fromisoformat(str(created_at))
+    except ValueError:
+        return float("inf")  # no usable timestamp: old enough to judge
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return (now - created).total_seconds()

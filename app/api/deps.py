@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from app.core.config import Settings
 from app.metrics import Metrics
 from app.services.index_guard import IndexGuard
+from app.services.reindex import AdminService
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
 
@@ -33,8 +34,13 @@ def _search_service(request: Request) -> SearchService:
     return cast(SearchService, request.app.state.search)
 
 
+def _admin(request: Request) -> AdminService:
+    return cast(AdminService, request.app.state.admin)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 EncoderDep = Annotated[Encoder, Depends(_encoder)]
 GuardDep = Annotated[IndexGuard, Depends(_guard)]
 SearchServiceDep = Annotated[SearchService, Depends(_search_service)]
+AdminDep = Annotated[AdminService, Depends(_admin)]

@@ -72,6 +72,31 @@ class Settings(BaseSettings):
         64 * 1024, ge=1024, description="Larger request bodies are refused with 413."
     )
 
+    # --- admin: reindex, rollback, edits ---
+    reindex_sources: dict[str, Path] = Field(
+        default_factory=dict,
+        description='FAQ files a reindex may name, JSON: {"default": "data/faq.jsonl"}.',
+    )
+    golden_queries: Path | None = Field(
+        None,
+        description="JSON list or JSONL of {query, expected_id, top_k?} that a new collection "
+        "must pass before the alias moves to it; unset = no quality gate.",
+    )
+    golden_top_k: int = Field(5, ge=1, le=100, description="top_k of golden queries without one.")
+    keep_collections: int = Field(
+        3, ge=1, description="Collections kept behind the alias (the live one included)."
+    )
+    jobs_dir: Path = Field(
+        Path("var/jobs"), description="Reindex job records and the items submitted inline."
+    )
+    jobs_keep: int = Field(100, ge=1, description="Finished job records kept in jobs_dir.")
+    orphan_min_age_s: float = Field(
+        600.0,
+        ge=0,
+        description="Against a Qdrant server, half-built collections younger than this are not "
+        "removed (another process may be writing them); local mode removes them at once.",
+    )
+
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

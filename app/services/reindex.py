@@ -1,0 +1,304 @@
+"""Admin writes on the live index: background reindex jobs, rollback and single-entry edits.
+
+Everything goes through the serving process's own Qdrant client, because local mode lets one
+process open the data directory, and the service holds it for its lifetime. One lock
+serialises the writes: a reindex job holds it from start to finish, so an edit or a rollback
+during a reindex is refused (409) rather than made on a collection the reindex is about to
+replace.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from app.core.config import Settings
+from app.services.index_guard import QDRANT_ERRORS, IndexGuard
+from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
+from app.services.quality_gate import (
+    GateReport,
+    GoldenQuery,
+    QualityGate,
+    QualityGateError,
+    load_golden,
+)
+from index_builder.encoder import Encoder
+from index_builder.faq import FaqItem
+from index_builder.store import CollectionInfo, FaqIndex
+
+log = logging.getLogger(__name__)
+
+
+class AdminConflictError(RuntimeError):
+    """The write cannot happen now (a reindex runs, nothing to roll back to, ...): HTTP 409."""
+
+
+class ReindexRunningError(AdminConflictError):
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(
+            f"reindex job {job_id} is running: wait for it (GET /admin/reindex/{job_id})"
+        )
+
+
+class JobStoreError(RuntimeError):
+    """The job could not be written down, so it is not started: HTTP 503."""
+
+
+class ShutdownError(RuntimeError):
+    """Raised inside a build to stop it when the service shuts down."""
+
+
+class AdminService:
+    def __init__(
+        self,
+        index: FaqIndex,
+        encoder: Encoder,
+        guard: IndexGuard,
+        store: JobStore,
+        *,
+        gate: QualityGate | None = None,
+        batch_size: int = 32,
+        orphan_min_age_s: float = 600.0,
+        lock_timeout_s: float = 10.0,
+    ) -> None:
+        self.index = index
+        self.encoder = encoder
+        self.guard = guard
+        self.store = store
+        self.gate = gate
+        self.batch_size = batch_size
+        self.orphan_min_age_s = 0.0 if index.local else orphan_min_age_s
+        self.lock_timeout_s = lock_timeout_s
+        self._write_lock = threading.Lock()
+        # Guards _active and _thread; never held while waiting for the write lock.
+        self._state = threading.Lock()
+        self._active: JobRecord | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # --- startup and shutdown ------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a restart: fail the jobs the last process left unfinished, drop orphans."""
+        try:
+            self.store.recover()
+        except OSError as exc:
+            # Searching does not need the job records; the admin routes say what is wrong.
+            log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
+        try:
+            with self._write_lock:
+                self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
+        except QDRANT_ERRORS as exc:
+            # Not fatal: the next reindex cleans up again.
+            log.warning("could not look for orphaned collections: %s", exc)
+
+    def shutdown(self, timeout_s: float = 30.0) -> None:
+        """Stop a running job (its new collection is deleted, the alias stays) and wait for it."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            log.warning("stopping reindex job %s: the service shuts down", thread.name)
+            thread.join(timeout_s)
+
+    # --- reindex -------------------------------------------------------------------------------
+
+    def submit(
+        self, items: Sequence[FaqItem], *, source: str, source_path: Path | None = None
+    ) -> JobRecord:
+        """Queue a reindex of `items` and start it in a thread; ReindexRunningError if busy."""
+        with self._state:
+            if self._active is not None:
+                raise ReindexRunningError(self._active.id)
+            if self._stop.is_set():
+                raise AdminConflictError("the service is shutting down")
+            job_id = uuid.uuid4().hex
+            record = JobRecord(
+                id=job_id,
+                state="queued",
+                source=source,
+                source_path=str(source_path) if source_path else None,
+                progress=Progress(total=len(items)),
+                created_at=now_iso(),
+            )
+            try:
+                if source == "inline":
+                    # On disk before the job starts: a crash from here on loses nothing submitted.
+                    record.items_file = str(self.store.save_items(job_id, items))
+                self.store.save(record)
+            except OSError as exc:
+                raise JobStoreError(
+                    f"cannot record the job in {self.store.directory}: {exc}; nothing was started"
+                ) from exc
+            self._active = record
+            self._thread = threading.Thread(
+                target=self._run, args=(record, list(items)), name=f"reindex-{job_id}", daemon=True
+            )
+            self._thread.start()
+            return record.model_copy(deep=True)
+
+    def job(self, job_id: str) -> JobRecord | None:
+        with self._state:
+            if self._active is not None and self._active.id == job_id:
+                return self._active.model_copy(deep=True)
+        return self.store.load(job_id)
+
+    def jobs(self, limit: int = 20) -> list[JobRecord]:
+        records = self.store.all()[:limit]
+        with self._state:
+            active = self._active.model_copy(deep=True) if self._active else None
+        return [active if active and r.id == active.id else r for r in records]
+
+    def _update(self, record: JobRecord, **changes: object) -> None:
+        self._apply(record, changes, persist=True)
+
+    def _apply(self, record: JobRecord, changes: dict[str, object], *, persist: bool) -> None:
+        with self._state:
+            for key, value in changes.items():
+                setattr(record, key, value)
+            if persist:
+                self.store.save(record)
+
+    def _run(self, record: JobRecord, items: list[FaqItem]) -> None:
+        created = started = time.perf_counter()
+        marks: dict[str, float] = {}
+
+        def on_batch(done: int, total: int) -> None:
+            self._apply(record, {"progress": Progress(done=done, total=total)}, persist=False)
+            if done == total:
+                marks["embedded"] = time.perf_counter()
+            if self._stop.is_set():
+                raise ShutdownError("interrupted: the service shut down")
+
+        def validate(collection: str) -> None:
+            if self.gate is None:
+                return
+            t0 = time.perf_counter()
+            report: GateReport = self.gate.check(self.index, collection)
+            marks["gate"] = time.perf_counter() - t0
+            self._update(record, gate=report)
+            if not report.passed:
+                raise QualityGateError(report)
+
+        try:
+            with self._write_lock:
+                started = time.perf_counter()
+                self._update(
+                    record,
+                    state="running",
+                    started_at=now_iso(),
+                    timings={"queued": round(started - created, 3)},
+                )
+                removed = self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
+                previous = self.index.current_collection()
+                self._update(record, removed_orphans=removed, previous_collection=previous)
+                info, _ = self.index.build(
+                    items,
+                    self.encoder,
+                    batch_size=self.batch_size,
+                    progress=False,
+                    on_batch=on_batch,
+                    validate=validate,
+                )
+                self.guard.invalidate()
+            self._finish(record, started, marks, state="succeeded", collection=info.collection)
+            log.info("reindex job %s: alias now on %s", record.id, info.collection)
+        except BaseException as exc:
+            if not isinstance(exc, QualityGateError | ShutdownError):
+                log.exception("reindex job %s failed", record.id)
+            self._finish(record, started, marks, state="failed", error=str(exc) or repr(exc))
+        finally:
+            with self._state:
+                self._active = None
+            try:
+                self.store.prune()
+            except OSError as exc:
+                log.warning("could not prune old job records: %s", exc)
+
+    def _finish(
+        self, record: JobRecord, started: float, marks: dict[str, float], **changes: object
+    ) -> None:
+        end = time.perf_counter()
+        timings = dict(record.timings)
+        if "embedded" in marks:
+            timings["embed"] = round(marks["embedded"] - started, 3)
+        if "gate" in marks:
+            timings["gate"] = round(marks["gate"], 3)
+        if changes.get("state") == "succeeded" and "embedded" in marks:
+            timings["swap"] = round(end - marks["embedded"] - marks.get("gate", 0.0), 3)
+        timings["total"] = round(end - started, 3)
+        changes.update(finished_at=now_iso(), timings=timings)
+        self._apply(record, changes, persist=True)
+
+    # --- rollback and edits --------------------------------------------------------------------
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        with self._state:
+            if self._active is not None:
+                raise ReindexRunningError(self._active.id)
+        if not self._write_lock.acquire(timeout=self.lock_timeout_s):
+            raise AdminConflictError("another admin write is in progress: try again")
+        try:
+            yield
+        finally:
+            self._write_lock.release()
+
+    def rollback(self, to: str | None = None) -> tuple[str, str]:
+        with self._exclusive():
+            previous, current = self.index.rollback(to, fingerprint=self.encoder.fingerprint)
+            self.guard.invalidate()
+            return previous, current
+
+    def collections(self) -> list[CollectionInfo]:
+        return self.index.collections()
+
+    def upsert(self, item: FaqItem) -> tuple[str, bool]:
+        with self._exclusive():
+            collection, created = self.index.upsert([item], self.encoder)
+            self.guard.invalidate()
+            return collection, created[0]
+
+    def delete(self, faq_id: str) -> str | None:
+        with self._exclusive():
+            collection = self.index.delete(faq_id)
+            self.guard.invalidate()
+            return collection
+
+
+def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
+    """The golden queries of the quality gate, or None when none are configured.
+
+    Read by `create_app`, so that a bad file stops the service before it listens.
+    """
+    return load_golden(settings.golden_queries) if settings.golden_queries else None
+
+
+def create_admin(
+    settings: Settings,
+    index: FaqIndex,
+    encoder: Encoder,
+    guard: IndexGuard,
+    golden: Sequence[GoldenQuery] | None,
+) -> AdminService:
+    """The admin service for the lifespan, after recovering from an earlier process's death."""
+    gate = None
+    if golden:
+        gate = QualityGate(golden, encoder, settings.golden_top_k)
+        log.info("reindex quality gate: %d golden queries", len(golden))
+    admin = AdminService(
+        index,
+        encoder,
+        guard,
+        JobStore(settings.jobs_dir, keep=settings.jobs_keep),
+        gate=gate,
+        batch_size=settings.encode_batch_size,
+        orphan_min_age_s=settings.orphan_min_age_s,
+    )
+    admin.recover()
+    return admin
