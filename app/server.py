@@ -49,9 +49,9 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def uvicorn_config(settings: Settings) -> uvicorn.Config:
+def uvicorn_config(settings: Settings, app: str = APP) -> uvicorn.Config:
     return uvicorn.Config(
-        APP,
+        app,
         factory=True,
         host=settings.host,
         port=settings.port,
@@ -65,10 +65,14 @@ def uvicorn_config(settings: Settings) -> uvicorn.Config:
     )
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, app: str = APP) -> None:
     """Serve until interrupted: in this process for one worker, else under uvicorn's supervisor
-    (which restarts a worker that dies and stops them all on SIGINT/SIGTERM)."""
-    config = uvicorn_config(settings)
+    (which restarts a worker that dies and stops them all on SIGINT/SIGTERM).
+
+    `app` is the import string of an app factory that every worker calls (tests pass one with
+    a fake encoder).
+    """
+    config = uvicorn_config(settings, app)
     sock = bind_socket(settings.host, settings.port)
     try:
         if settings.workers == 1:
