@@ -208,6 +208,22 @@ def open_raw_index(settings: Settings, encoder: Encoder, faq: Path) -> tuple[Faq
         )
 
 
+def wait_ready(url: str, headers: dict[str, str], timeout_s: float) -> None:
+    """Poll /health/ready until it answers 200 (a service still loading, or reloading)."""
+    deadline = time.monotonic() + timeout_s
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{url}/health/ready", headers=headers, timeout=5)
+            if r.status_code == 200:
+                return
+            problem = str(r.json().get("problem") or r.status_code)
+        except (httpx.HTTPError, ValueError) as exc:
+            problem = str(exc)
+        time.sleep(0.25)
+    raise TimeoutError(f"{url} not ready after {timeout_s:.0f} s: {problem}")
+
+
 def service_identity(url: str, headers: dict[str, str]) -> tuple[str | None, str | None]:
     try:
         body = httpx.get(f"{url}/health/ready", headers=headers, timeout=10).json()
@@ -337,6 +353,9 @@ def main(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results here.")] = (
         None
     ),
+    wait: Annotated[
+        float, typer.Option(min=0, help="Seconds to wait for /health/ready before starting.")
+    ] = 0.0,
 ) -> None:
     """Benchmark a running service; model and index settings come from the FAQ_* variables."""
     settings = Settings()
@@ -345,6 +364,12 @@ def main(
     if settings.search_api_key is not None:
         headers["X-API-Key"] = settings.search_api_key.get_secret_value()
     queries = load_queries(examples)
+    if wait > 0:
+        try:
+            wait_ready(base, headers, wait)
+        except TimeoutError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     raw = None
     if get is None and raw_runs > 0:
         from app.main import load_onnx_encoder
