@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval clean
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval clean bench
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -100,6 +100,17 @@ eval:
 			--out artifacts/onnx/$$run --name $$run || exit 1; \
 	done
 	$(EVAL) eval --config configs/eval/table.toml --out artifacts/eval-results --chart docs/eval/results.png
+
+BENCH_PORT ?= 8765
+BENCH_ARGS ?=
+## bench: serve the index on BENCH_PORT in the background (FAQ_WORKERS workers), run faq-bench
+## against it (results in artifacts/bench/bench.json), stop the service
+bench: index
+	@mkdir -p artifacts/bench; \
+	FAQ_PORT=$(BENCH_PORT) FAQ_LOG_LEVEL=warning $(BIN)/faq-serve > artifacts/bench/serve.log 2>&1 & \
+	pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
+	FAQ_PORT=$(BENCH_PORT) $(BIN)/faq-bench --wait 180 --json artifacts/bench/bench.json $(BENCH_ARGS) \
+		|| { tail -20 artifacts/bench/serve.log; exit 1; }
 
 clean:
 	rm -rf artifacts var .cache .pytest_cache .mypy_cache .ruff_cache

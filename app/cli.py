@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-import uvicorn
-
 from app.core.config import get_settings
 from app.core.logging import configure_logging
+from app.server import serve
 
 
 def main() -> None:
@@ -18,17 +17,9 @@ def main() -> None:
     print(
         f"\nFAQ search on {base}  (docs: {base}/docs, metrics: {base}/metrics)\n"
         f"Try:\n  curl -s {base}/search -H 'Content-Type: application/json' "
-        f"-d '{example}'\n",
+        f"-d '{example}'\n"
+        f"({settings.workers} worker{'s' if settings.workers > 1 else ''})\n",
         flush=True,
     )
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        # Our logging setup stays in place, and app.access writes one line per request with
-        # its request id, so uvicorn's own access log would only repeat it.
-        log_config=None,
-        access_log=False,
-    )
+    # Workers are separate processes: each builds its own app and reads the same settings.
+    serve(settings)

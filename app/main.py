@@ -15,11 +15,10 @@ from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from app.services.index_guard import IndexGuard, IndexUnavailableError
+from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
-from index_builder.store import FaqIndex, open_client
 
 log = logging.getLogger("app")
 
@@ -65,18 +64,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         {"fingerprint": encoder.fingerprint, "name": encoder.name, "dim": str(encoder.dim)}
     )
 
-    client = open_client(
-        url=settings.qdrant_url,
-        api_key=settings.qdrant_api_key,
-        path=settings.qdrant_path,
-        timeout=settings.qdrant_timeout_s,
-    )
-    index = FaqIndex(client, alias=settings.collection_alias, keep=settings.keep_collections)
-    guard = IndexGuard(index, encoder.fingerprint, settings.index_check_interval_s)
+    # Server, embedded, or (several workers on the embedded directory) an in-memory replica.
+    guard = open_index_guard(settings, encoder.fingerprint)
     try:
         info = guard.current()
         log.info(
-            "serving %s (%d entries) behind alias %r", info.collection, info.points, index.alias
+            "serving %s (%d entries) behind alias %r", info.collection, info.points, info.alias
         )
     except IndexUnavailableError as exc:
         # Start anyway: /health/ready says why, and the service recovers once the index appears.
@@ -85,14 +78,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.encoder = encoder
     app.state.guard = guard
     app.state.search = SearchService(encoder, guard, metrics, settings.max_query_chars)
-    # --- admin: reindex, rollback, edits (through this client: local mode allows one) ---
+    # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
-    app.state.admin = create_admin(settings, index, encoder, guard, app.state.golden)
+    app.state.admin = create_admin(settings, encoder, guard, app.state.golden)
     try:
         yield
     finally:
         app.state.admin.shutdown()
-        client.close()
+        guard.close()
         close = getattr(encoder, "close", None)
         if callable(close):
             close()

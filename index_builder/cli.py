@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from index_builder.faq import FaqFileError, read_faq
+from index_builder.local_lock import local_writer
 from index_builder.manifest import ManifestError
 from index_builder.store import FaqIndex, FaqIndexError, open_client
 
@@ -40,6 +42,10 @@ def build(
     keep: Annotated[int, typer.Option(help="Collections kept for rollback.")] = 3,
     force: Annotated[bool, typer.Option(help="Rebuild even if nothing changed.")] = False,
     batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    lock_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds to wait for the embedded directory's access lock."),
+    ] = 120.0,
 ) -> None:
     """Embed the FAQ questions into a new collection and move the alias to it."""
     from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
@@ -48,14 +54,18 @@ def build(
     try:
         items = read_faq(faq)
         encoder = OnnxEncoder.load(model_dir, variant=variant)
-        index = FaqIndex(
-            open_client(url=qdrant_url, api_key=qdrant_api_key, path=qdrant_path),
-            alias=alias,
-            keep=keep,
-        )
-        info, built = index.build(
-            items, encoder, batch_size=batch_size, skip_if_unchanged=not force
-        )
+        with ExitStack() as stack:
+            if qdrant_url:
+                client = open_client(url=qdrant_url, api_key=qdrant_api_key)
+                stack.callback(client.close)
+            else:
+                # Under the directory's access lock, so that a multi-worker service can keep
+                # serving (it reads only under the same lock) and reloads after the build.
+                client = stack.enter_context(local_writer(qdrant_path, timeout=lock_timeout))
+            index = FaqIndex(client, alias=alias, keep=keep)
+            info, built = index.build(
+                items, encoder, batch_size=batch_size, skip_if_unchanged=not force
+            )
     except (FaqFileError, ManifestError, FaqIndexError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -103,6 +103,24 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="One JSON object per log line (with request_id).")
 
+    # --- workers and embedded replicas (faq-serve, app/server.py, app/services/replica.py) ---
+    workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes `faq-serve` starts on one listening socket. With the "
+        "embedded Qdrant and more than one, each worker serves a read-only in-memory replica.",
+    )
+    loop: Literal["auto", "asyncio", "uvloop"] = Field(
+        "auto", description="Event loop of the workers (auto = uvloop when installed)."
+    )
+    replica_lock_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="How long a worker without a replica yet waits for the embedded directory's "
+        "lock (held by an index build or another worker loading).",
+    )
+
 
 @lru_cache
 def get_settings() -> Settings:

@@ -1,7 +1,10 @@
 """Admin writes on the live index: background reindex jobs, rollback and single-entry edits.
 
-Everything goes through the serving process's own Qdrant client, because local mode lets one
-process open the data directory, and the service holds it for its lifetime. One lock
+With a Qdrant server, or one process on the embedded directory, everything goes through the
+serving process's own client (local mode lets one process open the directory, and the service
+holds it). With several workers on the embedded directory each serves an in-memory replica, so
+writes open the directory itself under the cross-process lock (`index_builder.local_lock`) and
+bump its generation; every worker's replica then reloads. One lock
 serialises the writes: a reindex job holds it from start to finish, so an edit or a rollback
 during a reindex is refused (409) rather than made on a collection the reindex is about to
 replace.
@@ -13,8 +16,8 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from app.core.config import Settings
@@ -29,9 +32,15 @@ from app.services.quality_gate import (
 )
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
-from index_builder.store import CollectionInfo, FaqIndex
+from index_builder.store import CollectionInfo, FaqIndex, FaqIndexError
 
 log = logging.getLogger(__name__)
+
+# What a best-effort startup cleanup may meet: Qdrant down, the embedded directory held elsewhere.
+_RECOVERABLE: tuple[type[BaseException], ...] = (*QDRANT_ERRORS, FaqIndexError)
+
+# Opens the index to read or to write for the span of one admin operation.
+IndexAccess = Callable[[], AbstractContextManager[FaqIndex]]
 
 
 class AdminConflictError(RuntimeError):
@@ -57,23 +66,32 @@ class ShutdownError(RuntimeError):
 class AdminService:
     def __init__(
         self,
-        index: FaqIndex,
+        index: FaqIndex | IndexAccess,
         encoder: Encoder,
         guard: IndexGuard,
         store: JobStore,
         *,
+        read_index: IndexAccess | None = None,
+        local: bool | None = None,
         gate: QualityGate | None = None,
         batch_size: int = 32,
         orphan_min_age_s: float = 600.0,
         lock_timeout_s: float = 10.0,
     ) -> None:
-        self.index = index
+        if isinstance(index, FaqIndex):
+            held = index
+            self._write_index: IndexAccess = lambda: nullcontext(held)
+            local = held.local if local is None else local
+        else:
+            self._write_index = index
+        self._read_index = read_index or self._write_index
         self.encoder = encoder
         self.guard = guard
         self.store = store
         self.gate = gate
         self.batch_size = batch_size
-        self.orphan_min_age_s = 0.0 if index.local else orphan_min_age_s
+        # Local mode has one writer at a time, so a collection still building is an orphan.
+        self.orphan_min_age_s = 0.0 if local else orphan_min_age_s
         self.lock_timeout_s = lock_timeout_s
         self._write_lock = threading.Lock()
         # Guards _active and _thread; never held while waiting for the write lock.
@@ -92,10 +110,10 @@ class AdminService:
             # Searching does not need the job records; the admin routes say what is wrong.
             log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
         try:
-            with self._write_lock:
-                self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
-        except QDRANT_ERRORS as exc:
-            # Not fatal: the next reindex cleans up again.
+            with self._write_lock, self._write_index() as index:
+                index.remove_orphans(min_age_s=self.orphan_min_age_s)
+        except _RECOVERABLE as exc:
+            # Not fatal (Qdrant down, the directory held elsewhere): the next reindex cleans up.
             log.warning("could not look for orphaned collections: %s", exc)
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
@@ -179,14 +197,14 @@ class AdminService:
             if self.gate is None:
                 return
             t0 = time.perf_counter()
-            report: GateReport = self.gate.check(self.index, collection)
+            report: GateReport = self.gate.check(index, collection)
             marks["gate"] = time.perf_counter() - t0
             self._update(record, gate=report)
             if not report.passed:
                 raise QualityGateError(report)
 
         try:
-            with self._write_lock:
+            with self._write_lock, self._write_index() as index:
                 started = time.perf_counter()
                 self._update(
                     record,
@@ -194,10 +212,10 @@ class AdminService:
                     started_at=now_iso(),
                     timings={"queued": round(started - created, 3)},
                 )
-                removed = self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
-                previous = self.index.current_collection()
+                removed = index.remove_orphans(min_age_s=self.orphan_min_age_s)
+                previous = index.current_collection()
                 self._update(record, removed_orphans=removed, previous_collection=previous)
-                info, _ = self.index.build(
+                info, _ = index.build(
                     items,
                     self.encoder,
                     batch_size=self.batch_size,
@@ -251,22 +269,26 @@ class AdminService:
 
     def rollback(self, to: str | None = None) -> tuple[str, str]:
         with self._exclusive():
-            previous, current = self.index.rollback(to, fingerprint=self.encoder.fingerprint)
+            with self._write_index() as index:
+                previous, current = index.rollback(to, fingerprint=self.encoder.fingerprint)
             self.guard.invalidate()
             return previous, current
 
     def collections(self) -> list[CollectionInfo]:
-        return self.index.collections()
+        with self._read_index() as index:
+            return index.collections()
 
     def upsert(self, item: FaqItem) -> tuple[str, bool]:
         with self._exclusive():
-            collection, created = self.index.upsert([item], self.encoder)
+            with self._write_index() as index:
+                collection, created = index.upsert([item], self.encoder)
             self.guard.invalidate()
             return collection, created[0]
 
     def delete(self, faq_id: str) -> str | None:
         with self._exclusive():
-            collection = self.index.delete(faq_id)
+            with self._write_index() as index:
+                collection = index.delete(faq_id)
             self.guard.invalidate()
             return collection
 
@@ -281,7 +303,6 @@ def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
 
 def create_admin(
     settings: Settings,
-    index: FaqIndex,
     encoder: Encoder,
     guard: IndexGuard,
     golden: Sequence[GoldenQuery] | None,
@@ -291,11 +312,43 @@ def create_admin(
     if golden:
         gate = QualityGate(golden, encoder, settings.golden_top_k)
         log.info("reindex quality gate: %d golden queries", len(golden))
+    alias, keep = settings.collection_alias, settings.keep_collections
+    write: IndexAccess
+    read: IndexAccess
+    if not settings.qdrant_url and settings.workers > 1:
+        # The guard serves a replica: write to the directory itself, under the shared lock.
+        from index_builder.local_lock import local_reader, local_writer
+
+        path, timeout = settings.qdrant_path, settings.replica_lock_timeout_s
+
+        @contextmanager
+        def write() -> Iterator[FaqIndex]:
+            with local_writer(path, timeout=timeout) as client:
+                yield FaqIndex(client, alias=alias, keep=keep)
+
+        @contextmanager
+        def read() -> Iterator[FaqIndex]:
+            with local_reader(path, timeout=timeout) as access:
+                yield FaqIndex(access.client, alias=alias, keep=keep)
+
+        local = True
+    else:
+        # The guard's own instance: in local mode its reader-writer lock is what keeps the
+        # service's searches and these writes apart.
+        held = guard.index
+
+        def write() -> AbstractContextManager[FaqIndex]:
+            return nullcontext(held)
+
+        read = write
+        local = held.local
     admin = AdminService(
-        index,
+        write,
         encoder,
         guard,
         JobStore(settings.jobs_dir, keep=settings.jobs_keep),
+        read_index=read,
+        local=local,
         gate=gate,
         batch_size=settings.encode_batch_size,
         orphan_min_age_s=settings.orphan_min_age_s,

@@ -1,0 +1,112 @@
+"""faq-bench against a live service with the fake encoder and small counts."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from app.bench import cli, load_queries, open_raw_index, render, run_bench
+from app.main import create_app
+from index_builder.encoder import FakeEncoder
+from index_builder.store import open_client
+from tests.app.conftest import REPO, SAMPLE_FAQ, build_index, serve, settings_for
+
+EXAMPLES = REPO / "data" / "examples.json"
+LEVELS = (1, 8, 32, 64)
+
+
+@pytest.fixture(scope="module")
+def fake_service(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, FakeEncoder]:
+    """One embedded index for the module; each test's service closes it before the next."""
+    encoder = FakeEncoder(dim=384)
+    path = tmp_path_factory.mktemp("bench") / "qdrant"
+    build_index(path, encoder)
+    return path, encoder
+
+
+def test_bench_prints_every_level_with_sane_numbers(
+    fake_service: tuple[Path, FakeEncoder], tmp_path: Path
+) -> None:
+    qdrant, encoder = fake_service
+    settings = settings_for(tmp_path / "no-model", qdrant)
+    with serve(create_app(settings, encoder_factory=lambda _: encoder)) as api:
+        # The service holds the directory (one worker): the raw side builds a private copy.
+        index, source = open_raw_index(settings, encoder, SAMPLE_FAQ)
+        assert "private in-memory index" in source
+        report = run_bench(
+            str(api.base_url).rstrip("/"),
+            levels=LEVELS,
+            max_requests=70,
+            max_seconds=10,
+            queries=load_queries(EXAMPLES),
+            raw=(encoder, index, source),
+            raw_runs=30,
+        )
+    assert report.model == encoder.fingerprint and report.index == "faq_v1"
+    assert report.raw is not None and report.raw.latency.p50_ms > 0
+    assert [lv.concurrency for lv in report.levels] == list(LEVELS)
+    for lv in report.levels:
+        assert lv.errors == {} and lv.ok == lv.requests == 70
+        assert lv.req_per_s > 0
+        lat = lv.latency
+        assert 0 < lat.p50_ms <= lat.p95_ms <= lat.p99_ms
+        assert lv.ratio_to_raw is not None
+        assert math.isclose(lv.ratio_to_raw, lat.p50_ms / report.raw.latency.p50_ms)
+    # Queueing: 64 requests in flight wait longer than one at a time.
+    assert report.levels[-1].latency.p50_ms > report.levels[0].latency.p50_ms
+
+    table = render(report)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert [int(r.split("|")[1]) for r in rows] == list(LEVELS)
+    assert "raw in-process" in table and "p50 / raw p50" in table
+
+
+def test_bench_counts_errors(fake_service: tuple[Path, FakeEncoder], tmp_path: Path) -> None:
+    qdrant, encoder = fake_service
+    settings = settings_for(tmp_path / "no-model", qdrant, search_api_key="right-key")
+    with serve(create_app(settings, encoder_factory=lambda _: encoder)) as api:
+        report = run_bench(
+            str(api.base_url).rstrip("/"),
+            levels=(2,),
+            max_requests=10,
+            max_seconds=10,
+            queries=["where is my order"],
+            headers={"X-API-Key": "wrong-key"},
+        )
+    (level,) = report.levels
+    assert level.errors == {"401": 10} and level.ok == 0
+    assert "| 2 | 10 | 10 (401: 10) |" in render(report)
+
+
+def test_replica_is_the_raw_source_when_workers_share_the_directory(
+    fake_service: tuple[Path, FakeEncoder], tmp_path: Path
+) -> None:
+    qdrant, encoder = fake_service
+    settings = settings_for(tmp_path / "no-model", qdrant, workers=2)
+    with serve(create_app(settings, encoder_factory=lambda _: encoder)):
+        index, source = open_raw_index(settings, encoder, SAMPLE_FAQ)
+    assert source.startswith("replica of") and "faq_v1" in source
+    assert index.client.count("faq_v1").count == 141
+    open_client(path=qdrant).close()  # and the directory was left unlocked
+
+
+def test_cli_get_route_writes_json(fake_service: tuple[Path, FakeEncoder], tmp_path: Path) -> None:
+    qdrant, encoder = fake_service
+    out = tmp_path / "bench.json"
+    settings = settings_for(tmp_path / "no-model", qdrant)
+    with serve(create_app(settings, encoder_factory=lambda _: encoder)) as api:
+        base = str(api.base_url).rstrip("/")
+        args = ["--url", base, "--get", "/health/live", "--levels", "1,4", "--requests", "20"]
+        result = CliRunner().invoke(cli, [*args, "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "/health/live" in result.output
+    data = json.loads(out.read_text())
+    assert [lv["concurrency"] for lv in data["levels"]] == [1, 4]
+    assert all(lv["ok"] == 20 for lv in data["levels"]) and data["raw"] is None
+
+    bad = CliRunner().invoke(cli, ["--url", base, "--levels", "1,x", "--get", "/"])
+    assert bad.exit_code == 2 and "comma-separated" in bad.output
