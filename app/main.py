@@ -15,6 +15,7 @@ from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.services.batcher import MicroBatcher, build_query_encoding
 from app.services.index_guard import IndexGuard, IndexUnavailableError
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
@@ -83,10 +84,20 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     app.state.encoder = encoder
     app.state.guard = guard
-    app.state.search = SearchService(encoder, guard, metrics, settings.max_query_chars)
+    # --- micro-batching: built and started here, stopped (drained) before the encoder closes ---
+    queries = build_query_encoding(encoder, settings, metrics)
+    if isinstance(queries, MicroBatcher):
+        queries.start()
+    log.info("micro-batching %s", "on" if queries.batching else "off")
+    app.state.queries = queries
+    app.state.search = SearchService(
+        encoder, guard, metrics, settings.max_query_chars, queries=queries
+    )
     try:
         yield
     finally:
+        if isinstance(queries, MicroBatcher):
+            queries.stop()
         client.close()
         close = getattr(encoder, "close", None)
         if callable(close):
