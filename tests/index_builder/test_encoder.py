@@ -20,6 +20,8 @@ from index_builder.encoder import (
     ModelIntegrityError,
     OnnxEncoder,
     ProviderUnavailableError,
+    Tokenized,
+    TokenizingEncoder,
     resolve_providers,
 )
 from index_builder.manifest import ManifestError, ModelManifest
@@ -203,6 +205,36 @@ def test_fake_encoder_is_deterministic_and_normalised() -> None:
     assert a.fingerprint != FakeEncoder(dim=32).fingerprint
     result = FakeEncoder(dim=8, max_length=3).encode(["one two three four", "one"], "passage")
     assert result.truncated == [True, False] and result.n_tokens == [3, 1]
+
+
+def test_encode_tokenized_runs_what_tokenize_made(encoder: OnnxEncoder) -> None:
+    # The batcher tokenises in the request thread and runs the model later, on tokens pooled
+    # from several requests: the split must give exactly what encode() gives.
+    assert isinstance(encoder, TokenizingEncoder)
+    tokens = encoder.tokenize(TEXTS, "query")
+    assert all(isinstance(t, Tokenized) for t in tokens)
+    split = encoder.encode_tokenized(tokens)
+    whole = encoder.encode(TEXTS, "query")
+    np.testing.assert_array_equal(split.vectors, whole.vectors)
+    assert split.n_tokens == whole.n_tokens == [len(t.ids) for t in tokens]
+    # Pooled from two "requests" in another order: each row is still its own text's vector.
+    mixed = encoder.encode_tokenized([tokens[3], tokens[0], tokens[7]])
+    np.testing.assert_allclose(mixed.vectors, whole.vectors[[3, 0, 7]], atol=1e-5)
+
+
+def test_fake_encoder_tokenizes_like_a_tokenizing_encoder() -> None:
+    fake = FakeEncoder(dim=16, max_length=3)
+    assert isinstance(fake, TokenizingEncoder)
+    tokens = fake.tokenize(["one two three four", "one"], "query")
+    assert [len(t.ids) for t in tokens] == [3, 1]
+    result = fake.encode_tokenized(tokens)
+    np.testing.assert_array_equal(result.vectors, fake.encode_queries(["one two three", "one"]))
+    assert result.truncated == [True, False]
+    from tokenizers import models
+
+    real_tokens = Tokenizer(models.WordLevel({"one": 0}, unk_token="one")).encode("one")
+    with pytest.raises(TypeError, match="its own tokens"):
+        fake.encode_tokenized([real_tokens])
 
 
 def test_real_model_int8_tracks_fp32(real_onnx_dir: Path) -> None:
