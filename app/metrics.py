@@ -31,7 +31,7 @@ class Metrics:
         )
         self.encode_duration = Histogram(
             "faq_encode_duration_seconds",
-            "Query encoding (tokenise + ONNX Runtime) duration.",
+            "Query encoding per request (tokenise + batcher queue wait + ONNX Runtime).",
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
