@@ -207,6 +207,18 @@ def test_fake_encoder_is_deterministic_and_normalised() -> None:
     assert result.truncated == [True, False] and result.n_tokens == [3, 1]
 
 
+def test_fp16_serves_on_cpu_with_a_warning(
+    tiny_onnx_dir: Path, encoder: OnnxEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="index_builder.encoder"):
+        half = OnnxEncoder.load(tiny_onnx_dir, variant="fp16", providers=[CPU])
+    assert "meant for CUDA" in caplog.text
+    assert half.fingerprint.split(":")[1] == "fp16" and half.fingerprint != encoder.fingerprint
+    vectors = half.encode_queries(TEXTS)
+    assert vectors.dtype == np.float32
+    assert np.sum(vectors * encoder.encode_queries(TEXTS), axis=1).min() > 0.99
+
+
 def test_encode_tokenized_runs_what_tokenize_made(encoder: OnnxEncoder) -> None:
     # The batcher tokenises in the request thread and runs the model later, on tokens pooled
     # from several requests: the split must give exactly what encode() gives.
