@@ -146,14 +146,16 @@ class DirectEncoding:
     def __init__(self, encoder: Encoder, metrics: Metrics | None = None) -> None:
         self.encoder = encoder
         self.metrics = metrics
+        # Checked once: a runtime Protocol check inspects every member on each call.
+        self._split = encoder if isinstance(encoder, TokenizingEncoder) else None
 
     def encode(self, texts: Sequence[str]) -> EncodeResult:
-        if not isinstance(self.encoder, TokenizingEncoder) or self.metrics is None:
+        if self._split is None or self.metrics is None:
             return self.encoder.encode(texts, "query")
         t0 = time.perf_counter()
-        tokens = self.encoder.tokenize(texts, "query")
+        tokens = self._split.tokenize(texts, "query")
         t1 = time.perf_counter()
-        result = self.encoder.encode_tokenized(tokens)
+        result = self._split.encode_tokenized(tokens)
         t2 = time.perf_counter()
         self.metrics.tokenize_duration.observe(t1 - t0)
         self.metrics.inference_duration.observe(t2 - t1)
