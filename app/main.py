@@ -15,6 +15,7 @@ from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.services.batcher import MicroBatcher, build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
@@ -77,7 +78,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     app.state.encoder = encoder
     app.state.guard = guard
-    app.state.search = SearchService(encoder, guard, metrics, settings.max_query_chars)
+    # --- micro-batching: built and started here, stopped (drained) before the encoder closes ---
+    queries = build_query_encoding(encoder, settings, metrics)
+    if isinstance(queries, MicroBatcher):
+        queries.start()
+    log.info("micro-batching %s", "on" if queries.batching else "off")
+    app.state.queries = queries
+    app.state.search = SearchService(
+        encoder, guard, metrics, settings.max_query_chars, queries=queries
+    )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
     app.state.admin = create_admin(settings, encoder, guard, app.state.golden)
@@ -85,6 +94,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.admin.shutdown()
+        if isinstance(queries, MicroBatcher):
+            queries.stop()
         guard.close()
         close = getattr(encoder, "close", None)
         if callable(close):

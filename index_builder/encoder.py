@@ -83,6 +83,30 @@ class Encoder(Protocol):
     def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]: ...
 
 
+@runtime_checkable
+class Tokenized(Protocol):
+    """One tokenised text: what a `tokenizers.Encoding` offers and the batcher reads."""
+
+    @property
+    def ids(self) -> list[int]: ...
+
+    @property
+    def overflowing(self) -> list[Any]: ...
+
+
+@runtime_checkable
+class TokenizingEncoder(Encoder, Protocol):
+    """An encoder whose tokenisation and model run are separate steps.
+
+    The micro-batcher tokenises in the request thread (once), groups requests by their token
+    counts, and runs the model on already-tokenised batches.
+    """
+
+    def tokenize(self, texts: Sequence[str], kind: Kind) -> Sequence[Tokenized]: ...
+
+    def encode_tokenized(self, encodings: Sequence[Tokenized]) -> EncodeResult: ...
+
+
 def resolve_providers(device: Device) -> list[str]:
     """Execution providers for a device setting, in ONNX Runtime's order of preference.
 
@@ -227,6 +251,14 @@ class OnnxEncoder:
                 raise ProviderUnavailableError(message)
             log.warning("%s; serving from the CPU because the fallback is allowed", message)
 
+        if variant == "fp16" and CUDA not in got:
+            # It works: ORT inserts casts and computes the fp16 graph in fp32 on the CPU, so the
+            # vectors match fp32 closely, at about fp32's speed (measured in README).
+            log.warning(
+                "the fp16 variant is meant for CUDA; on %s ONNX Runtime runs it through fp32 "
+                "casts, no faster than the fp32 variant",
+                ", ".join(got),
+            )
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         encoder = cls(manifest, session, tokenizer, variant=variant, batch_size=batch_size)
         log.info("loaded %s from %s on %s", encoder.fingerprint, model_dir, ", ".join(got))
@@ -291,7 +323,10 @@ class OnnxEncoder:
     def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
         if isinstance(texts, str):
             raise TypeError("encode takes a sequence of texts, not a single string")
-        encodings = self.tokenize(texts, kind)
+        return self.encode_tokenized(self.tokenize(texts, kind))
+
+    def encode_tokenized(self, encodings: Sequence[Encoding]) -> EncodeResult:
+        """Run the model on encodings from `tokenize` (padded here, per chunk)."""
         vectors = np.empty((len(encodings), self._dim), dtype=np.float32)
         # Longest first, so each chunk pads to a similar length and the slowest chunk (and any
         # out-of-memory error) comes first; rows go back to the caller's order below.
@@ -326,6 +361,19 @@ class OnnxEncoder:
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def _word_id(word: str) -> int:
+    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
+
+
+@dataclass
+class FakeTokens:
+    """FakeEncoder's `Tokenized`: the words it kept, their ids and the words it cut."""
+
+    words: list[str]
+    ids: list[int]
+    overflowing: list[Any]
 
 
 class FakeEncoder:
@@ -380,19 +428,32 @@ class FakeEncoder:
     def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
         if isinstance(texts, str):
             raise TypeError("encode takes a sequence of texts, not a single string")
+        return self.encode_tokenized(self.tokenize(texts, kind))
+
+    def tokenize(self, texts: Sequence[str], kind: Kind) -> list[FakeTokens]:
+        """Words as tokens (one id each), truncated at max_length like the real tokenizer."""
         if kind not in ("query", "passage"):
             raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-        rows: list[NDArray[np.float32]] = []
-        n_tokens: list[int] = []
-        truncated: list[bool] = []
+        out = []
         for text in texts:
             words = _WORD.findall(text.lower())
-            truncated.append(len(words) > self._max_length)
-            words = words[: self._max_length]
-            n_tokens.append(len(words))
-            rows.append(self._vector(words))
+            kept = words[: self._max_length]
+            ids = [_word_id(w) for w in kept]
+            out.append(FakeTokens(words=kept, ids=ids, overflowing=words[self._max_length :]))
+        return out
+
+    def encode_tokenized(self, encodings: Sequence[Tokenized]) -> EncodeResult:
+        rows = []
+        for e in encodings:
+            if not isinstance(e, FakeTokens):
+                raise TypeError(f"FakeEncoder encodes its own tokens, not {type(e).__name__}")
+            rows.append(self._vector(e.words))
         vectors = np.stack(rows) if rows else np.empty((0, self._dim), dtype=np.float32)
-        return EncodeResult(vectors=vectors, n_tokens=n_tokens, truncated=truncated)
+        return EncodeResult(
+            vectors=vectors,
+            n_tokens=[len(e.ids) for e in encodings],
+            truncated=[len(e.overflowing) > 0 for e in encodings],
+        )
 
     def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
         return self.encode(texts, "query").vectors

@@ -189,6 +189,33 @@ def is_local(client: QdrantClient) -> bool:
     return options.get("path") is not None or options.get("location") == ":memory:"
 
 
+# (top_k, lang, market) of one search in a batch.
+SearchSpec = tuple[int, str | None, str | None]
+
+
+def _filter(lang: str | None, market: str | None) -> models.Filter | None:
+    conditions: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in (("lang", lang), ("market", market))
+        if value is not None
+    ]
+    return models.Filter(must=conditions) if conditions else None
+
+
+def _hit(point: Any) -> Hit:
+    # The payload layout FaqItem.payload() writes.
+    payload = point.payload or {}
+    return Hit(
+        id=str(payload.get("id", point.id)),
+        question=str(payload.get("question", "")),
+        answer=str(payload.get("answer", "")),
+        lang=str(payload.get("lang", "")),
+        market=payload.get("market"),
+        tags=list(payload.get("tags") or []),
+        score=float(point.score),
+    )
+
+
 class FaqIndex:
     """One alias (e.g. `faq`) and the versioned collections behind it."""
 
@@ -265,34 +292,35 @@ class FaqIndex:
         collection: str | None = None,
     ) -> list[Hit]:
         """The nearest entries in the live collection, or in `collection` when given."""
-        conditions: list[models.Condition] = [
-            models.FieldCondition(key=key, match=models.MatchValue(value=value))
-            for key, value in (("lang", lang), ("market", market))
-            if value is not None
-        ]
         with self._read():
             response = self.client.query_points(
                 collection_name=collection or self.alias,
                 query=vector.astype(np.float32).tolist(),
                 limit=top_k,
-                query_filter=models.Filter(must=conditions) if conditions else None,
+                query_filter=_filter(lang, market),
                 with_payload=True,
             )
-        hits = []
-        for p in response.points:
-            payload = p.payload or {}
-            hits.append(
-                Hit(
-                    id=str(payload.get("id", p.id)),
-                    question=str(payload.get("question", "")),
-                    answer=str(payload.get("answer", "")),
-                    lang=str(payload.get("lang", "")),
-                    market=payload.get("market"),
-                    tags=list(payload.get("tags") or []),
-                    score=float(p.score),
-                )
+        return [_hit(p) for p in response.points]
+
+    def search_batch(
+        self, vectors: NDArray[np.float32], queries: Sequence[SearchSpec]
+    ) -> list[list[Hit]]:
+        """Several searches of the live collection in one `query_batch_points` call (one round
+        trip to a server); `queries[i]` = (top_k, lang, market) of `vectors[i]`."""
+        requests = [
+            models.QueryRequest(
+                query=vector.astype(np.float32).tolist(),
+                limit=top_k,
+                filter=_filter(lang, market),
+                with_payload=True,
             )
-        return hits
+            for vector, (top_k, lang, market) in zip(vectors, queries, strict=True)
+        ]
+        with self._read():
+            responses = self.client.query_batch_points(
+                collection_name=self.alias, requests=requests
+            )
+        return [[_hit(p) for p in r.points] for r in responses]
 
     # --- writing -----------------------------------------------------------------------------
 

@@ -49,12 +49,28 @@ def export(
     max_length: Annotated[int | None, typer.Option(min=8)] = None,
     int8: Annotated[bool, typer.Option(help="Also write the int8 per-channel variant.")] = True,
     atol: Annotated[float, typer.Option(help="Max abs difference allowed vs PyTorch.")] = 1e-4,
+    fp16: Annotated[bool, typer.Option(help="Also write the fp16 variant (for CUDA).")] = True,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an existing export (swapped in only once complete).")
+    ] = False,
 ) -> None:
     """Export to ONNX (pooling + normalisation in the graph) and check parity with PyTorch."""
     from model_export.onnx_export import ParityError, export_onnx
 
     try:
-        manifest = export_onnx(model, out, name=name, max_length=max_length, int8=int8, atol=atol)
+        manifest = export_onnx(
+            model,
+            out,
+            name=name,
+            max_length=max_length,
+            int8=int8,
+            fp16=fp16,
+            atol=atol,
+            overwrite=overwrite,
+        )
+    except FileExistsError as exc:
+        typer.echo(f"error: {exc}; pass --overwrite to replace it", err=True)
+        raise typer.Exit(2) from None
     except ParityError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(3) from None

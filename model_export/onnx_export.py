@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model.int8.onnx"
+FP16_FILE = "model.fp16.onnx"
 REPORT_FILE = "export_report.json"
 OUTPUT_NAME = "sentence_embedding"
 DEFAULT_OPSET = 18
@@ -84,7 +85,7 @@ class ParityError(ExportError):
 
 
 class QuantizationError(ExportError):
-    """The int8 variant is too far from fp32 to be served."""
+    """A reduced-precision variant (int8, fp16) is too far from fp32 to be served."""
 
 
 @dataclass(frozen=True)
@@ -208,14 +209,14 @@ def _tokenize(tokenizer: Any, texts: Sequence[str], max_length: int, names: Sequ
     return {name: np.ascontiguousarray(enc[name], dtype=np.int64) for name in names}
 
 
-def _ort_session(path: Path) -> Any:
+def _ort_session(path: Path, providers: Sequence[str] = ("CPUExecutionProvider",)) -> Any:
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     # The same optimisation level as the service, so parity covers the fused graph it runs.
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(path), opts, providers=list(providers))
 
 
 def _ort_embed(session: Any, feeds: dict[str, NDArray[np.int64]]) -> NDArray[np.float32]:
@@ -363,13 +364,144 @@ def _quantize_int8(fp32: Path, int8: Path) -> None:
         quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
 
 
-def _int8_report(
-    fp32: Path, int8: Path, tokenizer: Any, names: Sequence[str], max_length: int, k: int = 5
+def _pooling_tail(model: Any) -> list[str]:
+    """Names of the nodes after the encoder's last LayerNormalization: pooling and L2 norm.
+
+    They sum over up to max_length tokens and square 384 values; kept in fp32 in the fp16
+    variant so that the vectors the index compares are not rounded at their last step.
+    """
+    nodes = list(model.graph.node)
+    last_ln = max(
+        (i for i, n in enumerate(nodes) if n.op_type == "LayerNormalization"), default=None
+    )
+    if last_ln is None:
+        return []
+    reached = set(nodes[last_ln].output)
+    tail = []
+    for node in nodes[last_ln + 1 :]:  # ONNX graphs are stored in topological order
+        if reached.intersection(node.input):
+            reached.update(node.output)
+            tail.append(node)
+    for i, node in enumerate(tail):
+        if not node.name:  # node_block_list matches by name
+            node.name = f"pooling_tail_{i}"
+    return [node.name for node in tail]
+
+
+def _tidy_fp16(model: Any) -> None:
+    """Repair what `convert_float_to_float16` leaves around the nodes it keeps in fp32.
+
+    It casts every blocked node's output to fp16 and the next blocked node's input back to
+    fp32, which would round the pooling tail to fp16 between its steps; and it appends those
+    casts at the end of the node list, which the ONNX checker refuses (ORT re-sorts silently).
+    Round trips fp32 -> fp16 -> fp32 are bypassed here, then the nodes are re-sorted.
+    """
+    from onnx import TensorProto
+
+    graph = model.graph
+    f32 = TensorProto.FLOAT
+    types = {v.name: v.type.tensor_type.elem_type for v in [*graph.value_info, *graph.input]}
+    types.update({t.name: t.data_type for t in graph.initializer})
+
+    def cast_to(node: Any) -> int | None:
+        if node.op_type != "Cast":
+            return None
+        return next((int(a.i) for a in node.attribute if a.name == "to"), None)
+
+    for node in graph.node:
+        if cast_to(node) == f32:
+            types[node.output[0]] = f32
+    producer = {out: node for node in graph.node for out in node.output}
+    graph_outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    for node in graph.node:
+        if cast_to(node) != f32:
+            continue
+        to_half = producer.get(node.input[0])
+        if to_half is None or cast_to(to_half) != TensorProto.FLOAT16:
+            continue
+        source = to_half.input[0]
+        if types.get(source) != f32:
+            continue
+        if node.output[0] in graph_outputs:
+            # The graph output keeps its name: the round trip becomes an Identity.
+            node.op_type = "Identity"
+            del node.attribute[:]
+            node.input[0] = source
+        else:
+            rename[node.output[0]] = source
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    kept = [n for n in graph.node if n.output[0] not in rename]
+    used = {name for node in kept for name in node.input} | graph_outputs
+    kept = [n for n in kept if n.op_type != "Cast" or n.output[0] in used]
+
+    available = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    ordered: list[Any] = []
+    pending = kept
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise ExportError("fp16 graph has a cycle or an input nothing produces")
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+        for n in ready:
+            ordered.append(n)
+            available.update(n.output)
+    del graph.node[:]
+    graph.node.extend(ordered)
+    # The converter's type annotations no longer match the bypassed casts; they are optional
+    # hints, and the full check below re-infers every type from the nodes.
+    del graph.value_info[:]
+
+
+def _convert_fp16(fp32: Path, fp16: Path, op_block_list: Sequence[str] = ()) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
+
+    model = onnx.load(str(fp32))
+    tail = _pooling_tail(model)
+    with _quiet_exporter():
+        converted = convert_float_to_float16(
+            model,
+            # int64 ids in, float32 vectors out: the service feeds and reads the same dtypes
+            # for every variant.
+            keep_io_types=True,
+            op_block_list=[*DEFAULT_OP_BLOCK_LIST, *op_block_list],
+            node_block_list=tail,
+        )
+    _tidy_fp16(converted)
+    onnx.checker.check_model(converted, full_check=True)
+    onnx.save(converted, str(fp16))
+
+
+def _report_providers() -> list[str]:
+    import onnxruntime as ort
+
+    # fp16 is computed in fp16 only by CUDA; on a CPU ORT casts most of it back to fp32, so the
+    # closeness measured there is mostly the weights' rounding. Measure on CUDA when possible.
+    if "CUDAExecutionProvider" in ort.get_available_providers():
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    return ["CPUExecutionProvider"]
+
+
+def _variant_report(
+    prefix: str,
+    fp32: Path,
+    other: Path,
+    tokenizer: Any,
+    names: Sequence[str],
+    max_length: int,
+    k: int = 5,
+    providers: Sequence[str] = ("CPUExecutionProvider",),
 ) -> dict[str, float]:
+    """Closeness of a reduced-precision variant to fp32 on the probe texts."""
     texts = list(PROBE_TEXTS)
     feeds = _tokenize(tokenizer, texts, max_length, names)
-    a = _ort_embed(_ort_session(fp32), feeds)
-    b = _ort_embed(_ort_session(int8), feeds)
+    a = _ort_embed(_ort_session(fp32, providers), feeds)
+    b = _ort_embed(_ort_session(other, providers), feeds)
     cos = np.sum(a * b, axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
     # Neighbour overlap among the probe texts: what retrieval would see.
     k = min(k, len(texts) - 1)
@@ -380,9 +512,9 @@ def _int8_report(
     top_b = np.argsort(-sb, axis=1)[:, :k]
     overlap = np.mean([len(set(x) & set(y)) / k for x, y in zip(top_a, top_b, strict=True)])
     return {
-        "int8_mean_cosine": float(np.mean(cos)),
-        "int8_min_cosine": float(np.min(cos)),
-        f"int8_top{k}_overlap": float(overlap),
+        f"{prefix}_mean_cosine": float(np.mean(cos)),
+        f"{prefix}_min_cosine": float(np.min(cos)),
+        f"{prefix}_top{k}_overlap": float(overlap),
     }
 
 
@@ -434,12 +566,19 @@ def export_onnx(
     passage_prefix: str = "passage: ",
     overwrite: bool = False,
     int8_min_cosine: float = 0.9,
+    fp16: bool = True,
+    fp16_min_cosine: float = 0.99,
+    fp16_op_block_list: Sequence[str] = (),
 ) -> ModelManifest:
     """Export `model_dir` (any transformers encoder) into `out_dir` and return its manifest.
 
-    `out_dir` receives model.onnx (+ model.int8.onnx), tokenizer.json, export_report.json and
-    manifest.json. Everything is built in a temporary sibling directory and renamed into place
-    at the end, so a failure (ParityError included) never leaves a directory with a manifest.
+    `out_dir` receives model.onnx (+ model.int8.onnx, model.fp16.onnx), tokenizer.json,
+    export_report.json and manifest.json. The fp16 variant (for CUDA) keeps int64 inputs and
+    float32 outputs, and the pooling + normalisation tail in fp32; `fp16_op_block_list` keeps
+    more op types in fp32 if its cosine to fp32 is poor.
+
+    Everything is built in a temporary sibling directory and renamed into place at the end, so
+    a failure (ParityError included) never leaves a directory with a manifest.
     """
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -494,7 +633,9 @@ def export_onnx(
         if int8:
             log.info("quantising to int8 (dynamic, per-channel)")
             _quantize_int8(fp32_path, tmp / INT8_FILE)
-            quality = _int8_report(fp32_path, tmp / INT8_FILE, tokenizer, input_names, max_len)
+            quality = _variant_report(
+                "int8", fp32_path, tmp / INT8_FILE, tokenizer, input_names, max_len
+            )
             log.info("int8 vs fp32: %s", ", ".join(f"{k}={v:.4f}" for k, v in quality.items()))
             if quality["int8_mean_cosine"] < int8_min_cosine:
                 raise QuantizationError(
@@ -503,6 +644,26 @@ def export_onnx(
                 )
             report.update(quality)
             variants["int8"] = INT8_FILE
+        if fp16:
+            log.info("converting to fp16 (pooling and normalisation kept in fp32)")
+            _convert_fp16(fp32_path, tmp / FP16_FILE, fp16_op_block_list)
+            providers = _report_providers()
+            quality = _variant_report(
+                "fp16", fp32_path, tmp / FP16_FILE, tokenizer, input_names, max_len,
+                providers=providers,
+            )  # fmt: skip
+            log.info(
+                "fp16 vs fp32 on %s: %s",
+                providers[0], ", ".join(f"{k}={v:.5f}" for k, v in quality.items()),
+            )  # fmt: skip
+            if quality["fp16_mean_cosine"] < fp16_min_cosine:
+                raise QuantizationError(
+                    f"fp16 mean cosine to fp32 {quality['fp16_mean_cosine']:.4f} "
+                    f"< {fp16_min_cosine}: keep more ops in fp32 (fp16_op_block_list)"
+                )
+            report.update(quality)
+            report["fp16_measured_on"] = providers[0]
+            variants["fp16"] = FP16_FILE
 
         _save_tokenizer(tokenizer, tmp / TOKENIZER_FILE, max_len)
         report["total_s"] = round(time.perf_counter() - started, 2)
@@ -549,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--name")
     parser.add_argument("--max-length", type=int)
     parser.add_argument("--no-int8", action="store_true")
+    parser.add_argument("--no-fp16", action="store_true")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -558,6 +720,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         name=args.name,
         max_length=args.max_length,
         int8=not args.no_int8,
+        fp16=not args.no_fp16,
         overwrite=args.overwrite,
     )
 

@@ -55,6 +55,28 @@ class SearchResponse(BaseModel):
     truncated: bool = Field(description="True when the query was cut to the model's limit.")
 
 
+class BatchSearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    queries: list[SearchRequest] = Field(
+        min_length=1,
+        description="Searches to run together, each like a POST /search body; at most "
+        "FAQ_SEARCH_BATCH_MAX_QUERIES (default 32).",
+    )
+
+
+class BatchSearchItem(BaseModel):
+    results: list[SearchResult]
+    truncated: bool = Field(description="True when this query was cut to the model's limit.")
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[BatchSearchItem] = Field(description="One entry per query, in request order.")
+    model: str = Field(description="Model fingerprint: name, variant and weights hash.")
+    index: str = Field(description="The collection that answered (the alias target).")
+    took_ms: float
+
+
 class ReadyResponse(BaseModel):
     ready: bool
     model: str | None = None

@@ -97,6 +97,34 @@ class Settings(BaseSettings):
         "removed (another process may be writing them); local mode removes them at once.",
     )
 
+    # --- micro-batching (app/services/batcher.py) ---
+    batching: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Micro-batch query encoding: auto = on when the model runs on CUDA, "
+        "off on CPU (where a batch costs about as much as its queries one by one).",
+    )
+    batch_max_size: int = Field(32, ge=1, le=1024, description="Most queries in one batch.")
+    batch_max_wait_ms: float = Field(
+        2.0,
+        ge=0,
+        description="How long the oldest waiting query may wait for others to join its batch.",
+    )
+    batch_max_tokens: int = Field(
+        16384,
+        ge=1,
+        description="Token budget of a batch, padding included (queries x longest query); "
+        "a single query always fits.",
+    )
+    batch_queue_size: int = Field(
+        256, ge=1, description="Queries waiting for the encoder; beyond it /search answers 429."
+    )
+    batch_deadline_s: float = Field(
+        2.0, gt=0, description="A query not encoded within this many seconds gets 503."
+    )
+    search_batch_max_queries: int = Field(
+        32, ge=1, le=1024, description="Most queries in one POST /search/batch."
+    )
+
     # HTTP
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

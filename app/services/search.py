@@ -1,11 +1,16 @@
-"""One search: cut the query, encode it, ask Qdrant, shape the answer."""
+"""Searches: cut the queries, encode them (directly or through the batcher), ask Qdrant."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+from numpy.typing import NDArray
+
 from app.metrics import Metrics
+from app.services.batcher import DirectEncoding, QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.encoder import Encoder
 from index_builder.store import Hit
@@ -19,32 +24,57 @@ class SearchOutcome:
     truncated: bool
 
 
+@dataclass(frozen=True)
+class QuerySpec:
+    text: str
+    top_k: int
+    lang: str | None = None
+    market: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchOutcome:
+    hits: list[list[Hit]]
+    truncated: list[bool]
+    collection: str
+    took_ms: float
+
+
 class SearchService:
     def __init__(
-        self, encoder: Encoder, guard: IndexGuard, metrics: Metrics, max_query_chars: int
+        self,
+        encoder: Encoder,
+        guard: IndexGuard,
+        metrics: Metrics,
+        max_query_chars: int,
+        queries: QueryEncoding | None = None,
     ) -> None:
         self.encoder = encoder
         self.guard = guard
         self.metrics = metrics
         self.max_query_chars = max_query_chars
+        self.queries: QueryEncoding = queries or DirectEncoding(encoder, metrics)
+
+    def _encode(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
+        # Cut absurdly long input before tokenising: the model keeps max_length tokens anyway.
+        cut = [len(t) > self.max_query_chars for t in texts]
+        t0 = time.perf_counter()
+        encoded = self.queries.encode([t[: self.max_query_chars] for t in texts])
+        self.metrics.encode_duration.observe(time.perf_counter() - t0)
+        truncated = [c or t for c, t in zip(cut, encoded.truncated, strict=True)]
+        if any(truncated):
+            self.metrics.truncated.inc(sum(truncated))
+        return encoded.vectors, truncated
 
     def search(
         self, query: str, top_k: int, *, lang: str | None = None, market: str | None = None
     ) -> SearchOutcome:
         start = time.perf_counter()
         info = self.guard.current()
-        # Cut absurdly long input before tokenising: the model keeps max_length tokens anyway.
-        cut = len(query) > self.max_query_chars
-        text = query[: self.max_query_chars]
-        t0 = time.perf_counter()
-        encoded = self.encoder.encode([text], "query")
-        self.metrics.encode_duration.observe(time.perf_counter() - t0)
-        truncated = cut or encoded.truncated[0]
-        if truncated:
-            self.metrics.truncated.inc()
+        vectors, truncated = self._encode([query])
         t1 = time.perf_counter()
         try:
-            hits = self.guard.index.search(encoded.vectors[0], top_k, lang=lang, market=market)
+            hits = self.guard.index.search(vectors[0], top_k, lang=lang, market=market)
         except QDRANT_ERRORS as exc:
             self.guard.invalidate()
             raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
@@ -53,5 +83,26 @@ class SearchService:
             hits=hits,
             collection=info.collection,
             took_ms=(time.perf_counter() - start) * 1000.0,
+            truncated=truncated[0],
+        )
+
+    def search_batch(self, specs: Sequence[QuerySpec]) -> BatchOutcome:
+        """Several searches: the queries encoded together, then one batched Qdrant call."""
+        start = time.perf_counter()
+        info = self.guard.current()
+        vectors, truncated = self._encode([s.text for s in specs])
+        t1 = time.perf_counter()
+        try:
+            hits = self.guard.index.search_batch(
+                vectors, [(s.top_k, s.lang, s.market) for s in specs]
+            )
+        except QDRANT_ERRORS as exc:
+            self.guard.invalidate()
+            raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
+        self.metrics.search_duration.observe(time.perf_counter() - t1)
+        return BatchOutcome(
+            hits=hits,
             truncated=truncated,
+            collection=info.collection,
+            took_ms=(time.perf_counter() - start) * 1000.0,
         )

@@ -47,6 +47,9 @@ def test_search_key_from_file_is_required(keyed: httpx.Client) -> None:
     assert keyed.post("/search", json=QUERY, headers={"X-API-Key": "s3cret-search"}).is_success
     bearer = {"Authorization": "Bearer s3cret-search"}
     assert keyed.post("/search", json=QUERY, headers=bearer).status_code == 200
+    batch = {"queries": [QUERY]}
+    assert keyed.post("/search/batch", json=batch).status_code == 401
+    assert keyed.post("/search/batch", json=batch, headers=bearer).status_code == 200
     # Health and metrics stay open for probes and scrapers.
     assert keyed.get("/health/live").status_code == 200
 

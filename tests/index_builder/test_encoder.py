@@ -20,6 +20,8 @@ from index_builder.encoder import (
     ModelIntegrityError,
     OnnxEncoder,
     ProviderUnavailableError,
+    Tokenized,
+    TokenizingEncoder,
     resolve_providers,
 )
 from index_builder.manifest import ManifestError, ModelManifest
@@ -178,7 +180,11 @@ def test_tampered_model_file_is_refused(tiny_onnx_dir: Path, tmp_path: Path) -> 
         OnnxEncoder.load(copy)
     # The untouched int8 variant still loads: the check is per file.
     assert OnnxEncoder.load(copy, variant="int8").fingerprint.startswith("tiny:int8:")
-    with pytest.raises(ManifestError, match="no 'fp16' variant"):
+    # An export from before the fp16 variant existed: asking for fp16 says what there is.
+    manifest = ModelManifest.read(copy)
+    del manifest.variants["fp16"]
+    manifest.write(copy)
+    with pytest.raises(ManifestError, match=r"no 'fp16' variant \(exported: fp32, int8\)"):
         OnnxEncoder.load(copy, variant="fp16")
 
 
@@ -203,6 +209,48 @@ def test_fake_encoder_is_deterministic_and_normalised() -> None:
     assert a.fingerprint != FakeEncoder(dim=32).fingerprint
     result = FakeEncoder(dim=8, max_length=3).encode(["one two three four", "one"], "passage")
     assert result.truncated == [True, False] and result.n_tokens == [3, 1]
+
+
+def test_fp16_serves_on_cpu_with_a_warning(
+    tiny_onnx_dir: Path, encoder: OnnxEncoder, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("WARNING", logger="index_builder.encoder"):
+        half = OnnxEncoder.load(tiny_onnx_dir, variant="fp16", providers=[CPU])
+    assert "meant for CUDA" in caplog.text
+    assert half.fingerprint.split(":")[1] == "fp16" and half.fingerprint != encoder.fingerprint
+    vectors = half.encode_queries(TEXTS)
+    assert vectors.dtype == np.float32
+    assert np.sum(vectors * encoder.encode_queries(TEXTS), axis=1).min() > 0.99
+
+
+def test_encode_tokenized_runs_what_tokenize_made(encoder: OnnxEncoder) -> None:
+    # The batcher tokenises in the request thread and runs the model later, on tokens pooled
+    # from several requests: the split must give exactly what encode() gives.
+    assert isinstance(encoder, TokenizingEncoder)
+    tokens = encoder.tokenize(TEXTS, "query")
+    assert all(isinstance(t, Tokenized) for t in tokens)
+    split = encoder.encode_tokenized(tokens)
+    whole = encoder.encode(TEXTS, "query")
+    np.testing.assert_array_equal(split.vectors, whole.vectors)
+    assert split.n_tokens == whole.n_tokens == [len(t.ids) for t in tokens]
+    # Pooled from two "requests" in another order: each row is still its own text's vector.
+    mixed = encoder.encode_tokenized([tokens[3], tokens[0], tokens[7]])
+    np.testing.assert_allclose(mixed.vectors, whole.vectors[[3, 0, 7]], atol=1e-5)
+
+
+def test_fake_encoder_tokenizes_like_a_tokenizing_encoder() -> None:
+    fake = FakeEncoder(dim=16, max_length=3)
+    assert isinstance(fake, TokenizingEncoder)
+    tokens = fake.tokenize(["one two three four", "one"], "query")
+    assert [len(t.ids) for t in tokens] == [3, 1]
+    result = fake.encode_tokenized(tokens)
+    np.testing.assert_array_equal(result.vectors, fake.encode_queries(["one two three", "one"]))
+    assert result.truncated == [True, False]
+    from tokenizers import models
+
+    real_tokens = Tokenizer(models.WordLevel({"one": 0}, unk_token="one")).encode("one")
+    with pytest.raises(TypeError, match="its own tokens"):
+        fake.encode_tokenized([real_tokens])
 
 
 def test_real_model_int8_tracks_fp32(real_onnx_dir: Path) -> None:

@@ -15,7 +15,12 @@ from numpy.typing import NDArray
 
 import model_export.onnx_export as onnx_export
 from index_builder.manifest import MANIFEST_FILE, TOKENIZER_FILE, ModelManifest, sha256_file
-from model_export.onnx_export import ExportError, ParityError, export_onnx
+from model_export.onnx_export import (
+    ExportError,
+    ParityError,
+    QuantizationError,
+    export_onnx,
+)
 
 
 @pytest.fixture(scope="module")
@@ -56,16 +61,22 @@ def test_manifest_describes_the_export(tiny_onnx_dir: Path, tiny_bert_dir: Path)
     assert m.max_length == 64  # min(position table, tokenizer limit)
     assert (m.pooling, m.normalize) == ("mean", True)
     assert (m.query_prefix, m.passage_prefix) == ("query: ", "passage: ")
-    assert m.variants == {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+    assert m.variants == {
+        "fp32": "model.onnx",
+        "int8": "model.int8.onnx",
+        "fp16": "model.fp16.onnx",
+    }
     assert m.parity_max_abs_diff is not None and m.parity_max_abs_diff <= 1e-4
     assert datetime.fromisoformat(m.created_at).tzinfo is not None
     on_disk = {p.name for p in tiny_onnx_dir.iterdir()} - {MANIFEST_FILE}
     assert set(m.files) == on_disk
-    assert {"model.onnx", "model.int8.onnx", TOKENIZER_FILE} <= on_disk
+    assert {"model.onnx", "model.int8.onnx", "model.fp16.onnx", TOKENIZER_FILE} <= on_disk
     for name, digest in m.files.items():
         assert sha256_file(tiny_onnx_dir / name) == digest, name
     report = json.loads((tiny_onnx_dir / "export_report.json").read_text())
     assert report["parity_max_abs_diff"] == m.parity_max_abs_diff
+    assert report["fp16_mean_cosine"] >= 0.99 and report["fp16_min_cosine"] > 0.9
+    assert report["fp16_measured_on"] in ("CPUExecutionProvider", "CUDAExecutionProvider")
 
 
 def test_graph_declares_only_the_inputs_it_reads(tiny_onnx_dir: Path, tiny_bert_dir: Path) -> None:
@@ -111,6 +122,59 @@ def test_int8_variant_is_close(tiny_onnx_dir: Path, tiny_bert_dir: Path) -> None
     assert any(n.op_type in {"MatMulInteger", "DynamicQuantizeLinear"} for n in model.graph.node)
 
 
+def _elem_types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    graph = inferred.graph
+    return {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*graph.value_info, *graph.input, *graph.output]
+    }
+
+
+def test_fp16_variant_keeps_io_types_and_fp32_pooling(
+    tiny_onnx_dir: Path, tiny_bert_dir: Path
+) -> None:
+    model = onnx.load(str(tiny_onnx_dir / "model.fp16.onnx"))
+    f32, f16, i64 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.INT64
+    # The service feeds int64 ids and reads float32 vectors from every variant.
+    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [i64, i64]
+    assert [o.type.tensor_type.elem_type for o in model.graph.output] == [f32]
+    weights = [t for t in model.graph.initializer if np.prod(t.dims) > 1000]
+    assert weights and all(t.data_type == f16 for t in weights)
+    onnx.checker.check_model(model, full_check=True)  # sorted, and every type consistent
+    # Mean pooling and the L2 norm run in fp32 (no rounding to fp16 between their steps);
+    # the encoder layers in fp16.
+    types = _elem_types(model)
+    producer = {out: n for n in model.graph.node for out in n.output}
+    # The sum of masked hidden states (the mask count beside it may stay fp16: exact integers).
+    (hidden_sum,) = [
+        n
+        for n in model.graph.node
+        if n.op_type == "ReduceSum" and producer[n.input[0]].op_type == "Mul"
+    ]
+    norm = next(n for n in model.graph.node if n.op_type == "ReduceL2")
+    for node in (hidden_sum, norm):
+        assert types[node.input[0]] == f32, node.name
+        assert producer[node.input[0]].op_type != "Cast", node.name
+    final = producer[model.graph.output[0].name]
+    assert final.op_type == "Identity" and producer[final.input[0]].op_type == "Div"
+    assert any(types.get(n.output[0]) == f16 for n in model.graph.node if n.op_type == "MatMul")
+    texts = ["where is my order", "dónde está mi pedido", "退款", "barang saya belum sampai"]
+    feeds, _ = _torch_embed(tiny_bert_dir, texts)
+    fp32 = _run(tiny_onnx_dir / "model.onnx", feeds)
+    half = _run(tiny_onnx_dir / "model.fp16.onnx", feeds)
+    assert half.dtype == np.float32
+    assert np.sum(fp32 * half, axis=1).min() > 0.99
+
+
+def test_fp16_too_far_from_fp32_fails_the_export(tiny_bert_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "model"
+    with pytest.raises(QuantizationError, match="fp16 mean cosine"):
+        # No real model reaches a cosine of 1.5: stands in for a conversion that broke it.
+        export_onnx(tiny_bert_dir, out, int8=False, fp16_min_cosine=1.5)
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
 def _sabotaged_export(real: Any) -> Any:
     """An exporter that writes a graph whose word embeddings are off: the kind of bug (a wrong
     weight mapping, a bad optimiser rewrite) that a parity check exists to catch."""
@@ -146,7 +210,7 @@ def test_existing_export_is_kept_unless_overwrite(tiny_bert_dir: Path, tmp_path:
         export_onnx(tiny_bert_dir, out, int8=False)
     assert (out / "keep.txt").read_text() == "precious"
 
-    m = export_onnx(tiny_bert_dir, out, int8=False, overwrite=True, max_length=16)
+    m = export_onnx(tiny_bert_dir, out, int8=False, fp16=False, overwrite=True, max_length=16)
     assert not (out / "keep.txt").exists()
     assert m.variants == {"fp32": "model.onnx"} and m.max_length == 16
     assert ModelManifest.read(out) == m

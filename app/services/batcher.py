@@ -1,0 +1,434 @@
+"""Micro-batching of query encodings: many concurrent requests, one model run.
+
+Modelled on Hugging Face text-embeddings-inference's queue (`core/src/queue.rs`) and Triton's
+dynamic batcher:
+
+- Requests are tokenised once, in the caller's thread (so tokenisation of one request overlaps
+  with the model run of another), and wait in a bounded queue; a full queue is refused at once
+  (`QueueFullError`, the route's 429) instead of growing latency without bound.
+- One worker thread forms batches: at most `max_batch_size` queries, and at most
+  `max_batch_tokens` tokens counted the way the model pays for them, padding included
+  (queries x longest query). A single query always fits, whatever its length.
+- Queries are grouped by token length (power-of-two classes, everything up to 16 tokens in one),
+  and a batch takes queries of one class only, so a short query is never padded to a long one.
+- A batch starts when it is full or when its oldest query has waited `max_wait_s` (Triton's
+  max queue delay): an idle service adds at most that much latency.
+- A query whose caller gave up (its future was cancelled) or whose deadline passed while it
+  waited is dropped, never encoded (TEI drops entries whose response channel is closed); the
+  caller gets `DeadlineExceededError` (the route's 503).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from index_builder.encoder import Encoder, EncodeResult, Tokenized, TokenizingEncoder
+
+if TYPE_CHECKING:
+    from app.core.config import Settings
+    from app.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# Token-length classes: 2**4 = 16 tokens covers nearly every shopper query in one class.
+_MIN_BUCKET_BITS = 4
+
+
+class BatcherError(RuntimeError):
+    """The batcher could not encode a query; the message says why."""
+
+
+class QueueFullError(BatcherError):
+    """The queue holds `max_queue_size` queries already: the caller should retry later."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+class DeadlineExceededError(BatcherError):
+    """The query waited longer than its deadline and was dropped without being encoded."""
+
+
+class BatcherClosedError(BatcherError):
+    """The batcher is stopped (the service is shutting down)."""
+
+
+class QueryEncoding(Protocol):
+    """How `SearchService` turns query texts into vectors: directly or through the batcher."""
+
+    @property
+    def batching(self) -> bool: ...
+
+    def encode(self, texts: Sequence[str]) -> EncodeResult: ...
+
+
+@dataclass(frozen=True)
+class BatcherConfig:
+    max_batch_size: int = 32
+    max_wait_s: float = 0.002
+    max_batch_tokens: int = 16384
+    max_queue_size: int = 256
+    deadline_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.max_batch_size < 1 or self.max_batch_tokens < 1 or self.max_queue_size < 1:
+            raise ValueError("max_batch_size, max_batch_tokens and max_queue_size must be >= 1")
+        if self.max_wait_s < 0 or self.deadline_s <= 0:
+            raise ValueError("max_wait_s must be >= 0 and deadline_s > 0")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BatcherConfig:
+        return cls(
+            max_batch_size=settings.batch_max_size,
+            max_wait_s=settings.batch_max_wait_ms / 1000.0,
+            max_batch_tokens=settings.batch_max_tokens,
+            max_queue_size=settings.batch_queue_size,
+            deadline_s=settings.batch_deadline_s,
+        )
+
+
+@dataclass(frozen=True)
+class EncodedQuery:
+    vector: NDArray[np.float32]
+    n_tokens: int
+    truncated: bool
+
+
+@dataclass(eq=False)
+class _Pending:
+    tokens: Tokenized
+    n_tokens: int
+    enqueued_at: float
+    deadline: float
+    future: Future[EncodedQuery]
+
+
+def length_bucket(n_tokens: int) -> int:
+    """The length class of a query: ceil(log2(tokens)), with everything up to 16 tokens in one."""
+    return max(_MIN_BUCKET_BITS, (max(n_tokens, 1) - 1).bit_length())
+
+
+def padded_tokens(lengths: Sequence[int]) -> int:
+    """What a batch costs the model: every row is padded to the longest one."""
+    return len(lengths) * max(lengths, default=0)
+
+
+def _results(encoded: Sequence[EncodedQuery], dim: int) -> EncodeResult:
+    vectors = np.stack([e.vector for e in encoded]) if encoded else np.empty((0, dim), np.float32)
+    return EncodeResult(
+        vectors=vectors.astype(np.float32, copy=False),
+        n_tokens=[e.n_tokens for e in encoded],
+        truncated=[e.truncated for e in encoded],
+    )
+
+
+class DirectEncoding:
+    """No queue: each request runs the model itself (the CPU default, and `FAQ_BATCHING=off`).
+
+    Still tokenises and runs as two timed steps when the encoder allows, so the tokenisation,
+    inference and batch-size metrics mean the same thing with batching on or off.
+    """
+
+    batching = False
+
+    def __init__(self, encoder: Encoder, metrics: Metrics | None = None) -> None:
+        self.encoder = encoder
+        self.metrics = metrics
+        # Checked once: a runtime Protocol check inspects every member on each call.
+        self._split = encoder if isinstance(encoder, TokenizingEncoder) else None
+
+    def encode(self, texts: Sequence[str]) -> EncodeResult:
+        if self._split is None or self.metrics is None:
+            return self.encoder.encode(texts, "query")
+        t0 = time.perf_counter()
+        tokens = self._split.tokenize(texts, "query")
+        t1 = time.perf_counter()
+        result = self._split.encode_tokenized(tokens)
+        t2 = time.perf_counter()
+        self.metrics.tokenize_duration.observe(t1 - t0)
+        self.metrics.inference_duration.observe(t2 - t1)
+        self.metrics.batch_size.observe(len(tokens))
+        self.metrics.batch_tokens.observe(padded_tokens([len(t.ids) for t in tokens]))
+        return result
+
+
+class MicroBatcher:
+    """A bounded queue of tokenised queries and one worker thread that encodes them in batches.
+
+    `start()` and `stop()` belong to the app's lifespan; `encode()` is called from request
+    threads (FastAPI's threadpool) and blocks until its vectors are ready or its deadline passes.
+    """
+
+    batching = True
+
+    def __init__(
+        self,
+        encoder: TokenizingEncoder,
+        config: BatcherConfig,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(encoder, TokenizingEncoder):
+            raise TypeError(
+                f"{type(encoder).__name__} cannot be micro-batched: it needs tokenize() and "
+                "encode_tokenized(); set FAQ_BATCHING=off"
+            )
+        self.encoder = encoder
+        self.config = config
+        self.metrics = metrics
+        self._clock = clock
+        self._cond = threading.Condition()
+        self._buckets: dict[int, deque[_Pending]] = {}
+        self._size = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        with self._cond:
+            if self._thread is not None:
+                raise RuntimeError("the batcher is already started")
+            self._closed = False
+            self._thread = threading.Thread(target=self._work, name="faq-batcher", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Refuse new queries, encode the ones already queued, then end the worker."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout_s)
+            if thread.is_alive():
+                log.warning("batcher worker did not stop within %.1f s", timeout_s)
+        # Whatever is left (a worker that never started or is stuck) fails instead of hanging.
+        with self._cond:
+            for pending in self._take_all_locked():
+                _fail(pending, BatcherClosedError("the service is shutting down"))
+            self._thread = None
+
+    @property
+    def queue_depth(self) -> int:
+        with self._cond:
+            return self._size
+
+    # --- callers ----------------------------------------------------------------------------
+
+    def submit(self, tokens: Sequence[Tokenized]) -> list[Future[EncodedQuery]]:
+        """Queue tokenised queries, all or none; the futures resolve when they are encoded."""
+        now = self._clock()
+        deadline = now + self.config.deadline_s
+        pending = [_Pending(t, len(t.ids), now, deadline, Future[EncodedQuery]()) for t in tokens]
+        with self._cond:
+            if self._closed or self._thread is None:
+                raise BatcherClosedError("the encoder queue is not running (service stopping)")
+            if self._size + len(pending) > self.config.max_queue_size:
+                raise QueueFullError(
+                    f"the encoder queue is full ({self._size} of {self.config.max_queue_size} "
+                    f"queries waiting, {len(pending)} more asked for); retry shortly",
+                    retry_after_s=max(1, round(self.config.deadline_s / 2)),
+                )
+            for p in pending:
+                self._buckets.setdefault(length_bucket(p.n_tokens), deque()).append(p)
+            self._size += len(pending)
+            self._set_depth_locked()
+            self._cond.notify_all()
+        return [p.future for p in pending]
+
+    def encode(self, texts: Sequence[str]) -> EncodeResult:
+        """Tokenise here, encode in the worker's next batches, wait for the vectors."""
+        t0 = time.perf_counter()
+        tokens = self.encoder.tokenize(texts, "query")
+        if self.metrics is not None:
+            self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
+        futures = self.submit(tokens)
+        deadline = self._clock() + self.config.deadline_s
+        try:
+            encoded = [self._wait(f, deadline) for f in futures]
+        except BaseException:
+            # The request failed as a whole: its other queries are dropped, not encoded.
+            for f in futures:
+                f.cancel()
+            raise
+        return _results(encoded, self.encoder.dim)
+
+    def _wait(self, future: Future[EncodedQuery], deadline: float) -> EncodedQuery:
+        try:
+            return future.result(timeout=max(0.0, deadline - self._clock()))
+        except TimeoutError:
+            if future.cancel():
+                raise DeadlineExceededError(self._deadline_message()) from None
+            # Too late to cancel: its batch is running now and ends within one model run.
+            return future.result()
+        except CancelledError:
+            raise BatcherClosedError("the query was cancelled (service stopping)") from None
+
+    def _deadline_message(self) -> str:
+        return (
+            f"the query waited more than {self.config.deadline_s:g} s for the encoder "
+            f"(FAQ_BATCH_DEADLINE_S) and was dropped: the service is overloaded; retry shortly"
+        )
+
+    # --- worker -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while True:
+            try:
+                with self._cond:
+                    batch = self._next_batch_locked()
+                if batch is None:
+                    return
+                if batch:
+                    self._run(batch)
+            except Exception:  # pragma: no cover - a bug here must not kill the worker silently
+                log.exception("batcher worker error")
+
+    def _next_batch_locked(self) -> list[_Pending] | None:
+        """Wait until some batch is ready and take it; None when closed and drained."""
+        while True:
+            now = self._clock()
+            self._drop_dead_locked(now)
+            if self._size == 0:
+                if self._closed:
+                    return None
+                self._cond.wait()
+                continue
+            ready: tuple[float, int, int] | None = None  # (oldest arrival, bucket, count)
+            first_due = float("inf")
+            for bucket, queue in self._buckets.items():
+                if not queue:
+                    continue
+                count, full = self._fill(queue)
+                due = queue[0].enqueued_at + self.config.max_wait_s
+                if full or due <= now or self._closed:
+                    if ready is None or queue[0].enqueued_at < ready[0]:
+                        ready = (queue[0].enqueued_at, bucket, count)
+                else:
+                    first_due = min(first_due, due)
+            if ready is not None:
+                return self._take_locked(ready[1], ready[2], now)
+            self._cond.wait(timeout=max(0.0, first_due - now))
+
+    def _fill(self, queue: deque[_Pending]) -> tuple[int, bool]:
+        """How many queries from the head of `queue` make one batch, and whether it is full."""
+        longest = 0
+        count = 0
+        for p in queue:
+            if count == self.config.max_batch_size:
+                return count, True
+            longest_with = max(longest, p.n_tokens)
+            # A single query always fits, even one longer than the whole budget.
+            if count and (count + 1) * longest_with > self.config.max_batch_tokens:
+                return count, True
+            longest = longest_with
+            count += 1
+        return count, count == self.config.max_batch_size
+
+    def _take_locked(self, bucket: int, count: int, now: float) -> list[_Pending]:
+        queue = self._buckets[bucket]
+        taken = [queue.popleft() for _ in range(count)]
+        if not queue:
+            del self._buckets[bucket]
+        self._size -= count
+        self._set_depth_locked()
+        # RUNNING from here on: a caller that gives up now waits for this batch instead.
+        live = [p for p in taken if p.future.set_running_or_notify_cancel()]
+        if self.metrics is not None:
+            for p in live:
+                self.metrics.queue_wait_duration.observe(now - p.enqueued_at)
+        return live
+
+    def _drop_dead_locked(self, now: float) -> None:
+        """Remove cancelled queries and fail the ones whose deadline passed, unencoded."""
+        for bucket in list(self._buckets):
+            queue = self._buckets[bucket]
+            if not any(p.future.cancelled() or p.deadline <= now for p in queue):
+                continue
+            kept: deque[_Pending] = deque()
+            for p in queue:
+                if p.future.cancelled():
+                    continue
+                if p.deadline <= now:
+                    _fail(p, DeadlineExceededError(self._deadline_message()))
+                    continue
+                kept.append(p)
+            self._size -= len(queue) - len(kept)
+            if kept:
+                self._buckets[bucket] = kept
+            else:
+                del self._buckets[bucket]
+        self._set_depth_locked()
+
+    def _take_all_locked(self) -> list[_Pending]:
+        everything = [p for queue in self._buckets.values() for p in queue]
+        self._buckets.clear()
+        self._size = 0
+        self._set_depth_locked()
+        return everything
+
+    def _set_depth_locked(self) -> None:
+        if self.metrics is not None:
+            self.metrics.queue_depth.set(self._size)
+
+    def _run(self, batch: list[_Pending]) -> None:
+        lengths = [p.n_tokens for p in batch]
+        t0 = time.perf_counter()
+        try:
+            result = self.encoder.encode_tokenized([p.tokens for p in batch])
+        except Exception as exc:
+            log.exception("encoding a batch of %d queries failed", len(batch))
+            for p in batch:
+                p.future.set_exception(exc)
+            return
+        if self.metrics is not None:
+            self.metrics.inference_duration.observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(len(batch))
+            self.metrics.batch_tokens.observe(padded_tokens(lengths))
+        for i, p in enumerate(batch):
+            p.future.set_result(
+                EncodedQuery(result.vectors[i], result.n_tokens[i], result.truncated[i])
+            )
+
+
+def _fail(pending: _Pending, exc: BaseException) -> None:
+    # InvalidStateError: the caller cancelled it meanwhile, nobody is waiting for the answer.
+    with contextlib.suppress(InvalidStateError):
+        pending.future.set_exception(exc)
+
+
+def build_query_encoding(
+    encoder: Encoder, settings: Settings, metrics: Metrics | None = None
+) -> QueryEncoding:
+    """The batcher (not yet started) or direct encoding, as `FAQ_BATCHING` says.
+
+    `auto` batches on CUDA only: on a CPU a batch costs about as much as its queries one by
+    one, so waiting for company only adds latency; on a GPU a batch of 32 costs little more
+    than one query.
+    """
+    mode = settings.batching
+    if mode == "auto":
+        providers = list(getattr(encoder, "providers", []))
+        mode = "on" if "CUDAExecutionProvider" in providers else "off"
+    if mode == "off":
+        return DirectEncoding(encoder, metrics)
+    if not isinstance(encoder, TokenizingEncoder):
+        raise TypeError(
+            f"FAQ_BATCHING=on needs an encoder with tokenize() and encode_tokenized(); "
+            f"{type(encoder).__name__} has not"
+        )
+    return MicroBatcher(encoder, BatcherConfig.from_settings(settings), metrics)
