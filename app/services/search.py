@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -13,7 +14,9 @@ from app.metrics import Metrics
 from app.services.batcher import DirectEncoding, QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.encoder import Encoder
-from index_builder.store import Hit
+from index_builder.store import FaqIndex, Hit
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -66,19 +69,27 @@ class SearchService:
             self.metrics.truncated.inc(sum(truncated))
         return encoded.vectors, truncated
 
+    def _ask_qdrant(self, call: Callable[[FaqIndex], _T]) -> _T:
+        """Run one search call on the live index, timed; an unreachable Qdrant is a 503."""
+        t0 = time.perf_counter()
+        try:
+            result = call(self.guard.index)
+        except QDRANT_ERRORS as exc:
+            # Re-checked on the next request, so the service recovers once Qdrant answers.
+            self.guard.invalidate()
+            raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
+        self.metrics.search_duration.observe(time.perf_counter() - t0)
+        return result
+
     def search(
         self, query: str, top_k: int, *, lang: str | None = None, market: str | None = None
     ) -> SearchOutcome:
         start = time.perf_counter()
         info = self.guard.current()
         vectors, truncated = self._encode([query])
-        t1 = time.perf_counter()
-        try:
-            hits = self.guard.index.search(vectors[0], top_k, lang=lang, market=market)
-        except QDRANT_ERRORS as exc:
-            self.guard.invalidate()
-            raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
-        self.metrics.search_duration.observe(time.perf_counter() - t1)
+        hits = self._ask_qdrant(
+            lambda index: index.search(vectors[0], top_k, lang=lang, market=market)
+        )
         return SearchOutcome(
             hits=hits,
             collection=info.collection,
@@ -91,15 +102,8 @@ class SearchService:
         start = time.perf_counter()
         info = self.guard.current()
         vectors, truncated = self._encode([s.text for s in specs])
-        t1 = time.perf_counter()
-        try:
-            hits = self.guard.index.search_batch(
-                vectors, [(s.top_k, s.lang, s.market) for s in specs]
-            )
-        except QDRANT_ERRORS as exc:
-            self.guard.invalidate()
-            raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
-        self.metrics.search_duration.observe(time.perf_counter() - t1)
+        specs_ = [(s.top_k, s.lang, s.market) for s in specs]
+        hits = self._ask_qdrant(lambda index: index.search_batch(vectors, specs_))
         return BatchOutcome(
             hits=hits,
             truncated=truncated,
