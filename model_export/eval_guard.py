@@ -2,8 +2,11 @@
 
 The guard loads every text of the evaluation sets (JSONL files with a `query`, `text` or
 `question` field under an evaluation directory such as `artifacts/eval/`, plus the Debian FAQ
-question headings when `debian-faq*` is installed), normalises them (NFKC, casefold, single
-spaces, e5 prefixes removed) and refuses any training pair whose query or label matches one.
+question headings when `debian-faq*` is installed), normalises them (NFKC, casefold, e5 prefixes,
+format placeholders and punctuation removed, single spaces) and refuses any training pair whose
+query or label matches one. Punctuation and placeholders go because the evaluation builders
+clean strings that training keeps raw: "Is public" in the django-oscar training pairs is
+"Is public?" in the evaluation set, and "'%(title)s' has been added" is "' ' has been added".
 `mode="raise"` stops the run; `mode="drop"` removes the pairs and logs how many went.
 """
 
@@ -28,6 +31,11 @@ DEBIAN_FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 GuardMode = Literal["raise", "drop"]
 
 _PREFIX_RE = re.compile(r"^(query|passage):\s*", re.IGNORECASE)
+# printf-style (%(name)s, %s, %d) and str.format ({name}, {0}) placeholders of gettext strings.
+_PLACEHOLDER_RE = re.compile(r"%\(\w+\)[sdifr]|%[sdifr]|\{\w*\}")
+# Punctuation, symbols, separators and controls become spaces; letters, combining marks (Thai,
+# Hindi vowel signs) and digits stay.
+_DROPPED_CATEGORIES = frozenset("PSZC")
 _HEADING_RE = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>", re.IGNORECASE | re.DOTALL)
 _TAG_RE = re.compile(r"<[^>]+>")
 _SECTION_NUMBER_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?)\s+")
@@ -50,6 +58,10 @@ class EvalLeakError(ValueError):
 
 def normalise(text: str) -> str:
     text = _PREFIX_RE.sub("", unicodedata.normalize("NFKC", text).strip())
+    text = "".join(
+        " " if unicodedata.category(c)[0] in _DROPPED_CATEGORIES else c
+        for c in _PLACEHOLDER_RE.sub(" ", text)
+    )
     return " ".join(text.casefold().split())
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -33,7 +34,28 @@ def _faq_dir(tmp_path: Path) -> Path:
 
 
 def test_normalise() -> None:
-    assert normalise("  query: Wo ist\tmeine BESTELLUNG? ") == "wo ist meine bestellung?"
+    assert normalise("  query: Wo ist\tmeine BESTELLUNG? ") == "wo ist meine bestellung"
+    assert normalise("¿Dónde está mi pedido?") == "dónde está mi pedido"
+    thai = "สถานะคำสั่งซื้อ"  # combining vowel and tone marks are not punctuation
+    assert normalise(thai) == unicodedata.normalize("NFKC", thai)
+
+
+def test_guard_catches_near_duplicates_of_cleaned_eval_strings(tmp_path: Path) -> None:
+    """The eval builders clean gettext strings that training keeps raw; both must collide."""
+    d = tmp_path / "eval"
+    d.mkdir()
+    rows = [{"text": "Is public?"}, {"text": "' ' has been added to your basket"}]
+    (d / "entries.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    guard = EvalGuard.from_sources([d], debian_faq_dir=None, mode="drop")
+    pairs = [
+        Pair(query="Ist öffentlich", label="Is public"),
+        Pair(
+            query="'%(title)s' wurde hinzugefügt", label="'%(title)s' has been added to your basket"
+        ),
+        Pair(query="Lieferadresse", label="Delivery address"),
+    ]
+    kept, dropped = guard.filter(pairs)
+    assert dropped == 2 and [p.label for p in kept] == ["Delivery address"]
 
 
 def test_guard_raises_on_leak(tmp_path: Path) -> None:
@@ -52,14 +74,15 @@ def test_guard_drops_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
     pairs = [
         Pair("passage: HOW do I get a refund", "x"),  # query matches a `text` row
         Pair("something", "what is this faq?"),  # label matches a Debian FAQ heading
+        # Punctuation does not make another text: the eval builders clean what training keeps.
+        Pair("Can I change my address", "x"),
         Pair("not an evaluation text", "fine"),  # other fields are not evaluation text
-        Pair("Can I change my address", "different punctuation is not the same text"),
     ]
     with caplog.at_level(logging.WARNING):
         kept, dropped = guard.filter(pairs)
-    assert dropped == 2
-    assert kept == pairs[2:]
-    assert "dropped 2 of 4" in caplog.text
+    assert dropped == 3
+    assert kept == pairs[3:]
+    assert "dropped 3 of 4" in caplog.text
 
 
 def test_guard_without_sources_accepts_everything(tmp_path: Path) -> None:
