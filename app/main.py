@@ -15,7 +15,7 @@ from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from app.services.batcher import MicroBatcher, build_query_encoding
+from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
@@ -80,8 +80,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.guard = guard
     # --- micro-batching: built and started here, stopped (drained) before the encoder closes ---
     queries = build_query_encoding(encoder, settings, metrics)
-    if isinstance(queries, MicroBatcher):
-        queries.start()
+    queries.start()
     log.info("micro-batching %s", "on" if queries.batching else "off")
     app.state.queries = queries
     app.state.search = SearchService(
@@ -94,8 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.admin.shutdown()
-        if isinstance(queries, MicroBatcher):
-            queries.stop()
+        queries.stop()
         guard.close()
         close = getattr(encoder, "close", None)
         if callable(close):

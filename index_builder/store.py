@@ -325,13 +325,11 @@ class FaqIndex:
     # --- writing -----------------------------------------------------------------------------
 
     def versions(self) -> list[tuple[int, str]]:
-        with self._read():
-            collections = self.client.get_collections().collections
         found = []
-        for c in collections:
-            m = self._version_re.match(c.name)
+        for name in self._collection_names():
+            m = self._version_re.match(name)
             if m:
-                found.append((int(m.group(1)), c.name))
+                found.append((int(m.group(1)), name))
         return sorted(found)
 
     def collections(self) -> list[CollectionInfo]:
@@ -455,8 +453,7 @@ class FaqIndex:
                 exc_info=not isinstance(exc, IndexBuildError),
             )
             try:
-                with self._write():
-                    self.client.delete_collection(name)
+                self._delete_collection(name)
             except Exception:
                 # Keep the original error; the half-built collection is an orphan for later.
                 log.exception("could not remove the half-built %s", name)
@@ -502,8 +499,8 @@ class FaqIndex:
 
     # --- recovery and rollback ---------------------------------------------------------------
 
-    def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]:
-        """Delete what killed builds left behind; returns the names removed.
+    def orphans(self, *, min_age_s: float = 0.0) -> list[str]:
+        """What killed builds left behind, oldest first.
 
         An orphan is a collection the alias does not point at that is still marked `building`,
         or, for collections written before build states were recorded, one newer than the
@@ -516,7 +513,7 @@ class FaqIndex:
         versions = self.versions()
         live_version = next((v for v, n in versions if n == live), None)
         now = datetime.now(UTC)
-        removed = []
+        found = []
         for version, name in versions:
             if name == live:
                 continue
@@ -528,13 +525,19 @@ class FaqIndex:
             if min_age_s > 0 and _age_s(meta.get("created_at"), now) < min_age_s:
                 log.info("%s is still being built, or only just stopped: kept for now", name)
                 continue
+            found.append(name)
+        return found
+
+    def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]:
+        """Delete `orphans(min_age_s=...)`; returns the names removed."""
+        removed = self.orphans(min_age_s=min_age_s)
+        for name in removed:
             log.warning(
                 "removing %s: left half-built by an interrupted build (%d entries stored)",
                 name,
                 self._count(name),
             )
             self._delete_collection(name)
-            removed.append(name)
         return removed
 
     def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:

@@ -630,40 +630,36 @@ def export_onnx(
             "exporter": f"torch.onnx dynamo (torch {torch.__version__})",
         }
         variants = {"fp32": FP32_FILE}
+
+        def add_variant(
+            name: str, file: str, min_cosine: float, remedy: str, providers: Sequence[str]
+        ) -> None:
+            """Measure the variant against fp32 on the probe texts; refuse it when too far."""
+            quality = _variant_report(
+                name, fp32_path, tmp / file, tokenizer, input_names, max_len, providers=providers
+            )
+            shown = ", ".join(f"{k}={v:.5f}" for k, v in quality.items())
+            log.info("%s vs fp32 on %s: %s", name, providers[0], shown)
+            mean = quality[f"{name}_mean_cosine"]
+            if mean < min_cosine:
+                raise QuantizationError(
+                    f"{name} mean cosine to fp32 {mean:.4f} < {min_cosine}: {remedy}"
+                )
+            report.update(quality)
+            variants[name] = file
+
         if int8:
             log.info("quantising to int8 (dynamic, per-channel)")
             _quantize_int8(fp32_path, tmp / INT8_FILE)
-            quality = _variant_report(
-                "int8", fp32_path, tmp / INT8_FILE, tokenizer, input_names, max_len
-            )
-            log.info("int8 vs fp32: %s", ", ".join(f"{k}={v:.4f}" for k, v in quality.items()))
-            if quality["int8_mean_cosine"] < int8_min_cosine:
-                raise QuantizationError(
-                    f"int8 mean cosine to fp32 {quality['int8_mean_cosine']:.4f} "
-                    f"< {int8_min_cosine}: the quantised model is broken"
-                )
-            report.update(quality)
-            variants["int8"] = INT8_FILE
+            cpu = ["CPUExecutionProvider"]
+            add_variant("int8", INT8_FILE, int8_min_cosine, "the quantised model is broken", cpu)
         if fp16:
             log.info("converting to fp16 (pooling and normalisation kept in fp32)")
             _convert_fp16(fp32_path, tmp / FP16_FILE, fp16_op_block_list)
             providers = _report_providers()
-            quality = _variant_report(
-                "fp16", fp32_path, tmp / FP16_FILE, tokenizer, input_names, max_len,
-                providers=providers,
-            )  # fmt: skip
-            log.info(
-                "fp16 vs fp32 on %s: %s",
-                providers[0], ", ".join(f"{k}={v:.5f}" for k, v in quality.items()),
-            )  # fmt: skip
-            if quality["fp16_mean_cosine"] < fp16_min_cosine:
-                raise QuantizationError(
-                    f"fp16 mean cosine to fp32 {quality['fp16_mean_cosine']:.4f} "
-                    f"< {fp16_min_cosine}: keep more ops in fp32 (fp16_op_block_list)"
-                )
-            report.update(quality)
+            remedy = "keep more ops in fp32 (fp16_op_block_list)"
+            add_variant("fp16", FP16_FILE, fp16_min_cosine, remedy, providers)
             report["fp16_measured_on"] = providers[0]
-            variants["fp16"] = FP16_FILE
 
         _save_tokenizer(tokenizer, tmp / TOKENIZER_FILE, max_len)
         report["total_s"] = round(time.perf_counter() - started, 2)

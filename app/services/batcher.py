@@ -28,12 +28,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.encoder import Encoder, EncodeResult, Tokenized, TokenizingEncoder
+from index_builder.encoder import CUDA, Encoder, EncodeResult, Tokenized, TokenizingEncoder
 
 if TYPE_CHECKING:
     from app.core.config import Settings
@@ -66,10 +66,17 @@ class BatcherClosedError(BatcherError):
 
 
 class QueryEncoding(Protocol):
-    """How `SearchService` turns query texts into vectors: directly or through the batcher."""
+    """How `SearchService` turns query texts into vectors: directly or through the batcher.
+
+    `start()` and `stop()` belong to the app's lifespan.
+    """
 
     @property
     def batching(self) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
 
     def encode(self, texts: Sequence[str]) -> EncodeResult: ...
 
@@ -125,6 +132,14 @@ def padded_tokens(lengths: Sequence[int]) -> int:
     return len(lengths) * max(lengths, default=0)
 
 
+def _observe_run(metrics: Metrics | None, started: float, lengths: Sequence[int]) -> None:
+    """One model run's metrics, the same with batching on or off."""
+    if metrics is not None:
+        metrics.inference_duration.observe(time.perf_counter() - started)
+        metrics.batch_size.observe(len(lengths))
+        metrics.batch_tokens.observe(padded_tokens(lengths))
+
+
 def _results(encoded: Sequence[EncodedQuery], dim: int) -> EncodeResult:
     vectors = np.stack([e.vector for e in encoded]) if encoded else np.empty((0, dim), np.float32)
     return EncodeResult(
@@ -149,18 +164,21 @@ class DirectEncoding:
         # Checked once: a runtime Protocol check inspects every member on each call.
         self._split = encoder if isinstance(encoder, TokenizingEncoder) else None
 
+    def start(self) -> None:
+        """Nothing to start: each request runs the model itself."""
+
+    def stop(self) -> None:
+        """Nothing to stop."""
+
     def encode(self, texts: Sequence[str]) -> EncodeResult:
         if self._split is None or self.metrics is None:
             return self.encoder.encode(texts, "query")
         t0 = time.perf_counter()
         tokens = self._split.tokenize(texts, "query")
         t1 = time.perf_counter()
-        result = self._split.encode_tokenized(tokens)
-        t2 = time.perf_counter()
         self.metrics.tokenize_duration.observe(t1 - t0)
-        self.metrics.inference_duration.observe(t2 - t1)
-        self.metrics.batch_size.observe(len(tokens))
-        self.metrics.batch_tokens.observe(padded_tokens([len(t.ids) for t in tokens]))
+        result = self._split.encode_tokenized(tokens)
+        _observe_run(self.metrics, t1, [len(t.ids) for t in tokens])
         return result
 
 
@@ -386,7 +404,6 @@ class MicroBatcher:
             self.metrics.queue_depth.set(self._size)
 
     def _run(self, batch: list[_Pending]) -> None:
-        lengths = [p.n_tokens for p in batch]
         t0 = time.perf_counter()
         try:
             result = self.encoder.encode_tokenized([p.tokens for p in batch])
@@ -395,10 +412,7 @@ class MicroBatcher:
             for p in batch:
                 p.future.set_exception(exc)
             return
-        if self.metrics is not None:
-            self.metrics.inference_duration.observe(time.perf_counter() - t0)
-            self.metrics.batch_size.observe(len(batch))
-            self.metrics.batch_tokens.observe(padded_tokens(lengths))
+        _observe_run(self.metrics, t0, [p.n_tokens for p in batch])
         for i, p in enumerate(batch):
             p.future.set_result(
                 EncodedQuery(result.vectors[i], result.n_tokens[i], result.truncated[i])
@@ -422,13 +436,10 @@ def build_query_encoding(
     """
     mode = settings.batching
     if mode == "auto":
-        providers = list(getattr(encoder, "providers", []))
-        mode = "on" if "CUDAExecutionProvider" in providers else "off"
+        mode = "on" if CUDA in getattr(encoder, "providers", []) else "off"
     if mode == "off":
         return DirectEncoding(encoder, metrics)
-    if not isinstance(encoder, TokenizingEncoder):
-        raise TypeError(
-            f"FAQ_BATCHING=on needs an encoder with tokenize() and encode_tokenized(); "
-            f"{type(encoder).__name__} has not"
-        )
-    return MicroBatcher(encoder, BatcherConfig.from_settings(settings), metrics)
+    # MicroBatcher refuses, with what to set instead, an encoder it cannot batch.
+    return MicroBatcher(
+        cast(TokenizingEncoder, encoder), BatcherConfig.from_settings(settings), metrics
+    )

@@ -110,6 +110,12 @@ class AdminService:
             # Searching does not need the job records; the admin routes say what is wrong.
             log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
         try:
+            # Looked for under the reader first: with several workers the writer bumps the
+            # directory's generation, and every other worker would reload its replica for
+            # nothing each time a worker starts.
+            with self._read_index() as index:
+                if not index.orphans(min_age_s=self.orphan_min_age_s):
+                    return
             with self._write_lock, self._write_index() as index:
                 index.remove_orphans(min_age_s=self.orphan_min_age_s)
         except _RECOVERABLE as exc:
@@ -301,6 +307,26 @@ def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
     return load_golden(settings.golden_queries) if settings.golden_queries else None
 
 
+def _directory_access(settings: Settings) -> tuple[IndexAccess, IndexAccess]:
+    """Write and read access to the embedded directory itself, each under the shared lock."""
+    from index_builder.local_lock import local_reader, local_writer
+
+    path, timeout = settings.qdrant_path, settings.replica_lock_timeout_s
+    alias, keep = settings.collection_alias, settings.keep_collections
+
+    @contextmanager
+    def write() -> Iterator[FaqIndex]:
+        with local_writer(path, timeout=timeout) as client:
+            yield FaqIndex(client, alias=alias, keep=keep)
+
+    @contextmanager
+    def read() -> Iterator[FaqIndex]:
+        with local_reader(path, timeout=timeout) as access:
+            yield FaqIndex(access.client, alias=alias, keep=keep)
+
+    return write, read
+
+
 def create_admin(
     settings: Settings,
     encoder: Encoder,
@@ -312,38 +338,18 @@ def create_admin(
     if golden:
         gate = QualityGate(golden, encoder, settings.golden_top_k)
         log.info("reindex quality gate: %d golden queries", len(golden))
-    alias, keep = settings.collection_alias, settings.keep_collections
-    write: IndexAccess
-    read: IndexAccess
+    index: FaqIndex | IndexAccess
+    read: IndexAccess | None
     if not settings.qdrant_url and settings.workers > 1:
         # The guard serves a replica: write to the directory itself, under the shared lock.
-        from index_builder.local_lock import local_reader, local_writer
-
-        path, timeout = settings.qdrant_path, settings.replica_lock_timeout_s
-
-        @contextmanager
-        def write() -> Iterator[FaqIndex]:
-            with local_writer(path, timeout=timeout) as client:
-                yield FaqIndex(client, alias=alias, keep=keep)
-
-        @contextmanager
-        def read() -> Iterator[FaqIndex]:
-            with local_reader(path, timeout=timeout) as access:
-                yield FaqIndex(access.client, alias=alias, keep=keep)
-
-        local = True
+        index, read = _directory_access(settings)
+        local: bool | None = True
     else:
         # The guard's own instance: in local mode its reader-writer lock is what keeps the
         # service's searches and these writes apart.
-        held = guard.index
-
-        def write() -> AbstractContextManager[FaqIndex]:
-            return nullcontext(held)
-
-        read = write
-        local = held.local
+        index, read, local = guard.index, None, None
     admin = AdminService(
-        write,
+        index,
         encoder,
         guard,
         JobStore(settings.jobs_dir, keep=settings.jobs_keep),

@@ -108,6 +108,19 @@ def test_two_replica_apps_share_one_directory_and_follow_a_rebuild(
             assert api.get("/health/ready").json()["index_points"] == 10
 
 
+def test_a_starting_worker_with_nothing_to_clean_leaves_the_generation_alone(
+    tmp_path: Path,
+) -> None:
+    """Otherwise every worker start would make every other worker reload its replica."""
+    qdrant = tmp_path / "qdrant"
+    _build(qdrant, SAMPLE_FAQ)
+    generation = read_generation(qdrant)
+    settings = settings_for(tmp_path / "m", qdrant, workers=2, jobs_dir=tmp_path / "jobs")
+    with serve(create_app(settings, encoder_factory=lambda _: FakeEncoder(dim=384))) as api:
+        assert api.get("/health/ready").status_code == 200
+    assert read_generation(qdrant) == generation
+
+
 def test_admin_writes_with_replicas_reach_every_worker(tmp_path: Path) -> None:
     """With replicas the admin routes write the directory itself, under the lock."""
     qdrant = tmp_path / "qdrant"

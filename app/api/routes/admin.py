@@ -7,6 +7,8 @@ threadpool and the event loop stays free for /health.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fastapi import APIRouter, Response
@@ -19,7 +21,7 @@ from app.services.index_guard import QDRANT_ERRORS
 from app.services.jobs_store import JobRecord
 from app.services.reindex import AdminConflictError, JobStoreError
 from index_builder.faq import FaqFileError, FaqItem, read_faq
-from index_builder.store import FaqIndexError, RollbackError, UnknownCollectionError
+from index_builder.store import FaqIndexError, UnknownCollectionError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
@@ -96,8 +98,18 @@ class FaqEditResult(BaseModel):
     deleted: bool = False
 
 
-def _conflict(exc: Exception) -> ApiError:
-    return ApiError(409, str(exc))
+@contextmanager
+def _write_errors() -> Iterator[None]:
+    """The admin service's refusals as API errors: 422 for an unknown collection, 409 when the
+    write cannot happen now, 503 while Qdrant is unreachable."""
+    try:
+        yield
+    except UnknownCollectionError as exc:
+        raise ApiError(422, str(exc)) from exc
+    except (AdminConflictError, FaqIndexError) as exc:
+        raise ApiError(409, str(exc)) from exc
+    except QDRANT_ERRORS as exc:
+        raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
 
 
 @router.post("/reindex", status_code=202, response_model=JobRecord)
@@ -121,7 +133,7 @@ def reindex(
     try:
         record = admin.submit(items, source=body.source or "inline", source_path=source_path)
     except AdminConflictError as exc:
-        raise _conflict(exc) from exc
+        raise ApiError(409, str(exc)) from exc
     except JobStoreError as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from exc
     location = f"/admin/reindex/{record.id}"
@@ -149,24 +161,17 @@ def rollback(
     _: AdminAuth, admin: AdminDep, body: RollbackRequest | None = None
 ) -> RollbackResponse:
     """Move the alias back to the previous kept collection, or to the one named."""
-    try:
+    with _write_errors():
         previous, current = admin.rollback(body.collection if body else None)
-    except UnknownCollectionError as exc:
-        raise ApiError(422, str(exc)) from exc
-    except (RollbackError, AdminConflictError) as exc:
-        raise _conflict(exc) from exc
-    except QDRANT_ERRORS as exc:
-        raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
     return RollbackResponse(previous=previous, current=current)
 
 
 @router.get("/collections", response_model=list[CollectionOut])
 def collections(_: AdminAuth, admin: AdminDep) -> list[CollectionOut]:
     """The kept collections behind the alias, oldest first."""
-    try:
-        return [CollectionOut(**vars(c)) for c in admin.collections()]
-    except QDRANT_ERRORS as exc:
-        raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
+    with _write_errors():
+        kept = admin.collections()
+    return [CollectionOut(**vars(c)) for c in kept]
 
 
 @router.put("/faq/{faq_id}", response_model=FaqEditResult)
@@ -179,12 +184,8 @@ def put_faq(
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, f"invalid FAQ entry: {problems}") from exc
-    try:
+    with _write_errors():
         collection, created = admin.upsert(item)
-    except (AdminConflictError, FaqIndexError) as exc:
-        raise _conflict(exc) from exc
-    except QDRANT_ERRORS as exc:
-        raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
     if created:
         response.status_code = 201
     return FaqEditResult(id=item.id, collection=collection, created=created)
@@ -193,12 +194,8 @@ def put_faq(
 @router.delete("/faq/{faq_id}", response_model=FaqEditResult)
 def delete_faq(_: AdminAuth, faq_id: str, admin: AdminDep) -> FaqEditResult:
     """Remove one entry from the live collection; 404 when it is not there."""
-    try:
+    with _write_errors():
         collection = admin.delete(faq_id)
-    except (AdminConflictError, FaqIndexError) as exc:
-        raise _conflict(exc) from exc
-    except QDRANT_ERRORS as exc:
-        raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
     if collection is None:
         raise ApiError(404, f"no FAQ entry {faq_id!r} in the live index")
     return FaqEditResult(id=faq_id, collection=collection, deleted=True)
