@@ -20,6 +20,8 @@ KIND_LABELS = {
     "cs-en": "CS: en + target words",
     "code-switched": "code-switched (both)",
 }
+# The two code-switching directions as the issue's table names them.
+DIRECTION_LABELS = {"cs-tgt": "target + English words", "cs-en": "English + target words"}
 
 
 def to_json(results: EvalResults) -> dict[str, Any]:
@@ -50,6 +52,8 @@ def to_json(results: EvalResults) -> dict[str, Any]:
         },
         "results": results.summary_rows(),
         "comparisons": results.comparisons(),
+        "penalties": results.penalties(),
+        "penalty_comparisons": results.penalty_comparisons(),
         "ranks": {
             r.spec.name: {
                 f"{ds}/{lang}/{kind}": ranks for (ds, lang, kind), ranks in r.ranks.items()
@@ -71,6 +75,119 @@ def _cell(row: dict[str, Any] | None, metric: str = "R@1", ci: bool = True) -> s
     if not ci:
         return _pct(m["mean"])
     return f"{_pct(m['mean'])} [{_pct(m['ci_low'])}, {_pct(m['ci_high'])}]"
+
+
+def _points(x: float) -> str:
+    """A fraction as signed percentage points, one decimal; never "-0.0"."""
+    return f"{round(100 * x, 1) + 0.0:+.1f}"
+
+
+def _interval(mean: float, lo: float, hi: float) -> str:
+    """`+d.d [+lo, +hi]` in percentage points."""
+    return f"{_points(mean)} [{_points(lo)}, {_points(hi)}]"
+
+
+def _dataset_label(ds: str) -> str:
+    return "all datasets" if ds == "all" else ds
+
+
+def direction_table(report: dict[str, Any]) -> list[str]:
+    """Markdown lines: R@1 of B minus A per code-switching direction, per dataset and pooled.
+
+    One row per compare pair (e.g. recipe minus ablation), one column per dataset (and all
+    datasets) x direction; cells are paired differences with their 95% interval.
+    """
+    comps = {
+        (c["a"], c["b"], c["dataset"], c["group"]): c
+        for c in report["comparisons"]
+        if c["metric"] == "R@1" and c["group"] in DIRECTION_LABELS
+    }
+    pairs = list(dict.fromkeys((a, b) for a, b, _, _ in comps))
+    if not pairs:
+        return []
+    columns = [
+        (ds, kind) for ds in [*report["config"]["datasets"], "all"] for kind in DIRECTION_LABELS
+    ]
+    head = ["A", "B"] + [f"{_dataset_label(ds)}: {DIRECTION_LABELS[k]}" for ds, k in columns]
+    lines = [
+        "Recall@1 of B minus A per code-switching direction (percentage points, 95% paired "
+        "bootstrap interval; pooled over languages):",
+        "",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * len(head),
+    ]
+    for a, b in pairs:
+        cells = []
+        for ds, kind in columns:
+            c = comps.get((a, b, ds, kind))
+            cells.append("-" if c is None else _interval(c["delta"], c["ci_low"], c["ci_high"]))
+        lines.append(f"| {a} | {b} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def penalty_table(report: dict[str, Any], dataset: str) -> list[str]:
+    """Markdown lines: the code-switching penalty of each model per language of `dataset`.
+
+    Rows are models, columns the languages and their pooled value ("all"); cells are
+    R@1(translated) - R@1(cs-tgt) on the same entries with a 95% paired interval, in points.
+    """
+    rows = [p for p in report.get("penalties", []) if p["dataset"] == dataset]
+    if not rows:
+        return []
+    cells = {(p["model"], p["lang"]): p for p in rows}
+    models = list(dict.fromkeys(p["model"] for p in rows))
+    langs = [*sorted({p["lang"] for p in rows} - {"all"}), "all"]
+    lines = [
+        f"**{_dataset_label(dataset)}**, code-switching penalty per language: R@1 on translated "
+        "queries minus R@1 on the same entries' target + English words queries (percentage "
+        "points, 95% paired bootstrap interval; 0 = no penalty; n = entries in `all`):",
+        "",
+        "| model | " + " | ".join(langs) + " | n |",
+        "|---|" + "---|" * (len(langs) + 1),
+    ]
+    for m in models:
+        row = [cells.get((m, lang)) for lang in langs]
+        texts = ["-" if p is None else _interval(p["mean"], p["ci_low"], p["ci_high"]) for p in row]
+        n = cells[(m, "all")]["n"] if (m, "all") in cells else 0
+        lines.append(f"| {m} | " + " | ".join(texts) + f" | {n} |")
+    return lines
+
+
+def penalty_difference_table(report: dict[str, Any]) -> list[str]:
+    """Markdown lines: penalty of B minus penalty of A per compare pair, pooled over languages.
+
+    A negative difference means B loses less R@1 to code-switching than A; per-language
+    differences are in the JSON report (`penalty_comparisons`).
+    """
+    comps = [c for c in report.get("penalty_comparisons", []) if c["lang"] == "all"]
+    if not comps:
+        return []
+    lines = [
+        "Code-switching penalty of B minus that of A (percentage points, pooled over languages; "
+        "95% paired bootstrap interval over entries; sign-flip permutation p):",
+        "",
+        "| A | B | dataset | penalty A | penalty B | B - A | 95% CI | p | n |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comps:
+        lines.append(
+            f"| {c['a']} | {c['b']} | {_dataset_label(c['dataset'])} | {_points(c['penalty_a'])}"
+            f" | {_points(c['penalty_b'])} | {_points(c['delta'])} | [{_points(c['ci_low'])}, "
+            f"{_points(c['ci_high'])}] | {c['p_value']:.3g} | {int(c['n'])} |"
+        )
+    return lines
+
+
+def _code_switching_sections(report: dict[str, Any]) -> list[str]:
+    """The per-direction comparison, the penalty tables and the penalty differences."""
+    tables = [direction_table(report)]
+    tables += [penalty_table(report, ds) for ds in [*report["config"]["datasets"], "all"]]
+    tables.append(penalty_difference_table(report))
+    lines: list[str] = []
+    for table in tables:
+        if table:
+            lines += ["", *table]
+    return lines
 
 
 def _index(rows: Sequence[dict[str, Any]]) -> dict[tuple[str, str, str, str], dict[str, Any]]:
@@ -156,6 +273,7 @@ def to_markdown(report: dict[str, Any]) -> str:
                 f" | {c['metric']} | {100 * c['delta']:+.1f} | [{100 * c['ci_low']:+.1f}, "
                 f"{100 * c['ci_high']:+.1f}] | {c['p_value']:.3g} | {int(c['n'])} |"
             )
+    lines += _code_switching_sections(report)
     lines.append("")
     sets = ", ".join(f"{ds} `{h[:16]}`" for ds, h in report["eval_sets"].items())
     lines.append(f"Eval sets: {sets}. Wall time {report['wall_s']:.0f} s.")

@@ -36,16 +36,17 @@ def _write_set(root: Path) -> None:
     corpus = Corpus("toy", ENTRIES, [AlignedItem(e.id, "es", e.text, e.question) for e in ENTRIES])
     q = {
         ("en", "english"): [
-            EvalQuery(f"en{i}", e.question, (e.id,), "en", "english") for i, e in enumerate(ENTRIES)
+            EvalQuery(f"toy:en:english:{e.id}", e.question, (e.id,), "en", "english")
+            for e in ENTRIES
         ],
         ("es", "translated"): [
-            EvalQuery("t1", "cancelar mi pedido", ("e1",), "es", "translated"),
-            EvalQuery("t2", "rastrear mi paquete", ("e2",), "es", "translated"),
+            EvalQuery("toy:es:translated:e1", "cancelar mi pedido", ("e1",), "es", "translated"),
+            EvalQuery("toy:es:translated:e2", "rastrear mi paquete", ("e2",), "es", "translated"),
         ],
         ("es", "cs-tgt"): [
-            EvalQuery("c1", "cancelar my order", ("e1",), "es", "cs-tgt"),
-            EvalQuery("c2", "rastrear my parcel", ("e2",), "es", "cs-tgt"),
-            EvalQuery("c3", "cambiar shipping address", ("e3",), "es", "cs-tgt"),
+            EvalQuery("toy:es:cs-tgt:e1", "cancelar my order", ("e1",), "es", "cs-tgt"),
+            EvalQuery("toy:es:cs-tgt:e2", "rastrear my parcel", ("e2",), "es", "cs-tgt"),
+            EvalQuery("toy:es:cs-tgt:e3", "cambiar shipping address", ("e3",), "es", "cs-tgt"),
         ],
     }
     write_eval_set(root, corpus, q)
@@ -104,6 +105,11 @@ def test_evaluate_and_report(tmp_path: Path, fake_models: dict[str, CachedEncode
     assert rows[("wide", "toy", "english", "all")]["metrics"]["R@1"]["mean"] == 1.0
     comps = [c for c in report["comparisons"] if c["group"] == "english" and c["metric"] == "R@1"]
     assert comps and comps[0]["n"] == 3.0
+    # the penalty pairs e1 and e2; e3 has a cs-tgt query but no translated one
+    pen = {(p["model"], p["dataset"], p["lang"]): p for p in report["penalties"]}
+    assert pen[("wide", "toy", "es")]["n"] == 2
+    assert pen[("wide", "toy", "es")]["cs_tgt"] == 1.0
+    assert {c["lang"] for c in report["penalty_comparisons"]} == {"es", "all"}
     md = to_markdown(report)
     assert "| wide |" in md and "| narrow |" in md and "absent (not available" in md
     paths = write_reports(results, tmp_path / "out")
