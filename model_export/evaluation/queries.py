@@ -32,6 +32,7 @@ from typing import Any
 from model_export.codeswitch import CodeSwitcher
 from model_export.dictionaries import Dictionary, load_freedict, normalise_key
 from model_export.evaluation.datasets import Corpus
+from model_export.lexicon import invert, primary_senses
 
 log = logging.getLogger(__name__)
 
@@ -94,19 +95,6 @@ class EvalDictionaries:
     sources: dict[str, list[str]] = field(default_factory=dict)
 
 
-def invert(d: Dictionary, casing: Mapping[str, str] | None = None) -> Dictionary:
-    """src->tgt becomes tgt->src (translations become headwords).
-
-    Headwords are stored normalised (casefolded); `casing` maps them back to the dictionary's
-    spelling, so a German noun stays capitalised when it becomes a translation.
-    """
-    out = Dictionary(d.tgt_lang, d.src_lang, sources=list(d.sources))
-    for src, targets in d.entries.items():
-        for tgt in targets:
-            out.add(tgt, casing.get(src, src) if casing else src)
-    return out
-
-
 def headword_casing(index_path: Path) -> dict[str, str]:
     """Normalised headword -> its spelling on the first line of the dictd entry.
 
@@ -151,63 +139,6 @@ def without_pairs(d: Dictionary, pairs: set[tuple[str, str]]) -> tuple[Dictionar
             else:
                 out.add(src, tgt)
     return out, removed
-
-
-# Placeholders of dictionary usage notes ("jdm etw geben", "to give sb sth"), not words.
-_NOTE_WORDS = frozenset(
-    [
-        "jd",
-        "jdm",
-        "jdn",
-        "jds",
-        "etw",
-        "jdetw",
-        "jdnetw",
-        "jdmetw",
-        "sth",
-        "sb",
-        "so.",
-        "sth.",
-        "sb.",
-        "qn",
-        "qch",
-        "qc",
-        "qlc",
-        "qc.",
-        "alg",
-        "algo",
-    ]
-)
-
-
-def _plausible(word: str, max_words: int = 2) -> bool:
-    """A dictionary side worth switching: a word or short phrase, no digits, affixes or notes."""
-    words = word.split()
-    return (
-        0 < len(words) <= max_words
-        and any(c.isalpha() for c in word)
-        and not any(c.isdigit() for c in word)
-        and "..." not in word
-        and "/" not in word  # IPA transcriptions in some dictd entries
-        and "\u2026" not in word
-        and not word.startswith(("-", "'"))
-        and not word.endswith("-")
-        and not any(w.casefold() in _NOTE_WORDS for w in words)
-    )
-
-
-def primary_senses(d: Dictionary) -> Dictionary:
-    """Each headword with its first translation only (FreeDict lists the common sense first).
-
-    Inverting a whole dictionary makes every rare sense a translation of a common word
-    ("is" -> "estce qu"); keeping primary senses keeps the substitutions a speaker would make.
-    """
-    out = Dictionary(d.src_lang, d.tgt_lang, sources=list(d.sources))
-    for src, targets in d.entries.items():
-        firsts = [t for t in targets if _plausible(t)]
-        if firsts and _plausible(src):
-            out.add(src, firsts[0])
-    return out
 
 
 def shortest_first(d: Dictionary) -> Dictionary:

@@ -16,15 +16,31 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 DEFAULT_LANGUAGES = ["de", "fr", "es", "it", "nl", "pt"]
-FREEDICT = "/usr/share/dictd/freedict-eng-{}.index"
-DEFAULT_DICTIONARIES = {
-    "de": [FREEDICT.format("deu")],
-    "fr": [FREEDICT.format("fra")],
-    "es": [FREEDICT.format("spa")],
-    "it": [FREEDICT.format("ita")],
-    "nl": [FREEDICT.format("nld")],
-    "pt": [FREEDICT.format("por")],
-}
+ISO3 = {"de": "deu", "fr": "fra", "es": "spa", "it": "ita", "nl": "nld", "pt": "por"}
+# Training reads the English->X FreeDict packages; the evaluation sets are switched with the
+# separately compiled X->English packages (freedict-XXX-eng), which training must not read.
+FREEDICT_FROM_EN = "/usr/share/dictd/freedict-eng-{}.index"
+
+
+@dataclass
+class LanguageDictionaries:
+    """The dictionaries of one language, by direction.
+
+    `from_en` (en->X) switches English text into X words; `to_en` (X->en) switches X text into
+    English words. With `reverse_fallback`, a missing direction is the other one reversed (the
+    run report marks it "reversed").
+    """
+
+    from_en: list[str] = field(default_factory=list)
+    to_en: list[str] = field(default_factory=list)
+    reverse_fallback: bool = True
+
+
+def _default_dictionaries() -> dict[str, LanguageDictionaries]:
+    return {
+        lang: LanguageDictionaries(from_en=[FREEDICT_FROM_EN.format(iso)])
+        for lang, iso in ISO3.items()
+    }
 
 
 @dataclass
@@ -43,16 +59,37 @@ class ModelConfig:
 
 @dataclass
 class CodeSwitchConfig:
-    enabled: bool = True
+    """The dictionaries and the sampler; which stage switches what is per stage (see below)."""
+
+    enabled: bool = True  # false: no stage switches (the no-code-switching ablation)
     policy: Literal["official", "rate"] = "rate"
     rate: float = 0.10
     mix: Literal["sentence", "word"] = "sentence"
     languages: list[str] = field(default_factory=lambda: list(DEFAULT_LANGUAGES))
-    dictionaries: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_DICTIONARIES))
+    dictionaries: dict[str, LanguageDictionaries] = field(default_factory=_default_dictionaries)
     max_translations: int = 3
     translation_choice: Literal["random", "first"] = "random"
+    # Articles, pronouns, prepositions... are false friends across languages ("no" -> "Nein"
+    # inside Portuguese); shoppers switch content words. Extra words per language: one per line.
+    switch_function_words: bool = False
+    function_words_files: dict[str, list[str]] = field(default_factory=dict)
+    # Longer dictionary sides are glosses ("mit schöner Regelmäßigkeit"), not translations.
+    max_words: int = 2
+    # FreeDict's sense order is not frequency: rank translations by target-language word
+    # frequency (wordfreq) and drop those rarer than min_zipf ("mailorder" 1.6, "order" 5.5).
+    rank_by_frequency: bool = True
+    min_zipf: float = 2.5
+
+
+@dataclass
+class StageSwitchConfig:
+    """Which sides of a pair one stage switches; `policy`/`rate` override [codeswitch]'s."""
+
+    enabled: bool = True
     switch_queries: bool = True
     switch_labels: bool = True
+    policy: Literal["official", "rate"] | None = None
+    rate: float | None = None
 
 
 @dataclass
@@ -89,6 +126,8 @@ class PretrainConfig:
     mlm_probability: float = 0.15
     similarity_loss: bool = True
     tau: float = 0.05
+    # The official code switches during continual pre-training.
+    codeswitch: StageSwitchConfig = field(default_factory=StageSwitchConfig)
 
 
 @dataclass
@@ -104,6 +143,8 @@ class FinetuneConfig:
     optical_weight: float = 0.0  # > 0 adds OPTICAL token-alignment distillation
     optical_epsilon: float = 0.1
     optical_iterations: int = 50
+    # The official fine-tuning trains on the pairs as they are; turn on to switch here too.
+    codeswitch: StageSwitchConfig = field(default_factory=lambda: StageSwitchConfig(enabled=False))
 
 
 @dataclass

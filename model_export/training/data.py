@@ -1,7 +1,10 @@
 """Training pairs (query, label) and builders for the sources that install here.
 
-A pair file is JSONL: `{"query": ..., "label": ..., "lang": "de", "negative": ..., "source": ...}`
-(`lang` is the query's language, `en` for English; `negative` an optional hard negative label).
+A pair file is JSONL: `{"query": ..., "label": ..., "lang": "de", "label_lang": "en",
+"negative": ..., "negative_query": ..., "source": ...}` (`lang` is the query's language,
+`label_lang` the label's, both `en` when absent; `negative` an optional hard negative label and
+`negative_query` that negative's own query in the pair's query language, for CLEAR's
+target-query negatives).
 
 Builders:
 
@@ -24,7 +27,7 @@ import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -37,6 +40,13 @@ class Pair:
     lang: str = "en"
     source: str = ""
     negative: str | None = None
+    label_lang: str = "en"
+    negative_query: str | None = None
+
+    @property
+    def is_bitext(self) -> bool:
+        """Query and label are the same text in two languages (translation pairs)."""
+        return self.lang != self.label_lang
 
     def to_json(self) -> str:
         row = {k: v for k, v in asdict(self).items() if v is not None}
@@ -58,6 +68,8 @@ def read_pairs(path: str | Path) -> list[Pair]:
                         lang=str(row.get("lang", "en")),
                         source=str(row.get("source", Path(path).stem)),
                         negative=row.get("negative"),
+                        label_lang=str(row.get("label_lang", "en")),
+                        negative_query=row.get("negative_query"),
                     )
                 )
             except KeyError as exc:
@@ -91,6 +103,26 @@ def select_languages(
     return kept, left_out
 
 
+def attach_negative_queries(pairs: Sequence[Pair]) -> list[Pair]:
+    """Give each hard negative its own query in the pair's query language, where one is known.
+
+    CLEAR's reverse loss ranks a passage's target-language query against other target-language
+    queries; the negative label's own query (from another pair of the same language) is the
+    hard one.
+    """
+    by_label: dict[tuple[str, str], str] = {}
+    for p in pairs:
+        by_label.setdefault((" ".join(p.label.casefold().split()), p.lang), p.query)
+    out: list[Pair] = []
+    for p in pairs:
+        if p.negative and p.negative_query is None:
+            q = by_label.get((" ".join(p.negative.casefold().split()), p.lang))
+            if q is not None:
+                p = replace(p, negative_query=q)
+        out.append(p)
+    return out
+
+
 def dedupe(pairs: Iterable[Pair]) -> list[Pair]:
     seen: set[tuple[str, str]] = set()
     out: list[Pair] = []
@@ -120,7 +152,7 @@ def faq_pairs(path: str | Path) -> list[Pair]:
         question = (row.get("question") or "").strip()
         if question:
             lang = (row.get("lang") or "en").strip() or "en"
-            out.append(Pair(question, question, lang=lang, source="faq"))
+            out.append(Pair(question, question, lang=lang, source="faq", label_lang=lang))
     return out
 
 
@@ -216,7 +248,7 @@ def oscar_pairs(
                 continue
             out.append(Pair(tgt, src, lang=lang, source=f"oscar:{code}"))
             if both_directions:
-                out.append(Pair(src, tgt, lang="en", source=f"oscar:{code}:rev"))
+                out.append(Pair(src, tgt, lang="en", source=f"oscar:{code}:rev", label_lang=lang))
     return out
 
 

@@ -29,11 +29,16 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-from model_export.codeswitch import CodeSwitcher
-from model_export.dictionaries import load_language_dictionaries
+from model_export.codeswitch import ENGLISH, LanguageSwitcher
 from model_export.eval_guard import EvalGuard
 from model_export.training.config import OptimConfig, RunConfig
-from model_export.training.data import Pair, dedupe, read_pairs, select_languages
+from model_export.training.data import (
+    Pair,
+    attach_negative_queries,
+    dedupe,
+    read_pairs,
+    select_languages,
+)
 from model_export.training.losses import (
     ContinualPretrainingLoss,
     MLMHead,
@@ -43,6 +48,7 @@ from model_export.training.losses import (
     mlm_loss,
     optical_loss,
 )
+from model_export.training.switching import build_switcher, load_tables
 
 log = logging.getLogger(__name__)
 
@@ -121,34 +127,27 @@ def load_training_pairs(config: RunConfig) -> tuple[list[Pair], DataSummary]:
         pairs = random.Random(config.seed).sample(pairs, dc.max_pairs)
     if len(pairs) < 2:
         raise ValueError(f"{len(pairs)} training pairs left: in-batch losses need at least 2")
+    pairs = attach_negative_queries(pairs)
     summary.pairs = len(pairs)
     summary.by_source = dict(Counter(p.source.split(":")[0] for p in pairs))
     summary.by_lang = dict(Counter(p.lang for p in pairs))
     return pairs, summary
 
 
-def build_switcher(config: RunConfig) -> CodeSwitcher | None:
+def build_switchers(
+    config: RunConfig,
+) -> tuple[dict[str, LanguageSwitcher | None], dict[str, Any]]:
+    """One switcher per stage (None where the stage does not switch) and the dictionary report."""
     cs = config.codeswitch
-    if not cs.enabled:
-        return None
-    spec = {lang: cs.dictionaries[lang] for lang in cs.languages if lang in cs.dictionaries}
-    missing = [p for paths in spec.values() for p in paths if not Path(p).exists()]
-    if missing:
-        raise FileNotFoundError(
-            f"dictionaries not found: {missing} (FreeDict: scripts/ensure-debs.sh "
-            "dict-freedict-eng-deu ...; or set codeswitch.enabled = false)"
-        )
-    if not spec:
-        raise ValueError(f"no dictionary for any of codeswitch.languages={cs.languages}")
-    dictionaries = load_language_dictionaries(spec, max_translations=cs.max_translations)
-    return CodeSwitcher(
-        dictionaries,
-        policy=cs.policy,
-        rate=cs.rate,
-        mix=cs.mix,
-        seed=config.seed,
-        translation_choice=cs.translation_choice,
-    )
+    stages = {"pretrain": config.pretrain.codeswitch, "finetune": config.finetune.codeswitch}
+    if not cs.enabled or not any(stages[s].enabled for s in config.stages):
+        return {s: None for s in stages}, {}
+    tables = load_tables(cs)
+    switchers = {
+        name: build_switcher(cs, tables, seed=config.seed, stage=stage_cfg)
+        for name, stage_cfg in stages.items()
+    }
+    return switchers, tables.report()
 
 
 # --- model pieces -----------------------------------------------------------------------------
@@ -202,6 +201,50 @@ class Batch:
     labels: list[str]
 
 
+@dataclass
+class FinetuneInputs:
+    """Which text reaches which input of the fine-tuning losses (one list entry per pair).
+
+    InfoNCE: `queries` against `labels`. CLEAR: `q_en` is the English side of the pair (the
+    English label, else the English query, else the original query when neither side is
+    English), `q_tgt` the non-English or switched side (the batch's queries), `d` the labels,
+    `q_tgt_neg` the target-language queries of the hard negatives. OPTICAL: on bitext pairs only
+    (`optical_rows`), the student reads `q_tgt` and the frozen teacher the English side.
+    """
+
+    queries: list[str]
+    labels: list[str]
+    q_en: list[str]
+    negatives: list[str]
+    q_tgt_neg: list[str]
+    optical_rows: list[int]
+
+
+def english_side(pair: Pair) -> str:
+    if pair.label_lang == ENGLISH:
+        return pair.label
+    return pair.query
+
+
+def finetune_inputs(batch: Batch, *, hard_negatives: bool) -> FinetuneInputs:
+    pairs = batch.pairs
+    negatives = [p.negative for p in pairs if hard_negatives and p.negative]
+    q_tgt_neg = [
+        p.negative_query for p in pairs if hard_negatives and p.negative and p.negative_query
+    ]
+    optical_rows = [
+        i for i, p in enumerate(pairs) if p.is_bitext and ENGLISH in (p.lang, p.label_lang)
+    ]
+    return FinetuneInputs(
+        queries=batch.queries,
+        labels=batch.labels,
+        q_en=[english_side(p) for p in pairs],
+        negatives=negatives,
+        q_tgt_neg=q_tgt_neg,
+        optical_rows=optical_rows,
+    )
+
+
 class _Stage:
     """Shared state of one stage: the model, tokenizer, switcher and config."""
 
@@ -210,7 +253,7 @@ class _Stage:
         config: RunConfig,
         model: nn.Module,
         tokenizer: Any,
-        switcher: CodeSwitcher | None,
+        switchers: dict[str, LanguageSwitcher | None],
         device: torch.device,
         use_bf16: bool = False,
     ) -> None:
@@ -218,7 +261,9 @@ class _Stage:
         self.config = config
         self.model = model
         self.tokenizer = tokenizer
-        self.switcher = switcher
+        self.switchers = switchers
+        # stage -> "side:lang:direction" -> texts; "none" = no dictionary for that language.
+        self.switch_counts: dict[str, Counter[str]] = {}
         self.device = device
 
     def tokenize(self, texts: list[str], prefix: str) -> dict[str, Tensor]:
@@ -255,15 +300,35 @@ class _Stage:
         return hidden
 
     def make_batch(self, pairs: list[Pair], epoch: int, stage_name: str) -> Batch:
-        cs = self.config.codeswitch
+        """Switch each side with its own language's dictionaries, as the stage's config says."""
         queries = [p.query for p in pairs]
         labels = [p.label for p in pairs]
-        if self.switcher is not None:
-            salt = f"{stage_name}:{epoch}"
-            if cs.switch_queries:
-                queries = [self.switcher.switch(q, salt=f"{salt}:q").text for q in queries]
-            if cs.switch_labels:
-                labels = [self.switcher.switch(lb, salt=f"{salt}:l").text for lb in labels]
+        switcher = self.switchers.get(stage_name)
+        if switcher is None:
+            return Batch(pairs, queries, labels)
+        sc = (
+            self.config.pretrain.codeswitch
+            if stage_name == "pretrain"
+            else self.config.finetune.codeswitch
+        )
+        counts = self.switch_counts.setdefault(stage_name, Counter())
+        salt = f"{stage_name}:{epoch}"
+
+        def side(name: str, texts: list[str], langs: list[str], partners: list[str]) -> list[str]:
+            out: list[str] = []
+            for text, lang, partner in zip(texts, langs, partners, strict=True):
+                result = switcher.switch(text, lang, partner=partner, salt=f"{salt}:{name}")
+                counts[f"{name}:{lang}:{result.direction or 'none'}"] += 1
+                counts[f"{name}:switched" if result.replacements else f"{name}:unchanged"] += 1
+                out.append(result.text)
+            return out
+
+        q_langs = [p.lang for p in pairs]
+        l_langs = [p.label_lang for p in pairs]
+        if sc.switch_queries:
+            queries = side("query", queries, q_langs, l_langs)
+        if sc.switch_labels:
+            labels = side("label", labels, l_langs, q_langs)
         return Batch(pairs, queries, labels)
 
 
@@ -355,7 +420,7 @@ def train(
     use_bf16 = device.type == "cuda" and config.bf16
 
     pairs, summary = load_training_pairs(config)
-    switcher = build_switcher(config)
+    switchers, dictionaries_report = build_switchers(config)
     base = Path(config.model.base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base)
     model = AutoModel.from_pretrained(base).to(device)
@@ -363,7 +428,7 @@ def train(
         model.get_input_embeddings().weight.requires_grad_(False)
     if config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    stage = _Stage(config, model, tokenizer, switcher, device, use_bf16)
+    stage = _Stage(config, model, tokenizer, switchers, device, use_bf16)
 
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -526,6 +591,8 @@ def train(
         "autocast": "bf16" if use_bf16 else "fp32",
         "torch": torch.__version__,
         "data": summary.__dict__,
+        "dictionaries": dictionaries_report,
+        "codeswitch": {k: dict(sorted(v.items())) for k, v in stage.switch_counts.items()},
         "stages": progress_state.stages,
         "loss_curve": progress_state.loss_curve,
         "time_s": round(elapsed, 2),
@@ -626,23 +693,23 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
         return pool(hidden, enc["attention_mask"], mc.pooling), hidden, enc
 
     def step(batch: Batch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
-        q, q_hidden, q_enc = embed(batch.queries, mc.query_prefix)
-        d, _, _ = embed(batch.labels, mc.passage_prefix)
-        dup = duplicate_mask(batch.labels, stage.device)
-        negatives: Tensor | None = None
-        if fc.hard_negatives:
-            negs = [p.negative for p in batch.pairs if p.negative]
-            if negs:
-                negatives = embed(negs, mc.passage_prefix)[0]
+        inputs = finetune_inputs(batch, hard_negatives=fc.hard_negatives)
+        q, q_hidden, q_enc = embed(inputs.queries, mc.query_prefix)
+        d, _, _ = embed(inputs.labels, mc.passage_prefix)
+        dup = duplicate_mask(inputs.labels, stage.device)
+        negatives = embed(inputs.negatives, mc.passage_prefix)[0] if inputs.negatives else None
         parts: dict[str, float] = {}
         if fc.loss == "clear":
-            originals = [p.query for p in batch.pairs]
-            q_en = embed(originals, mc.query_prefix)[0]
+            q_en = embed(inputs.q_en, mc.query_prefix)[0]
+            q_tgt_neg = (
+                embed(inputs.q_tgt_neg, mc.query_prefix)[0] if inputs.q_tgt_neg else None
+            )
             loss, parts = clear_loss(
                 q_en,
                 q,
                 d,
                 d_neg=negatives,
+                q_tgt_neg=q_tgt_neg,
                 a=fc.clear_a,
                 b=fc.clear_b,
                 scale=fc.clear_scale,
@@ -652,17 +719,18 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
         else:
             loss = info_nce(q, d, tau=fc.tau, negatives=negatives, duplicate_mask=dup)
             parts["infonce"] = float(loss.detach())
-        if teacher is not None:
-            originals = [p.query for p in batch.pairs]
-            t_enc = stage.tokenize(originals, mc.query_prefix)
+        if teacher is not None and inputs.optical_rows:
+            rows = inputs.optical_rows
+            t_enc = stage.tokenize([inputs.q_en[i] for i in rows], mc.query_prefix)
             with torch.no_grad():
                 t_hidden = stage.forward(t_enc, model=teacher)
+            idx = torch.tensor(rows, device=stage.device)
             # Special tokens carry no word to align; padding carries nothing at all.
             s_mask = q_enc["attention_mask"].bool() & ~q_enc["special_tokens_mask"].bool()
             t_mask = t_enc["attention_mask"].bool() & ~t_enc["special_tokens_mask"].bool()
             ot = optical_loss(
-                q_hidden,
-                s_mask,
+                q_hidden[idx],
+                s_mask[idx],
                 t_hidden,
                 t_mask,
                 epsilon=fc.optical_epsilon,

@@ -50,7 +50,7 @@ def _config(tmp_path: Path, base: Path, name: str, **over: Any) -> RunConfig:
         "model": {"base_dir": str(base), "max_length": 32},
         "codeswitch": {
             "languages": ["es"],
-            "dictionaries": {"es": [str(muse)]},
+            "dictionaries": {"es": {"from_en": [str(muse)]}},
             "rate": 0.5,
         },
         "data": {
