@@ -78,8 +78,8 @@ def plausible(word: str, max_words: int = 2) -> bool:
         and "..." not in word
         and "/" not in word  # IPA transcriptions in some dictd entries
         and "\u2026" not in word
-        and not word.startswith((*_FRAGMENT_CHARS, "'"))
-        and not word.endswith(tuple(_FRAGMENT_CHARS))
+        and not word.startswith(("-", "'"))
+        and not word.endswith("-")
         and not any(w.casefold() in NOTE_WORDS for w in words)
     )
 
