@@ -22,8 +22,6 @@ DictFormat = Literal["freedict", "muse", "tsv", "auto"]
 
 _DICTD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _DICTD_B64_VALUE = {c: i for i, c in enumerate(_DICTD_B64)}
-# Apostrophes (ASCII and U+2019) and hyphens join word pieces: "don't", "e-mail".
-WORD_RE = re.compile(r"\w+(?:['\u2019\-]\w+)*")
 _ANNOTATION_RE = re.compile(r"<[^>]*>|\[[^\]]*\]|\([^)]*\)|\{[^}]*\}")
 _SENSE_NUMBER_RE = re.compile(r"^\d+\.\s*")
 
@@ -237,19 +235,6 @@ def load_merged(
     return merged.truncated(max_translations) if max_translations > 0 else merged
 
 
-def load_language_dictionaries(
-    spec: Mapping[str, Sequence[str]], *, src_lang: str = "eng", max_translations: int = 0
-) -> dict[str, Dictionary]:
-    """`{"de": ["/usr/share/dictd/freedict-eng-deu.index", "x.tsv"], ...}` -> merged per lang."""
-    return {
-        lang: load_merged(
-            paths, src_lang=src_lang, tgt_lang=lang, max_translations=max_translations
-        )
-        for lang, paths in spec.items()
-        if paths
-    }
-
-
 @dataclass
 class CoverageReport:
     """How much of a corpus the dictionary can switch: by running words and by distinct words."""
@@ -280,13 +265,21 @@ class CoverageReport:
         }
 
 
-def coverage(dictionary: Dictionary, texts: Iterable[str], *, top: int = 20) -> CoverageReport:
-    """Share of words that have an entry, counting words that a matched phrase covers."""
+def coverage(
+    dictionary: Dictionary, texts: Iterable[str], *, top: int = 20, lang: str = "en"
+) -> CoverageReport:
+    """Share of words that have an entry, counting words that a matched phrase covers.
+
+    Words come from the same segmenter the code-switcher uses for `lang`.
+    """
+    from model_export.segmentation import words as segment
+
     max_n = dictionary.max_phrase_words
+    vocabulary = frozenset(dictionary.entries)
     counts: Counter[str] = Counter()
     covered: Counter[str] = Counter()
     for text in texts:
-        words = [normalise_key(w) for w in WORD_RE.findall(text)]
+        words = [normalise_key(w) for w in segment(text, lang, vocabulary)]
         i = 0
         while i < len(words):
             n = next(

@@ -8,13 +8,46 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 
-from model_export.dictionaries import coverage, load_dictionary, merge, read_corpus
+if TYPE_CHECKING:
+    from model_export.training.config import CodeSwitchConfig
+
+T = TypeVar("T")
+
+
+def _fail(message: str) -> NoReturn:
+    """A user error: one line on stderr, exit 2, no traceback."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _codeswitch_config(path: Path | None) -> CodeSwitchConfig:
+    from model_export.training.config import CodeSwitchConfig, ConfigError, load_config
+
+    if path is None:
+        return CodeSwitchConfig()
+    try:
+        return load_config(path).codeswitch
+    except FileNotFoundError:
+        _fail(f"{path}: no such config file")
+    except (ConfigError, ValueError) as exc:
+        _fail(f"{path}: {exc}")
+
+
+def _load(fn: Callable[..., T], *args: Any) -> T:
+    """Run a dictionary loader, turning a missing file or bad setting into a CLI error."""
+    from model_export.training.switching import DictionaryConfigError
+
+    try:
+        return fn(*args)
+    except DictionaryConfigError as exc:
+        _fail(str(exc))
 
 
 class Source(StrEnum):
@@ -47,26 +80,111 @@ def register(app: typer.Typer) -> None:
         summary["stages"] = report["stages"]
         typer.echo(json.dumps(summary, indent=2))
 
+    @app.command("codeswitch")
+    def codeswitch_cmd(
+        lang: Annotated[str, typer.Option(help="language of the text (ISO 639-1: de, en, th)")],
+        text: Annotated[str, typer.Option(help="the text to switch")],
+        seed: Annotated[int, typer.Option(help="sampler seed")] = 0,
+        policy: Annotated[
+            str | None, typer.Option(help="official|rate (default: the config's)")
+        ] = None,
+        rate: Annotated[
+            float | None, typer.Option(min=0.0, max=1.0, help="share of switchable words")
+        ] = None,
+        to: Annotated[
+            str | None,
+            typer.Option("--to", help="English text: the target language (default: any)"),
+        ] = None,
+        config: Annotated[
+            Path | None, typer.Option(help="run config whose [codeswitch] to use")
+        ] = None,
+    ) -> None:
+        """Switch one text as training would, and list each swap (word -> translation)."""
+        from model_export.codeswitch import ENGLISH
+        from model_export.training.switching import build_switcher, load_tables
+
+        cs = _codeswitch_config(config)
+        if policy is not None:
+            if policy not in ("official", "rate"):
+                _fail(f"--policy must be official or rate, got {policy!r}")
+            cs.policy = policy  # type: ignore[assignment]
+        if rate is not None:
+            cs.rate = rate
+        wanted = [to] if lang == ENGLISH and to else ([] if lang == ENGLISH else [lang])
+        if lang == ENGLISH and not to:
+            wanted = list(cs.languages)
+        unknown = [w for w in wanted if w not in cs.dictionaries]
+        if unknown or not wanted:
+            _fail(
+                f"no dictionary for language {', '.join(unknown) or lang!r}: set "
+                f"codeswitch.dictionaries.{(unknown or [lang])[0]}.to_en / from_en in the "
+                "config (--config)"
+            )
+        tables = _load(load_tables, cs, wanted)
+        direction = "from_en" if lang == ENGLISH else "to_en"
+        if not any(d == direction for _, d in tables.tables):
+            _fail(
+                f"no {direction} dictionary for {wanted[0]!r}: set "
+                f"codeswitch.dictionaries.{wanted[0]}.{direction} (or reverse_fallback = true)"
+            )
+        switcher = build_switcher(cs, tables, seed=seed)
+        assert switcher is not None
+        result = switcher.switch(text, lang, partner=to, salt=0)
+        typer.echo(result.text)
+        for r in result.replacements:
+            table = tables.tables[(r.lang if direction == "from_en" else lang, direction)]
+            how = "reversed " if table.reversed else ""
+            src, tgt = (lang, ENGLISH) if direction == "to_en" else (ENGLISH, r.lang)
+            typer.echo(f"  {r.source} -> {r.target}  [{src}->{tgt}, {how}{', '.join(table.files)}]")
+        typer.echo(
+            f"  ({len(result.replacements)} of {result.switchable} switchable units, "
+            f"{result.words} words, policy {cs.policy})"
+        )
+
     @app.command("dict-coverage")
     def dict_coverage_cmd(
-        dict_paths: Annotated[
-            list[Path], typer.Option("--dict", help="dictionary file (repeatable)")
-        ],
+        config: Annotated[
+            Path | None, typer.Option(help="run config: its dictionaries and training files")
+        ] = None,
         corpus: Annotated[
-            list[Path], typer.Option("--corpus", help="text or JSONL file (repeatable)")
-        ],
-        fmt: Annotated[str, typer.Option("--format", help="auto|freedict|muse|tsv")] = "auto",
-        top: Annotated[int, typer.Option(help="how many uncovered words to list")] = 20,
+            list[Path] | None,
+            typer.Option("--corpus", help="pairs JSONL instead of the config's train_files"),
+        ] = None,
+        lang: Annotated[
+            list[str] | None, typer.Option(help="only these languages (repeatable)")
+        ] = None,
+        top: Annotated[int, typer.Option(help="how many uncovered words to list")] = 10,
     ) -> None:
-        """Report how much of a corpus the (merged) dictionaries cover."""
-        if fmt not in ("auto", "freedict", "muse", "tsv"):
-            raise typer.BadParameter(f"unknown format {fmt!r}")
-        dicts = [load_dictionary(p, fmt, tgt_lang="tgt") for p in dict_paths]  # type: ignore[arg-type]
-        merged = merge(dicts)
-        texts = [t for c in corpus for t in read_corpus(c)]
-        report = coverage(merged, texts, top=top).as_dict()
-        report["entries"] = len(merged)
-        report["dictionaries"] = [str(p) for p in dict_paths]
+        """Per language and direction: entries loaded, dropped by cleaning (and why), coverage."""
+        from model_export.codeswitch import ENGLISH
+        from model_export.dictionaries import coverage
+        from model_export.training.data import read_pairs
+        from model_export.training.switching import load_tables
+
+        cs = _codeswitch_config(config)
+        files = list(corpus or [])
+        if config is not None and not files:
+            from model_export.training.config import load_config
+
+            files = [Path(f) for f in load_config(config).data.train_files]
+        langs = lang or list(cs.languages)
+        tables = _load(load_tables, cs, langs)
+        texts: dict[str, list[str]] = {}
+        for f in files:
+            try:
+                pairs = read_pairs(f)
+            except (OSError, ValueError) as exc:
+                _fail(f"{f}: {exc}")
+            for p in pairs:
+                texts.setdefault(p.lang, []).append(p.query)
+                texts.setdefault(p.label_lang, []).append(p.label)
+        report = tables.report()
+        for (code, direction), table in sorted(tables.tables.items()):
+            source_lang = code if direction == "to_en" else ENGLISH
+            corpus_texts = texts.get(source_lang, [])
+            if corpus_texts:
+                cov = coverage(table.dictionary, corpus_texts, top=top, lang=source_lang)
+                report[code][direction]["coverage"] = cov.as_dict()
         typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
 
     @app.command("build-data")

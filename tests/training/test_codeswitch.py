@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_export.codeswitch import CodeSwitcher, match_case
-from model_export.dictionaries import WORD_RE, Dictionary
+from model_export.codeswitch import CodeSwitcher, LanguageSwitcher, match_case
+from model_export.dictionaries import Dictionary
+from model_export.segmentation import WORD_RE, segmenter_for
 
 
 def _dict(lang: str, pairs: dict[str, str]) -> Dictionary:
@@ -132,3 +133,78 @@ def test_rate_zero_changes_nothing() -> None:
     text = "Where is my order? Cancel the refund."
     assert cs.switch(text).text == text
     assert re.search("pedido", CodeSwitcher({"es": ES}, rate=1.0).switch(text).text)
+
+
+# --- the official sampler, exactly ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_words", [2, 4, 6])
+def test_official_bound_is_floor_of_len_minus_one_over_two(n_words: int) -> None:
+    # Even lengths tell floor((len-1)/2) from len//2: 2 words never switch, 4 at most 1.
+    text = " ".join(["order", "refund"] * (n_words // 2))
+    counts = {
+        len(CodeSwitcher({"es": ES}, policy="official", seed=s).switch(text).replacements)
+        for s in range(400)
+    }
+    assert max(counts) == (n_words - 1) // 2
+    assert counts == set(range((n_words - 1) // 2 + 1))
+
+
+def test_official_draws_among_all_words_and_unknown_chosen_words_stay() -> None:
+    # One known word among 9: it is chosen with probability E[n]/9 = 2/9 (n ~ U[0, 4]).
+    # Drawing among the known words only would switch it whenever n >= 1 (4/5 of sentences).
+    text = "my parcel is the zebra please order my parcel"
+    switched = sum(
+        bool(CodeSwitcher({"es": ES}, policy="official", seed=s).switch(text).replacements)
+        for s in range(2000)
+    )
+    assert switched / 2000 == pytest.approx(2 / 9, abs=0.04)
+
+
+# --- script-aware words -----------------------------------------------------------------------
+
+
+def test_devanagari_and_thai_words_are_switched_whole() -> None:
+    hi = Dictionary("hi", "en")
+    hi.add("ऑर्डर", "order")
+    cs = CodeSwitcher({"en": hi}, rate=1.0, seed=0, segmenter=segmenter_for("hi"))
+    assert cs.switch("मेरा ऑर्डर कहाँ है").text == "मेरा order कहाँ है"
+    th = Dictionary("th", "en")
+    th.add("คำสั่งซื้อ", "order")
+    cs = CodeSwitcher({"en": th}, rate=1.0, seed=0, segmenter=segmenter_for("th"))
+    result = cs.switch("สถานะคำสั่งซื้อของฉัน")
+    assert [(r.source, r.target) for r in result.replacements] == [("คำสั่งซื้อ", "order")]
+    assert result.text == "สถานะorderของฉัน"
+
+
+# --- language-aware direction -----------------------------------------------------------------
+
+
+def _language_switcher(**kw: object) -> LanguageSwitcher:
+    de_en = Dictionary("de", "en")
+    de_en.add("Bestellung", "order")
+    de_en.add("Rückerstattung", "refund")
+    en_de = Dictionary("en", "de")
+    en_de.add("order", "Bestellung")
+    en_de.add("refund", "Rückerstattung")
+    return LanguageSwitcher({"de": de_en}, {"de": en_de, "es": ES}, rate=1.0, seed=0, **kw)  # type: ignore[arg-type]
+
+
+def test_non_english_text_gets_english_words_and_english_text_target_words() -> None:
+    sw = _language_switcher()
+    de = sw.switch("Wo ist meine Bestellung und die Rückerstattung", "de")
+    assert de.text == "Wo ist meine Order und die Refund"
+    assert de.direction == "to_en"
+    en = sw.switch("where is my order and the refund", "en", partner="de")
+    assert en.text == "where is my Bestellung and the Rückerstattung"
+    assert en.direction == "from_en"
+    assert {r.lang for r in en.replacements} == {"de"}
+    # English text goes towards the pair's other language when it has a dictionary
+    assert sw.switch("my order", "en", partner="es").text == "my pedido"
+
+
+def test_language_without_dictionary_passes_unchanged() -> None:
+    sw = _language_switcher()
+    result = sw.switch("Onde está o meu pedido", "pt")
+    assert result.text == "Onde está o meu pedido"
+    assert result.direction == "" and result.replacements == ()
