@@ -190,7 +190,7 @@ def test_build_switcher_refuses_when_no_table(tmp_path: Path) -> None:
     cfg = _config(tmp_path, codeswitch={"languages": ["th"]})
     tables = load_tables(cfg.codeswitch)
     assert tables.missing == {"th": ["to_en", "from_en"]}
-    with pytest.raises(DictionaryConfigError, match="codeswitch.enabled"):
+    with pytest.raises(DictionaryConfigError, match=r"codeswitch\.enabled"):
         build_switcher(cfg.codeswitch, tables, seed=0)
 
 
