@@ -701,9 +701,7 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
         parts: dict[str, float] = {}
         if fc.loss == "clear":
             q_en = embed(inputs.q_en, mc.query_prefix)[0]
-            q_tgt_neg = (
-                embed(inputs.q_tgt_neg, mc.query_prefix)[0] if inputs.q_tgt_neg else None
-            )
+            q_tgt_neg = embed(inputs.q_tgt_neg, mc.query_prefix)[0] if inputs.q_tgt_neg else None
             loss, parts = clear_loss(
                 q_en,
                 q,
