@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval clean bench
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants clean bench
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -100,6 +100,19 @@ eval:
 			--out artifacts/onnx/$$run --name $$run || exit 1; \
 	done
 	$(EVAL) eval --config configs/eval/table.toml --out artifacts/eval-results --chart docs/eval/results.png
+
+VARIANTS := smoke-heldout-cs-pretrain-only smoke-heldout-cs-rate30 smoke-heldout-cs-uncleaned
+## eval-variants: after `make eval`, three variants of the code-switching recipe (per stage, rate,
+## cleaning) trained and exported the same way, scored with the recipe and its ablation
+eval-variants:
+	test -f artifacts/eval/oscar/manifest.json || $(MAKE) eval
+	for run in $(VARIANTS); do \
+		test -f artifacts/onnx/$$run/manifest.json && continue; \
+		$(BIN)/faq-model train --config configs/eval/train/$$run.toml || exit 1; \
+		$(BIN)/faq-model export --model artifacts/train/$$run/model \
+			--out artifacts/onnx/$$run --name $$run || exit 1; \
+	done
+	$(EVAL) eval --config configs/eval/variants.toml --out artifacts/eval-variants
 
 BENCH_PORT ?= 8765
 BENCH_ARGS ?=
