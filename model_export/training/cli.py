@@ -78,6 +78,7 @@ def register(app: typer.Typer) -> None:
             k: report[k] for k in ("name", "status", "device", "autocast", "time_s", "model_dir")
         }
         summary["stages"] = report["stages"]
+        summary["best"] = report.get("best")
         typer.echo(json.dumps(summary, indent=2))
 
     @app.command("codeswitch")

@@ -126,6 +126,13 @@ class PretrainConfig:
     mlm_probability: float = 0.15
     similarity_loss: bool = True
     tau: float = 0.05
+    # The MLM head is new (e5 ships none): its first N steps train it alone, the encoder frozen,
+    # so the encoder is not pushed around by a random head. They are steps of this stage (the
+    # stage's total is unchanged); the encoder's warm-up/decay schedule starts after them.
+    head_warmup_steps: int = 0
+    # The head's learning rate for the whole stage (a fresh head can take a larger one than
+    # the pre-trained encoder); None = the stage's optim.lr.
+    head_lr: float | None = None
     # The official code switches during continual pre-training.
     codeswitch: StageSwitchConfig = field(default_factory=StageSwitchConfig)
 
@@ -161,6 +168,22 @@ class RunConfig:
     keep_checkpoints: int = 2
     log_every: int = 10
     num_threads: int = 0  # torch CPU threads; 0 = torch's default
+    # Dev split: 2403.01364's official code keeps the fine-tuning checkpoint with the best dev
+    # top-10 hit rate. Pairs are held out by a hash of their text (same split whatever the
+    # order or sampling) and never trained on. 0 = no dev split, no dev evaluation.
+    dev_fraction: float = 0.05
+    # Fewer dev pairs than this and the split is skipped (everything trains): a handful of
+    # pairs cannot rank checkpoints, and with under 10 labels hit@10 is always 1.
+    dev_min_pairs: int = 20
+    # More than this go back to training: every evaluation encodes all dev queries and labels.
+    dev_max_pairs: int = 500
+    # Evaluate on dev every N optimizer steps of a stage; always at its first and last step.
+    # 0 = only at those two.
+    eval_every: int = 50
+    # Export the last stage's best dev checkpoint rather than its last step (one CPU copy of
+    # the weights, also stored in checkpoints so --resume keeps it).
+    select_best: bool = True
+    best_metric: Literal["hit@10", "R@1"] = "hit@10"
     model: ModelConfig = field(default_factory=ModelConfig)
     codeswitch: CodeSwitchConfig = field(default_factory=CodeSwitchConfig)
     data: DataConfig = field(default_factory=DataConfig)

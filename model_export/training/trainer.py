@@ -6,7 +6,8 @@ schedule. Every optimizer step re-seeds torch from (seed, stage, step), and code
 seeded by (seed, epoch, text), so a run resumed from a checkpoint takes exactly the steps the
 uninterrupted run would have taken. The output is `<output_dir>/model/`: a transformers
 directory (save_pretrained + tokenizer) that the ONNX export takes as it is, and
-`<output_dir>/run_report.json`.
+`<output_dir>/run_report.json`. With a dev split (`RunConfig.dev_fraction`), the exported weights
+are those of the last stage's best dev evaluation (`dev_eval.py`), not of its last step.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from model_export.training.data import (
     read_pairs,
     select_languages,
 )
+from model_export.training.dev_eval import BestKeeper, DevEvaluator, split_dev
 from model_export.training.losses import (
     ContinualPretrainingLoss,
     MLMHead,
@@ -102,6 +104,8 @@ class DataSummary:
     duplicates_removed: int = 0
     guard_dropped: int = 0
     guard_texts: int = 0
+    # Held out of `pairs` for dev evaluation (by_source and by_lang count them too).
+    dev_pairs: int = 0
 
 
 def load_training_pairs(config: RunConfig) -> tuple[list[Pair], DataSummary]:
@@ -166,32 +170,74 @@ def _no_decay(name: str) -> bool:
     return parts[-1] == "bias" or any("norm" in p for p in parts[:-1])
 
 
-def make_optimizer(modules: Sequence[nn.Module], oc: OptimConfig) -> torch.optim.AdamW:
+def _decay_groups(
+    modules: Sequence[nn.Module], weight_decay: float, seen: set[int], **extra: Any
+) -> list[dict[str, Any]]:
+    """[decayed, not decayed] parameter groups of `modules`, skipping those already `seen`."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
-    seen: set[int] = set()
     for module in modules:
         for name, p in module.named_parameters():
             if not p.requires_grad or id(p) in seen:
                 continue
             seen.add(id(p))
             (no_decay if _no_decay(name) else decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": oc.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+    return [
+        {"params": decay, "weight_decay": weight_decay, **extra},
+        {"params": no_decay, "weight_decay": 0.0, **extra},
     ]
+
+
+def make_optimizer(
+    modules: Sequence[nn.Module],
+    oc: OptimConfig,
+    *,
+    head: nn.Module | None = None,
+    head_lr: float | None = None,
+) -> torch.optim.AdamW:
+    """AdamW over `modules`; `head`'s own parameters (not those it shares with `modules`, such
+    as a tied decoder) get groups of their own, marked part="head", at `head_lr` (None: oc.lr).
+    """
+    seen: set[int] = set()
+    groups = _decay_groups(modules, oc.weight_decay, seen, part="encoder")
+    if head is not None:
+        lr = oc.lr if head_lr is None else head_lr
+        groups += _decay_groups([head], oc.weight_decay, seen, part="head", lr=lr)
     return torch.optim.AdamW(groups, lr=oc.lr)
+
+
+def _linear_factor(warmup: int, total: int, delay: int = 0) -> Callable[[int], float]:
+    """Linear warm-up over `warmup` steps, then linear decay to 0 at `total`, starting at step
+    `delay` (0 before it)."""
+
+    def factor(step: int) -> float:
+        step -= delay
+        if step < 0:
+            return 0.0
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - delay - step) / max(1, total - delay - warmup))
+
+    return factor
 
 
 def linear_schedule(
     optimizer: torch.optim.Optimizer, warmup: int, total: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / max(1, warmup)
-        return max(0.0, (total - step) / max(1, total - warmup))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_factor(warmup, total))
 
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+def stage_schedule(
+    optimizer: torch.optim.Optimizer, warmup_ratio: float, total: int, encoder_delay: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """A linear schedule per group: the head's over the whole stage, the encoder's over the
+    steps after the `encoder_delay` head-only steps (its lr is 0 during them)."""
+    factors = []
+    for group in optimizer.param_groups:
+        delay = 0 if group.get("part") == "head" else min(encoder_delay, total)
+        warmup = math.ceil(warmup_ratio * (total - delay))
+        factors.append(_linear_factor(warmup, total, delay))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factors)
 
 
 @dataclass
@@ -396,6 +442,55 @@ def _micro_batches(
         yield epoch, [pairs[i] for i in idx]
 
 
+def _split_for_dev(
+    pairs: list[Pair], summary: DataSummary, config: RunConfig
+) -> tuple[list[Pair], list[Pair]]:
+    """(train, dev) per config.dev_*; records the sizes in `summary`."""
+    train_pairs, dev = split_dev(pairs, config.dev_fraction, config.seed, config.dev_max_pairs)
+    if dev and len(dev) < config.dev_min_pairs:
+        log.warning(
+            "dev split: %d pairs < dev_min_pairs=%d; no dev evaluation, all pairs train",
+            len(dev),
+            config.dev_min_pairs,
+        )
+        return pairs, []
+    if len(train_pairs) < 2:
+        raise ValueError(
+            f"the dev split (dev_fraction={config.dev_fraction}) leaves {len(train_pairs)} "
+            "training pairs: in-batch losses need at least 2; lower dev_fraction or add data"
+        )
+    summary.pairs, summary.dev_pairs = len(train_pairs), len(dev)
+    return train_pairs, dev
+
+
+@dataclass
+class _Dev:
+    """The run's dev evaluations, and the best one of the last stage (the one to export)."""
+
+    evaluator: DevEvaluator | None
+    keeper: BestKeeper
+    last_stage: int
+    curve: list[dict[str, Any]] = field(default_factory=list)
+
+    def evaluate(self, model: nn.Module, stage_index: int, stage_name: str, step: int) -> None:
+        if self.evaluator is None:
+            return
+        metrics = self.evaluator(model)
+        entry = {"stage": stage_name, "step": step, **{k: round(v, 6) for k, v in metrics.items()}}
+        self.curve.append(entry)
+        best = stage_index == self.last_stage and self.keeper.update(entry, model)
+        log.info("dev %s%s", entry, " (best)" if best else "")
+
+    def checkpoint(self) -> dict[str, Any]:
+        # The best weights travel in the checkpoint: after a resume they could not be
+        # re-evaluated into existence, the model has moved on since.
+        return {"dev_curve": self.curve, "best": self.keeper.state_dict()}
+
+    def resume(self, ckpt: dict[str, Any]) -> None:
+        self.curve = ckpt.get("dev_curve", [])
+        self.keeper.load_state_dict(ckpt.get("best"))
+
+
 def train(
     config: RunConfig,
     *,
@@ -420,6 +515,7 @@ def train(
     use_bf16 = device.type == "cuda" and config.bf16
 
     pairs, summary = load_training_pairs(config)
+    pairs, dev_pairs = _split_for_dev(pairs, summary, config)  # dev pairs never train
     switchers, dictionaries_report = build_switchers(config)
     base = Path(config.model.base_dir)
     tokenizer = AutoTokenizer.from_pretrained(base)
@@ -429,6 +525,21 @@ def train(
     if config.model.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     stage = _Stage(config, model, tokenizer, switchers, device, use_bf16)
+
+    mc = config.model
+    evaluator: DevEvaluator | None = None
+    if dev_pairs:
+        evaluator = DevEvaluator(
+            dev_pairs,
+            tokenizer,
+            lambda hidden, mask: pool(hidden, mask, mc.pooling),
+            query_prefix=mc.query_prefix,
+            passage_prefix=mc.passage_prefix,
+            max_length=mc.max_length,
+            device=device,
+        )
+    keeper = BestKeeper(config.best_metric, keep_state=config.select_best)
+    dev = _Dev(evaluator, keeper, last_stage=len(config.stages) - 1)
 
     ckpt: dict[str, Any] | None = None
     if resume:
@@ -443,6 +554,7 @@ def train(
         progress_state.loss_curve = ckpt["loss_curve"]
         progress_state.stages = ckpt["stages"]
         progress_state.elapsed_s = ckpt["elapsed_s"]
+        dev.resume(ckpt)
 
     steps_this_call = 0
     interrupted = False
@@ -461,8 +573,10 @@ def train(
             teacher = AutoModel.from_pretrained(base).to(device).eval()
             teacher.requires_grad_(False)
         modules: list[nn.Module] = [model] + ([head] if head is not None else [])
-        optimizer = make_optimizer(modules, oc)
-        scheduler = linear_schedule(optimizer, math.ceil(oc.warmup_ratio * total), total)
+        # Head warm-up: the first steps train the MLM head alone (see PretrainConfig).
+        head_warmup = max(0, config.pretrain.head_warmup_steps) if head is not None else 0
+        optimizer = make_optimizer([model], oc, head=head, head_lr=config.pretrain.head_lr)
+        scheduler = stage_schedule(optimizer, oc.warmup_ratio, total, encoder_delay=head_warmup)
         if ckpt is not None and ckpt["stage_index"] == stage_index:
             start_step = ckpt["step"]
             if ckpt["optimizer"] is not None:
@@ -479,6 +593,10 @@ def train(
             else _finetune_step(stage, teacher)
         )
 
+        if start_step == 0:
+            dev.evaluate(model, stage_index, stage_name, 0)  # the stage's baseline
+        trainable = [p for p in model.parameters() if p.requires_grad]
+
         bar = tqdm(
             total=total,
             initial=start_step,
@@ -493,13 +611,19 @@ def train(
             step_seed = _step_seed(config.seed, stage_index, step)
             torch.manual_seed(step_seed)
             gen = torch.Generator().manual_seed(step_seed)
+            # Frozen, the encoder gets no gradient at all: no update, no AdamW moments, and
+            # no backward pass through it.
+            head_only = step < head_warmup
+            for p in trainable:
+                p.requires_grad_(not head_only)
             optimizer.zero_grad(set_to_none=True)
             loss_sum = 0.0
             parts_sum: Counter[str] = Counter()
             for epoch, micro in _micro_batches(pairs, oc, config.seed, stage_index, step, spe):
                 batch = stage.make_batch(micro, epoch, stage_name)
                 loss, parts = step_fn(batch, gen)
-                (loss / oc.grad_accum).backward()  # type: ignore[no-untyped-call]
+                if loss.requires_grad:  # head-only, a batch with nothing masked has no grad
+                    (loss / oc.grad_accum).backward()  # type: ignore[no-untyped-call]
                 loss_sum += float(loss.detach()) / oc.grad_accum
                 parts_sum.update({k: v / oc.grad_accum for k, v in parts.items()})
                 samples += len(micro)
@@ -521,12 +645,16 @@ def train(
                         "loss": round(loss_sum, 6),
                         "lr": scheduler.get_last_lr()[0],
                         "samples_per_s": round(rate, 2),
+                        **({"head_lr": scheduler.get_last_lr()[-1]} if head is not None else {}),
+                        **({"phase": "head-warmup"} if head_only else {}),
                         **{k: round(v, 6) for k, v in parts_sum.items()},
                     }
                 )
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum:.4f}", samples_s=f"{rate:.1f}")
 
+            if step == total or (config.eval_every > 0 and step % config.eval_every == 0):
+                dev.evaluate(model, stage_index, stage_name, step)
             elapsed_now = progress_state.elapsed_s + time.perf_counter() - t0
             stopping = stop_after is not None and steps_this_call >= stop_after and step < total
             due = config.checkpoint_every > 0 and step % config.checkpoint_every == 0
@@ -542,11 +670,13 @@ def train(
                     elapsed_now,
                     config,
                 )
-                _save_checkpoint(out, state, config.keep_checkpoints)
+                _save_checkpoint(out, {**state, **dev.checkpoint()}, config.keep_checkpoints)
             if stopping:
                 interrupted = True
                 break
         bar.close()
+        for p in trainable:
+            p.requires_grad_(True)
         stage_time = time.perf_counter() - stage_t0
         if interrupted:
             break
@@ -578,6 +708,7 @@ def train(
                 "stages": progress_state.stages,
                 "elapsed_s": progress_state.elapsed_s + time.perf_counter() - t0,
                 "config": config.to_dict(),
+                **dev.checkpoint(),
             },
             config.keep_checkpoints,
         )
@@ -595,9 +726,15 @@ def train(
         "codeswitch": {k: dict(sorted(v.items())) for k, v in stage.switch_counts.items()},
         "stages": progress_state.stages,
         "loss_curve": progress_state.loss_curve,
+        "dev_curve": dev.curve,
+        "best": None,
         "time_s": round(elapsed, 2),
         "model_dir": None,
     }
+    exported_best = not interrupted and config.select_best and keeper.restore(model)
+    if keeper.entry is not None:
+        # exported: the saved model is this checkpoint rather than the last step
+        report["best"] = {**keeper.entry, "exported": exported_best}
     if not interrupted:
         model_dir = save_model(model, tokenizer, base, out / MODEL_SUBDIR)
         report["model_dir"] = str(model_dir)

@@ -196,3 +196,203 @@ def test_weight_decay_groups(tiny_bert_dir: Path) -> None:
     # the tied decoder is the embedding matrix: optimised once, not twice
     all_ids = [id(p) for g in opt.param_groups for p in g["params"]]
     assert len(all_ids) == len(set(all_ids))
+
+
+# --- dev split, best checkpoint, MLM head warm-up ----------------------------------------------
+
+NO_SWITCH = {"enabled": False}  # the dev and warm-up tests need no dictionaries
+
+
+def test_dev_curve_and_best_in_report(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from model_export.training import trainer
+    from model_export.training.dev_eval import split_dev
+
+    trained: set[Pair] = set()
+    micro_batches = trainer._micro_batches
+
+    def spy(*args: Any) -> Any:
+        for epoch, micro in micro_batches(*args):
+            trained.update(micro)
+            yield epoch, micro
+
+    monkeypatch.setattr(trainer, "_micro_batches", spy)
+    cfg = _config(
+        tmp_path,
+        tiny_bert_dir,
+        "dev",
+        codeswitch=NO_SWITCH,
+        dev_fraction=0.4,
+        dev_min_pairs=2,
+        eval_every=2,
+        pretrain__optim={"batch_size": 4, "epochs": 3, "max_steps": 3, "lr": 1e-3},
+        finetune__optim={"batch_size": 4, "epochs": 3, "max_steps": 3, "lr": 1e-3},
+    )
+    report = train(cfg, progress=False)
+    saved = json.loads((Path(cfg.output_dir) / "run_report.json").read_text())
+    assert saved["data"]["dev_pairs"] >= 2
+    assert saved["data"]["pairs"] + saved["data"]["dev_pairs"] == len(PAIRS) - 1
+    # dev pairs are never trained on (the split of all pairs: it does not depend on the set)
+    dev_pairs = set(split_dev(trainer.read_pairs(cfg.data.train_files[0]), 0.4, cfg.seed)[1])
+    assert len(trained) == saved["data"]["pairs"] and not trained & dev_pairs
+    # a baseline at step 0, every 2 steps, and the stage's last step (3)
+    assert [(c["stage"], c["step"]) for c in saved["dev_curve"]] == [
+        ("pretrain", 0),
+        ("pretrain", 2),
+        ("pretrain", 3),
+        ("finetune", 0),
+        ("finetune", 2),
+        ("finetune", 3),
+    ]
+    assert all(0.0 <= c["R@1"] <= c["hit@10"] <= 1.0 for c in saved["dev_curve"])
+    best = saved["best"]
+    assert best["stage"] == "finetune" and best["exported"] is True
+    finetune = [c for c in saved["dev_curve"] if c["stage"] == "finetune"]
+    assert best["hit@10"] == max(c["hit@10"] for c in finetune)
+    assert report["best"] == best
+
+    # tiny data: too few dev pairs for dev_min_pairs (default 20): no split, no evaluation
+    plain = train(_config(tmp_path, tiny_bert_dir, "nodev", codeswitch=NO_SWITCH), progress=False)
+    assert plain["data"]["dev_pairs"] == 0 and plain["dev_curve"] == [] and plain["best"] is None
+    # a split that leaves fewer than 2 training pairs is an error, not a silent tiny run
+    greedy = _config(
+        tmp_path, tiny_bert_dir, "greedy", codeswitch=NO_SWITCH, dev_fraction=0.99, dev_min_pairs=1
+    )
+    with pytest.raises(ValueError, match="training pairs"):
+        train(greedy, progress=False)
+
+
+@pytest.mark.parametrize("interrupt", [False, True])
+def test_export_is_the_best_checkpoint(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch, interrupt: bool
+) -> None:
+    from transformers import AutoModel
+
+    from model_export.training import trainer
+
+    hit10 = [0.9, 0.95, 0.99, 0.99, 0.5, 0.8, 0.6, 0.7]  # pretrain steps 0-3, finetune 0-3
+    seen: list[dict[str, torch.Tensor]] = []  # the weights each evaluation was shown
+
+    class ScriptedDev:  # stands in for DevEvaluator
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def __call__(self, model: torch.nn.Module) -> dict[str, float]:
+            seen.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            return {"R@1": 0.1, "hit@10": hit10[len(seen) - 1]}
+
+    monkeypatch.setattr(trainer, "DevEvaluator", ScriptedDev)
+    cfg = _config(
+        tmp_path,
+        tiny_bert_dir,
+        "best",
+        codeswitch=NO_SWITCH,
+        dev_fraction=0.4,
+        dev_min_pairs=1,
+        eval_every=1,
+        pretrain__optim={"batch_size": 4, "epochs": 3, "max_steps": 3, "lr": 1e-3},
+        finetune__optim={"batch_size": 4, "epochs": 3, "max_steps": 3, "lr": 1e-3},
+    )
+    if interrupt:  # 3 pretrain + 2 finetune steps: after the best step (finetune 1)
+        assert train(cfg, stop_after=5, progress=False)["status"] == "interrupted"
+        report = train(cfg, resume=True, progress=False)
+    else:
+        report = train(cfg, progress=False)
+    assert len(seen) == len(hit10)
+    assert [c["hit@10"] for c in report["dev_curve"]] == hit10
+    # the pretraining evaluations score higher, but only the last stage's count
+    assert {k: report["best"][k] for k in ("stage", "step", "hit@10")} == {
+        "stage": "finetune",
+        "step": 1,
+        "hit@10": 0.8,
+    }
+    exported = AutoModel.from_pretrained(Path(cfg.output_dir) / "model").state_dict()
+    for k, v in seen[5].items():
+        torch.testing.assert_close(exported[k], v, rtol=0, atol=0, msg=k)
+    last = seen[-1]
+    assert any(not torch.equal(exported[k], last[k]) for k in last)
+
+
+def test_head_warmup_trains_the_head_alone(tmp_path: Path, tiny_bert_dir: Path) -> None:
+    from itertools import pairwise
+
+    from transformers import AutoModel
+
+    cfg = _config(
+        tmp_path,
+        tiny_bert_dir,
+        "warm",
+        codeswitch=NO_SWITCH,
+        stages=["pretrain"],
+        dev_fraction=0.0,
+        checkpoint_every=1,
+        keep_checkpoints=10,
+        pretrain__optim={"batch_size": 4, "epochs": 4, "max_steps": 4, "lr": 1e-3},
+        pretrain__head_warmup_steps=2,
+        pretrain__head_lr=5e-3,
+    )
+    report = train(cfg, progress=False)
+    assert [c.get("phase") for c in report["loss_curve"]] == ["head-warmup"] * 2 + [None] * 2
+    # (logged after the step: the lr of the next one) the encoder's is 0 until the warm-up ends
+    first = report["loss_curve"][0]
+    assert first["lr"] == 0.0 and first["head_lr"] > 0
+    ckpts = {
+        int(p.stem.split("-")[-1]): torch.load(p, weights_only=False)
+        for p in sorted((Path(cfg.output_dir) / "checkpoints").glob("ckpt-00-*.pt"))
+    }
+    assert sorted(ckpts) == [1, 2, 3]
+    base = AutoModel.from_pretrained(tiny_bert_dir).state_dict()
+    for step in (1, 2):  # warm-up: the encoder is exactly the base model, the head moves
+        for k, v in ckpts[step]["model"].items():
+            assert torch.equal(v, base[k]), (step, k)
+        # AdamW holds moments for the head's parameters only: the encoder got no gradient
+        n_head = len(ckpts[step]["head"]) - 1  # the tied decoder is the encoder's embedding
+        assert len(ckpts[step]["optimizer"]["state"]) == n_head
+    heads = [ckpts[s]["head"] for s in (1, 2, 3)]
+    for a, b in pairwise(heads):
+        assert not torch.equal(a["dense.weight"], b["dense.weight"])
+    # after the warm-up both train
+    final = AutoModel.from_pretrained(Path(cfg.output_dir) / "model").state_dict()
+    for later in (ckpts[3]["model"], final):
+        k = "encoder.layer.0.attention.self.query.weight"
+        assert not torch.equal(later[k], base[k])
+    assert not torch.equal(ckpts[3]["model"][k], final[k])
+
+
+def test_head_groups_and_schedule(tiny_bert_dir: Path) -> None:
+    from transformers import AutoModel
+
+    from model_export.training.config import OptimConfig
+    from model_export.training.losses import MLMHead
+    from model_export.training.trainer import make_optimizer, stage_schedule
+
+    model = AutoModel.from_pretrained(tiny_bert_dir)
+    head = MLMHead(model.get_input_embeddings())
+    opt = make_optimizer([model], OptimConfig(lr=1e-4), head=head, head_lr=1e-3)
+    parts = [(g["part"], g["lr"], g["weight_decay"] > 0) for g in opt.param_groups]
+    assert parts == [
+        ("encoder", 1e-4, True),
+        ("encoder", 1e-4, False),
+        ("head", 1e-3, True),
+        ("head", 1e-3, False),
+    ]
+    head_ids = {id(p) for g in opt.param_groups[2:] for p in g["params"]}
+    assert head_ids == {
+        id(head.dense.weight),
+        id(head.dense.bias),
+        id(head.norm.weight),
+        id(head.norm.bias),
+        id(head.bias),
+    }  # not the tied decoder
+    sched = stage_schedule(opt, warmup_ratio=0.25, total=10, encoder_delay=2)
+    lrs = []
+    for _ in range(10):
+        lrs.append([g["lr"] for g in opt.param_groups])
+        opt.step()
+        sched.step()
+    enc = [row[0] for row in lrs]
+    head_lrs = [row[2] for row in lrs]
+    assert enc[:2] == [0.0, 0.0] and enc[2] == pytest.approx(0.5e-4)  # 2-step warm-up of 8
+    assert enc[3] == pytest.approx(1e-4) and enc[-1] == pytest.approx(1e-4 / 6)
+    assert head_lrs[0] == pytest.approx(1e-3 / 3)  # its own warm-up: ceil(0.25 * 10) = 3 steps
