@@ -1,12 +1,14 @@
 """Keep evaluation texts out of training data.
 
 The guard loads every text of the evaluation sets (JSONL files with a `query`, `text` or
-`question` field under an evaluation directory such as `artifacts/eval/`, plus the Debian FAQ
-question headings when `debian-faq*` is installed), normalises them (NFKC, casefold, e5 prefixes,
-format placeholders and punctuation removed, single spaces) and refuses any training pair whose
-query or label matches one. Punctuation and placeholders go because the evaluation builders
-clean strings that training keeps raw: "Is public" in the django-oscar training pairs is
-"Is public?" in the evaluation set, and "'%(title)s' has been added" is "' ' has been added".
+`question` field under an evaluation directory such as `artifacts/eval/`, the Debian FAQ
+question headings when `debian-faq*` is installed, and the dev and test queries of the shopper
+query log under `data/shopper/`, see `model_export.shopper_data`), normalises them (NFKC,
+casefold, e5 prefixes, format placeholders and punctuation removed, single spaces) and refuses
+any training pair whose query or label matches one. Punctuation and placeholders go because the
+evaluation builders clean strings that training keeps raw: "Is public" in the django-oscar
+training pairs is "Is public?" in the evaluation set, and "'%(title)s' has been added" is
+"' ' has been added".
 `mode="raise"` stops the run; `mode="drop"` removes the pairs and logs how many went.
 """
 
@@ -28,6 +30,8 @@ log = logging.getLogger(__name__)
 EVAL_FIELDS = ("query", "text", "question")
 DEFAULT_EVAL_DIR = Path("artifacts/eval")
 DEBIAN_FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
+# The shopper query log (dev/test splits are evaluation data); beside the package, not the cwd.
+DEFAULT_SHOPPER_DIR = Path(__file__).resolve().parents[1] / "data" / "shopper"
 GuardMode = Literal["raise", "drop"]
 
 _PREFIX_RE = re.compile(r"^(query|passage):\s*", re.IGNORECASE)
@@ -112,10 +116,18 @@ class EvalGuard:
         *,
         debian_faq_dir: str | Path | None = DEBIAN_FAQ_DIR,
         extra_texts: Iterable[str] = (),
+        shopper_dir: str | Path | None = DEFAULT_SHOPPER_DIR,
         mode: GuardMode = "raise",
     ) -> EvalGuard:
         texts: set[str] = {normalise(t) for t in extra_texts}
         sources: list[str] = []
+        # On by default: the trainer and every builder call this with their own arguments, and a
+        # shopper test query must be refused by all of them (None turns it off, for tests).
+        if shopper_dir is not None and Path(shopper_dir).is_dir():
+            from model_export.shopper_data import guarded_texts
+
+            texts.update(normalise(t) for t in guarded_texts(shopper_dir))
+            sources.append(str(shopper_dir))
         for d in eval_dirs:
             d = Path(d)
             if d.is_dir():

@@ -50,11 +50,46 @@ def _load(fn: Callable[..., T], *args: Any) -> T:
         _fail(str(exc))
 
 
+def _log_pairs(
+    faq: Path | None,
+    logs: Path | None,
+    with_answers: bool,
+    min_clicks: int,
+    max_unknown: float,
+    detect_lang: list[str] | None,
+) -> tuple[list[Any], dict[str, Any]]:
+    """`--source logs`: the pairs and the log summary; bad rows and files exit 2 with file:line."""
+    from model_export.training.logs import (
+        DEFAULT_DETECT_LANGUAGES,
+        LogError,
+        UnknownIdsError,
+        build_log_pairs,
+    )
+
+    if faq is None or logs is None:
+        raise typer.BadParameter("--source logs needs --faq FILE and --logs FILE")
+    try:
+        pairs, summary = build_log_pairs(
+            logs,
+            faq,
+            with_answers=with_answers,
+            min_clicks=min_clicks,
+            max_unknown=max_unknown,
+            detect_languages=detect_lang or DEFAULT_DETECT_LANGUAGES,
+        )
+    except (LogError, UnknownIdsError) as exc:
+        _fail(str(exc))
+    except ValueError as exc:  # the detector: an unsupported --detect-lang
+        _fail(f"--detect-lang: {exc}")
+    return pairs, summary.as_dict()
+
+
 class Source(StrEnum):
     faq = "faq"
     oscar = "oscar"
     debian_reference = "debian-reference"
     jsonl = "jsonl"
+    logs = "logs"
 
 
 def register(app: typer.Typer) -> None:
@@ -191,10 +226,13 @@ def register(app: typer.Typer) -> None:
     @app.command("build-data")
     def build_data_cmd(
         source: Annotated[Source, typer.Option(help="which builder")],
-        input_path: Annotated[
-            Path, typer.Option("--input", help="FAQ file / oscar wheel or dir / English HTML dir")
-        ],
         out: Annotated[Path, typer.Option(help="output JSONL of pairs")],
+        input_path: Annotated[
+            Path | None,
+            typer.Option(
+                "--input", help="FAQ file / oscar wheel or dir / English HTML dir / pairs JSONL"
+            ),
+        ] = None,
         lang: Annotated[
             list[str] | None, typer.Option(help="languages to keep (repeatable)")
         ] = None,
@@ -205,8 +243,37 @@ def register(app: typer.Typer) -> None:
             list[Path] | None, typer.Option(help="evaluation sets to guard against")
         ] = None,
         guard: Annotated[str, typer.Option(help="raise|drop")] = "drop",
+        faq: Annotated[
+            Path | None, typer.Option(help="logs: the FAQ (JSONL/CSV) whose ids the log names")
+        ] = None,
+        logs: Annotated[
+            Path | None,
+            typer.Option(help="logs: CSV or JSONL with query, faq_id[, lang, clicks]"),
+        ] = None,
+        with_answers: Annotated[
+            bool, typer.Option(help="logs: also pair each query with the FAQ answer")
+        ] = False,
+        min_clicks: Annotated[
+            int, typer.Option(min=0, help="logs: drop rows with fewer clicks (0 keeps all)")
+        ] = 1,
+        max_unknown: Annotated[
+            float,
+            typer.Option(
+                min=0.0, max=1.0, help="logs: largest share of rows with an unknown faq_id"
+            ),
+        ] = 0.05,
+        detect_lang: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="logs: languages the detector may answer for rows without lang "
+                "(repeatable; default: the FAQ's and the shopper log's languages)"
+            ),
+        ] = None,
     ) -> None:
-        """Build (query, label) pairs from an installable source; eval texts are refused."""
+        """Build (query, label) pairs from an installable source or a shop's query log.
+
+        Evaluation texts (including the shopper log's dev/test queries) are refused by the guard.
+        """
         from model_export.eval_guard import EvalGuard
         from model_export.training.config import DEFAULT_LANGUAGES
         from model_export.training.data import (
@@ -219,9 +286,18 @@ def register(app: typer.Typer) -> None:
         )
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        if guard not in ("raise", "drop"):
+            raise typer.BadParameter("--guard is raise or drop")
         langs = lang or list(DEFAULT_LANGUAGES)
         pairs: list[Pair]
-        if source is Source.faq:
+        report: dict[str, Any] = {}
+        if source is Source.logs:
+            pairs, report = _log_pairs(
+                faq, logs, with_answers, min_clicks, max_unknown, detect_lang
+            )
+        elif input_path is None:
+            raise typer.BadParameter(f"--source {source.value} needs --input")
+        elif source is Source.faq:
             pairs = faq_pairs(input_path)
         elif source is Source.oscar:
             pairs = oscar_pairs(input_path, langs)
@@ -233,12 +309,11 @@ def register(app: typer.Typer) -> None:
             pairs = aligned_paragraph_pairs(input_path, other, langs[0])
         else:
             pairs = read_pairs(input_path)
-        if guard not in ("raise", "drop"):
-            raise typer.BadParameter("--guard is raise or drop")
         g = EvalGuard.from_sources(eval_dir or [Path("artifacts/eval")], mode=guard)  # type: ignore[arg-type]
         kept, dropped = g.filter(pairs)
         n = write_pairs(kept, out)
-        typer.echo(json.dumps({"written": n, "guard_dropped": dropped, "out": str(out)}))
+        summary = {"written": n, "guard_dropped": dropped, "out": str(out)}
+        typer.echo(json.dumps({**report, **summary}, ensure_ascii=False))
 
 
 if __name__ == "__main__":
