@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants clean bench
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train train-ablations clean bench
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -72,6 +72,37 @@ train-smoke: train-data $(BASE_DIR)/config.json
 	$(BIN)/faq-model train --config configs/train/cpu-smoke.toml
 	$(BIN)/faq-model export --model artifacts/train/cpu-smoke/model \
 		--out artifacts/onnx/cs-smoke --name cs-smoke
+
+SHOP_DEBS := $(FREEDICT_DEBS) dict-freedict-eng-tur dict-freedict-eng-ind dict-freedict-eng-jpn
+SHOP_DATA := artifacts/train-data/shop-logs.jsonl artifacts/train-data/shop-faq.jsonl
+SHOPPER_TRAIN := data/shopper/train.jsonl
+## shop-data: the shop's training pairs: the shopper log's train split joined to the FAQ (questions
+## and answers), the FAQ's own question->answer and translation pairs, base-model hard negatives
+shop-data: $(SHOP_DATA)
+$(SHOP_DATA) &: $(FAQ) $(SHOPPER_TRAIN) $(ONNX_DIR)/manifest.json
+	scripts/ensure-debs.sh $(SHOP_DEBS)
+	$(BIN)/faq-model build-data --source logs --faq $(FAQ) --logs $(SHOPPER_TRAIN) \
+		--with-answers --out artifacts/train-data/shop-logs.raw.jsonl
+	$(BIN)/faq-model build-data --source faq-task --input $(FAQ) \
+		--out artifacts/train-data/shop-faq.raw.jsonl
+	$(BIN)/faq-model mine-negatives --pairs artifacts/train-data/shop-logs.raw.jsonl --faq $(FAQ) \
+		--model $(ONNX_DIR) --out artifacts/train-data/shop-logs.jsonl
+	$(BIN)/faq-model mine-negatives --pairs artifacts/train-data/shop-faq.raw.jsonl --faq $(FAQ) \
+		--model $(ONNX_DIR) --out artifacts/train-data/shop-faq.jsonl
+
+## train: the shop recipe end to end on the CPU (data, training, export to artifacts/onnx/shop)
+train: train-data shop-data
+	$(BIN)/faq-model train --config configs/train/shop.toml
+	$(BIN)/faq-model export --model artifacts/train/shop/model --out artifacts/onnx/shop \
+		--name shop --overwrite
+
+## train-ablations: the shop recipe without code-switching, and with general pairs only
+train-ablations: train-data shop-data
+	for run in shop-no-cs oscar-only; do \
+		$(BIN)/faq-model train --config configs/train/$$run.toml || exit 1; \
+		$(BIN)/faq-model export --model artifacts/train/$$run/model --out artifacts/onnx/$$run \
+			--name $$run --overwrite || exit 1; \
+	done
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
 	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \

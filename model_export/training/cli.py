@@ -90,6 +90,7 @@ class Source(StrEnum):
     debian_reference = "debian-reference"
     jsonl = "jsonl"
     logs = "logs"
+    faq_task = "faq-task"
 
 
 def register(app: typer.Typer) -> None:
@@ -299,6 +300,14 @@ def register(app: typer.Typer) -> None:
             raise typer.BadParameter(f"--source {source.value} needs --input")
         elif source is Source.faq:
             pairs = faq_pairs(input_path)
+        elif source is Source.faq_task:
+            from model_export.training.logs import LogError
+            from model_export.training.shop_data import faq_task_pairs
+
+            try:
+                pairs = faq_task_pairs(input_path)
+            except LogError as exc:
+                _fail(str(exc))
         elif source is Source.oscar:
             pairs = oscar_pairs(input_path, langs)
         elif source is Source.debian_reference:
@@ -314,6 +323,30 @@ def register(app: typer.Typer) -> None:
         n = write_pairs(kept, out)
         summary = {"written": n, "guard_dropped": dropped, "out": str(out)}
         typer.echo(json.dumps({**report, **summary}, ensure_ascii=False))
+
+    @app.command("mine-negatives")
+    def mine_negatives_cmd(
+        pairs_path: Annotated[Path, typer.Option("--pairs", help="pairs JSONL (with topics)")],
+        faq: Annotated[Path, typer.Option(help="the FAQ whose questions are the candidates")],
+        model: Annotated[Path, typer.Option(help="exported ONNX directory of the base model")],
+        out: Annotated[Path, typer.Option(help="output pairs JSONL")],
+    ) -> None:
+        """Give each pair with a topic the base model's top FAQ question of another topic."""
+        from model_export.training.data import read_pairs, write_pairs
+        from model_export.training.logs import LogError
+        from model_export.training.shop_data import mine_negatives
+
+        if not (model / "manifest.json").is_file():
+            _fail(f"{model}: no exported model (make model builds the base)")
+        try:
+            pairs = read_pairs(pairs_path)
+            mined, n = mine_negatives(pairs, faq, model)
+        except FileNotFoundError as exc:
+            _fail(f"{exc.filename}: no such file")
+        except (LogError, ValueError) as exc:
+            _fail(str(exc))
+        write_pairs(mined, out)
+        typer.echo(json.dumps({"pairs": len(mined), "with_negative": n, "out": str(out)}))
 
 
 if __name__ == "__main__":

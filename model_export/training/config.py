@@ -98,6 +98,9 @@ class DataConfig:
     # Pairs whose `lang` is set and not listed here stay out of training (zero-shot transfer).
     languages: list[str] = field(default_factory=lambda: ["en", *DEFAULT_LANGUAGES])
     max_pairs: int = 0
+    # Per train file: at most this many pairs (sampled with the run's seed), so a large general
+    # corpus (oscar) does not drown a shop's own pairs. Keys are the paths in train_files.
+    max_pairs_per_file: dict[str, int] = field(default_factory=dict)
     eval_dirs: list[str] = field(default_factory=lambda: ["artifacts/eval"])
     debian_faq_dir: str = "/usr/share/doc/debian/FAQ"
     guard_mode: Literal["raise", "drop"] = "raise"

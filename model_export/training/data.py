@@ -4,7 +4,8 @@ A pair file is JSONL: `{"query": ..., "label": ..., "lang": "de", "label_lang": 
 "negative": ..., "negative_query": ..., "source": ...}` (`lang` is the query's language,
 `label_lang` the label's, both `en` when absent; `negative` an optional hard negative label and
 `negative_query` that negative's own query in the pair's query language, for CLEAR's
-target-query negatives).
+target-query negatives; `topic` the FAQ topic of the label, so labels of one topic are never
+in-batch negatives of each other).
 
 Builders:
 
@@ -42,6 +43,9 @@ class Pair:
     negative: str | None = None
     label_lang: str = "en"
     negative_query: str | None = None
+    # The FAQ topic the label answers: two labels of one topic (a question and its answer, or
+    # two translations) are never each other's in-batch negatives.
+    topic: str | None = None
 
     @property
     def is_bitext(self) -> bool:
@@ -70,6 +74,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
                         negative=row.get("negative"),
                         label_lang=str(row.get("label_lang", "en")),
                         negative_query=row.get("negative_query"),
+                        topic=row.get("topic"),
                     )
                 )
             except KeyError as exc:

@@ -355,9 +355,27 @@ def build_log_pairs(
             summary.detected += 1
             summary.detected_by_lang[lang] += 1
         summary.by_lang[lang] += 1
-        pairs.append(Pair(row.query, label.question, lang, "logs", label_lang=label.lang))
+        pairs.append(
+            Pair(
+                row.query,
+                label.question,
+                lang,
+                "logs",
+                label_lang=label.lang,
+                topic=label.topic,
+            )
+        )
         if with_answers and label.answer:
-            pairs.append(Pair(row.query, label.answer, lang, "logs:answer", label_lang=label.lang))
+            pairs.append(
+                Pair(
+                    row.query,
+                    label.answer,
+                    lang,
+                    "logs:answer",
+                    label_lang=label.lang,
+                    topic=label.topic,
+                )
+            )
     if summary.unknown_share > max_unknown:
         examples = ", ".join(i for i, _ in summary.unknown_ids.most_common(5))
         raise UnknownIdsError(

@@ -114,7 +114,11 @@ def load_training_pairs(config: RunConfig) -> tuple[list[Pair], DataSummary]:
         raise ValueError("config.data.train_files is empty: nothing to train on")
     pairs: list[Pair] = []
     for f in dc.train_files:
-        pairs.extend(read_pairs(f))
+        from_file = read_pairs(f)
+        cap = dc.max_pairs_per_file.get(f, 0)
+        if cap and len(from_file) > cap:
+            from_file = random.Random(f"{config.seed}:{f}").sample(from_file, cap)
+        pairs.extend(from_file)
     summary = DataSummary(read=len(pairs))
     pairs, left_out = select_languages(pairs, dc.languages)
     summary.left_out_by_lang = dict(left_out)
@@ -378,11 +382,27 @@ class _Stage:
         return Batch(pairs, queries, labels)
 
 
-def duplicate_mask(labels: Sequence[str], device: torch.device) -> Tensor:
-    """True at (i, j), i != j, where label j is the same text as label i: not a real negative."""
+def duplicate_mask(
+    labels: Sequence[str], device: torch.device, topics: Sequence[str | None] | None = None
+) -> Tensor:
+    """True at (i, j), i != j, where label j is not a real negative for row i.
+
+    That is the same text, or (where both pairs name one) the same FAQ topic: with 51 topics a
+    batch of 16 often holds two queries of one topic, or a topic's question and its answer.
+    """
     keys = [" ".join(lb.casefold().split()) for lb in labels]
+    groups = list(topics) if topics is not None else [None] * len(keys)
     n = len(keys)
-    m = torch.tensor([[keys[i] == keys[j] and i != j for j in range(n)] for i in range(n)])
+    m = torch.tensor(
+        [
+            [
+                i != j
+                and (keys[i] == keys[j] or (groups[i] is not None and groups[i] == groups[j]))
+                for j in range(n)
+            ]
+            for i in range(n)
+        ]
+    )
     return m.to(device)
 
 
@@ -812,7 +832,11 @@ def _pretrain_step(stage: _Stage, head: MLMHead | None) -> StepFn:
         mlm_q, q = side(batch.queries, cfg.model.query_prefix, gen)
         mlm_l, lab = side(batch.labels, cfg.model.passage_prefix, gen)
         result: tuple[Tensor, dict[str, float]] = objective(
-            mlm_q, mlm_l, q, lab, duplicate_mask(batch.labels, stage.device)
+            mlm_q,
+            mlm_l,
+            q,
+            lab,
+            duplicate_mask(batch.labels, stage.device, [p.topic for p in batch.pairs]),
         )
         return result
 
@@ -833,7 +857,7 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
         inputs = finetune_inputs(batch, hard_negatives=fc.hard_negatives)
         q, q_hidden, q_enc = embed(inputs.queries, mc.query_prefix)
         d, _, _ = embed(inputs.labels, mc.passage_prefix)
-        dup = duplicate_mask(inputs.labels, stage.device)
+        dup = duplicate_mask(inputs.labels, stage.device, [p.topic for p in batch.pairs])
         negatives = embed(inputs.negatives, mc.passage_prefix)[0] if inputs.negatives else None
         parts: dict[str, float] = {}
         if fc.loss == "clear":

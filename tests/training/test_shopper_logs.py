@@ -286,6 +286,12 @@ def test_build_log_pairs_without_the_cli(tmp_path: Path) -> None:
     log.write_text('{"query": "kab aayega mera order", "faq_id": "order-track", "lang": "hi"}\n')
     pairs, summary = build_log_pairs(log, DEFAULT_FAQ)
     assert pairs == [
-        Pair("kab aayega mera order", "Where is my order and how can I track it?", "hi", "logs")
+        Pair(
+            "kab aayega mera order",
+            "Where is my order and how can I track it?",
+            "hi",
+            "logs",
+            topic="order-track",
+        )
     ]
     assert summary.by_lang == Counter({"hi": 1}) and summary.detected == 0
