@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train train-ablations clean bench
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train train-ablations eval-task clean bench
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -103,6 +103,18 @@ train-ablations: train-data shop-data
 		$(BIN)/faq-model export --model artifacts/train/$$run/model --out artifacts/onnx/$$run \
 			--name $$run --overwrite || exit 1; \
 	done
+
+SHOPPER_TEST := data/shopper/test.jsonl
+## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
+## base model, the shop recipe and its two ablations, with the third-party English controls;
+## writes artifacts/eval-task/results.{json,md} and docs/eval/summary.json
+eval-task:
+	test -f artifacts/eval/oscar/manifest.json || $(EVAL) eval-data
+	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) \
+		--model base=$(ONNX_DIR) --model shop=artifacts/onnx/shop \
+		--model shop_no_cs=artifacts/onnx/shop-no-cs --model oscar_only=artifacts/onnx/oscar-only \
+		--compare base:shop --compare shop_no_cs:shop --compare oscar_only:shop \
+		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
 	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \
