@@ -355,27 +355,13 @@ def build_log_pairs(
             summary.detected += 1
             summary.detected_by_lang[lang] += 1
         summary.by_lang[lang] += 1
-        pairs.append(
-            Pair(
-                row.query,
-                label.question,
-                lang,
-                "logs",
-                label_lang=label.lang,
-                topic=label.topic,
-            )
-        )
+        targets = [(label.question, "logs")]
         if with_answers and label.answer:
-            pairs.append(
-                Pair(
-                    row.query,
-                    label.answer,
-                    lang,
-                    "logs:answer",
-                    label_lang=label.lang,
-                    topic=label.topic,
-                )
-            )
+            targets.append((label.answer, "logs:answer"))
+        pairs.extend(
+            Pair(row.query, text, lang, source, label_lang=label.lang, topic=label.topic)
+            for text, source in targets
+        )
     if summary.unknown_share > max_unknown:
         examples = ", ".join(i for i, _ in summary.unknown_ids.most_common(5))
         raise UnknownIdsError(
