@@ -1,8 +1,16 @@
-"""`faq-index`: build the FAQ index from a file with the exported encoder."""
+"""`faq-index`: build the FAQ index from a file with the exported encoder.
+
+Exit codes: 0 done; 2 bad input (a FAQ, golden or labelled queries file, a model directory, an
+index that cannot be written); 3 the new collection failed the quality gate (`build --golden`):
+it is deleted and the alias stays where it was, so a pipeline can tell "fix the input" from
+"the model got worse".
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
@@ -12,14 +20,33 @@ import typer
 from index_builder.faq import FaqFileError, read_faq
 from index_builder.local_lock import local_writer
 from index_builder.manifest import ManifestError
+from index_builder.quality_gate import (
+    GateReport,
+    GoldenFileError,
+    GoldenResult,
+    QualityGate,
+    QualityGateError,
+    draw_golden,
+    load_golden,
+    load_labelled,
+    topic_of,
+)
 from index_builder.store import FaqIndex, FaqIndexError, open_client
+
+GATE_FAILED = 3
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
 
 
 @cli.callback()
 def _root() -> None:
-    """Keeps `build` a subcommand even while it is the only one."""
+    """Keeps `faq-index build` a subcommand however many commands there are."""
+
+
+def _echo_failures(failures: Sequence[GoldenResult]) -> None:
+    for r in failures:
+        got = ", ".join(r.top_ids) or "nothing"
+        typer.echo(f"  {r.query!r}: expected {r.expected_id} in top {r.top_k}, got {got}", err=True)
 
 
 @cli.command()
@@ -46,13 +73,32 @@ def build(
         float,
         typer.Option(help="Seconds to wait for the embedded directory's access lock."),
     ] = 120.0,
+    golden: Annotated[
+        Path | None,
+        typer.Option(
+            envvar="FAQ_GOLDEN_QUERIES",
+            help="Golden queries (JSON list or JSONL of {query, expected_id, top_k?, match?}) "
+            "the new collection must pass before the alias moves; exit 3 if it does not.",
+        ),
+    ] = None,
+    golden_top_k: Annotated[
+        int,
+        typer.Option(
+            envvar="FAQ_GOLDEN_TOP_K", min=1, max=100, help="top k of golden queries without one."
+        ),
+    ] = 5,
 ) -> None:
     """Embed the FAQ questions into a new collection and move the alias to it."""
     from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report: GateReport | None = None
+    previous: str | None = None
+    attempted: str | None = None
     try:
         items = read_faq(faq)
+        # Before the model loads: a bad golden file costs nothing and changes nothing.
+        queries = load_golden(golden) if golden else None
         encoder = OnnxEncoder.load(model_dir, variant=variant)
         with ExitStack() as stack:
             if qdrant_url:
@@ -63,16 +109,111 @@ def build(
                 # serving (it reads only under the same lock) and reloads after the build.
                 client = stack.enter_context(local_writer(qdrant_path, timeout=lock_timeout))
             index = FaqIndex(client, alias=alias, keep=keep)
+            gate = QualityGate(queries, encoder, golden_top_k) if queries else None
+            previous = index.current_collection()
+
+            def validate(collection: str) -> None:
+                nonlocal report, attempted
+                if gate is None:
+                    return
+                attempted = collection
+                report = gate.check(index, collection)
+                if not report.passed:
+                    raise QualityGateError(report)
+
             info, built = index.build(
-                items, encoder, batch_size=batch_size, skip_if_unchanged=not force
+                items,
+                encoder,
+                batch_size=batch_size,
+                skip_if_unchanged=not force,
+                validate=validate,
             )
-    except (FaqFileError, ManifestError, FaqIndexError) as exc:
+            if gate is not None and not built:
+                # Nothing was built (same FAQ, same model), so the gate answers for the live
+                # collection: exit 0 always means the alias is on a collection that passes.
+                report = gate.check(index, info.collection)
+    except QualityGateError as exc:
+        typer.echo(
+            f"error: {exc.report.failed} of {exc.report.total} golden queries failed on "
+            f"{attempted}; it is deleted and alias {alias!r} stays on {previous or 'nothing'}:",
+            err=True,
+        )
+        _echo_failures(exc.report.failures())
+        raise typer.Exit(GATE_FAILED) from None
+    except (FaqFileError, ManifestError, FaqIndexError, GoldenFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
+    if report is not None:
+        if not report.passed:
+            typer.echo(
+                f"error: nothing was built (FAQ and model unchanged) and the live "
+                f"{info.collection} fails {report.failed} of {report.total} golden queries:",
+                err=True,
+            )
+            _echo_failures(report.failures())
+            raise typer.Exit(GATE_FAILED)
+        typer.echo(
+            f"quality gate: {report.total - report.failed}/{report.total} golden queries passed"
+        )
     verb = "built" if built else "unchanged"
     typer.echo(
         f"{verb}: alias {info.alias!r} -> {info.collection} ({info.points} entries, {info.model})"
     )
+
+
+@cli.command()
+def golden(
+    queries: Annotated[
+        Path, typer.Option(help="Labelled queries, JSONL {query, faq_id (the topic), ...}.")
+    ],
+    faq: Annotated[Path, typer.Option(help="FAQ file (.jsonl or .csv) the index is built from.")],
+    out: Annotated[Path, typer.Option(help="Golden queries file to write (JSON list).")],
+    model_dir: Annotated[
+        Path, typer.Option(envvar="FAQ_MODEL_DIR", help="Exported ONNX model directory.")
+    ] = Path("artifacts/onnx/multilingual-e5-small"),
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="Model variant; repeat it to keep queries every variant answers."),
+    ] = None,
+    per_topic: Annotated[int, typer.Option(min=1, help="Golden queries per topic, at most.")] = 1,
+    top_k: Annotated[
+        int, typer.Option(min=1, max=100, help="Rank the topic must reach, written per query.")
+    ] = 5,
+) -> None:
+    """Draw golden queries for `build --golden` from labelled queries (e.g. a dev split).
+
+    Per topic, the first `--per-topic` queries in a stable hash order that the model answers
+    with the topic (any of its entries) within `--top-k`. Draw them with the model that serves
+    now, and gate the next one with them: it has to keep what this one could do.
+    """
+    from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        items = read_faq(faq)
+        rows = load_labelled(queries, [topic_of(i.id) for i in items])
+        encoders = [OnnxEncoder.load(model_dir, variant=v) for v in variant or ["fp32"]]
+        drawn = draw_golden(rows, items, encoders, per_topic=per_topic, top_k=top_k)
+    except (FaqFileError, ManifestError, FaqIndexError, GoldenFileError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{drawn.topics - len(drawn.missing)} of {drawn.topics} topics got a golden query "
+        f"({len(drawn.golden)} queries); {drawn.tried} labelled queries tried, "
+        f"{drawn.within} within top {top_k}"
+    )
+    if drawn.missing:
+        typer.echo(f"no golden query for: {', '.join(drawn.missing)}")
+    if not drawn.golden:
+        # load_golden refuses an empty file, so writing one would only move the failure.
+        typer.echo(
+            f"error: no labelled query is answered within top {top_k}: nothing written", err=True
+        )
+        raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows_out = [g.model_dump(exclude_none=True) for g in drawn.golden]
+    out.write_text(json.dumps(rows_out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    typer.echo(f"written to {out}")
 
 
 def main() -> None:

@@ -20,8 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
-from app.services.quality_gate import GateReport
 from index_builder.faq import FaqItem
+from index_builder.quality_gate import GateReport
 
 log = logging.getLogger(__name__)
 

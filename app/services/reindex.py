@@ -23,15 +23,15 @@ from pathlib import Path
 from app.core.config import Settings
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
-from app.services.quality_gate import (
+from index_builder.encoder import Encoder
+from index_builder.faq import FaqItem
+from index_builder.quality_gate import (
     GateReport,
     GoldenQuery,
     QualityGate,
     QualityGateError,
     load_golden,
 )
-from index_builder.encoder import Encoder
-from index_builder.faq import FaqItem
 from index_builder.store import CollectionInfo, FaqIndex, FaqIndexError
 
 log = logging.getLogger(__name__)

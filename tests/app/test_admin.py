@@ -480,7 +480,7 @@ def test_quality_gate_failure_leaves_the_old_alias_serving(
 
 
 def test_shipped_golden_queries_are_valid() -> None:
-    from app.services.quality_gate import load_golden
+    from index_builder.quality_gate import load_golden
 
     golden = load_golden(REPO / "data" / "golden.json")
     ids = {i.id for i in read_faq(SAMPLE_FAQ)}
@@ -489,7 +489,7 @@ def test_shipped_golden_queries_are_valid() -> None:
 
 
 def test_a_bad_golden_file_stops_startup(tmp_path: Path) -> None:
-    from app.services.quality_gate import GoldenFileError
+    from index_builder.quality_gate import GoldenFileError
 
     golden = tmp_path / "golden.json"
     golden.write_text('[{"query": "x", "expected_id": "a"}, {"query": "y"}]')
