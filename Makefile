@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train train-ablations eval-task clean bench
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -95,6 +95,20 @@ train: train-data shop-data
 	$(BIN)/faq-model train --config configs/train/shop.toml
 	$(BIN)/faq-model export --model artifacts/train/shop/model --out artifacts/onnx/shop \
 		--name shop --overwrite
+
+TRAINED ?= artifacts/onnx/shop
+GOLDEN_DEV := artifacts/golden/$(notdir $(TRAINED))-dev.json
+## run-trained: after `make train`, the one path to a served model: golden queries drawn from the
+## shopper dev split (per topic, ones the trained model answers in its top 5), the FAQ indexed
+## with the trained model behind that gate (a new faq_vN; the alias moves only if all pass, else
+## exit 3), then the service on it, with the same gate for later reindexes
+run-trained:
+	@test -f $(TRAINED)/manifest.json || { echo "no $(TRAINED)/manifest.json: run make train first" >&2; exit 2; }
+	@mkdir -p $(dir $(GOLDEN_DEV))
+	$(BIN)/faq-index golden --queries data/shopper/dev.jsonl --faq $(FAQ) \
+		--model-dir $(TRAINED) --out $(GOLDEN_DEV)
+	FAQ_MODEL_DIR=$(TRAINED) $(BIN)/faq-index build --faq $(FAQ) --golden $(GOLDEN_DEV)
+	FAQ_MODEL_DIR=$(TRAINED) FAQ_GOLDEN_QUERIES=$(GOLDEN_DEV) $(BIN)/faq-serve
 
 ## train-ablations: the shop recipe without code-switching, and with general pairs only
 train-ablations: train-data shop-data
