@@ -90,11 +90,25 @@ $(SHOP_DATA) &: $(FAQ) $(SHOPPER_TRAIN) $(ONNX_DIR)/manifest.json
 	$(BIN)/faq-model mine-negatives --pairs artifacts/train-data/shop-faq.raw.jsonl --faq $(FAQ) \
 		--model $(ONNX_DIR) --out artifacts/train-data/shop-faq.jsonl
 
-## train: the shop recipe end to end on the CPU (data, training, export to artifacts/onnx/shop)
+# Weight of the fine-tuned model when it is averaged with the base (WiSE-FT; 0.5 is the paper's
+# default): fine-tuning on the shop's questions alone costs general English ability (the Debian
+# FAQ control), the average keeps it. The unaveraged model is exported too (`<run>-unmerged`).
+SHOP_MERGE ?= 0.5
+# train_run NAME: train configs/train/NAME.toml, average it with the base, export both models
+define train_run
+	$(BIN)/faq-model train --config configs/train/$(1).toml
+	$(BIN)/faq-model merge --base $(BASE_DIR) --model artifacts/train/$(1)/model \
+		--out artifacts/train/$(1)/merged --weight $(SHOP_MERGE)
+	$(BIN)/faq-model export --model artifacts/train/$(1)/merged --out artifacts/onnx/$(1) \
+		--name $(1) --overwrite
+	$(BIN)/faq-model export --model artifacts/train/$(1)/model --out artifacts/onnx/$(1)-unmerged \
+		--name $(1)-unmerged --overwrite --no-fp16
+endef
+
+## train: the shop recipe end to end on the CPU (data, training, averaging with the base, export
+## to artifacts/onnx/shop)
 train: train-data shop-data
-	$(BIN)/faq-model train --config configs/train/shop.toml
-	$(BIN)/faq-model export --model artifacts/train/shop/model --out artifacts/onnx/shop \
-		--name shop --overwrite
+	$(call train_run,shop)
 
 TRAINED ?= artifacts/onnx/shop
 GOLDEN_DEV := artifacts/golden/$(notdir $(TRAINED))-dev.json
@@ -112,11 +126,8 @@ run-trained:
 
 ## train-ablations: the shop recipe without code-switching, and with general pairs only
 train-ablations: train-data shop-data
-	for run in shop-no-cs oscar-only; do \
-		$(BIN)/faq-model train --config configs/train/$$run.toml || exit 1; \
-		$(BIN)/faq-model export --model artifacts/train/$$run/model --out artifacts/onnx/$$run \
-			--name $$run --overwrite || exit 1; \
-	done
+	$(call train_run,shop-no-cs)
+	$(call train_run,oscar-only)
 
 SHOPPER_TEST := data/shopper/test.jsonl
 ## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
@@ -127,7 +138,10 @@ eval-task:
 	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) \
 		--model base=$(ONNX_DIR) --model shop=artifacts/onnx/shop \
 		--model shop_no_cs=artifacts/onnx/shop-no-cs --model oscar_only=artifacts/onnx/oscar-only \
+		--model shop_unmerged=artifacts/onnx/shop-unmerged \
+		--model shop_no_cs_unmerged=artifacts/onnx/shop-no-cs-unmerged \
 		--compare base:shop --compare shop_no_cs:shop --compare oscar_only:shop \
+		--compare shop_no_cs_unmerged:shop_unmerged --compare shop_unmerged:shop \
 		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \

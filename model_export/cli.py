@@ -81,6 +81,30 @@ def export(
     )
 
 
+@cli.command()
+def merge(
+    base: Annotated[Path, typer.Option(help="The base transformers directory.")],
+    model: Annotated[Path, typer.Option(help="The fine-tuned transformers directory.")],
+    out: Annotated[Path, typer.Option(help="Where to write the merged directory.")],
+    weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Weight of the fine-tuned model.")
+    ] = 0.5,
+) -> None:
+    """Interpolate a fine-tuned encoder with its base (WiSE-FT): keeps general ability."""
+    from model_export.merge import merge_with_base
+
+    for d in (base, model):
+        if not (d / "config.json").is_file():
+            typer.echo(f"error: {d}: not a transformers model directory", err=True)
+            raise typer.Exit(2)
+    try:
+        merge_with_base(base, model, out, weight)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(f"merged {model} ({weight:g}) with {base} ({1 - weight:g}) into {out}")
+
+
 register_training(cli)
 # eval-data, eval-prepare, eval: `faq-model eval --config ...` (the table) or the task form.
 register_evaluation(cli)
