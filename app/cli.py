@@ -1,16 +1,93 @@
-"""`faq-serve`: start the service with the settings from the environment."""
+"""`faq-serve`: start the service with the settings from the environment and the command line."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
+import sys
+from collections.abc import MutableMapping, Sequence
+from typing import NoReturn
 
-from app.core.config import get_settings
+from pydantic import ValidationError
+
+from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
-from app.server import serve
+from app.server import ListenError, serve
+
+PROG = "faq-serve"
+
+# Command-line option -> the setting it overrides (its FAQ_ environment variable).
+OPTIONS = {"host": "FAQ_HOST", "port": "FAQ_PORT", "workers": "FAQ_WORKERS"}
+
+EPILOG = """\
+Every option also has a FAQ_ environment setting (--host = FAQ_HOST, --port = FAQ_PORT,
+--workers = FAQ_WORKERS); an option given here wins over the environment and a .env file.
+All other settings (model, index, keys, limits) are read from FAQ_* environment variables
+or .env only: see app/core/config.py.
+
+Exit status: 0 after a clean stop (Ctrl-C / SIGTERM); 2 for an unknown option, an invalid
+setting, or an address that cannot be listened on (e.g. the port is already in use).
+"""
 
 
-def main() -> None:
-    settings = get_settings()
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        """One line on stderr and exit status 2 (argparse's default also prints the usage)."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog=PROG,
+        description="Serve the FAQ search API (FastAPI under uvicorn).",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", help="Address to listen on (FAQ_HOST, default 127.0.0.1).")
+    p.add_argument("--port", type=int, help="TCP port to listen on (FAQ_PORT, default 8000).")
+    p.add_argument(
+        "--workers",
+        type=int,
+        help="Worker processes on one listening socket (FAQ_WORKERS, default 1, at most 64).",
+    )
+    return p
+
+
+def apply_options(argv: Sequence[str] | None, environ: MutableMapping[str, str]) -> None:
+    """Parse argv and write the options given into `environ` as their FAQ_ settings.
+
+    Through the environment rather than Settings(...) arguments because spawned workers build
+    their own settings from the environment (workers > 1 changes how they open the index)."""
+    args = parser().parse_args(argv)
+    for option, variable in OPTIONS.items():
+        value = getattr(args, option)
+        if value is not None:
+            environ[variable] = str(value)
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def _load_settings() -> Settings:
+    get_settings.cache_clear()
+    try:
+        return get_settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = str(err["loc"][0]) if err["loc"] else "?"
+            if not name.upper().startswith("FAQ_"):
+                name = f"FAQ_{name}"
+            problems.append(f"{name.upper()}: {err['msg']}")
+        _fail("invalid setting " + "; ".join(problems))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    apply_options(argv, os.environ)
+    settings = _load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     base = f"http://{settings.host}:{settings.port}"
     example = json.dumps({"query": "can I cancel mi pedido", "top_k": 3})
@@ -22,4 +99,11 @@ def main() -> None:
         flush=True,
     )
     # Workers are separate processes: each builds its own app and reads the same settings.
-    serve(settings)
+    try:
+        serve(settings)
+    except ListenError as exc:
+        _fail(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ the listening socket, which Linux copies to every accepted socket, whatever the 
 
 from __future__ import annotations
 
+import errno
 import socket
 
 import uvicorn
@@ -31,6 +32,18 @@ def create_worker_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     return create_app(settings)
+
+
+class ListenError(Exception):
+    """The listening socket could not be bound (port in use, address not local, no permission):
+    `faq-serve` prints it as one line, without a traceback."""
+
+    def __init__(self, host: str, port: int, cause: OSError) -> None:
+        if cause.errno == errno.EADDRINUSE:
+            message = f"{host}:{port} is already in use (FAQ_PORT / --port to choose another)"
+        else:
+            message = f"cannot listen on {host}:{port}: {cause.strerror or cause}"
+        super().__init__(message)
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -70,10 +83,14 @@ def serve(settings: Settings, app: str = APP) -> None:
     (which restarts a worker that dies and stops them all on SIGINT/SIGTERM).
 
     `app` is the import string of an app factory that every worker calls (tests pass one with
-    a fake encoder).
+    a fake encoder). Raises `ListenError` when the socket cannot be bound, before any worker
+    or the app (model, index) starts.
     """
     config = uvicorn_config(settings, app)
-    sock = bind_socket(settings.host, settings.port)
+    try:
+        sock = bind_socket(settings.host, settings.port)
+    except OSError as exc:
+        raise ListenError(settings.host, settings.port, exc) from None
     try:
         if settings.workers == 1:
             uvicorn.Server(config).run(sockets=[sock])
