@@ -66,9 +66,14 @@ def build(
     qdrant_path: Annotated[
         Path, typer.Option(envvar="FAQ_QDRANT_PATH", help="Embedded Qdrant data directory.")
     ] = Path("var/qdrant"),
-    keep: Annotated[int, typer.Option(help="Collections kept for rollback.")] = 3,
+    keep: Annotated[
+        int,
+        typer.Option(min=1, envvar="FAQ_KEEP_COLLECTIONS", help="Collections kept for rollback."),
+    ] = 3,
     force: Annotated[bool, typer.Option(help="Rebuild even if nothing changed.")] = False,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    batch_size: Annotated[
+        int, typer.Option(min=1, envvar="FAQ_ENCODE_BATCH_SIZE", help="Texts per encoder call.")
+    ] = 64,
     lock_timeout: Annotated[
         float,
         typer.Option(help="Seconds to wait for the embedded directory's access lock."),

@@ -222,3 +222,15 @@ def test_golden_refuses_an_unknown_topic_naming_the_line(
     assert result.exit_code == 2, result.output
     assert f"{dev}:3: faq_id 'nope' is no topic of the FAQ" in result.output
     assert not out.exists()
+
+
+def test_keep_reads_its_faq_setting(encoder: FakeEncoder, faq: Path, tmp_path: Path) -> None:
+    # The README says every CLI reads the FAQ_ settings: FAQ_KEEP_COLLECTIONS prunes here too.
+    qdrant = tmp_path / "qdrant"
+    env = {"FAQ_KEEP_COLLECTIONS": "1"}
+    assert build(faq, qdrant, env=env).exit_code == 0
+    assert build(faq, qdrant, "--force", env=env).exit_code == 0
+    alias_target, versions = state(qdrant)
+    assert versions == [alias_target]
+    bad = build(faq, qdrant, "--force", env={"FAQ_ENCODE_BATCH_SIZE": "0"})
+    assert bad.exit_code == 2
