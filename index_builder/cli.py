@@ -17,7 +17,7 @@ from typing import Annotated
 
 import typer
 
-from index_builder.faq import FaqFileError, read_faq
+from index_builder.faq import FaqFileError, read_faq, topic_of
 from index_builder.local_lock import local_writer
 from index_builder.manifest import ManifestError
 from index_builder.quality_gate import (
@@ -29,7 +29,6 @@ from index_builder.quality_gate import (
     draw_golden,
     load_golden,
     load_labelled,
-    topic_of,
 )
 from index_builder.store import FaqIndex, FaqIndexError, open_client
 

@@ -101,6 +101,15 @@ def parse_items(rows: Iterable[tuple[int, dict[str, Any]]], path: Path | str) ->
     return items
 
 
+def topic_of(entry_id: str) -> str:
+    """The topic of an FAQ entry: its id without the language suffix (`order-cancel.es`).
+
+    Translations of one answer share a topic; the FAQ schema has no topic field, so the id is
+    the only place it lives. Used by the quality gate, the shop evaluation and the log builder.
+    """
+    return entry_id.split(".", 1)[0]
+
+
 def read_faq(path: Path) -> list[FaqItem]:
     """Read a `.jsonl` / `.ndjson` or `.csv` FAQ file; raise `FaqFileError` on the first bad row."""
     if not path.is_file():

@@ -10,10 +10,10 @@ Both writers of the index use it: `faq-index build --golden` and the service's a
 
 * `"id"` (the default): a hit whose id is `expected_id` exactly.
 * `"topic"`: a hit of the topic `expected_id`, i.e. the entry `expected_id` or any of its
-  translations (`order-cancel`, `order-cancel.es`, ...; see `topic_of`). The shop task labels
-  queries by topic and the service answers a Spanish query with the Spanish entry as rightly
-  as with the English one, so golden queries drawn from labelled queries (`draw_golden`,
-  `faq-index golden`) use it.
+  translations (`order-cancel`, `order-cancel.es`, ...; `index_builder.faq.topic_of`). The
+  shop task labels queries by topic and the service answers a Spanish query with the Spanish
+  entry as rightly as with the English one, so golden queries drawn from labelled queries
+  (`draw_golden`, `faq-index golden`) use it.
 """
 
 from __future__ import annotations
@@ -29,19 +29,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from qdrant_client import QdrantClient
 
 from index_builder.encoder import Encoder
-from index_builder.faq import FaqItem
+from index_builder.faq import FaqItem, topic_of
 from index_builder.store import FaqIndex, IndexBuildError
 
 Match = Literal["id", "topic"]
-
-
-def topic_of(entry_id: str) -> str:
-    """The topic of an FAQ entry: its id without the language suffix (`order-cancel.es`).
-
-    The rule of the shop task (`model_export.evaluation.task.topic_of`, which cannot be
-    imported here: index_builder never imports the offline package).
-    """
-    return entry_id.split(".", 1)[0]
 
 
 class GoldenQuery(BaseModel):

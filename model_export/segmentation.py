@@ -34,6 +34,8 @@ from typing import Protocol
 
 import regex
 
+from model_export.dictionaries import normalise_key
+
 __all__ = [
     "WORD_PATTERN",
     "WORD_RE",
@@ -80,12 +82,6 @@ def _script_run_re(script_class: str) -> regex.Pattern[str]:
 _CLUSTER_RE: regex.Pattern[str] = regex.compile(r"\P{M}\p{M}*")
 
 
-def _normalise_key(text: str) -> str:
-    # Same form as `model_export.dictionaries.normalise_key` (checked by a test); repeated here
-    # so that the dictionaries module can import this one without an import cycle.
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
-
-
 class Segmenter(Protocol):
     """Splits text into word spans; `vocabulary` holds normalised dictionary keys."""
 
@@ -122,7 +118,7 @@ def _merge_phrases(
             limit += 1
         taken = 1
         for n in range(limit, 1, -1):
-            if _normalise_key(text[pieces[i][0] : pieces[i + n - 1][1]]) in vocabulary:
+            if normalise_key(text[pieces[i][0] : pieces[i + n - 1][1]]) in vocabulary:
                 taken = n
                 break
         out.append((pieces[i][0], pieces[i + taken - 1][1]))
@@ -269,7 +265,7 @@ class CjkSegmenter(_ScriptRunSegmenter):
                 (
                     k
                     for k in range(min(self.max_chars, n_units - i), 0, -1)
-                    if _normalise_key(text[bounds[i] : bounds[i + k]]) in vocabulary
+                    if normalise_key(text[bounds[i] : bounds[i + k]]) in vocabulary
                 ),
                 0,
             )

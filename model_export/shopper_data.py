@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Literal
 
+from index_builder.faq import topic_of
 from model_export.eval_guard import normalise
 
 Split = Literal["train", "dev", "test"]
@@ -77,7 +78,7 @@ def faq_topics(faq_path: str | Path = DEFAULT_FAQ) -> frozenset[str]:
     with Path(faq_path).open(encoding="utf-8") as fh:
         for line in fh:
             if line.strip():
-                topics.add(str(json.loads(line)["id"]).split(".", 1)[0])
+                topics.add(topic_of(str(json.loads(line)["id"])))
     return frozenset(topics)
 
 

@@ -36,7 +36,7 @@ from urllib.parse import urlparse
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.faq import FaqFileError, read_faq
+from index_builder.faq import FaqFileError, read_faq, topic_of
 from index_builder.manifest import ManifestError
 from model_export.evaluation import encoders
 from model_export.evaluation.encoders import DEFAULT_CACHE, ModelSpec
@@ -66,16 +66,6 @@ SourceKind = Literal["onnx", "http"]
 
 class TaskInputError(ValueError):
     """An input the evaluation cannot use; `str()` reads `file:line: what` or `what: why`."""
-
-
-def topic_of(entry_id: str) -> str:
-    """The topic of an FAQ entry: its id without the language suffix (`order-cancel.es`).
-
-    The same rule as `shopper_data.faq_topics`, which validates the queries' `faq_id`s; the FAQ
-    schema (`index_builder.faq.FaqItem`) forbids extra fields, so the id is the only place a
-    topic can live.
-    """
-    return entry_id.split(".", 1)[0]
 
 
 @dataclass(frozen=True)

@@ -147,9 +147,8 @@ def register(app: typer.Typer) -> None:
             cs.policy = policy  # type: ignore[assignment]
         if rate is not None:
             cs.rate = rate
-        wanted = [to] if lang == ENGLISH and to else ([] if lang == ENGLISH else [lang])
-        if lang == ENGLISH and not to:
-            wanted = list(cs.languages)
+        # English text is switched towards --to, else towards any configured language.
+        wanted = [lang] if lang != ENGLISH else ([to] if to else list(cs.languages))
         unknown = [w for w in wanted if w not in cs.dictionaries]
         if unknown or not wanted:
             _fail(

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from index_builder import faq as faq_file
+from index_builder.faq import FaqFileError, topic_of
 from model_export.eval_guard import normalise
 from model_export.shopper_data import LANGUAGES as SHOPPER_LANGUAGES
 from model_export.training.data import Pair, normalise_lang
@@ -205,30 +207,19 @@ def read_log(path: str | Path) -> Iterator[LogRow]:
 
 
 def read_faq(path: str | Path) -> dict[str, FaqEntry]:
-    """The FAQ's entries by id (JSONL or CSV rows with `id`, `question`, `answer`, `lang`)."""
-    path = Path(path)
+    """The FAQ's entries by id, read and validated as `faq-index build` reads them.
+
+    A log is joined to the FAQ the service indexes, so the same reader decides what a valid FAQ
+    is; its `file:line: what` errors come back as `LogError`.
+    """
     try:
-        with path.open(encoding="utf-8", newline="") as fh:
-            if path.suffix.lower() == ".csv":
-                rows: list[dict[str, Any]] = list(csv.DictReader(fh))
-            else:
-                rows = [json.loads(line) for line in fh if line.strip()]
-    except FileNotFoundError as exc:
-        raise LogError(f"{path}: no such FAQ file") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise LogError(f"{path}: not a JSONL/CSV FAQ ({exc})") from exc
-    entries: dict[str, FaqEntry] = {}
-    for row in rows:
-        entry_id = _text(row.get("id"))
-        question = _text(row.get("question"))
-        if entry_id is None or question is None:
-            continue
-        lang = normalise_lang(_text(row.get("lang")) or ENGLISH)
-        answer = _text(row.get("answer")) or ""
-        entries[entry_id] = FaqEntry(entry_id, entry_id.split(".", 1)[0], question, answer, lang)
-    if not entries:
-        raise LogError(f"{path}: no FAQ entries with an id and a question")
-    return entries
+        items = faq_file.read_faq(Path(path))
+    except FaqFileError as exc:
+        raise LogError(str(exc)) from None
+    return {
+        i.id: FaqEntry(i.id, topic_of(i.id), i.question, i.answer, normalise_lang(i.lang))
+        for i in items
+    }
 
 
 def topic_labels(entries: dict[str, FaqEntry]) -> dict[str, FaqEntry]:

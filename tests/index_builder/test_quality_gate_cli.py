@@ -17,8 +17,8 @@ from typer.testing import CliRunner, Result
 
 from index_builder.cli import cli
 from index_builder.encoder import FakeEncoder, OnnxEncoder
-from index_builder.faq import read_faq
-from index_builder.quality_gate import load_golden, topic_of
+from index_builder.faq import read_faq, topic_of
+from index_builder.quality_gate import load_golden
 from index_builder.store import FaqIndex, open_client
 
 FAQ_ROWS = [

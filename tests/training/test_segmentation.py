@@ -6,7 +6,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from model_export import segmentation
 from model_export.dictionaries import normalise_key
 from model_export.segmentation import (
     WORD_RE,
@@ -164,11 +163,6 @@ def test_segmenter_for_picks_by_primary_language_and_caches() -> None:
     for lang in ("en", "de", "hi", "ko", ""):
         assert isinstance(segmenter_for(lang), RegexSegmenter)
     assert segmenter_for("th") is segmenter_for("TH") is segmenter_for("th_TH")
-
-
-@given(st.text())
-def test_local_normalisation_matches_the_dictionaries(text: str) -> None:
-    assert segmentation._normalise_key(text) == normalise_key(text)
 
 
 # Drawn char by char from a list: `st.text(st.one_of(...))` merges the alphabets into one pool,

@@ -14,7 +14,12 @@ from model_export.training.shop_data import faq_task_pairs, mine_negatives
 from model_export.training.trainer import duplicate_mask, load_training_pairs
 
 FAQ_ROWS = [
-    {"id": "order-cancel", "question": "How do I cancel my order?", "answer": "Open My Orders."},
+    {
+        "id": "order-cancel",
+        "question": "How do I cancel my order?",
+        "answer": "Open My Orders.",
+        "lang": "en",
+    },
     {
         "id": "order-cancel.es",
         "question": "¿Cómo cancelo mi pedido?",
@@ -25,11 +30,13 @@ FAQ_ROWS = [
         "id": "order-track",
         "question": "Where is my order and how can I track it?",
         "answer": "Tap Track package.",
+        "lang": "en",
     },
     {
         "id": "payment-methods",
         "question": "Which payment methods do you accept?",
         "answer": "Cards and PayPal.",
+        "lang": "en",
     },
 ]
 
