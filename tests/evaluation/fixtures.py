@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import gzip
+import json
+import threading
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any, ClassVar
 
 from model_export.dictionaries import encode_dictd_number
 
@@ -99,3 +104,38 @@ def write_oscar_wheel(path: Path) -> Path:
         zf.writestr("oscar/locale/fr/LC_MESSAGES/django.po", po(OSCAR_FR))
         zf.writestr("oscar/__init__.py", "")
     return path
+
+
+class SearchStandIn(BaseHTTPRequestHandler):
+    """A stand-in for the service's `POST /search`: JSON in, `{"results": ...}` (and whatever
+    `envelope` adds) out; subclasses say which hits a request gets."""
+
+    envelope: ClassVar[dict[str, object]] = {}
+
+    def hits(self, body: dict[str, Any]) -> list[dict[str, object]]:
+        raise NotImplementedError
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        payload = json.dumps({"results": self.hits(body), **self.envelope}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """Serve `handler` on a free loopback port in a thread; yields the base URL."""
+    server = HTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()

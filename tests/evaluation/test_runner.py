@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +22,7 @@ from model_export.evaluation.encoders import (
 from model_export.evaluation.queries import EvalQuery, write_eval_set
 from model_export.evaluation.report import to_json, to_markdown, write_reports
 from model_export.evaluation.runner import EvalConfig, evaluate
+from tests.evaluation.fixtures import SearchStandIn, serving
 
 ENTRIES = [
     Entry("e1", "cancel my order", "cancel my order"),
@@ -133,31 +132,17 @@ def test_config_rejects_unknown_comparison() -> None:
         )
 
 
-class _Search(BaseHTTPRequestHandler):
+class _Search(SearchStandIn):
     answers: ClassVar[dict[str, list[str]]] = {}
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        ids = self.answers[body["query"]][: body["top_k"]]
-        payload = json.dumps({"results": [{"id": i, "score": 1.0} for i in ids]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
+    def hits(self, body: dict[str, Any]) -> list[dict[str, object]]:
+        return [{"id": i, "score": 1.0} for i in self.answers[body["query"]][: body["top_k"]]]
 
 
 @pytest.fixture
 def service() -> Iterator[str]:
-    server = HTTPServer(("127.0.0.1", 0), _Search)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Search) as url:
+        yield url
 
 
 def test_http_retriever_ranks_by_the_service(service: str) -> None:

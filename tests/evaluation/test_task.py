@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -20,6 +18,7 @@ from model_export.evaluation.datasets import AlignedItem, Corpus, Entry
 from model_export.evaluation.encoders import DenseRetriever, ModelSpec, Retriever
 from model_export.evaluation.queries import EvalQuery, write_eval_set
 from model_export.shopper_data import DEFAULT_FAQ, faq_topics
+from tests.evaluation.fixtures import SearchStandIn, serving
 
 # Three topics, two of them translated: the dedup cases need a topic with two entries.
 FAQ = [
@@ -354,43 +353,33 @@ def test_config_form_still_runs_the_table(monkeypatch: pytest.MonkeyPatch, tmp_p
 # --- a running service over HTTP ------------------------------------------------------------
 
 
-class _Service(BaseHTTPRequestHandler):
+class _Service(SearchStandIn):
     """`POST /search` in the API's response shape, answering from SCRIPT (or foreign ids)."""
 
     top_ks: ClassVar[list[int]] = []
     foreign: ClassVar[bool] = False
+    envelope: ClassVar[dict[str, object]] = {
+        "model": "m",
+        "index": "faq_1",
+        "took_ms": 1.0,
+        "truncated": False,
+    }
 
-    def do_POST(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+    def hits(self, body: dict[str, Any]) -> list[dict[str, object]]:
         assert self.path == "/search"
         self.top_ks.append(body["top_k"])
         ids = ["other-faq.de"] if self.foreign else SCRIPT[body["query"]][: body["top_k"]]
-        results = [
+        return [
             {"id": i, "question": "q", "answer": "a", "score": 1.0 - n / 100, "lang": "en"}
             for n, i in enumerate(ids)
         ]
-        payload = json.dumps(
-            {"results": results, "model": "m", "index": "faq_1", "took_ms": 1.0, "truncated": False}
-        ).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def service() -> Iterator[str]:
     _Service.top_ks, _Service.foreign = [], False
-    server = HTTPServer(("127.0.0.1", 0), _Service)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    server.server_close()
+    with serving(_Service) as url:
+        yield url
 
 
 def test_url_scores_the_service_like_a_local_model(
