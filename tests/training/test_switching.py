@@ -119,6 +119,8 @@ def test_ablation_builds_no_switcher(tmp_path: Path) -> None:
     cfg = _config(tmp_path, codeswitch={"enabled": False})
     switchers, report = build_switchers(cfg)
     assert switchers == {"pretrain": None, "finetune": None} and report == {}
+    # the switcher itself refuses too (the CLI and other callers go through it directly)
+    assert build_switcher(cfg.codeswitch, load_tables(cfg.codeswitch), seed=0) is None
 
 
 def test_language_without_dictionary_is_counted(tmp_path: Path) -> None:
