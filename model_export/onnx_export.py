@@ -696,6 +696,36 @@ def export_onnx(
     return manifest
 
 
+def rebuild_variants(out_dir: Path, fp16_op_block_list: Sequence[str] = ()) -> list[str]:
+    """Make the int8/fp16 files a manifest lists but its directory lacks, from its fp32 graph.
+
+    A model directory can travel without its derived variants (to a machine that takes only
+    so many bytes per transfer, say): the fp32 graph and the tokenizer are the model, the rest
+    is made from them the way `export_onnx` makes it. The manifest gets the new files' hashes,
+    so the fingerprints of the rebuilt variants change where the converter's output differs
+    (another onnxruntime version); fp32's stays. Returns the variants rebuilt.
+    """
+    manifest = ModelManifest.read(out_dir)
+    fp32 = out_dir / manifest.variant_file("fp32")
+    rebuilt: list[str] = []
+    for variant, file in manifest.variants.items():
+        target = out_dir / file
+        if variant == "fp32" or target.is_file():
+            continue
+        log.info("rebuilding the %s variant from %s", variant, fp32.name)
+        if variant == "int8":
+            _quantize_int8(fp32, target)
+        elif variant == "fp16":
+            _convert_fp16(fp32, target, fp16_op_block_list)
+        else:
+            raise ValueError(f"{out_dir}: no rule to rebuild variant {variant!r}")
+        manifest.files[file] = sha256_file(target)
+        rebuilt.append(variant)
+    if rebuilt:
+        manifest.write(out_dir)
+    return rebuilt
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """`python -m model_export.onnx_export MODEL_DIR OUT_DIR [--name N]`: a thin debug entry."""
     import argparse

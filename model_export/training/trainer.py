@@ -749,6 +749,12 @@ def train(
         "dev_curve": dev.curve,
         "best": None,
         "time_s": round(elapsed, 2),
+        # What a GPU run needs of the card's memory (the allocator's peak, not nvidia-smi's).
+        "peak_gpu_memory_mb": (
+            round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+            if device.type == "cuda"
+            else None
+        ),
         "model_dir": None,
     }
     exported_best = not interrupted and config.select_best and keeper.restore(model)
