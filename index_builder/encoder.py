@@ -124,6 +124,24 @@ def resolve_providers(device: Device) -> list[str]:
     raise ValueError(f"unknown device {device!r} (auto, cpu or cuda)")
 
 
+def _preload_cuda_libraries(ort: Any) -> None:
+    """Load the CUDA and cuDNN libraries that pip packages brought, before a CUDA session.
+
+    onnxruntime-gpu links CUDA dynamically and finds it only on the loader's path; where CUDA
+    came as pip packages (`onnxruntime-gpu[cuda,cudnn]`, or torch's own), nothing puts them
+    there, and the CUDA provider fails to load. `preload_dlls` (onnxruntime >= 1.21) loads
+    them from site-packages; a failure here is left to the session's own error, which names
+    the missing library.
+    """
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # the session's error below is the one that matters
+        log.debug("onnxruntime.preload_dlls failed: %s", exc)
+
+
 def _check_file(model_dir: Path, manifest: ModelManifest, file_name: str) -> Path:
     path = model_dir / file_name
     if not path.is_file():
@@ -221,6 +239,8 @@ class OnnxEncoder:
         # signal that matters.
         opts.log_severity_level = 3
         requested = list(providers) or [CPU]
+        if CUDA in requested:
+            _preload_cuda_libraries(ort)
         try:
             with warnings.catch_warnings():
                 # ORT warns and drops a provider it lacks; the check below turns that into an

@@ -297,7 +297,9 @@ def _service(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.P
             deadline = time.monotonic() + 180
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"faq-serve exited {proc.returncode}: {log.read_text()[-1500:]}")
+                    raise RuntimeError(
+                        f"faq-serve exited {proc.returncode}: {log.read_text()[-1500:]}"
+                    )
                 with contextlib.suppress(httpx.HTTPError):
                     r = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
                     if r.status_code == 200:
@@ -321,7 +323,7 @@ def _load(
     threads_max = max(1, min(8, (os.cpu_count() or 2) // 2))
     for c in levels:
         cmd = [
-            wrk, f"-t{min(c, threads_max)}", f"-c{c}", f"-d{duration}s", "--timeout", "5s",
+            wrk, f"-t{min(c, threads_max)}", f"-c{c}", f"-d{max(1, round(duration))}s", "--timeout", "5s",
             "--latency", "-s", str(script), f"http://127.0.0.1:{port}",
         ]  # fmt: skip
         cpu0 = _cpu_seconds(pid)
@@ -391,7 +393,14 @@ def step_serving(
 
 def step_train(config: Path) -> dict[str, Any]:
     out = _run(
-        [sys.executable, "-c", "from model_export.cli import main; main()", "train", "--config", str(config)],
+        [
+            sys.executable,
+            "-c",
+            "from model_export.cli import main; main()",
+            "train",
+            "--config",
+            str(config),
+        ],
         420,
     )
     from model_export.training.config import load_config
@@ -406,7 +415,9 @@ def step_train(config: Path) -> dict[str, Any]:
         "time_s": report["time_s"],
         "peak_gpu_memory_mb": report.get("peak_gpu_memory_mb"),
         "stages": report["stages"],
-        "base_weights": "random init (RANDOM_INIT marker)" if (base / "RANDOM_INIT").exists() else str(base),
+        "base_weights": "random init (RANDOM_INIT marker)"
+        if (base / "RANDOM_INIT").exists()
+        else str(base),
         "log_tail": out[-600:],
     }
 
@@ -438,10 +449,18 @@ def _markdown(report: dict[str, Any]) -> str:
             )
     parity = report["steps"].get("parity", {})
     if parity.get("status") == "ok":
-        lines += ["", "## Parity", "", "| pair | cosine mean | cosine min | top-5 overlap | top-1 agreement |", "|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Parity",
+            "",
+            "| pair | cosine mean | cosine min | top-5 overlap | top-1 agreement |",
+            "|---|---|---|---|---|",
+        ]
         for key in ("fp16_cuda_vs_fp32_cuda", "fp16_cuda_vs_fp32_cpu", "fp32_cuda_vs_fp32_cpu"):
             p = parity[key]
-            lines.append(f"| {key} | {p['cosine_mean']} | {p['cosine_min']} | {p['top5_overlap_mean']} | {p['top1_agreement']} |")
+            lines.append(
+                f"| {key} | {p['cosine_mean']} | {p['cosine_min']} | {p['top5_overlap_mean']} | {p['top1_agreement']} |"
+            )
     train = report["steps"].get("training", {})
     if train.get("status") == "ok":
         lines += ["", "## Training probe", ""]
@@ -458,12 +477,16 @@ def _markdown(report: dict[str, Any]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--model-dir", type=Path, default=REPO / "artifacts/onnx/multilingual-e5-small")
+    parser.add_argument(
+        "--model-dir", type=Path, default=REPO / "artifacts/onnx/multilingual-e5-small"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "artifacts/gpu-check")
     parser.add_argument("--levels", default="1,8,32,64,128,256")
     parser.add_argument("--cpu-levels", default="1,32,128", help="empty: no CPU comparison")
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load level")
-    parser.add_argument("--skip", default="", help="comma-separated steps to skip: tests,parity,serving,training")
+    parser.add_argument(
+        "--skip", default="", help="comma-separated steps to skip: tests,parity,serving,training"
+    )
     parser.add_argument("--train-config", type=Path, default=PROBE_CONFIG)
     args = parser.parse_args()
     skip = {s for s in args.skip.split(",") if s}
@@ -485,7 +508,11 @@ def main() -> int:
         if "parity" not in skip:
             _step(report, "parity", lambda: step_parity(model_dir))
         if "serving" not in skip:
-            _step(report, "serving", lambda: step_serving(model_dir, levels, args.duration, cpu_levels, Path(tmp)))
+            _step(
+                report,
+                "serving",
+                lambda: step_serving(model_dir, levels, args.duration, cpu_levels, Path(tmp)),
+            )
         if "training" not in skip:
             _step(report, "training", lambda: step_train(args.train_config.resolve()))
     report["total_s"] = round(time.perf_counter() - t0, 1)
