@@ -78,17 +78,21 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     app.state.encoder = encoder
     app.state.guard = guard
-    # --- micro-batching: built and started here, stopped (drained) before the encoder closes ---
+    # --- the inference worker owns the model from here on; stopped before the encoder closes ---
     queries = build_query_encoding(encoder, settings, metrics)
     queries.start()
-    log.info("micro-batching %s", "on" if queries.batching else "off")
     app.state.queries = queries
     app.state.search = SearchService(
-        encoder, guard, metrics, settings.max_query_chars, queries=queries
+        guard,
+        metrics,
+        settings.max_query_chars,
+        queries,
+        max_search_batch=settings.search_max_batch,
     )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
-    app.state.admin = create_admin(settings, encoder, guard, app.state.golden)
+    # Its model calls run on the inference worker too: nothing else runs the session.
+    app.state.admin = create_admin(settings, queries.encoder_view(), guard, app.state.golden)
     try:
         yield
     finally:

@@ -1,15 +1,47 @@
-"""Prometheus metrics, one registry per app so that several apps (tests) never collide."""
+"""Prometheus metrics, one registry per app so that several apps (tests) never collide.
+
+With several worker processes each one counts only what it served, and a scrape reaches one of
+them; so `faq-serve --workers N` (N > 1) runs prometheus_client's multiprocess mode: the
+launcher points `PROMETHEUS_MULTIPROC_DIR` at an empty directory before the workers start
+(`prepare_multiprocess_dir`), every worker writes its values there, and `/metrics` on any
+worker exports the sum over all of them (gauges: the live workers' sum or max), plus process
+metrics (CPU, memory, file descriptors) of every live worker, labelled by `pid`.
+
+Requests are timed and logged by `MetricsMiddleware`, plain ASGI (no BaseHTTPMiddleware: no
+extra task and stream per request). The access log keeps every 4xx/5xx answer and a share
+`FAQ_ACCESS_LOG_SAMPLE` of the others.
+"""
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import random
+import shutil
+import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from fastapi import FastAPI
+from prometheus_client import (
+    PLATFORM_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+)
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
+from prometheus_client.registry import Collector
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 access_log = logging.getLogger("app.access")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Explicit buckets: the interesting range for a CPU/GPU encoder plus a vector search is 1 ms-1 s.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -19,109 +51,274 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
+def multiprocess_dir() -> Path | None:
+    """The multiprocess directory this process writes its values to, if any."""
+    value = os.environ.get(MULTIPROC_ENV)
+    return Path(value) if value else None
+
+
+class InfoGauge:
+    """An info metric (`<name>_info{labels} 1`) that works in multiprocess mode too.
+
+    prometheus_client's `Info` is not shared between processes; a gauge with the labels is,
+    and exposes the same series. Setting new labels drops the previous ones.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Iterable[str],
+        registry: CollectorRegistry | None,
+    ) -> None:
+        self.labelnames = tuple(labelnames)
+        self._gauge = Gauge(
+            f"{name}_info",
+            documentation,
+            self.labelnames,
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self._current: tuple[str, ...] | None = None
+
+    def info(self, values: Mapping[str, str]) -> None:
+        key = tuple(str(values.get(label, "")) for label in self.labelnames)
+        if key == self._current:
+            return
+        if self._current is not None:
+            # In multiprocess mode a removed series stays in this process's file: zero it first.
+            self._gauge.labels(*self._current).set(0)
+            self._gauge.remove(*self._current)
+        self._gauge.labels(*key).set(1)
+        self._current = key
+
+
+class WorkerProcessCollector(Collector):
+    """Process metrics of every live worker writing to a multiprocess directory, by `pid`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _pids(self) -> list[int]:
+        pids = set()
+        for file in self.path.glob("*.db"):
+            tail = file.stem.rsplit("_", 1)[-1]
+            if tail.isdigit():
+                pids.add(int(tail))
+        return sorted(p for p in pids if Path(f"/proc/{p}").exists())
+
+    def collect(self) -> Iterator[Metric]:
+        merged: dict[str, Metric] = {}
+        for pid in self._pids():
+            collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
+            for family in collector.collect():
+                out = merged.setdefault(
+                    family.name, Metric(family.name, family.documentation, family.type)
+                )
+                for s in family.samples:
+                    out.add_sample(s.name, {**s.labels, "pid": str(pid)}, s.value)
+        yield from merged.values()
+
+
 class Metrics:
     def __init__(self) -> None:
+        # What /metrics exports.
         self.registry = CollectorRegistry()
+        self.multiprocess_dir = multiprocess_dir()
+        registry: CollectorRegistry | None
+        if self.multiprocess_dir is not None:
+            # Values live in the directory's files; the metric objects need no registry.
+            MultiProcessCollector(self.registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+            self.registry.register(WorkerProcessCollector(self.multiprocess_dir))
+            registry = None
+            atexit.register(mark_process_dead, os.getpid(), str(self.multiprocess_dir))
+        else:
+            ProcessCollector(registry=self.registry)
+            registry = self.registry
+        self.registry.register(PLATFORM_COLLECTOR)
+
         self.request_duration = Histogram(
             "faq_http_request_duration_seconds",
             "HTTP request duration by route template, method and status.",
             ["route", "method", "status"],
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.encode_duration = Histogram(
             "faq_encode_duration_seconds",
-            "Query encoding per request (tokenise + batcher queue wait + ONNX Runtime).",
+            "Query encoding per request (tokenise + queue wait + ONNX Runtime).",
             buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.search_duration = Histogram(
             "faq_qdrant_search_duration_seconds",
-            "Qdrant search duration.",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            "One vector search call (a batch of queries).",
+            buckets=FAST_BUCKETS,
+            registry=registry,
         )
-        self.errors = Counter("faq_errors", "Errors by kind.", ["kind"], registry=self.registry)
+        self.search_batch_size = Histogram(
+            "faq_search_batch_size",
+            "Queries per vector search call.",
+            buckets=BATCH_SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.errors = Counter("faq_errors", "Errors by kind.", ["kind"], registry=registry)
         self.truncated = Counter(
-            "faq_truncated_queries", "Queries cut to the model's limit.", registry=self.registry
+            "faq_truncated_queries", "Queries cut to the model's limit.", registry=registry
         )
         self.index_points = Gauge(
-            "faq_index_points", "Entries in the live collection.", registry=self.registry
+            "faq_index_points",
+            "Entries in the live collection.",
+            registry=registry,
+            multiprocess_mode="livemax",
         )
-        self.model_info = Info("faq_model", "The served model.", registry=self.registry)
-        self.index_info = Info("faq_index", "The live collection.", registry=self.registry)
+        self.model_info = InfoGauge(
+            "faq_model", "The served model.", ("fingerprint", "name", "dim"), registry
+        )
+        self.index_info = InfoGauge(
+            "faq_index", "The live collection.", ("collection", "fingerprint"), registry
+        )
 
-        # --- micro-batching: where a query's encoding time goes ---
+        # --- the inference worker: where a query's encoding time goes ---
         self.tokenize_duration = Histogram(
             "faq_tokenize_duration_seconds",
             "Tokenisation of the queries of one request (in the request thread).",
             buckets=FAST_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.queue_wait_duration = Histogram(
             "faq_queue_wait_duration_seconds",
-            "Time a query waited in the batcher's queue before its batch started.",
+            "Time a query waited in the inference queue before its batch started.",
             buckets=FAST_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.inference_duration = Histogram(
             "faq_inference_duration_seconds",
             "One ONNX Runtime run over a batch of tokenised queries.",
             buckets=FAST_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.batch_size = Histogram(
             "faq_batch_size",
             "Queries per model run.",
             buckets=BATCH_SIZE_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.batch_tokens = Histogram(
             "faq_batch_tokens",
             "Tokens per model run, padding included (queries x longest query).",
             buckets=BATCH_TOKEN_BUCKETS,
-            registry=self.registry,
+            registry=registry,
         )
         self.queue_depth = Gauge(
-            "faq_queue_depth", "Queries waiting in the batcher's queue.", registry=self.registry
+            "faq_queue_depth",
+            "Queries waiting in the inference queue.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.rejected = Counter(
             "faq_rejected_requests",
-            "Queries refused by the batcher, by reason (queue_full, deadline).",
+            "Queries refused by the inference queue, by reason (queue_full, deadline).",
             ["reason"],
-            registry=self.registry,
+            registry=registry,
         )
         for reason in ("queue_full", "deadline"):
             # Exported at 0 from the start, so rate() and alerts see the series before a spike.
             self.rejected.labels(reason)
 
 
-def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
-    @app.middleware("http")
-    async def _observe(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+@contextmanager
+def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
+    """For the launcher of `workers` processes: an empty multiprocess directory, named in the
+    environment the workers inherit, for as long as they run.
+
+    One worker needs none. A directory given in `PROMETHEUS_MULTIPROC_DIR` is emptied of
+    earlier runs' files; otherwise a temporary one is made and removed afterwards.
+    """
+    if workers <= 1:
+        yield None
+        return
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        yield path
+        return
+    path = Path(tempfile.mkdtemp(prefix="faq-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(path)
+    try:
+        yield path
+    finally:
+        os.environ.pop(MULTIPROC_ENV, None)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+class MetricsMiddleware:
+    """Times every HTTP request by route template, method and status, and writes the access
+    log line (all 4xx/5xx, a share `sample` of the rest)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, sample: float = 1.0) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.sample = sample
+        self._children: dict[tuple[str, str, int], Histogram] = {}
+
+    def _histogram(self, route: str, method: str, status: int) -> Histogram:
+        key = (route, method, status)
+        child = self._children.get(key)
+        if child is None:
+            child = self.metrics.request_duration.labels(route, method, str(status))
+            self._children[key] = child
+        return child
+
+    def _log(self, status: int) -> bool:
+        if status >= 400 or self.sample >= 1.0:
+            return access_log.isEnabledFor(logging.INFO)
+        return (
+            self.sample > 0.0
+            and random.random() < self.sample
+            and (access_log.isEnabledFor(logging.INFO))
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         start = time.perf_counter()
         status = 500
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, send_and_record)
         finally:
-            route = request.scope.get("route")
-            # The template, not the raw path, so label cardinality stays bounded.
-            template = getattr(route, "path", "unmatched")
             elapsed = time.perf_counter() - start
-            metrics.request_duration.labels(template, request.method, str(status)).observe(elapsed)
-            access_log.info(
-                "%s %s %d",
-                request.method,
-                template,
-                status,
-                extra={
-                    "method": request.method,
-                    "route": template,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 3),
-                },
-            )
+            # The template, not the raw path, so label cardinality stays bounded.
+            template = getattr(scope.get("route"), "path", "unmatched")
+            method = scope["method"]
+            self._histogram(template, method, status).observe(elapsed)
+            if self._log(status):
+                access_log.info(
+                    "%s %s %d",
+                    method,
+                    template,
+                    status,
+                    extra={
+                        "method": method,
+                        "route": template,
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 3),
+                    },
+                )
+
+
+def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
+    settings = getattr(app.state, "settings", None)
+    sample = float(getattr(settings, "access_log_sample", 1.0))
+    app.add_middleware(MetricsMiddleware, metrics=metrics, sample=sample)

@@ -20,6 +20,7 @@ from uvicorn.supervisors import Multiprocess
 
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
+from app.metrics import multiprocess_metrics
 
 APP = "app.server:create_worker_app"
 
@@ -95,6 +96,8 @@ def serve(settings: Settings, app: str = APP) -> None:
         if settings.workers == 1:
             uvicorn.Server(config).run(sockets=[sock])
         else:
-            Multiprocess(config, sockets=[sock]).run()
+            # Metrics summed over the workers (app/metrics.py): set up before they start.
+            with multiprocess_metrics(settings.workers):
+                Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()

@@ -98,17 +98,13 @@ class Settings(BaseSettings):
         "removed (another process may be writing them); local mode removes them at once.",
     )
 
-    # --- micro-batching (app/services/batcher.py) ---
-    batching: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="Micro-batch query encoding: auto = on when the model runs on CUDA, "
-        "off on CPU (where a batch costs about as much as its queries one by one).",
-    )
+    # --- the inference worker: continuous batching (app/services/batcher.py) ---
     batch_max_size: int = Field(32, ge=1, le=1024, description="Most queries in one batch.")
     batch_max_wait_ms: float = Field(
-        2.0,
+        0.0,
         ge=0,
-        description="How long the oldest waiting query may wait for others to join its batch.",
+        description="Optional extra wait for others to join a batch; 0 = a query runs as soon "
+        "as the model is free (continuous batching: batches form by themselves under load).",
     )
     batch_max_tokens: int = Field(
         16384,
@@ -122,6 +118,18 @@ class Settings(BaseSettings):
     batch_deadline_s: float = Field(
         2.0, gt=0, description="A query not encoded within this many seconds gets 503."
     )
+    search_max_batch: int = Field(
+        64,
+        ge=1,
+        le=4096,
+        description="Most queued queries searched together in one vector search call.",
+    )
+    local_search: Literal["matrix", "qdrant"] = Field(
+        "matrix",
+        description="Embedded mode: matrix = the live collection's vectors held as one "
+        "normalised float32 matrix (one matrix product per batch, payload filters as masks); "
+        "qdrant = qdrant-client local mode's own search (a NumPy scan per query).",
+    )
     search_batch_max_queries: int = Field(
         32, ge=1, le=1024, description="Most queries in one POST /search/batch."
     )
@@ -131,6 +139,13 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = Field(True, description="One JSON object per log line (with request_id).")
+    access_log_sample: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Share of successful requests written to the access log (0 = none, "
+        "1 = all); 4xx and 5xx answers are always written.",
+    )
 
     # --- workers and embedded replicas (faq-serve, app/server.py, app/services/replica.py) ---
     workers: int = Field(

@@ -1,21 +1,27 @@
-"""Micro-batching of query encodings: many concurrent requests, one model run.
+"""One owner of the model: a single inference thread runs every model call, in batches.
 
-Modelled on Hugging Face text-embeddings-inference's queue (`core/src/queue.rs`) and Triton's
-dynamic batcher:
+Modelled on Hugging Face text-embeddings-inference's continuous batching (`core/src/queue.rs`,
+`core/src/infer.rs`):
 
-- Requests are tokenised once, in the caller's thread (so tokenisation of one request overlaps
-  with the model run of another), and wait in a bounded queue; a full queue is refused at once
-  (`QueueFullError`, the route's 429) instead of growing latency without bound.
-- One worker thread forms batches: at most `max_batch_size` queries, and at most
-  `max_batch_tokens` tokens counted the way the model pays for them, padding included
-  (queries x longest query). A single query always fits, whatever its length.
+- One thread per process (`InferenceWorker`) owns the model session; nothing else runs it, so
+  ONNX Runtime never sees two `run` calls at once (on 2 cores, 32 concurrent runs only thrash).
+- Requests are tokenised in the caller's thread, in one call per request (so tokenising one
+  request overlaps with the model run of another), and wait in a bounded queue; a full queue
+  is refused at once (`QueueFullError`, the route's 429) instead of growing latency unbounded.
+- Continuous batching: whenever the worker is free it takes whatever is queued, up to
+  `max_batch_size` queries and `max_batch_tokens` tokens counted the way the model pays for
+  them, padding included (queries x longest query). With nothing else queued it does not wait
+  (`max_wait_s` = 0, the default): an idle service adds no latency, and under load batches form
+  by themselves while the previous batch runs. `max_wait_s` > 0 is an optional extra wait for
+  company (Triton's max queue delay), useful on a GPU. The same code runs on CPU and CUDA.
 - Queries are grouped by token length (power-of-two classes, everything up to 16 tokens in one),
   and a batch takes queries of one class only, so a short query is never padded to a long one.
-- A batch starts when it is full or when its oldest query has waited `max_wait_s` (Triton's
-  max queue delay): an idle service adds at most that much latency.
 - A query whose caller gave up (its future was cancelled) or whose deadline passed while it
   waited is dropped, never encoded (TEI drops entries whose response channel is closed); the
   caller gets `DeadlineExceededError` (the route's 503).
+- Other model work (a reindex encoding passages, the quality gate's golden queries) goes
+  through the same thread as jobs (`encoder_view()`), in chunks that alternate with query
+  batches, so a reindex neither runs the session concurrently nor starves the queries.
 """
 
 from __future__ import annotations
@@ -28,12 +34,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.encoder import CUDA, Encoder, EncodeResult, Tokenized, TokenizingEncoder
+from index_builder.encoder import CPU, Encoder, EncodeResult, Kind, Tokenized, TokenizingEncoder
 
 if TYPE_CHECKING:
     from app.core.config import Settings
@@ -41,8 +47,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+_T = TypeVar("_T")
+
 # Token-length classes: 2**4 = 16 tokens covers nearly every shopper query in one class.
 _MIN_BUCKET_BITS = 4
+# Texts per model job of `encoder_view()`: a reindex chunk runs between two query batches.
+_JOB_CHUNK = 32
 
 
 class BatcherError(RuntimeError):
@@ -66,7 +76,7 @@ class BatcherClosedError(BatcherError):
 
 
 class QueryEncoding(Protocol):
-    """How `SearchService` turns query texts into vectors: directly or through the batcher.
+    """How `SearchService` turns query texts into vectors.
 
     `start()` and `stop()` belong to the app's lifespan.
     """
@@ -84,7 +94,7 @@ class QueryEncoding(Protocol):
 @dataclass(frozen=True)
 class BatcherConfig:
     max_batch_size: int = 32
-    max_wait_s: float = 0.002
+    max_wait_s: float = 0.0
     max_batch_tokens: int = 16384
     max_queue_size: int = 256
     deadline_s: float = 2.0
@@ -122,6 +132,12 @@ class _Pending:
     future: Future[EncodedQuery]
 
 
+@dataclass(eq=False)
+class _Job:
+    run: Callable[[], Any]
+    future: Future[Any]
+
+
 def length_bucket(n_tokens: int) -> int:
     """The length class of a query: ceil(log2(tokens)), with everything up to 16 tokens in one."""
     return max(_MIN_BUCKET_BITS, (max(n_tokens, 1) - 1).bit_length())
@@ -130,14 +146,6 @@ def length_bucket(n_tokens: int) -> int:
 def padded_tokens(lengths: Sequence[int]) -> int:
     """What a batch costs the model: every row is padded to the longest one."""
     return len(lengths) * max(lengths, default=0)
-
-
-def _observe_run(metrics: Metrics | None, started: float, lengths: Sequence[int]) -> None:
-    """One model run's metrics, the same with batching on or off."""
-    if metrics is not None:
-        metrics.inference_duration.observe(time.perf_counter() - started)
-        metrics.batch_size.observe(len(lengths))
-        metrics.batch_tokens.observe(padded_tokens(lengths))
 
 
 def _results(encoded: Sequence[EncodedQuery], dim: int) -> EncodeResult:
@@ -149,41 +157,8 @@ def _results(encoded: Sequence[EncodedQuery], dim: int) -> EncodeResult:
     )
 
 
-class DirectEncoding:
-    """No queue: each request runs the model itself (the CPU default, and `FAQ_BATCHING=off`).
-
-    Still tokenises and runs as two timed steps when the encoder allows, so the tokenisation,
-    inference and batch-size metrics mean the same thing with batching on or off.
-    """
-
-    batching = False
-
-    def __init__(self, encoder: Encoder, metrics: Metrics | None = None) -> None:
-        self.encoder = encoder
-        self.metrics = metrics
-        # Checked once: a runtime Protocol check inspects every member on each call.
-        self._split = encoder if isinstance(encoder, TokenizingEncoder) else None
-
-    def start(self) -> None:
-        """Nothing to start: each request runs the model itself."""
-
-    def stop(self) -> None:
-        """Nothing to stop."""
-
-    def encode(self, texts: Sequence[str]) -> EncodeResult:
-        if self._split is None or self.metrics is None:
-            return self.encoder.encode(texts, "query")
-        t0 = time.perf_counter()
-        tokens = self._split.tokenize(texts, "query")
-        t1 = time.perf_counter()
-        self.metrics.tokenize_duration.observe(t1 - t0)
-        result = self._split.encode_tokenized(tokens)
-        _observe_run(self.metrics, t1, [len(t.ids) for t in tokens])
-        return result
-
-
-class MicroBatcher:
-    """A bounded queue of tokenised queries and one worker thread that encodes them in batches.
+class InferenceWorker:
+    """A bounded queue of tokenised queries and the one thread that runs the model.
 
     `start()` and `stop()` belong to the app's lifespan; `encode()` is called from request
     threads (FastAPI's threadpool) and blocks until its vectors are ready or its deadline passes.
@@ -201,8 +176,8 @@ class MicroBatcher:
     ) -> None:
         if not isinstance(encoder, TokenizingEncoder):
             raise TypeError(
-                f"{type(encoder).__name__} cannot be micro-batched: it needs tokenize() and "
-                "encode_tokenized(); set FAQ_BATCHING=off"
+                f"{type(encoder).__name__} cannot be served: the inference worker needs "
+                "tokenize() and encode_tokenized()"
             )
         self.encoder = encoder
         self.config = config
@@ -211,6 +186,8 @@ class MicroBatcher:
         self._cond = threading.Condition()
         self._buckets: dict[int, deque[_Pending]] = {}
         self._size = 0
+        self._jobs: deque[_Job] = deque()
+        self._job_turn = False
         self._closed = False
         self._thread: threading.Thread | None = None
 
@@ -219,13 +196,13 @@ class MicroBatcher:
     def start(self) -> None:
         with self._cond:
             if self._thread is not None:
-                raise RuntimeError("the batcher is already started")
+                raise RuntimeError("the inference worker is already started")
             self._closed = False
-            self._thread = threading.Thread(target=self._work, name="faq-batcher", daemon=True)
+            self._thread = threading.Thread(target=self._work, name="faq-inference", daemon=True)
             self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Refuse new queries, encode the ones already queued, then end the worker."""
+        """Refuse new work, run what is already queued, then end the thread."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -233,11 +210,14 @@ class MicroBatcher:
         if thread is not None:
             thread.join(timeout_s)
             if thread.is_alive():
-                log.warning("batcher worker did not stop within %.1f s", timeout_s)
+                log.warning("inference worker did not stop within %.1f s", timeout_s)
         # Whatever is left (a worker that never started or is stuck) fails instead of hanging.
         with self._cond:
+            closed = BatcherClosedError("the service is shutting down")
             for pending in self._take_all_locked():
-                _fail(pending, BatcherClosedError("the service is shutting down"))
+                _fail(pending.future, closed)
+            while self._jobs:
+                _fail(self._jobs.popleft().future, closed)
             self._thread = None
 
     @property
@@ -253,8 +233,7 @@ class MicroBatcher:
         deadline = now + self.config.deadline_s
         pending = [_Pending(t, len(t.ids), now, deadline, Future[EncodedQuery]()) for t in tokens]
         with self._cond:
-            if self._closed or self._thread is None:
-                raise BatcherClosedError("the encoder queue is not running (service stopping)")
+            self._check_open_locked()
             if self._size + len(pending) > self.config.max_queue_size:
                 raise QueueFullError(
                     f"the encoder queue is full ({self._size} of {self.config.max_queue_size} "
@@ -269,7 +248,7 @@ class MicroBatcher:
         return [p.future for p in pending]
 
     def encode(self, texts: Sequence[str]) -> EncodeResult:
-        """Tokenise here, encode in the worker's next batches, wait for the vectors."""
+        """Tokenise here (one call), encode in the worker's next batches, wait for the vectors."""
         t0 = time.perf_counter()
         tokens = self.encoder.tokenize(texts, "query")
         if self.metrics is not None:
@@ -284,6 +263,30 @@ class MicroBatcher:
                 f.cancel()
             raise
         return _results(encoded, self.encoder.dim)
+
+    def run_job(self, job: Callable[[TokenizingEncoder], _T]) -> _T:
+        """Run `job(encoder)` on the inference thread and return its result (no deadline).
+
+        For model work other than queries; it alternates with query batches under load.
+        """
+        future: Future[_T] = Future()
+        encoder = self.encoder
+        with self._cond:
+            self._check_open_locked()
+            self._jobs.append(_Job(lambda: job(encoder), future))
+            self._cond.notify_all()
+        try:
+            return future.result()
+        except CancelledError:
+            raise BatcherClosedError("the model job was cancelled (service stopping)") from None
+
+    def encoder_view(self) -> Encoder:
+        """The encoder as seen by everything but the query path: every call runs here."""
+        return WorkerEncoder(self)
+
+    def _check_open_locked(self) -> None:
+        if self._closed or self._thread is None:
+            raise BatcherClosedError("the inference worker is not running (service stopping)")
 
     def _wait(self, future: Future[EncodedQuery], deadline: float) -> EncodedQuery:
         try:
@@ -308,19 +311,25 @@ class MicroBatcher:
         while True:
             try:
                 with self._cond:
-                    batch = self._next_batch_locked()
-                if batch is None:
+                    work = self._next_locked()
+                if work is None:
                     return
-                if batch:
-                    self._run(batch)
+                if isinstance(work, _Job):
+                    _run_job(work)
+                elif work:
+                    self._run(work)
             except Exception:  # pragma: no cover - a bug here must not kill the worker silently
-                log.exception("batcher worker error")
+                log.exception("inference worker error")
 
-    def _next_batch_locked(self) -> list[_Pending] | None:
-        """Wait until some batch is ready and take it; None when closed and drained."""
+    def _next_locked(self) -> list[_Pending] | _Job | None:
+        """Wait until a batch or a job is ready and take it; None when closed and drained."""
         while True:
             now = self._clock()
             self._drop_dead_locked(now)
+            # A waiting job runs after every query batch, so a reindex cannot be starved.
+            if self._jobs and (self._job_turn or self._size == 0):
+                self._job_turn = False
+                return self._jobs.popleft()
             if self._size == 0:
                 if self._closed:
                     return None
@@ -339,6 +348,7 @@ class MicroBatcher:
                 else:
                     first_due = min(first_due, due)
             if ready is not None:
+                self._job_turn = bool(self._jobs)
                 return self._take_locked(ready[1], ready[2], now)
             self._cond.wait(timeout=max(0.0, first_due - now))
 
@@ -382,7 +392,7 @@ class MicroBatcher:
                 if p.future.cancelled():
                     continue
                 if p.deadline <= now:
-                    _fail(p, DeadlineExceededError(self._deadline_message()))
+                    _fail(p.future, DeadlineExceededError(self._deadline_message()))
                     continue
                 kept.append(p)
             self._size -= len(queue) - len(kept)
@@ -390,7 +400,7 @@ class MicroBatcher:
                 self._buckets[bucket] = kept
             else:
                 del self._buckets[bucket]
-        self._set_depth_locked()
+            self._set_depth_locked()
 
     def _take_all_locked(self) -> list[_Pending]:
         everything = [p for queue in self._buckets.values() for p in queue]
@@ -412,34 +422,102 @@ class MicroBatcher:
             for p in batch:
                 p.future.set_exception(exc)
             return
-        _observe_run(self.metrics, t0, [p.n_tokens for p in batch])
+        if self.metrics is not None:
+            lengths = [p.n_tokens for p in batch]
+            self.metrics.inference_duration.observe(time.perf_counter() - t0)
+            self.metrics.batch_size.observe(len(lengths))
+            self.metrics.batch_tokens.observe(padded_tokens(lengths))
         for i, p in enumerate(batch):
             p.future.set_result(
                 EncodedQuery(result.vectors[i], result.n_tokens[i], result.truncated[i])
             )
 
 
-def _fail(pending: _Pending, exc: BaseException) -> None:
+def _run_job(job: _Job) -> None:
+    if not job.future.set_running_or_notify_cancel():
+        return
+    try:
+        result = job.run()
+    except BaseException as exc:
+        job.future.set_exception(exc)
+    else:
+        job.future.set_result(result)
+
+
+def _fail(future: Future[Any], exc: BaseException) -> None:
     # InvalidStateError: the caller cancelled it meanwhile, nobody is waiting for the answer.
     with contextlib.suppress(InvalidStateError):
-        pending.future.set_exception(exc)
+        future.set_exception(exc)
+
+
+def _encode_job(texts: Sequence[str], kind: Kind) -> Callable[[Encoder], EncodeResult]:
+    return lambda encoder: encoder.encode(texts, kind)
+
+
+class WorkerEncoder:
+    """An `Encoder` whose every model call runs on the inference worker's thread, in chunks.
+
+    What the admin side (reindex, edits, the quality gate) gets instead of the raw encoder, so
+    that nothing but the worker ever runs the session.
+    """
+
+    def __init__(self, worker: InferenceWorker, chunk: int = _JOB_CHUNK) -> None:
+        self._worker = worker
+        self._encoder = worker.encoder
+        self._chunk = max(1, chunk)
+
+    @property
+    def name(self) -> str:
+        return self._encoder.name
+
+    @property
+    def dim(self) -> int:
+        return self._encoder.dim
+
+    @property
+    def max_length(self) -> int:
+        return self._encoder.max_length
+
+    @property
+    def fingerprint(self) -> str:
+        return self._encoder.fingerprint
+
+    @property
+    def providers(self) -> list[str]:
+        return list(getattr(self._encoder, "providers", [CPU]))
+
+    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
+        if isinstance(texts, str):
+            raise TypeError("encode takes a sequence of texts, not a single string")
+        parts = [
+            self._worker.run_job(_encode_job(texts[i : i + self._chunk], kind))
+            for i in range(0, len(texts), self._chunk)
+        ]
+        if not parts:
+            return EncodeResult(np.empty((0, self.dim), np.float32), [], [])
+        return EncodeResult(
+            vectors=np.concatenate([p.vectors for p in parts]).astype(np.float32, copy=False),
+            n_tokens=[n for p in parts for n in p.n_tokens],
+            truncated=[t for p in parts for t in p.truncated],
+        )
+
+    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.encode(texts, "query").vectors
+
+    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        return self.encode(texts, "passage").vectors
 
 
 def build_query_encoding(
     encoder: Encoder, settings: Settings, metrics: Metrics | None = None
-) -> QueryEncoding:
-    """The batcher (not yet started) or direct encoding, as `FAQ_BATCHING` says.
+) -> InferenceWorker:
+    """The inference worker (not yet started) that owns `encoder` from now on.
 
-    `auto` batches on CUDA only: on a CPU a batch costs about as much as its queries one by
-    one, so waiting for company only adds latency; on a GPU a batch of 32 costs little more
-    than one query.
+    The same on CPU and CUDA: with `FAQ_BATCH_MAX_WAIT_MS` = 0 (the default) a lone query runs
+    at once, and concurrent queries share model runs instead of running the session at once.
     """
-    mode = settings.batching
-    if mode == "auto":
-        mode = "on" if CUDA in getattr(encoder, "providers", []) else "off"
-    if mode == "off":
-        return DirectEncoding(encoder, metrics)
-    # MicroBatcher refuses, with what to set instead, an encoder it cannot batch.
-    return MicroBatcher(
-        cast(TokenizingEncoder, encoder), BatcherConfig.from_settings(settings), metrics
-    )
+    if not isinstance(encoder, TokenizingEncoder):
+        raise TypeError(
+            f"{type(encoder).__name__} cannot be served: it needs tokenize() and encode_tokenized()"
+        )
+    return InferenceWorker(encoder, BatcherConfig.from_settings(settings), metrics)

@@ -9,6 +9,7 @@ on the embedded Qdrant) each check may first swap in a reloaded replica.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -16,7 +17,10 @@ from collections.abc import Callable
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from app.core.config import Settings
+from app.wiring import IndexMode, index_mode, matrix_search
 from index_builder.store import FaqIndex, FaqIndexError, IndexInfo, open_client
+
+log = logging.getLogger(__name__)
 
 # What qdrant-client raises when the server is down, slow or answers with an error.
 QDRANT_ERRORS: tuple[type[BaseException], ...] = (
@@ -110,16 +114,18 @@ class IndexGuard:
 
 
 def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
-    """The guard over the index the settings name; the lifespan closes it.
+    """The guard over the index the settings name (`app.wiring.index_mode`); the lifespan
+    closes it.
 
-    - `qdrant_url` set: one client to the server (it does not connect until the first call,
-      so a server that is down at startup only makes the service not ready);
-    - embedded, one worker: the process holds the data directory, as qdrant-client requires;
-    - embedded, several workers: each serves an in-memory replica of the directory, reloaded
-      when a writer bumps its generation (`app/services/replica.py`).
+    - server: one client (it does not connect until the first call, so a server that is down
+      at startup only makes the service not ready);
+    - embedded: the process holds the data directory, as qdrant-client requires;
+    - replica: an in-memory replica of the directory, reloaded when a writer bumps its
+      generation (`app/services/replica.py`).
     """
     interval = settings.index_check_interval_s
-    if not settings.qdrant_url and settings.workers > 1:
+    mode = index_mode(settings)
+    if mode is IndexMode.REPLICA:
         # Imported here: only this mode needs it, and it imports index_builder.local_lock.
         from app.services.replica import ReplicaSource
 
@@ -127,13 +133,25 @@ def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
             settings.qdrant_path,
             settings.collection_alias,
             lock_timeout_s=settings.replica_lock_timeout_s,
+            matrix=matrix_search(settings),
         )
         return IndexGuard(source.empty_index(), fingerprint, interval, refresh=source.refresh)
     client = open_client(
-        url=settings.qdrant_url,
+        url=settings.qdrant_url if mode is IndexMode.SERVER else None,
         api_key=settings.qdrant_api_key,
         path=settings.qdrant_path,
         timeout=settings.qdrant_timeout_s,
     )
-    index = FaqIndex(client, alias=settings.collection_alias, keep=settings.keep_collections)
+    index = FaqIndex(
+        client,
+        alias=settings.collection_alias,
+        keep=settings.keep_collections,
+        matrix=matrix_search(settings),
+    )
+    if mode is IndexMode.EMBEDDED:
+        try:
+            index.warm()
+        except FaqIndexError as exc:
+            # The guard reports it (not ready); searches load the snapshot once it can.
+            log.warning("search matrix not loaded at startup: %s", exc)
     return IndexGuard(index, fingerprint, interval)

@@ -67,12 +67,15 @@ def copy_alias_target(source: QdrantClient, alias: str) -> QdrantClient:
     return replica
 
 
-def load_replica(path: Path, alias: str, *, timeout: float | None) -> tuple[FaqIndex, str]:
+def load_replica(
+    path: Path, alias: str, *, timeout: float | None, matrix: bool = True
+) -> tuple[FaqIndex, str]:
     """Copy the live collection of the directory; returns the replica and its generation."""
     started = time.perf_counter()
     with local_reader(path, timeout=timeout) as access:
         client = copy_alias_target(access.client, alias)
-    index = FaqIndex(client, alias=alias)
+    index = FaqIndex(client, alias=alias, matrix=matrix)
+    index.warm()
     log.info(
         "loaded replica of %s (alias %r -> %s, generation %s) in %.0f ms",
         path,
@@ -87,8 +90,11 @@ def load_replica(path: Path, alias: str, *, timeout: float | None) -> tuple[FaqI
 class ReplicaSource:
     """Hands the index guard a fresh replica whenever the directory's generation moved."""
 
-    def __init__(self, path: Path, alias: str, *, lock_timeout_s: float) -> None:
+    def __init__(
+        self, path: Path, alias: str, *, lock_timeout_s: float, matrix: bool = True
+    ) -> None:
         self.path = path
+        self.matrix = matrix
         self.alias = alias
         self.lock_timeout_s = lock_timeout_s
         self._loading = threading.Lock()
@@ -120,6 +126,7 @@ class ReplicaSource:
                     self.path,
                     self.alias,
                     timeout=_RELOAD_LOCK_WAIT_S if loaded else self.lock_timeout_s,
+                    matrix=self.matrix,
                 )
             except FaqIndexError as exc:
                 if not loaded:

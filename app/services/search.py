@@ -1,22 +1,31 @@
-"""Searches: cut the queries, encode them (directly or through the batcher), ask Qdrant."""
+"""Searches: cut the queries, encode them on the inference worker, search them in batches.
+
+The whole query path is batched: a request's queries are tokenised in one call, encoded in the
+inference worker's batches (`app/services/batcher.py`), and their vectors searched together
+with those of every other request waiting at that moment, in one `search_batch` call (one
+matrix product in embedded mode, one round trip to a Qdrant server); each query keeps its own
+filters and top_k.
+
+The search batches form by flat combining rather than in another thread: a request that finds
+no search running takes everything queued (its own queries included) and runs it; requests
+arriving meanwhile queue up and the next one free takes them. A lone request pays no handoff.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TypeVar
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
 
 from app.metrics import Metrics
-from app.services.batcher import DirectEncoding, QueryEncoding
+from app.services.batcher import QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
-from index_builder.encoder import Encoder
-from index_builder.store import FaqIndex, Hit
-
-_T = TypeVar("_T")
+from index_builder.store import Hit, SearchSpec
 
 
 @dataclass(frozen=True)
@@ -43,20 +52,83 @@ class BatchOutcome:
     took_ms: float
 
 
+# Searches `vectors[i]` with `specs[i]` = (top_k, lang, market): one call for the whole batch.
+BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], list[list[Hit]]]
+
+
+@dataclass(eq=False)
+class _Item:
+    vector: NDArray[np.float32]
+    spec: SearchSpec
+    hits: list[Hit] | None = None
+    error: BaseException | None = None
+    done: bool = field(default=False)
+
+
+class SearchCombiner:
+    """Batches concurrent searches into one `search` call by flat combining (no thread)."""
+
+    def __init__(self, search: BatchSearch, max_batch: int = 64) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._search = search
+        self.max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: deque[_Item] = deque()
+        self._busy = False
+
+    def search(self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]) -> list[list[Hit]]:
+        items = [_Item(v, s) for v, s in zip(vectors, specs, strict=True)]
+        with self._cond:
+            self._queue.extend(items)
+        while True:
+            with self._cond:
+                while not all(i.done for i in items) and self._busy:
+                    self._cond.wait()
+                if all(i.done for i in items):
+                    break
+                # Nobody is searching and some of ours are still queued: run the queue's head.
+                self._busy = True
+                batch = [
+                    self._queue.popleft() for _ in range(min(self.max_batch, len(self._queue)))
+                ]
+            try:
+                self._run(batch)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+        for i in items:
+            if i.error is not None:
+                raise i.error
+        return [i.hits or [] for i in items]
+
+    def _run(self, batch: list[_Item]) -> None:
+        try:
+            results = self._search(np.stack([i.vector for i in batch]), [i.spec for i in batch])
+        except BaseException as exc:
+            for i in batch:
+                i.error, i.done = exc, True
+            return
+        for i, hits in zip(batch, results, strict=True):
+            i.hits, i.done = hits, True
+
+
 class SearchService:
     def __init__(
         self,
-        encoder: Encoder,
         guard: IndexGuard,
         metrics: Metrics,
         max_query_chars: int,
-        queries: QueryEncoding | None = None,
+        queries: QueryEncoding,
+        *,
+        max_search_batch: int = 64,
     ) -> None:
-        self.encoder = encoder
         self.guard = guard
         self.metrics = metrics
         self.max_query_chars = max_query_chars
-        self.queries: QueryEncoding = queries or DirectEncoding(encoder, metrics)
+        self.queries = queries
+        self._combiner = SearchCombiner(self._search_live, max_search_batch)
 
     def _encode(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
         # Cut absurdly long input before tokenising: the model keeps max_length tokens anyway.
@@ -69,41 +141,39 @@ class SearchService:
             self.metrics.truncated.inc(sum(truncated))
         return encoded.vectors, truncated
 
-    def _ask_qdrant(self, call: Callable[[FaqIndex], _T]) -> _T:
-        """Run one search call on the live index, timed; an unreachable Qdrant is a 503."""
+    def _search_live(
+        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
+    ) -> list[list[Hit]]:
+        """One batched search of the live index, timed; an unreachable Qdrant is a 503."""
         t0 = time.perf_counter()
         try:
-            result = call(self.guard.index)
+            # Read per batch: the guard swaps in a reloaded replica between batches.
+            result = self.guard.index.search_batch(vectors, specs)
         except QDRANT_ERRORS as exc:
             # Re-checked on the next request, so the service recovers once Qdrant answers.
             self.guard.invalidate()
             raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
         self.metrics.search_duration.observe(time.perf_counter() - t0)
+        self.metrics.search_batch_size.observe(len(specs))
         return result
 
     def search(
         self, query: str, top_k: int, *, lang: str | None = None, market: str | None = None
     ) -> SearchOutcome:
-        start = time.perf_counter()
-        info = self.guard.current()
-        vectors, truncated = self._encode([query])
-        hits = self._ask_qdrant(
-            lambda index: index.search(vectors[0], top_k, lang=lang, market=market)
-        )
+        outcome = self.search_batch([QuerySpec(query, top_k, lang, market)])
         return SearchOutcome(
-            hits=hits,
-            collection=info.collection,
-            took_ms=(time.perf_counter() - start) * 1000.0,
-            truncated=truncated[0],
+            hits=outcome.hits[0],
+            collection=outcome.collection,
+            took_ms=outcome.took_ms,
+            truncated=outcome.truncated[0],
         )
 
     def search_batch(self, specs: Sequence[QuerySpec]) -> BatchOutcome:
-        """Several searches: the queries encoded together, then one batched Qdrant call."""
+        """Several searches: encoded together, searched together with other requests' queries."""
         start = time.perf_counter()
         info = self.guard.current()
         vectors, truncated = self._encode([s.text for s in specs])
-        specs_ = [(s.top_k, s.lang, s.market) for s in specs]
-        hits = self._ask_qdrant(lambda index: index.search_batch(vectors, specs_))
+        hits = self._combiner.search(vectors, [(s.top_k, s.lang, s.market) for s in specs])
         return BatchOutcome(
             hits=hits,
             truncated=truncated,

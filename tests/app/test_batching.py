@@ -1,4 +1,5 @@
-"""Micro-batching: how batches form, what is dropped, and what the API answers under overload.
+"""The inference worker: how batches form, what is dropped, what the API answers under overload,
+and that nothing but the worker ever runs the model.
 
 The batcher's mechanics are tested with the fake encoder (the model is beside the point), made
 to block on an event so that the queue's state at each step is known, not raced against a
@@ -28,15 +29,14 @@ from app.services.batcher import (
     BatcherClosedError,
     BatcherConfig,
     DeadlineExceededError,
-    DirectEncoding,
     EncodedQuery,
-    MicroBatcher,
+    InferenceWorker,
     QueueFullError,
     build_query_encoding,
     length_bucket,
     padded_tokens,
 )
-from index_builder.encoder import CUDA, EncodeResult, FakeEncoder, Tokenized
+from index_builder.encoder import EncodeResult, FakeEncoder, Tokenized
 from tests.app.conftest import build_index, serve, settings_for
 
 
@@ -68,9 +68,9 @@ def encoder() -> GatedEncoder:
 
 
 @contextmanager
-def running(encoder: GatedEncoder, **config: Any) -> Iterator[MicroBatcher]:
+def running(encoder: GatedEncoder, **config: Any) -> Iterator[InferenceWorker]:
     values: dict[str, Any] = {"max_wait_s": 0.02, "deadline_s": 10.0, **config}
-    batcher = MicroBatcher(encoder, BatcherConfig(**values), Metrics())
+    batcher = InferenceWorker(encoder, BatcherConfig(**values), Metrics())
     batcher.start()
     try:
         yield batcher
@@ -79,7 +79,7 @@ def running(encoder: GatedEncoder, **config: Any) -> Iterator[MicroBatcher]:
         batcher.stop()
 
 
-def block_worker(encoder: GatedEncoder, batcher: MicroBatcher) -> Future[EncodedQuery]:
+def block_worker(encoder: GatedEncoder, batcher: InferenceWorker) -> Future[EncodedQuery]:
     """Occupy the worker with one query, so that what is submitted next waits in the queue."""
     encoder.gate.clear()
     (blocker,) = batcher.submit(encoder.tokenize(["blocker"], "query"))
@@ -87,7 +87,7 @@ def block_worker(encoder: GatedEncoder, batcher: MicroBatcher) -> Future[Encoded
     return blocker
 
 
-def submit_texts(batcher: MicroBatcher, encoder: GatedEncoder, texts: list[str]) -> list[Any]:
+def submit_texts(batcher: InferenceWorker, encoder: GatedEncoder, texts: list[str]) -> list[Any]:
     return batcher.submit(encoder.tokenize(texts, "query"))
 
 
@@ -198,7 +198,7 @@ def test_a_full_queue_refuses_whole_requests(encoder: GatedEncoder) -> None:
 
 
 def test_stop_encodes_what_is_queued_then_refuses(encoder: GatedEncoder) -> None:
-    batcher = MicroBatcher(encoder, BatcherConfig(max_wait_s=5.0), Metrics())
+    batcher = InferenceWorker(encoder, BatcherConfig(max_wait_s=5.0), Metrics())
     batcher.start()
     (future,) = submit_texts(batcher, encoder, ["queued at shutdown"])
     batcher.stop()  # does not wait out max_wait: closing makes every batch ready
@@ -207,20 +207,27 @@ def test_stop_encodes_what_is_queued_then_refuses(encoder: GatedEncoder) -> None
         submit_texts(batcher, encoder, ["after stop"])
 
 
-def test_auto_batches_on_cuda_only() -> None:
-    class OnCuda(FakeEncoder):
-        @property
-        def providers(self) -> list[str]:
-            return [CUDA, "CPUExecutionProvider"]
+def test_the_worker_is_the_only_path_and_does_not_wait_by_default() -> None:
+    worker = build_query_encoding(FakeEncoder(), Settings())
+    assert isinstance(worker, InferenceWorker)
+    assert worker.config.max_wait_s == 0.0  # continuous batching: a lone query runs at once
+    tuned = build_query_encoding(FakeEncoder(), Settings(batch_max_wait_ms=5, batch_queue_size=7))
+    assert tuned.config.max_wait_s == 0.005 and tuned.config.max_queue_size == 7
 
-    settings = Settings(batching="auto")
-    assert isinstance(build_query_encoding(FakeEncoder(), settings), DirectEncoding)
-    assert isinstance(build_query_encoding(OnCuda(), settings), MicroBatcher)
-    on = Settings(batching="on", batch_max_wait_ms=5, batch_queue_size=7)
-    batcher = build_query_encoding(FakeEncoder(), on)
-    assert isinstance(batcher, MicroBatcher)
-    assert batcher.config.max_wait_s == 0.005 and batcher.config.max_queue_size == 7
-    assert isinstance(build_query_encoding(OnCuda(), Settings(batching="off")), DirectEncoding)
+
+def test_a_lone_query_does_not_wait_for_company(encoder: GatedEncoder) -> None:
+    # With max_wait 0 the worker takes the query as soon as it is queued: a clock that never
+    # moves would leave a waiting worker asleep forever, so finishing proves it did not wait.
+    frozen = 1000.0
+    batcher = InferenceWorker(
+        encoder, BatcherConfig(max_wait_s=0.0, deadline_s=10.0), Metrics(), clock=lambda: frozen
+    )
+    batcher.start()
+    try:
+        (future,) = batcher.submit(encoder.tokenize(["alone"], "query"))
+        assert future.result(5).n_tokens == 1
+    finally:
+        batcher.stop()
 
 
 # --- over HTTP, fake encoder ----------------------------------------------------------------
@@ -264,7 +271,6 @@ def test_queue_full_is_429_with_retry_after(fake_index: Path, encoder: GatedEnco
     app = fake_app(
         fake_index,
         encoder,
-        batching="on",
         batch_queue_size=1,
         batch_max_size=1,
         batch_deadline_s=20,
@@ -288,7 +294,7 @@ def test_queue_full_is_429_with_retry_after(fake_index: Path, encoder: GatedEnco
 
 
 def test_past_deadline_is_503(fake_index: Path, encoder: GatedEncoder) -> None:
-    app = fake_app(fake_index, encoder, batching="on", batch_deadline_s=0.3)
+    app = fake_app(fake_index, encoder, batch_deadline_s=0.3)
     with serve(app) as api, ThreadPoolExecutor(1) as pool:
         encoder.gate.clear()
         first = pool.submit(api.post, "/search", json={"query": "where is my order"})
@@ -310,11 +316,9 @@ QUERIES = [
 ]
 
 
-@pytest.fixture(params=["on", "off"])
-def batch_api(request: pytest.FixtureRequest, fake_index: Path) -> Iterator[httpx.Client]:
-    app = fake_app(
-        fake_index, FakeEncoder(dim=384), batching=request.param, search_batch_max_queries=4
-    )
+@pytest.fixture
+def batch_api(fake_index: Path) -> Iterator[httpx.Client]:
+    app = fake_app(fake_index, FakeEncoder(dim=384), search_batch_max_queries=4)
     with serve(app) as api:
         yield api
 
@@ -349,7 +353,7 @@ def test_batch_search_limits(batch_api: httpx.Client) -> None:
 
 
 def test_metrics_expose_the_batching_histograms(fake_index: Path) -> None:
-    app = fake_app(fake_index, FakeEncoder(dim=384), batching="on")
+    app = fake_app(fake_index, FakeEncoder(dim=384))
     with serve(app) as api:
         assert api.post("/search/batch", json={"queries": QUERIES}).status_code == 200
         assert api.post("/search", json=QUERIES[0]).status_code == 200
@@ -381,7 +385,7 @@ def test_batching_changes_no_answer_on_the_real_model(
     # directory, so the batching server reads a copy of the same index.
     copy = tmp_path / "qdrant"
     shutil.copytree(real_index_path, copy, ignore=shutil.ignore_patterns(".lock"))
-    settings = settings_for(real_onnx_dir, copy, batching="on", batch_max_wait_ms=20)
+    settings = settings_for(real_onnx_dir, copy, batch_max_wait_ms=20)
     queries = [{"query": q, "top_k": 3} for q in REAL_QUERIES]
     with serve(create_app(settings)) as batched, ThreadPoolExecutor(4) as pool:
         # Concurrent single searches, so the batcher really forms multi-query batches.

@@ -13,6 +13,12 @@ Python objects shared by every thread of the process, with no locking of their o
 reading a collection while a point is appended to it can see arrays of different lengths.
 `FaqIndex` therefore takes a reader-writer lock around each Qdrant call in local mode; a
 server does its own concurrency control and gets none.
+
+In local mode, searches do not go through qdrant-client's scan either: they run on a
+`MatrixSnapshot` (`matrix.py`) of the collection, a read cache keyed by the collection name and
+a counter of this instance's point writes. It follows the alias (resolved per search batch),
+is built eagerly by whatever moved the alias (build, rollback) and patched by single-entry
+edits, so a search that starts after one of them returns sees its result.
 """
 
 from __future__ import annotations
@@ -21,13 +27,10 @@ import logging
 import re
 import threading
 import time
-import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -37,189 +40,41 @@ from tqdm import tqdm
 
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, content_hash
+from index_builder.store.client import is_local
+from index_builder.store.locking import ReadWriteLock
+from index_builder.store.matrix import MatrixSnapshot
+from index_builder.store.records import (
+    BUILDING,
+    FILTER_FIELDS,
+    READY,
+    CollectionInfo,
+    Hit,
+    IndexBuildError,
+    IndexInfo,
+    IndexMissingError,
+    IndexModelMismatchError,
+    RollbackError,
+    SearchSpec,
+    UnknownCollectionError,
+    hit_from_point,
+    point_id,
+    qdrant_filter,
+)
 
 log = logging.getLogger(__name__)
-
-# Point ids must be UUIDs or integers in Qdrant; derive them from the FAQ id so that an upsert
-# of the same entry replaces it instead of duplicating it.
-_POINT_NAMESPACE = uuid.UUID("6f1d2a52-8e8c-4c33-9d0b-5d9f3b1f6a10")
-FILTER_FIELDS = ("lang", "market")
-
-
-class FaqIndexError(RuntimeError):
-    """Base class for index problems the service reports as 503."""
-
-
-class IndexMissingError(FaqIndexError):
-    pass
-
-
-class IndexModelMismatchError(FaqIndexError):
-    pass
-
-
-class IndexBuildError(FaqIndexError):
-    pass
-
-
-class QdrantLockedError(FaqIndexError):
-    """Local mode lets one process hold a data directory."""
-
-
-class RollbackError(FaqIndexError):
-    """There is no collection to roll back to, or the one named cannot serve."""
-
-
-BUILDING = "building"
-READY = "ready"
-
-
-def point_id(faq_id: str) -> str:
-    return str(uuid.uuid5(_POINT_NAMESPACE, faq_id))
-
-
-def open_client(
-    *,
-    url: str | None = None,
-    api_key: str | None = None,
-    path: Path | None = None,
-    timeout: float = 5.0,
-) -> QdrantClient:
-    """A server client when `url` is set, else qdrant-client's embedded local mode on `path`."""
-    if url:
-        return QdrantClient(url=url, api_key=api_key or None, timeout=int(max(1, timeout)))
-    if path is None:
-        raise ValueError("either a Qdrant URL or a local data path is required")
-    path.mkdir(parents=True, exist_ok=True)
-    try:
-        # The service writes (admin reindex, edits) from other threads than the one that opened
-        # the client; FaqIndex serialises them, so sqlite's same-thread check is only in the way
-        # (it is on where sqlite is built THREADSAFE=2, e.g. macOS).
-        return QdrantClient(path=str(path), force_disable_check_same_thread=True)
-    except RuntimeError as exc:
-        if "already accessed" not in str(exc):
-            raise
-        raise QdrantLockedError(
-            f"the embedded Qdrant directory {path} is held by another process (a running "
-            "service?): stop it, or run Qdrant as a server and set FAQ_QDRANT_URL"
-        ) from exc
-
-
-@dataclass(frozen=True)
-class IndexInfo:
-    alias: str
-    collection: str
-    fingerprint: str
-    model: str
-    content_hash: str
-    points: int
-    created_at: str
-
-
-@dataclass(frozen=True)
-class CollectionInfo:
-    name: str
-    version: int
-    points: int
-    state: str
-    fingerprint: str
-    content_hash: str
-    created_at: str
-    live: bool
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    question: str
-    answer: str
-    lang: str
-    market: str | None
-    tags: list[str]
-    score: float
-
-
-class ReadWriteLock:
-    """Many readers or one writer; a waiting writer holds new readers back so it cannot starve.
-
-    Not reentrant: a thread must not take it again while holding it.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._readers = 0
-        self._writing = False
-        self._writers_waiting = 0
-
-    @contextmanager
-    def read(self) -> Iterator[None]:
-        with self._cond:
-            while self._writing or self._writers_waiting:
-                self._cond.wait()
-            self._readers += 1
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._readers -= 1
-                if not self._readers:
-                    self._cond.notify_all()
-
-    @contextmanager
-    def write(self) -> Iterator[None]:
-        with self._cond:
-            self._writers_waiting += 1
-            try:
-                while self._writing or self._readers:
-                    self._cond.wait()
-            finally:
-                self._writers_waiting -= 1
-            self._writing = True
-        try:
-            yield
-        finally:
-            with self._cond:
-                self._writing = False
-                self._cond.notify_all()
-
-
-def is_local(client: QdrantClient) -> bool:
-    """Whether `client` is qdrant-client's in-process local mode (a path or `:memory:`)."""
-    options = client.init_options
-    return options.get("path") is not None or options.get("location") == ":memory:"
-
-
-# (top_k, lang, market) of one search in a batch.
-SearchSpec = tuple[int, str | None, str | None]
-
-
-def _filter(lang: str | None, market: str | None) -> models.Filter | None:
-    conditions: list[models.Condition] = [
-        models.FieldCondition(key=key, match=models.MatchValue(value=value))
-        for key, value in (("lang", lang), ("market", market))
-        if value is not None
-    ]
-    return models.Filter(must=conditions) if conditions else None
-
-
-def _hit(point: Any) -> Hit:
-    # The payload layout FaqItem.payload() writes.
-    payload = point.payload or {}
-    return Hit(
-        id=str(payload.get("id", point.id)),
-        question=str(payload.get("question", "")),
-        answer=str(payload.get("answer", "")),
-        lang=str(payload.get("lang", "")),
-        market=payload.get("market"),
-        tags=list(payload.get("tags") or []),
-        score=float(point.score),
-    )
 
 
 class FaqIndex:
     """One alias (e.g. `faq`) and the versioned collections behind it."""
 
-    def __init__(self, client: QdrantClient, alias: str = "faq", keep: int = 3) -> None:
+    def __init__(
+        self,
+        client: QdrantClient,
+        alias: str = "faq",
+        keep: int = 3,
+        *,
+        matrix: bool = True,
+    ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
             raise ValueError(f"invalid alias name {alias!r}")
         self.client = client
@@ -228,6 +83,11 @@ class FaqIndex:
         self.local = is_local(client)
         self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
         self._rw = ReadWriteLock()
+        # Local mode only: a server searches with its own index (HNSW), not a Python scan.
+        self.matrix = matrix and self.local
+        self._snap_lock = threading.Lock()
+        self._point_writes: dict[str, int] = {}
+        self._snapshots: dict[str, tuple[int, MatrixSnapshot]] = {}
 
     def _read(self) -> AbstractContextManager[None]:
         return self._rw.read() if self.local else nullcontext()
@@ -292,26 +152,36 @@ class FaqIndex:
         collection: str | None = None,
     ) -> list[Hit]:
         """The nearest entries in the live collection, or in `collection` when given."""
+        target = collection or self.alias
+        if self.matrix:
+            snapshot = self._snapshot_of(target)
+            if snapshot is not None:
+                return snapshot.search_batch(vector[None, :], [(top_k, lang, market)])[0]
         with self._read():
             response = self.client.query_points(
-                collection_name=collection or self.alias,
+                collection_name=target,
                 query=vector.astype(np.float32).tolist(),
                 limit=top_k,
-                query_filter=_filter(lang, market),
+                query_filter=qdrant_filter(lang, market),
                 with_payload=True,
             )
-        return [_hit(p) for p in response.points]
+        return [hit_from_point(p) for p in response.points]
 
     def search_batch(
         self, vectors: NDArray[np.float32], queries: Sequence[SearchSpec]
     ) -> list[list[Hit]]:
-        """Several searches of the live collection in one `query_batch_points` call (one round
-        trip to a server); `queries[i]` = (top_k, lang, market) of `vectors[i]`."""
+        """Several searches of the live collection in one call (one matrix product in local
+        mode, one `query_batch_points` round trip to a server); `queries[i]` = (top_k, lang,
+        market) of `vectors[i]`."""
+        if self.matrix:
+            snapshot = self._snapshot_of(self.alias)
+            if snapshot is not None:
+                return snapshot.search_batch(vectors, queries)
         requests = [
             models.QueryRequest(
                 query=vector.astype(np.float32).tolist(),
                 limit=top_k,
-                filter=_filter(lang, market),
+                filter=qdrant_filter(lang, market),
                 with_payload=True,
             )
             for vector, (top_k, lang, market) in zip(vectors, queries, strict=True)
@@ -320,7 +190,89 @@ class FaqIndex:
             responses = self.client.query_batch_points(
                 collection_name=self.alias, requests=requests
             )
-        return [[_hit(p) for p in r.points] for r in responses]
+        return [[hit_from_point(p) for p in r.points] for r in responses]
+
+    # --- the matrix snapshot (local mode) -------------------------------------------------------
+
+    def _snapshot_of(self, name: str) -> MatrixSnapshot | None:
+        """The snapshot of `name` (the alias or a collection), built if missing or outdated;
+        None when there is no such collection (the caller then fails the way Qdrant does)."""
+        collection = self.current_collection() if name == self.alias else name
+        if collection is None:
+            return None
+        cached = self._snapshots.get(collection)
+        if cached is not None and cached[0] == self._point_writes.get(collection, 0):
+            return cached[1]
+        if not self._snap_lock.acquire(blocking=cached is None):
+            # Another thread is rebuilding this collection's snapshot after a write: serve the
+            # previous one meanwhile rather than queue every search behind the reload.
+            return cached[1] if cached is not None else None
+        try:
+            return self._load_snapshot_locked(collection)
+        finally:
+            self._snap_lock.release()
+
+    def _load_snapshot_locked(self, collection: str) -> MatrixSnapshot | None:
+        writes = self._point_writes.get(collection, 0)
+        cached = self._snapshots.get(collection)
+        if cached is not None and cached[0] == writes:
+            return cached[1]
+        if collection not in self._collection_names():
+            return None
+        started = time.perf_counter()
+        with self._read():
+            snapshot = MatrixSnapshot.load(self.client, collection)
+        # Kept only if no write landed meanwhile; else the next search loads again.
+        if self._point_writes.get(collection, 0) == writes:
+            live = self.current_collection()
+            # The live collection and the one just asked for; older ones go.
+            self._snapshots = {
+                name: entry for name, entry in self._snapshots.items() if name == live
+            }
+            self._snapshots[collection] = (writes, snapshot)
+        log.info(
+            "loaded %s into the search matrix: %d entries in %.0f ms",
+            collection,
+            len(snapshot),
+            (time.perf_counter() - started) * 1000.0,
+        )
+        return snapshot
+
+    def _points_written(
+        self,
+        collection: str,
+        upserts: Sequence[models.PointStruct] = (),
+        deletes: Sequence[str] = (),
+    ) -> None:
+        """Record a write to `collection`'s points; patch its snapshot when one is cached."""
+        if not self.matrix:
+            return
+        with self._snap_lock:
+            self._point_writes[collection] = self._point_writes.get(collection, 0) + 1
+            cached = self._snapshots.pop(collection, None)
+            if cached is None or not (upserts or deletes):
+                return
+            patched = cached[1].updated(
+                [(str(p.id), np.asarray(p.vector, dtype=np.float32), p.payload) for p in upserts],
+                deletes,
+            )
+            self._snapshots[collection] = (self._point_writes[collection], patched)
+
+    def warm(self) -> None:
+        """Load the live collection's snapshot now (a service start, a replica load), so the
+        first search does not pay for it; nothing to do without an alias or a matrix."""
+        if not self.matrix:
+            return
+        live = self.current_collection()
+        if live is not None:
+            self._warm_snapshot(live)
+
+    def _warm_snapshot(self, collection: str) -> None:
+        """Build the snapshot of a collection that just went live, before searches ask."""
+        if not self.matrix:
+            return
+        with self._snap_lock:
+            self._load_snapshot_locked(collection)
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -431,6 +383,7 @@ class FaqIndex:
                 ]
                 with self._write():
                     self.client.upsert(collection_name=name, points=points, wait=True)
+                self._points_written(name)
                 bar.update(len(chunk))
                 if on_batch is not None:
                     on_batch(start + len(chunk), len(items))
@@ -459,6 +412,8 @@ class FaqIndex:
                 log.exception("could not remove the half-built %s", name)
             raise
         log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
+        # Outside the try: the alias has moved, a failure here must not delete the live collection.
+        self._warm_snapshot(name)
         self._prune()
         return self.info(), True
 
@@ -489,6 +444,7 @@ class FaqIndex:
     def _delete_collection(self, name: str) -> None:
         with self._write():
             self.client.delete_collection(name)
+        self._points_written(name)
 
     def _prune(self) -> None:
         live = self.current_collection()
@@ -578,6 +534,7 @@ class FaqIndex:
                 f"service runs {fingerprint!r}"
             )
         self._move_alias(target.name)
+        self._warm_snapshot(target.name)
         log.info("alias %r moved back from %s to %s", self.alias, live, target.name)
         return live or "", target.name
 
@@ -601,6 +558,7 @@ class FaqIndex:
         ]
         with self._write():
             self.client.upsert(collection_name=live, points=points, wait=True)
+        self._points_written(live, upserts=points)
         self._mark_edited(live)
         return live, [pid not in existing for pid in ids]
 
@@ -618,6 +576,7 @@ class FaqIndex:
                 points_selector=models.PointIdsList(points=[pid]),
                 wait=True,
             )
+        self._points_written(live, deletes=[pid])
         self._mark_edited(live)
         return live
 
@@ -630,10 +589,6 @@ class FaqIndex:
                 "edited_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
-
-
-class UnknownCollectionError(RollbackError):
-    """The collection named is not one of the alias's kept versions."""
 
 
 def _age_s(created_at: object, now: datetime) -> float:

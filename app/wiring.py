@@ -1,0 +1,33 @@
+"""The one decision of where the index lives, made once from the settings.
+
+- `SERVER`: `FAQ_QDRANT_URL` is set; every process talks to the Qdrant server (its own HNSW
+  search, its own concurrency control).
+- `EMBEDDED`: one process holds the embedded directory (qdrant-client local mode) and searches
+  the live collection as one matrix (`index_builder.store.matrix`).
+- `REPLICA`: several workers on the embedded directory; each serves an in-memory read-only
+  replica, reloaded when a writer bumps the directory's generation (`app/services/replica.py`),
+  and writes go to the directory itself under its lock.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from app.core.config import Settings
+
+
+class IndexMode(Enum):
+    SERVER = "server"
+    EMBEDDED = "embedded"
+    REPLICA = "replica"
+
+
+def index_mode(settings: Settings) -> IndexMode:
+    if settings.qdrant_url:
+        return IndexMode.SERVER
+    return IndexMode.REPLICA if settings.workers > 1 else IndexMode.EMBEDDED
+
+
+def matrix_search(settings: Settings) -> bool:
+    """Whether embedded indexes search as one matrix (`FAQ_LOCAL_SEARCH=matrix`, the default)."""
+    return settings.local_search == "matrix"

@@ -1,0 +1,111 @@
+"""What the store hands out and raises: records, errors, the payload <-> point mapping."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from qdrant_client import models
+
+# Point ids must be UUIDs or integers in Qdrant; derive them from the FAQ id so that an upsert
+# of the same entry replaces it instead of duplicating it.
+_POINT_NAMESPACE = uuid.UUID("6f1d2a52-8e8c-4c33-9d0b-5d9f3b1f6a10")
+FILTER_FIELDS = ("lang", "market")
+
+
+class FaqIndexError(RuntimeError):
+    """Base class for index problems the service reports as 503."""
+
+
+class IndexMissingError(FaqIndexError):
+    pass
+
+
+class IndexModelMismatchError(FaqIndexError):
+    pass
+
+
+class IndexBuildError(FaqIndexError):
+    pass
+
+
+class QdrantLockedError(FaqIndexError):
+    """Local mode lets one process hold a data directory."""
+
+
+class RollbackError(FaqIndexError):
+    """There is no collection to roll back to, or the one named cannot serve."""
+
+
+BUILDING = "building"
+READY = "ready"
+
+
+def point_id(faq_id: str) -> str:
+    return str(uuid.uuid5(_POINT_NAMESPACE, faq_id))
+
+
+class UnknownCollectionError(RollbackError):
+    """The collection named is not one of the alias's kept versions."""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    alias: str
+    collection: str
+    fingerprint: str
+    model: str
+    content_hash: str
+    points: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    version: int
+    points: int
+    state: str
+    fingerprint: str
+    content_hash: str
+    created_at: str
+    live: bool
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    question: str
+    answer: str
+    lang: str
+    market: str | None
+    tags: list[str]
+    score: float
+
+
+# (top_k, lang, market) of one search in a batch.
+SearchSpec = tuple[int, str | None, str | None]
+
+
+def qdrant_filter(lang: str | None, market: str | None) -> models.Filter | None:
+    conditions: list[models.Condition] = [
+        models.FieldCondition(key=key, match=models.MatchValue(value=value))
+        for key, value in (("lang", lang), ("market", market))
+        if value is not None
+    ]
+    return models.Filter(must=conditions) if conditions else None
+
+
+def hit_from_point(point: Any) -> Hit:
+    # The payload layout FaqItem.payload() writes.
+    payload = point.payload or {}
+    return Hit(
+        id=str(payload.get("id", point.id)),
+        question=str(payload.get("question", "")),
+        answer=str(payload.get("answer", "")),
+        lang=str(payload.get("lang", "")),
+        market=payload.get("market"),
+        tags=list(payload.get("tags") or []),
+        score=float(point.score),
+    )
