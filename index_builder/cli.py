@@ -222,3 +222,183 @@ def golden(
 
 def main() -> None:
     cli()
+
+
+# --- answers: abstain calibration and the shopper-facing figures ------------------------------
+
+DEFAULT_MODELS = (
+    ("base", Path("artifacts/onnx/multilingual-e5-small")),
+    ("shop", Path("artifacts/onnx/shop")),
+)
+
+
+@cli.command()
+def calibrate(
+    faq: Annotated[Path, typer.Option(help="FAQ file (.jsonl or .csv) the index is built from.")],
+    model_dir: Annotated[
+        Path, typer.Option(envvar="FAQ_MODEL_DIR", help="Exported ONNX model directory.")
+    ] = Path("artifacts/onnx/multilingual-e5-small"),
+    variant: Annotated[str, typer.Option(envvar="FAQ_MODEL_VARIANT")] = "fp32",
+    answerable: Annotated[
+        Path, typer.Option(help="Answerable dev queries, JSONL {query, faq_id (the topic)}.")
+    ] = Path("data/shopper/dev.jsonl"),
+    offtopic: Annotated[
+        Path, typer.Option(help="Off-topic queries, JSONL {query, ...}; its dev split is used.")
+    ] = Path("data/offtopic/queries.jsonl"),
+    refusal_budget: Annotated[
+        float,
+        typer.Option(min=0.0, max=0.5, help="Share of answerable dev queries it may refuse."),
+    ] = 0.02,
+    write: Annotated[
+        bool, typer.Option(help="Store the rule in the model's manifest.json (else print only).")
+    ] = True,
+) -> None:
+    """Compute the default min_score (and off-topic weight) from dev data; store it with the model.
+
+    The service reads it from the manifest as the default of `min_score`; FAQ_MIN_SCORE
+    overrides it. Calibrate again after a new export or a changed FAQ.
+    """
+    from index_builder.answer_eval import DenseFaq, calibrate_model
+    from index_builder.calibration import CalibrationDataError, load_labelled, load_offtopic
+    from index_builder.encoder import OnnxEncoder
+    from index_builder.manifest import ModelManifest
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        items = read_faq(faq)
+        dev = load_labelled(answerable)
+        off = load_offtopic("dev", offtopic)
+        encoder = OnnxEncoder.load(model_dir, variant=variant)
+        result, stored = calibrate_model(
+            DenseFaq(items, encoder), dev, off, refusal_budget=refusal_budget
+        )
+    except (FaqFileError, ManifestError, CalibrationDataError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    for t in result.trials:
+        typer.echo(
+            f"  weight {t.weight:.2f}: min_score {t.min_score:.4f}, dev refused "
+            f"{100 * t.refused:.1f}%, off-topic dev abstained {100 * t.abstained:.1f}%"
+        )
+    typer.echo(
+        f"{encoder.name}: min_score {stored.min_score:.4f}, off-topic weight "
+        f"{stored.offtopic_weight} ({len(stored.anchors)} anchors); dev: "
+        f"{100 * stored.dev_refused:.1f}% of {len(dev)} answerable refused, "
+        f"{100 * stored.dev_abstained:.1f}% of {len(off)} off-topic abstained"
+    )
+    if write:
+        manifest = ModelManifest.read(model_dir)
+        manifest.abstain = stored
+        path = manifest.write(model_dir)
+        typer.echo(f"stored in {path}")
+    else:
+        typer.echo(f"FAQ_MIN_SCORE={stored.min_score:.4f}")
+
+
+def _parse_models(values: list[str] | None) -> list[tuple[str, Path]]:
+    if not values:
+        return [(n, p) for n, p in DEFAULT_MODELS if (p / "manifest.json").is_file()]
+    out = []
+    for v in values:
+        name, sep, path = v.partition("=")
+        out.append((name, Path(path)) if sep else (Path(v).name, Path(v)))
+    return out
+
+
+@cli.command("evaluate-answers")
+def evaluate_answers(
+    faq: Annotated[Path, typer.Option(help="FAQ file (.jsonl or .csv).")] = Path("data/faq.jsonl"),
+    model: Annotated[
+        list[str] | None,
+        typer.Option(help="NAME=DIR of an exported model; repeat. Default: base and shop."),
+    ] = None,
+    shopper_dir: Annotated[Path, typer.Option(help="dev.jsonl and test.jsonl.")] = Path(
+        "data/shopper"
+    ),
+    offtopic: Annotated[Path, typer.Option()] = Path("data/offtopic/queries.jsonl"),
+    examples: Annotated[Path, typer.Option(help="README examples.")] = Path("data/examples.json"),
+    low_accuracy: Annotated[
+        bool, typer.Option(help="Lingua's low-accuracy mode for the query language.")
+    ] = True,
+) -> None:
+    """Both abstain figures (off-topic test split abstained, shopper test split wrongly refused),
+    grouping on/off and the served language, per model, in one run."""
+    from index_builder.answer_eval import (
+        DenseFaq,
+        abstain_figures,
+        calibrate_model,
+        grouping_figures,
+        load_examples,
+        rule_for,
+    )
+    from index_builder.calibration import CalibrationDataError, load_labelled, load_offtopic
+    from index_builder.encoder import OnnxEncoder
+    from index_builder.faq import content_hash
+    from index_builder.manifest import ModelManifest
+    from index_builder.query_lang import build_detector
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    models = _parse_models(model)
+    if not models:
+        typer.echo("error: no model found (make model, or --model NAME=DIR)", err=True)
+        raise typer.Exit(2)
+    try:
+        items = read_faq(faq)
+        dev = load_labelled(shopper_dir / "dev.jsonl")
+        test = load_labelled(shopper_dir / "test.jsonl")
+        off_dev = load_offtopic("dev", offtopic)
+        off_test = load_offtopic("test", offtopic)
+        ex = load_examples(examples)
+    except (FaqFileError, CalibrationDataError, OSError, ValueError, KeyError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    languages = sorted({i.lang for i in items})
+    detector, built_s = build_detector(languages, low_accuracy=low_accuracy)
+    texts = [q.query for q in test]
+    typer.echo(
+        f"query language: Lingua {'low' if low_accuracy else 'high'} accuracy, built in "
+        f"{built_s:.2f} s, {detector.ms_per_query(texts):.3f} ms/query over {len(texts)} queries"
+    )
+    digest = content_hash(items)
+    for name, model_dir in models:
+        try:
+            encoder = OnnxEncoder.load(model_dir)
+            stored = ModelManifest.read(model_dir).abstain
+        except ManifestError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(2) from None
+        dense = DenseFaq(items, encoder)
+        source = "manifest"
+        if stored is None or stored.faq_hash != digest:
+            _, stored = calibrate_model(dense, dev, off_dev)
+            source = "calibrated now on dev (none stored for this FAQ)"
+        rule = rule_for(dense, stored)
+        ab = abstain_figures(dense, rule, off_test, test)
+        kinds = ", ".join(f"{k} {d}/{t}" for k, (d, t) in sorted(ab.by_kind.items()))
+        typer.echo(
+            f"\n## {name} ({model_dir}): min_score {stored.min_score:.4f}, off-topic weight "
+            f"{stored.offtopic_weight} ({source})\n"
+            f"abstain: off-topic test split abstained {ab.offtopic_abstained:.1f}% of "
+            f"{ab.offtopic_test} (target >= 90%); shopper test split wrongly refused "
+            f"{ab.shopper_refused:.1f}% of {ab.shopper_test} (target <= 3%)\n"
+            f"  abstained by kind: {kinds}"
+        )
+        typer.echo(
+            "| set | queries | 3 distinct topics, grouping on | off | topic in top 3 on | off "
+            "| top answer in the query's language | in the requested (de) |"
+        )
+        typer.echo("|---|---|---|---|---|---|---|---|")
+        sets = (
+            ("shopper test", [q.query for q in test], [q.topic for q in test],
+             [[q.lang] for q in test]),
+            ("README examples", [e.query for e in ex], [e.topic for e in ex],
+             [list(e.langs) for e in ex]),
+        )  # fmt: skip
+        for label, qs, topics, langs in sets:
+            g = grouping_figures(dense, qs, topics, langs, detector)
+            typer.echo(
+                f"| {label} | {g.queries} | {g.pct(g.distinct3_on):.1f}% | "
+                f"{g.pct(g.distinct3_off):.1f}% | {g.pct(g.top3_on):.1f}% | "
+                f"{g.pct(g.top3_off):.1f}% | {g.pct(g.lang_follows):.1f}% | "
+                f"{g.pct(g.lang_requested):.1f}% |"
+            )

@@ -9,9 +9,9 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-FIELDS = ("id", "question", "answer", "lang", "market", "tags")
+FIELDS = ("id", "question", "answer", "lang", "market", "tags", "topic")
 
 
 class FaqFileError(ValueError):
@@ -34,14 +34,32 @@ class FaqItem(BaseModel):
     lang: str = Field(min_length=2, max_length=16, description="ISO 639-1 code, e.g. en, es, id")
     market: str | None = Field(default=None, max_length=32)
     tags: list[str] = Field(default_factory=list)
+    topic: str = Field(
+        default="",
+        max_length=128,
+        description="Entries that answer the same question (translations) share a topic; "
+        "default: the id without its language suffix (`topic_of`).",
+    )
 
     @field_validator("lang", "market")
     @classmethod
     def _lower(cls, value: str | None) -> str | None:
         return value.lower() if value else value
 
+    @model_validator(mode="after")
+    def _default_topic(self) -> FaqItem:
+        if not self.topic:
+            self.topic = topic_of(self.id)
+        return self
+
     def payload(self) -> dict[str, Any]:
         return self.model_dump()
+
+    def identity_json(self) -> str:
+        """The entry as JSON for hashing; a default topic is left out, so files written before
+        the topic field hash as they did (their indexes are not rebuilt for nothing)."""
+        exclude = {"topic"} if self.topic == topic_of(self.id) else None
+        return self.model_dump_json(exclude=exclude)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -104,8 +122,9 @@ def parse_items(rows: Iterable[tuple[int, dict[str, Any]]], path: Path | str) ->
 def topic_of(entry_id: str) -> str:
     """The topic of an FAQ entry: its id without the language suffix (`order-cancel.es`).
 
-    Translations of one answer share a topic; the FAQ schema has no topic field, so the id is
-    the only place it lives. Used by the quality gate, the shop evaluation and the log builder.
+    Translations of one answer share a topic. This is the default of `FaqItem.topic` (an entry
+    may name another topic explicitly) and of a search hit whose payload has no topic. Used by
+    the quality gate, the shop evaluation, the log builder and the answer grouping.
     """
     return entry_id.split(".", 1)[0]
 
@@ -133,5 +152,5 @@ def read_faq(path: Path) -> list[FaqItem]:
 
 def content_hash(items: Iterable[FaqItem]) -> str:
     """Order-independent hash of the entries, so an unchanged FAQ file is not reindexed."""
-    digests = sorted(hashlib.sha256(i.model_dump_json().encode()).hexdigest() for i in items)
+    digests = sorted(hashlib.sha256(i.identity_json().encode()).hexdigest() for i in items)
     return hashlib.sha256("".join(digests).encode()).hexdigest()[:16]

@@ -24,6 +24,26 @@ class ManifestError(RuntimeError):
     """The model directory is missing, incomplete or inconsistent with its manifest."""
 
 
+class AbstainCalibration(BaseModel):
+    """When this model's best answer is too weak to show: written by `faq-index calibrate`.
+
+    The answer score of a query is its top hit's score minus `offtopic_weight` times its
+    similarity to the nearest of `anchors` (off-topic texts, encoded as passages); below
+    `min_score` the service answers nothing. See `index_builder.calibration`.
+    """
+
+    min_score: float
+    offtopic_weight: float = Field(ge=0.0)
+    anchors: list[str] = Field(default_factory=list)
+    refusal_budget: float = Field(ge=0.0, le=1.0)
+    answerable: int = Field(ge=0, description="Answerable dev queries calibrated on.")
+    offtopic: int = Field(ge=0, description="Off-topic dev queries calibrated on.")
+    dev_refused: float = Field(description="Share of answerable dev queries refused.")
+    dev_abstained: float = Field(description="Share of off-topic dev queries abstained on.")
+    faq_hash: str = Field(description="content_hash of the FAQ whose scores were calibrated.")
+    created_at: str = ""
+
+
 class ModelManifest(BaseModel):
     name: str
     source_model: str = Field(description="The transformers directory (or package) exported.")
@@ -39,6 +59,9 @@ class ModelManifest(BaseModel):
     files: dict[str, str] = Field(description="File name -> sha256 of its bytes.")
     parity_max_abs_diff: float | None = None
     created_at: str = ""
+    abstain: AbstainCalibration | None = Field(
+        default=None, description="The calibrated abstain rule; not part of the fingerprint."
+    )
 
     def variant_file(self, variant: str) -> str:
         try:

@@ -1,0 +1,251 @@
+"""Calibrate the abstain rule and measure "answers a shopper can use" (`faq-index calibrate`,
+`faq-index evaluate-answers`).
+
+Scores are computed as the index computes them (cosine of the query vector to each FAQ
+question's passage vector), brute force in numpy: 141 entries need no Qdrant, and the figures
+do not depend on a running service. If the served score changes (answer vectors, sparse
+fusion), calibrate again through that score: `DenseFaq.search` is the one place to change.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from index_builder.answers import ENGLISH, Answer, fetch_limit, group_by_topic
+from index_builder.calibration import (
+    DEFAULT_REFUSAL_BUDGET,
+    SHOPPER_DIR,
+    AbstainRule,
+    Calibration,
+    CalibrationDataError,
+    LabelledQuery,
+    OffTopicQuery,
+    Scores,
+    Vectors,
+    calibrate,
+    load_labelled,
+    nearest,
+)
+from index_builder.encoder import Encoder
+from index_builder.faq import FaqItem, content_hash
+from index_builder.manifest import AbstainCalibration
+from index_builder.query_lang import QueryLanguageDetector
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "data" / "examples.json"
+
+
+@dataclass(frozen=True)
+class ScoredEntry:
+    """A hit as the index returns it, enough for grouping."""
+
+    id: str
+    lang: str
+    topic: str
+    score: float
+
+
+class DenseFaq:
+    """The FAQ's question vectors and a brute-force search over them (what the index does)."""
+
+    def __init__(self, items: Sequence[FaqItem], encoder: Encoder) -> None:
+        self.items = list(items)
+        self.encoder = encoder
+        self.vectors: Vectors = encoder.encode_passages([i.question for i in self.items])
+        self.languages = sorted({i.lang for i in self.items})
+        self.topic_langs: dict[str, set[str]] = {}
+        for i in self.items:
+            self.topic_langs.setdefault(i.topic, set()).add(i.lang)
+
+    def scores(self, queries: Vectors) -> Scores:
+        return np.asarray(queries.astype(np.float64) @ self.vectors.astype(np.float64).T)
+
+    def search(self, queries: Vectors, limit: int) -> list[list[ScoredEntry]]:
+        sims = self.scores(queries)
+        out = []
+        for row in sims:
+            order = np.argsort(-row, kind="stable")[:limit]
+            out.append(
+                [
+                    ScoredEntry(
+                        self.items[j].id, self.items[j].lang, self.items[j].topic, float(row[j])
+                    )
+                    for j in order
+                ]
+            )
+        return out
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+
+def calibrate_model(
+    faq: DenseFaq,
+    answerable: Sequence[LabelledQuery],
+    offtopic: Sequence[OffTopicQuery],
+    *,
+    refusal_budget: float = DEFAULT_REFUSAL_BUDGET,
+) -> tuple[Calibration, AbstainCalibration]:
+    """Calibrate on dev data; the anchors are the off-topic dev queries themselves."""
+    if not answerable or not offtopic:
+        raise CalibrationDataError("calibration needs answerable and off-topic dev queries")
+    encoder = faq.encoder
+    anchors = [q.query for q in offtopic]
+    anchor_vectors = encoder.encode_passages(anchors)
+    ans_q = encoder.encode_queries([q.query for q in answerable])
+    off_q = encoder.encode_queries(anchors)
+    result = calibrate(
+        faq.scores(ans_q).max(axis=1),
+        nearest(ans_q, anchor_vectors),
+        faq.scores(off_q).max(axis=1),
+        # Each off-topic query against the others: its own passage would flatter the rule.
+        nearest(off_q, anchor_vectors, exclude_self=True),
+        refusal_budget=refusal_budget,
+    )
+    stored = AbstainCalibration(
+        min_score=round(result.min_score, 6),
+        offtopic_weight=result.offtopic_weight,
+        anchors=anchors if result.offtopic_weight > 0 else [],
+        refusal_budget=refusal_budget,
+        answerable=len(answerable),
+        offtopic=len(offtopic),
+        dev_refused=round(result.refused, 6),
+        dev_abstained=round(result.abstained, 6),
+        faq_hash=content_hash(faq.items),
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return result, stored
+
+
+def rule_for(faq: DenseFaq, calibration: AbstainCalibration) -> AbstainRule:
+    anchors = (
+        faq.encoder.encode_passages(calibration.anchors)
+        if calibration.anchors
+        else np.zeros((0, faq.encoder.dim), dtype=np.float32)
+    )
+    return AbstainRule.from_calibration(calibration, anchors)
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Example:
+    query: str
+    topic: str
+    langs: tuple[str, ...]
+
+
+def load_examples(path: Path = EXAMPLES) -> list[Example]:
+    rows = json.loads(path.read_text(encoding="utf-8"))
+    return [Example(r["query"], r["topic"], tuple(r.get("langs") or ())) for r in rows]
+
+
+def expected_lang(wanted: Sequence[str], available: set[str]) -> set[str]:
+    """The languages an answer may be served in: any wanted one the topic has, else English."""
+    hit = {lang for lang in wanted if lang in available}
+    return hit or ({ENGLISH} if ENGLISH in available else available)
+
+
+@dataclass
+class GroupingFigures:
+    queries: int = 0
+    distinct3_on: int = 0
+    distinct3_off: int = 0
+    top1_on: int = 0
+    top3_on: int = 0
+    top3_off: int = 0
+    lang_follows: int = 0
+    lang_requested: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def pct(self, n: int) -> float:
+        return 100.0 * n / max(1, self.queries)
+
+
+def grouping_figures(
+    faq: DenseFaq,
+    queries: Sequence[str],
+    topics: Sequence[str],
+    wanted_langs: Sequence[Sequence[str]],
+    detector: QueryLanguageDetector,
+    *,
+    top_k: int = 3,
+    request_lang: str | None = "de",
+) -> GroupingFigures:
+    """Distinct topics in the top 3 with grouping on and off, topic recall, served language.
+
+    Served language: the top answer's language is one the query is written in (its label) when
+    the topic has it, else English. Requested: with `lang=request_lang` in the request, the top
+    answer is in it when its topic has an entry in it.
+    """
+    vectors = faq.encoder.encode_queries(list(queries))
+    hits = faq.search(vectors, fetch_limit(top_k, group=True))
+    figures = GroupingFigures(queries=len(queries))
+    for text, topic, wanted, row in zip(queries, topics, wanted_langs, hits, strict=True):
+        detected = detector.detect(text)
+        on: list[Answer[ScoredEntry]] = group_by_topic(row, top_k, detected=detected)
+        off = group_by_topic(row, top_k, group=False)
+        figures.distinct3_on += len({a.topic for a in on}) == top_k
+        figures.distinct3_off += len({a.topic for a in off}) == top_k
+        figures.top1_on += bool(on) and on[0].topic == topic
+        figures.top3_on += topic in {a.topic for a in on}
+        figures.top3_off += topic in {a.topic for a in off}
+        if on:
+            first = on[0]
+            figures.reasons[first.lang_reason] = figures.reasons.get(first.lang_reason, 0) + 1
+            available = faq.topic_langs.get(first.topic, set())
+            figures.lang_follows += first.hit.lang in expected_lang(wanted, available)
+        if request_lang is not None:
+            asked = group_by_topic(row, top_k, requested=request_lang, detected=detected)
+            if asked:
+                available = faq.topic_langs.get(asked[0].topic, set())
+                figures.lang_requested += asked[0].hit.lang in expected_lang(
+                    [request_lang], available
+                )
+    return figures
+
+
+@dataclass(frozen=True)
+class AbstainFigures:
+    offtopic_test: int
+    offtopic_abstained: float
+    shopper_test: int
+    shopper_refused: float
+    by_kind: dict[str, tuple[int, int]]
+
+
+def abstain_figures(
+    faq: DenseFaq,
+    rule: AbstainRule,
+    offtopic: Sequence[OffTopicQuery],
+    answerable: Sequence[LabelledQuery],
+) -> AbstainFigures:
+    def answered(texts: Sequence[str]) -> list[bool]:
+        vectors = faq.encoder.encode_queries(list(texts))
+        top = faq.scores(vectors).max(axis=1)
+        return [rule.answered(float(t), v)[0] for t, v in zip(top, vectors, strict=True)]
+
+    off = answered([q.query for q in offtopic])
+    ans = answered([q.query for q in answerable])
+    by_kind: dict[str, tuple[int, int]] = {}
+    for q, a in zip(offtopic, off, strict=True):
+        done, total = by_kind.get(q.kind, (0, 0))
+        by_kind[q.kind] = (done + (not a), total + 1)
+    return AbstainFigures(
+        offtopic_test=len(off),
+        offtopic_abstained=100.0 * (len(off) - sum(off)) / max(1, len(off)),
+        shopper_test=len(ans),
+        shopper_refused=100.0 * (len(ans) - sum(ans)) / max(1, len(ans)),
+        by_kind=by_kind,
+    )
+
+
+def shopper_split(split: str, shopper_dir: Path = SHOPPER_DIR) -> list[LabelledQuery]:
+    return load_labelled(shopper_dir / f"{split}.jsonl")
