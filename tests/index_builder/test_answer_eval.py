@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from index_builder.answer_eval import DenseFaq, expected_lang, grouping_figures
+from index_builder.answer_eval import DenseFaq, calibrate_model, expected_lang, grouping_figures
+from index_builder.calibration import LabelledQuery, OffTopicQuery
 from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.query_lang import QueryLanguageDetector
@@ -68,3 +69,17 @@ def test_dense_search_ranks_by_cosine() -> None:
     assert row[0].id == "shipping-cost"
     assert row[0].score == pytest.approx(float(np.max(faq.scores(q))))
     assert len(row) == 2
+
+
+def test_off_topic_dev_queries_are_scored_without_their_own_anchor() -> None:
+    # The off-topic queries are the anchors: scored against themselves, every one would look
+    # off-topic (similarity 1) and the dev figure would flatter the rule. A shop-like off-topic
+    # query ("cancel order ..." with unrelated words) must be judged against the others only.
+    faq = DenseFaq(FAQ, FakeEncoder(dim=256))
+    answerable = [LabelledQuery(q, "t", "en", "x") for q in ("cancel order", "refund time")]
+    offtopic = [OffTopicQuery("cancel order now zebra", "en", "x", False)] + [
+        OffTopicQuery(f"violin{i} quantum{i}", "und", "gibberish", False) for i in range(9)
+    ]
+    result, stored = calibrate_model(faq, answerable, offtopic, refusal_budget=0.0)
+    assert stored.dev_abstained == result.abstained == 0.9
+    assert stored.anchors == [q.query for q in offtopic] or stored.offtopic_weight == 0.0
