@@ -247,3 +247,42 @@ def test_worker_processes_share_the_directory_and_reload_after_a_rebuild(
         time.sleep(0.1)
     assert len(answers) == 2
     assert all(a["status"] == 200 and a["index"] == "faq_v2" for a in answers.values()), answers
+
+
+def _samples(text: str, name: str) -> dict[str, float]:
+    """`{labels: value}` of one metric in a Prometheus text exposition."""
+    out = {}
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            series, value = line.rsplit(" ", 1)
+            out[series[len(name) :]] = float(value)
+    return out
+
+
+def test_metrics_from_two_workers_add_up(two_worker_server: Running) -> None:
+    api, _, proc = two_worker_server
+    base = str(api.base_url)
+    served: dict[int, int] = {}
+    sent = 0
+    # Fresh connections until both workers answered searches (and at least 30 were sent).
+    while len(served) < 2 or sent < 30:
+        assert sent < 400, f"only {list(served)} answered"
+        with httpx.Client(base_url=base, timeout=10) as fresh:
+            pid = fresh.get("/pid").json()["pid"]
+            assert fresh.post("/search", json=QUERY).status_code == 200
+        served[pid] = served.get(pid, 0) + 1
+        sent += 1
+    # Whichever worker answers the scrape, it reports what both served.
+    for _ in range(4):
+        with httpx.Client(base_url=base, timeout=10) as fresh:
+            text = fresh.get("/metrics").text
+        counts = _samples(text, "faq_http_request_duration_seconds_count")
+        searched = sum(v for k, v in counts.items() if 'route="/search"' in k)
+        assert searched == sent, (served, counts)
+        assert _samples(text, "faq_encode_duration_seconds_count") == {"": float(sent)}
+        # Process metrics of each live worker, by pid; not of the supervisor.
+        pids = {
+            k.split('pid="')[1].split('"')[0]
+            for k in _samples(text, "process_resident_memory_bytes")
+        }
+        assert pids == {str(p) for p in served} and str(proc.pid) not in pids

@@ -1,0 +1,206 @@
+"""The embedded matrix search against qdrant-client's own exact search, and the cache following
+the alias: build, rollback, edits. Real qdrant-client local mode; the model is beside the point
+(random unit vectors and the fake encoder)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient, models
+
+from index_builder.encoder import FakeEncoder
+from index_builder.faq import FaqItem
+from index_builder.store import FaqIndex, Hit, SearchSpec, open_client, point_id
+from index_builder.store.matrix import MatrixSnapshot
+
+DIM = 24
+LANGS = ["en", "es", "id", "th"]
+MARKETS = ["mx", "global", None]
+SPECS: list[SearchSpec] = [
+    (5, None, None),
+    (3, "es", None),
+    (7, None, "mx"),
+    (4, "id", "global"),
+    (2, "en", "mx"),
+    (10, "th", None),
+    (3, "xx", None),  # a value no entry has: nothing
+    (500, None, None),  # more than the collection holds: all of it
+    (1, None, "global"),
+]
+
+
+def _items(n: int, prefix: str = "q") -> list[FaqItem]:
+    return [
+        FaqItem(
+            id=f"{prefix}-{i}",
+            question=f"{prefix} question {i} word{i % 7} other{i % 5}",
+            answer=f"answer {i}",
+            lang=LANGS[i % len(LANGS)],
+            market=MARKETS[i % len(MARKETS)],
+            tags=[f"t{i % 3}"],
+        )
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[QdrantClient]:
+    c = open_client(path=tmp_path / "qdrant")
+    yield c
+    c.close()
+
+
+def _random_collection(client: QdrantClient, n: int, seed: int = 0) -> np.ndarray:
+    """`n` random (not normalised) vectors with FAQ payloads, written straight through Qdrant."""
+    rng = np.random.default_rng(seed)
+    vectors = rng.standard_normal((n, DIM)).astype(np.float32) * rng.uniform(0.5, 3, (n, 1))
+    client.create_collection(
+        "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
+    )
+    client.upsert(
+        "c",
+        points=[
+            models.PointStruct(id=point_id(item.id), vector=v.tolist(), payload=item.payload())
+            for item, v in zip(_items(n), vectors, strict=True)
+        ],
+        wait=True,
+    )
+    return vectors
+
+
+def _qdrant_search(client: QdrantClient, vector: np.ndarray, spec: SearchSpec) -> list[Hit]:
+    """qdrant-client's own exact search: the reference."""
+    plain = FaqIndex(client, alias="faq", matrix=False)
+    top_k, lang, market = spec
+    return plain.search(vector, top_k, lang=lang, market=market, collection="c")
+
+
+def test_matrix_search_returns_qdrants_exact_results_with_filters(client: QdrantClient) -> None:
+    _random_collection(client, 300)
+    snapshot = MatrixSnapshot.load(client, "c")
+    assert len(snapshot) == 300
+    queries = np.random.default_rng(1).standard_normal((len(SPECS), DIM)).astype(np.float32)
+    got = snapshot.search_batch(queries, SPECS)
+    for vector, spec, hits in zip(queries, SPECS, got, strict=True):
+        expected = _qdrant_search(client, vector, spec)
+        assert [h.id for h in hits] == [h.id for h in expected], spec
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
+        # Every field of the hit, not only ids and scores.
+        assert [(h.question, h.answer, h.lang, h.market, h.tags) for h in hits] == [
+            (h.question, h.answer, h.lang, h.market, h.tags) for h in expected
+        ]
+    assert [len(h) for h in got][-3:] == [0, 300, 1]
+    for (_, lang, market), hits in zip(SPECS, got, strict=True):
+        assert all(lang is None or h.lang == lang for h in hits)
+        assert all(market is None or h.market == market for h in hits)
+
+
+def _alias(client: QdrantClient, collection: str = "c") -> None:
+    client.update_collection_aliases(
+        change_aliases_operations=[
+            models.CreateAliasOperation(
+                create_alias=models.CreateAlias(collection_name=collection, alias_name="faq")
+            )
+        ]
+    )
+
+
+def _same(a: list[list[Hit]], b: list[list[Hit]]) -> None:
+    """The same hits in the same order; scores equal up to float32 summation order."""
+    assert [[h.id for h in hits] for hits in a] == [[h.id for h in hits] for hits in b]
+    for x, y in zip(a, b, strict=True):
+        assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-5)
+        assert [(h.question, h.answer, h.lang, h.market, h.tags) for h in x] == [
+            (h.question, h.answer, h.lang, h.market, h.tags) for h in y
+        ]
+
+
+def test_a_batched_search_returns_exactly_the_single_searches(client: QdrantClient) -> None:
+    _random_collection(client, 300)
+    _alias(client)
+    vectors = np.random.default_rng(2).standard_normal((len(SPECS), DIM)).astype(np.float32)
+    for matrix in (True, False):
+        index = FaqIndex(client, matrix=matrix)
+        batched = index.search_batch(vectors, SPECS)
+        singles = [
+            index.search(v, top_k, lang=lang, market=market)
+            for v, (top_k, lang, market) in zip(vectors, SPECS, strict=True)
+        ]
+        _same(batched, singles)
+        # Each query keeps its own top_k and filters.
+        assert [len(h) for h in batched] == [len(h) for h in singles]
+    _same(FaqIndex(client).search_batch(vectors, SPECS), singles)
+
+
+def _ids(index: FaqIndex, text: str, encoder: FakeEncoder, top_k: int = 50) -> set[str]:
+    return {h.id for h in index.search(encoder.encode_queries([text])[0], top_k)}
+
+
+def test_the_matrix_follows_the_alias_through_build_rollback_and_edits(
+    client: QdrantClient,
+) -> None:
+    index = FaqIndex(client)
+    assert index.matrix
+    encoder = FakeEncoder(dim=DIM)
+    index.build(_items(20, "old"), encoder, progress=False)
+    assert _ids(index, "question", encoder) == {f"old-{i}" for i in range(20)}
+
+    index.build(_items(15, "new"), encoder, progress=False)  # the alias moves to faq_v2
+    assert _ids(index, "question", encoder) == {f"new-{i}" for i in range(15)}
+
+    index.rollback()  # back to faq_v1
+    assert _ids(index, "question", encoder) == {f"old-{i}" for i in range(20)}
+    index.rollback("faq_v2")
+    assert _ids(index, "question", encoder) == {f"new-{i}" for i in range(15)}
+
+    # Single-entry edits patch the cached matrix: the next search sees them.
+    added = FaqItem(id="added", question="a brand new question", answer="a", lang="th")
+    index.upsert([added], encoder)
+    assert "added" in _ids(index, "brand new", encoder)
+    hits = index.search(encoder.encode_queries(["a brand new question"])[0], 1, lang="th")
+    assert hits[0].id == "added" and hits[0].score == pytest.approx(1.0, abs=1e-5)
+    changed = FaqItem(id="new-3", question="completely different words", answer="b", lang="es")
+    index.upsert([changed], encoder)
+    top = index.search(encoder.encode_queries(["completely different words"])[0], 1)
+    assert top[0].id == "new-3" and top[0].answer == "b" and top[0].lang == "es"
+    assert index.delete("new-4") is not None
+    assert "new-4" not in _ids(index, "question", encoder)
+    assert len(_ids(index, "question", encoder)) == 15  # 15 + added - deleted
+
+    # A fresh reader of the same directory (qdrant-client itself) agrees with the cache.
+    vectors = encoder.encode_queries(["question 3", "brand new", "different"])
+    specs: list[SearchSpec] = [(10, None, None), (5, "th", None), (5, None, None)]
+    # (The fake encoder ties many scores, so which of the tied entries fill the last places may
+    # differ: compare the scores, and the ids of the hits that beat the last place.)
+    by_qdrant = FaqIndex(client, matrix=False).search_batch(vectors, specs)
+    for got, expected in zip(index.search_batch(vectors, specs), by_qdrant, strict=True):
+        assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-5)
+        last = expected[-1].score + 1e-5
+        assert {h.id for h in got if h.score > last} == {h.id for h in expected if h.score > last}
+
+
+def test_a_failed_build_leaves_the_matrix_on_the_live_collection(client: QdrantClient) -> None:
+    index = FaqIndex(client)
+    encoder = FakeEncoder(dim=DIM)
+    index.build(_items(10, "live"), encoder, progress=False)
+    assert _ids(index, "question", encoder) == {f"live-{i}" for i in range(10)}
+
+    def refuse(collection: str) -> None:
+        # The gate searches the new collection (its own snapshot) before refusing it.
+        vector = encoder.encode_queries(["question"])[0]
+        assert {h.id for h in index.search(vector, 50, collection=collection)} == {
+            f"refused-{i}" for i in range(10)
+        }
+        raise RuntimeError("gate says no")
+
+    with pytest.raises(RuntimeError):
+        index.build(_items(10, "refused"), encoder, progress=False, validate=refuse)
+    assert _ids(index, "question", encoder) == {f"live-{i}" for i in range(10)}
+
+
+def test_a_server_client_never_uses_the_matrix() -> None:
+    server = QdrantClient(url="http://127.0.0.1:1", check_compatibility=False)
+    assert not FaqIndex(server).matrix
