@@ -1,0 +1,138 @@
+"""From search hits to what a shopper is shown: one answer per topic in their language, or none.
+
+`Answering.shape` runs after the index search of each query (`app/services/search.py`):
+
+* grouping (`index_builder.answers`): the search fetched `fetch_limit(top_k)` hits; at most one
+  entry per topic is kept, in the requested language, else the query's (Lingua, built once
+  here), else English, else the best scoring;
+* abstain (`index_builder.calibration`): the top hit's score, lowered by the query's closeness
+  to the model's off-topic anchors, must reach `min_score` (the request's, else
+  `FAQ_MIN_SCORE`, else the model's calibrated default from `faq-index calibrate`); below it the
+  answer is `answered: false` with no results, and `faq_search_abstained_total` counts it. With
+  no threshold anywhere the service always answers.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from prometheus_client import Counter
+
+from index_builder.answers import LangReason, fetch_limit, group_by_topic
+from index_builder.calibration import AbstainRule
+from index_builder.encoder import Encoder
+from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
+from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
+from index_builder.store import Hit
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Shaped:
+    """One query's answer: the entries to show, why each is in its language, and whether the
+    service answers at all."""
+
+    hits: list[Hit]
+    lang_reasons: list[LangReason]
+    topics: list[str]
+    answered: bool
+    answer_score: float | None
+    query_lang: str | None
+
+
+class Answering:
+    def __init__(
+        self,
+        rule: AbstainRule,
+        detector: QueryLanguageDetector | None = None,
+        *,
+        group_default: bool = True,
+        abstained: Counter | None = None,
+    ) -> None:
+        self.rule = rule
+        self.detector = detector
+        self.group_default = group_default
+        self.abstained = abstained
+
+    def fetch_limit(self, top_k: int, group: bool | None) -> int:
+        """Hits to ask the index for so that grouping can still fill `top_k` answers."""
+        return fetch_limit(top_k, group=self.group_default if group is None else group)
+
+    def shape(
+        self,
+        text: str,
+        vector: NDArray[np.float32],
+        hits: Sequence[Hit],
+        top_k: int,
+        *,
+        group: bool | None = None,
+        lang: str | None = None,
+        min_score: float | None = None,
+    ) -> Shaped:
+        top = max((h.score for h in hits), default=None)
+        answered, score = self.rule.answered(top, vector, min_score)
+        detected = self.detector.detect(text) if self.detector is not None else None
+        if not answered:
+            if self.abstained is not None:
+                self.abstained.inc()
+            return Shaped([], [], [], False, score, detected)
+        answers = group_by_topic(
+            hits,
+            top_k,
+            requested=lang,
+            detected=detected,
+            group=self.group_default if group is None else group,
+        )
+        return Shaped(
+            [a.hit for a in answers],
+            [a.lang_reason for a in answers],
+            [a.topic for a in answers],
+            True,
+            score,
+            detected,
+        )
+
+
+def read_calibration(model_dir: Path) -> AbstainCalibration | None:
+    """The model's calibrated abstain rule, or None (no manifest there, or never calibrated)."""
+    try:
+        return ModelManifest.read(model_dir).abstain
+    except ManifestError:
+        return None
+
+
+def build_answering(
+    encoder: Encoder,
+    *,
+    model_dir: Path,
+    min_score: float | None = None,
+    group_default: bool = True,
+    query_languages: Sequence[str] = OTHER_LANGUAGES,
+    low_accuracy: bool = True,
+    abstained: Counter | None = None,
+) -> Answering:
+    """The service's answering: call before the inference worker owns the encoder (the
+    off-topic anchors are encoded here, once)."""
+    calibration = read_calibration(model_dir)
+    if calibration is not None and calibration.anchors:
+        anchors = encoder.encode_passages(calibration.anchors)
+        rule = AbstainRule(calibration.min_score, calibration.offtopic_weight, anchors)
+    else:
+        rule = AbstainRule(calibration.min_score if calibration else None)
+    if min_score is not None:
+        rule.min_score = min_score
+    log.info(
+        "abstain below %s (%s)",
+        "nothing" if rule.min_score is None else f"{rule.min_score:.4f}",
+        "FAQ_MIN_SCORE"
+        if min_score is not None
+        else ("calibrated" if calibration else "not calibrated: faq-index calibrate"),
+    )
+    detector = QueryLanguageDetector(query_languages, other_languages=(), low_accuracy=low_accuracy)
+    return Answering(rule, detector, group_default=group_default, abstained=abstained)

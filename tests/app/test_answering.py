@@ -1,0 +1,112 @@
+"""`app.services.answering`: grouping, language choice and abstain applied to search hits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Counter
+
+from app.services.answering import Answering, build_answering, read_calibration
+from index_builder.calibration import AbstainRule
+from index_builder.encoder import FakeEncoder
+from index_builder.manifest import AbstainCalibration, ModelManifest
+from index_builder.query_lang import QueryLanguageDetector
+from index_builder.store import Hit
+
+
+def hit(i: str, lang: str, score: float) -> Hit:
+    return Hit(id=i, question="q", answer="a", lang=lang, market=None, tags=[], score=score)
+
+
+HITS = [
+    hit("order-cancel.es", "es", 0.93),
+    hit("order-cancel", "en", 0.91),
+    hit("order-cancel.de", "de", 0.90),
+    hit("refund-time", "en", 0.85),
+    hit("shipping-cost", "en", 0.80),
+]
+VEC = np.ones(4, dtype=np.float32) / 2.0
+
+
+def counter() -> Counter:
+    return Counter("abstained", "test", registry=CollectorRegistry())
+
+
+def test_groups_and_follows_the_query_language() -> None:
+    answering = Answering(
+        AbstainRule(None), QueryLanguageDetector(["en", "es", "de"], low_accuracy=True)
+    )
+    shaped = answering.shape("quiero cancelar mi pedido por favor", VEC, HITS, 3)
+    assert shaped.answered and shaped.query_lang == "es"
+    assert [h.id for h in shaped.hits] == ["order-cancel.es", "refund-time", "shipping-cost"]
+    assert shaped.lang_reasons == ["query", "english", "english"]
+    assert shaped.topics == ["order-cancel", "refund-time", "shipping-cost"]
+    requested = answering.shape("quiero cancelar mi pedido", VEC, HITS, 1, lang="de")
+    assert [(h.id, r) for h, r in zip(requested.hits, requested.lang_reasons, strict=True)] == [
+        ("order-cancel.de", "requested")
+    ]
+    ungrouped = answering.shape("cancel", VEC, HITS, 3, group=False)
+    assert [h.id for h in ungrouped.hits] == ["order-cancel.es", "order-cancel", "order-cancel.de"]
+
+
+def test_group_default_and_fetch_limit() -> None:
+    off = Answering(AbstainRule(None), None, group_default=False)
+    assert off.fetch_limit(5, None) == 5
+    assert off.fetch_limit(5, True) > 5
+    assert len(off.shape("x", VEC, HITS, 3).hits) == 3
+    assert {h.id for h in off.shape("x", VEC, HITS, 3).hits} <= {h.id for h in HITS[:3]}
+
+
+def test_abstains_below_min_score_and_counts_it() -> None:
+    abstained = counter()
+    answering = Answering(AbstainRule(0.92), None, abstained=abstained)
+    low = answering.shape("weather in paris", VEC, [hit("a", "en", 0.91)], 5)
+    assert (low.answered, low.hits, low.answer_score) == (False, [], pytest.approx(0.91))
+    assert abstained._value.get() == 1
+    # The request's min_score wins over the default, both ways.
+    assert answering.shape("x", VEC, [hit("a", "en", 0.91)], 5, min_score=0.5).answered
+    assert not answering.shape("x", VEC, [hit("a", "en", 0.99)], 5, min_score=0.995).answered
+    # No hit at all (an empty filter) is not an answer either.
+    assert not answering.shape("x", VEC, [], 5).answered
+    assert abstained._value.get() == 3
+
+
+def _model_dir(tmp_path: Path, calibration: AbstainCalibration | None) -> Path:
+    ModelManifest(
+        name="fake", source_model="x", dim=64, max_length=128, inputs=["input_ids"],
+        variants={"fp32": "model.onnx"}, files={}, abstain=calibration,
+    ).write(tmp_path)  # fmt: skip
+    return tmp_path
+
+
+def _calibration(min_score: float, weight: float, anchors: list[str]) -> AbstainCalibration:
+    return AbstainCalibration(
+        min_score=min_score, offtopic_weight=weight, anchors=anchors, refusal_budget=0.02,
+        answerable=1, offtopic=1, dev_refused=0.0, dev_abstained=1.0, faq_hash="x",
+    )  # fmt: skip
+
+
+def test_build_uses_the_models_calibration_and_its_anchors(tmp_path: Path) -> None:
+    encoder = FakeEncoder(dim=64)
+    model = _model_dir(tmp_path, _calibration(0.5, 1.0, ["weather in paris today"]))
+    answering = build_answering(encoder, model_dir=model)
+    assert answering.rule.min_score == 0.5
+    weather = encoder.encode_queries(["weather in paris today"])[0]
+    shop = encoder.encode_queries(["cancel my order"])[0]
+    # Same top score; the query that is an anchor's twin loses about 1.0 and is refused.
+    assert not answering.shape("weather in paris today", weather, [hit("a", "en", 0.9)], 1).answered
+    assert answering.shape("cancel my order", shop, [hit("a", "en", 0.9)], 1).answered
+    # FAQ_MIN_SCORE overrides the calibrated threshold, the anchors stay.
+    assert build_answering(encoder, model_dir=model, min_score=-5.0).rule.offtopic_weight == 1.0
+    assert build_answering(encoder, model_dir=model, min_score=-5.0).rule.min_score == -5.0
+
+
+def test_uncalibrated_model_never_abstains_unless_a_setting_says(tmp_path: Path) -> None:
+    encoder = FakeEncoder(dim=64)
+    assert read_calibration(tmp_path / "missing") is None
+    never = build_answering(encoder, model_dir=_model_dir(tmp_path, None))
+    assert never.shape("anything", VEC, [hit("a", "en", -0.5)], 1).answered
+    setting = build_answering(encoder, model_dir=tmp_path / "missing", min_score=0.3)
+    assert not setting.shape("anything", VEC, [hit("a", "en", 0.2)], 1).answered
