@@ -10,7 +10,9 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from app.api.errors import install_error_handlers
-from app.api.routes import admin, health, search
+from app.api.openapi import build_openapi
+from app.api.responses import OrjsonResponse
+from app.api.routes import admin, health, info, openai, search
 from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
@@ -113,13 +115,15 @@ def create_app(
         version="0.1.0",
         summary="Answers mixed-language shopper questions with the right FAQ entry.",
         lifespan=lifespan,
+        # Routes return their responses themselves; errors and the rest are orjson too.
+        default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.encoder_factory = encoder_factory or load_onnx_encoder
     app.state.warm = False
     # Resolved here so that an unreadable key file stops the service before it listens.
-    app.state.api_keys = ApiKeys(settings)
+    app.state.api_keys = ApiKeys.from_settings(settings)
     app.state.golden = load_gate_queries(settings)  # likewise a bad golden queries file
     install_error_handlers(app)
     install_metrics_middleware(app, app.state.metrics)
@@ -135,6 +139,9 @@ def create_app(
     # Added last = outermost: every response, a 413 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     app.include_router(search.router)
+    app.include_router(openai.router)
+    app.include_router(info.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

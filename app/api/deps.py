@@ -1,17 +1,44 @@
-"""Dependencies as `Annotated` aliases; the heavy objects live on `app.state`, set by lifespan."""
+"""Dependencies as `Annotated` aliases: the heavy objects (on `app.state`, set by lifespan) and
+the two API keys.
+
+The keys are declared as OpenAPI security schemes (`SearchKey`, `AdminKey`), so Swagger UI has
+an Authorize button and generated clients send them. Both travel in the X-API-Key header;
+`Authorization: Bearer <key>` is accepted too (OpenAI clients send that).
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
 
+from app.api.errors import ApiError
 from app.core.config import Settings
+from app.core.security import API_KEY_HEADER, ApiKeys, key_matches, presented_key
 from app.metrics import Metrics
 from app.services.index_guard import IndexGuard
 from app.services.reindex import AdminService
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
+
+SEARCH_SCHEME = "SearchKey"
+ADMIN_SCHEME = "AdminKey"
+
+_search_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name=SEARCH_SCHEME,
+    description="The search key (FAQ_SEARCH_API_KEY) for /search, /v1/* and /info; also "
+    "accepted as `Authorization: Bearer <key>`.",
+    auto_error=False,
+)
+_admin_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name=ADMIN_SCHEME,
+    description="The admin key (FAQ_ADMIN_API_KEY) for /admin; also accepted as "
+    "`Authorization: Bearer <key>`.",
+    auto_error=False,
+)
 
 
 def _settings(request: Request) -> Settings:
@@ -26,6 +53,13 @@ def _encoder(request: Request) -> Encoder:
     return cast(Encoder, request.app.state.encoder)
 
 
+def _inference_encoder(request: Request) -> Encoder:
+    """The encoder to run a request's texts on: the inference worker's view of the model when
+    the service has one (then nothing else runs the session), else the encoder itself."""
+    view = getattr(getattr(request.app.state, "queries", None), "encoder_view", None)
+    return cast(Encoder, view()) if callable(view) else _encoder(request)
+
+
 def _guard(request: Request) -> IndexGuard:
     return cast(IndexGuard, request.app.state.guard)
 
@@ -38,9 +72,43 @@ def _admin(request: Request) -> AdminService:
     return cast(AdminService, request.app.state.admin)
 
 
+def _api_keys(request: Request) -> ApiKeys:
+    return cast(ApiKeys, request.app.state.api_keys)
+
+
+def _check(request: Request, header_value: str | None, expected: str) -> None:
+    given = presented_key(header_value, request.headers.get("authorization"))
+    if not key_matches(given, expected):
+        raise ApiError(
+            401,
+            "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def _require_search_key(
+    request: Request, header_value: Annotated[str | None, Security(_search_key)]
+) -> None:
+    keys = _api_keys(request)
+    if keys.search is not None:
+        _check(request, header_value, keys.search)
+
+
+def _require_admin_key(
+    request: Request, header_value: Annotated[str | None, Security(_admin_key)]
+) -> None:
+    keys = _api_keys(request)
+    if keys.admin is None:
+        raise ApiError(403, "admin routes are disabled: set FAQ_ADMIN_API_KEY to enable them")
+    _check(request, header_value, keys.admin)
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 EncoderDep = Annotated[Encoder, Depends(_encoder)]
+InferenceEncoderDep = Annotated[Encoder, Depends(_inference_encoder)]
 GuardDep = Annotated[IndexGuard, Depends(_guard)]
 SearchServiceDep = Annotated[SearchService, Depends(_search_service)]
 AdminDep = Annotated[AdminService, Depends(_admin)]
+SearchAuth = Annotated[None, Depends(_require_search_key)]
+AdminAuth = Annotated[None, Depends(_require_admin_key)]

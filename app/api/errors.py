@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from typing import Any
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, cast
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
+
+from app.api.responses import OrjsonResponse
+from app.metrics import Metrics
+from app.services.batcher import BatcherClosedError, DeadlineExceededError, QueueFullError
+from app.services.index_guard import IndexUnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +34,9 @@ _STATUS_TYPES = {
     429: "too_many_requests",
     503: "service_unavailable",
 }
+
+# The order methods are listed in an `Allow` header.
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class ApiError(Exception):
@@ -45,46 +57,109 @@ class ApiError(Exception):
         self.headers = headers
 
 
+@contextmanager
+def service_errors(metrics: Metrics) -> Iterator[None]:
+    """The search path's refusals (index, encoder queue) as API errors with what to do."""
+    try:
+        yield
+    except IndexUnavailableError as exc:
+        metrics.errors.labels("index_unavailable").inc()
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
+    except QueueFullError as exc:
+        metrics.rejected.labels("queue_full").inc()
+        raise ApiError(429, str(exc), headers={"Retry-After": str(exc.retry_after_s)}) from exc
+    except DeadlineExceededError as exc:
+        metrics.rejected.labels("deadline").inc()
+        raise ApiError(503, str(exc), headers={"Retry-After": "1"}) from exc
+    except BatcherClosedError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from exc
+
+
 def error_response(
     status_code: int,
     type_: str,
     message: str,
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
-) -> JSONResponse:
+) -> OrjsonResponse:
     body: dict[str, Any] = {"type": type_, "message": message}
     if details:
         body["details"] = details
-    return JSONResponse({"error": body}, status_code=status_code, headers=headers)
+    return OrjsonResponse({"error": body}, status_code=status_code, headers=headers)
 
 
 def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     details = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            # loc is ("body", <character offset>): the offset is no field.
+            reason = err.get("ctx", {}).get("error", "")
+            where = err.get("loc", ("body", "?"))[-1]
+            message = f"not valid JSON: {reason} (at character {where})"
+            details.append({"field": "body", "message": message})
+            continue
         # Drop the request body echo ("input") for large payloads: it can be megabytes.
         loc = [str(p) for p in err.get("loc", ()) if p != "body"]
         details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "")})
     return details
 
 
+def _validation_error(details: list[dict[str, Any]]) -> OrjsonResponse:
+    summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
+    return error_response(422, "validation_error", f"invalid request: {summary}", details)
+
+
+@lru_cache(maxsize=256)
+def _path_regex(path: str) -> re.Pattern[str]:
+    return compile_path(path)[0]
+
+
+def _routes(app: FastAPI) -> Iterable[Any]:
+    # FastAPI >= 0.13x keeps included routers nested; `iter_route_contexts` (what its own OpenAPI
+    # builder walks) flattens them, prefixes included. Older releases list them flat.
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    return cast(Iterable[Any], flatten(app.routes) if callable(flatten) else app.routes)
+
+
+def allowed_methods(app: FastAPI, path: str) -> list[str]:
+    """Every method some route answers on `path`, in a fixed order.
+
+    Starlette's own 405 names only the methods of the first route whose path matched, so a path
+    served by two routes (PUT and DELETE /admin/faq/{id}) would announce one of them.
+    """
+    methods: set[str] = set()
+    for route in _routes(app):
+        template, route_methods = getattr(route, "path", None), getattr(route, "methods", None)
+        if template and route_methods and _path_regex(template).match(path):
+            methods |= set(route_methods)
+    return sorted(methods, key=lambda m: (*_METHOD_ORDER, m).index(m))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    async def _api_error(_: Request, exc: ApiError) -> OrjsonResponse:
         return error_response(exc.status_code, exc.type, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = _validation_details(exc)
-        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-        return error_response(422, "validation_error", f"invalid request: {summary}", details)
+    async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
+        return _validation_error(_validation_details(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
+        if exc.status_code == 400:
+            # FastAPI's answer to a body it cannot decode (bytes that are not UTF-8, say): the
+            # API's own refusals are ApiErrors, so every plain 400 is this one. The document
+            # promises 422 for a body that is not valid JSON, so it is one.
+            details = [{"field": "body", "message": f"cannot be decoded as JSON: {exc.detail}"}]
+            return _validation_error(details)
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope["path"]))
         type_ = _STATUS_TYPES.get(exc.status_code, "error")
-        return error_response(exc.status_code, type_, str(exc.detail), headers=exc.headers)
+        return error_response(exc.status_code, type_, str(exc.detail), headers=headers)
 
     @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    async def _unexpected(request: Request, exc: Exception) -> OrjsonResponse:
         # Logged with the traceback for operators; the client gets no stack trace.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return error_response(500, "internal_error", "internal server error")

@@ -1,16 +1,21 @@
-"""API keys: from a setting or a secret file, compared in constant time."""
+"""API keys: resolved from a setting or a secret file, compared in constant time.
+
+Pure functions and plain data: nothing here knows about HTTP. The FastAPI dependencies that read
+the key from a request and refuse it live in `app.api.deps`.
+"""
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
 
-from fastapi import Depends, Request
 from pydantic import SecretStr
 
-from app.api.errors import ApiError
 from app.core.config import Settings
+
+# Where a client puts its key: this header, or `Authorization: Bearer <key>`.
+API_KEY_HEADER = "X-API-Key"
 
 
 def resolve_key(value: SecretStr | None, file: Path | None) -> str | None:
@@ -28,45 +33,29 @@ def resolve_key(value: SecretStr | None, file: Path | None) -> str | None:
     return None
 
 
-def presented_key(request: Request) -> str | None:
-    key = request.headers.get("x-api-key")
-    if key:
-        return key
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+def presented_key(api_key_header: str | None, authorization: str | None) -> str | None:
+    """The key a client sent: the X-API-Key header, else an `Authorization: Bearer` token."""
+    if api_key_header:
+        return api_key_header
+    scheme, _, token = (authorization or "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
-def check_key(request: Request, expected: str) -> None:
-    given = presented_key(request)
+def key_matches(given: str | None, expected: str) -> bool:
     # compare_digest on bytes: the time taken does not depend on where the keys differ.
-    if given is None or not hmac.compare_digest(given.encode(), expected.encode()):
-        raise ApiError(
-            401,
-            "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
 
 
+@dataclass(frozen=True)
 class ApiKeys:
     """The keys resolved once at startup, so a bad key file stops the service from starting."""
 
-    def __init__(self, settings: Settings) -> None:
-        self.search = resolve_key(settings.search_api_key, settings.search_api_key_file)
-        self.admin = resolve_key(settings.admin_api_key, settings.admin_api_key_file)
+    search: str | None
+    admin: str | None
 
-
-def _require_search_key(request: Request) -> None:
-    keys: ApiKeys = request.app.state.api_keys
-    if keys.search is not None:
-        check_key(request, keys.search)
-
-
-def _require_admin_key(request: Request) -> None:
-    keys: ApiKeys = request.app.state.api_keys
-    if keys.admin is None:
-        raise ApiError(403, "admin routes are disabled: set FAQ_ADMIN_API_KEY to enable them")
-    check_key(request, keys.admin)
-
-
-SearchAuth = Annotated[None, Depends(_require_search_key)]
-AdminAuth = Annotated[None, Depends(_require_admin_key)]
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ApiKeys:
+        return cls(
+            search=resolve_key(settings.search_api_key, settings.search_api_key_file),
+            admin=resolve_key(settings.admin_api_key, settings.admin_api_key_file),
+        )

@@ -363,7 +363,7 @@ def test_rollback_moves_the_alias_back_and_forward(tmp_path: Path) -> None:
         r = client.post("/admin/rollback", headers=AUTH)
         assert r.status_code == 409 and "nothing to roll back to" in r.json()["error"]["message"]
         r = client.post("/admin/rollback", json={"collection": "faq_v9"}, headers=AUTH)
-        assert r.status_code == 422 and "faq_v1, faq_v2" in r.json()["error"]["message"]
+        assert r.status_code == 404 and "faq_v1, faq_v2" in r.json()["error"]["message"]
         r = client.post("/admin/rollback", json={"collection": "faq_v1"}, headers=AUTH)
         assert r.status_code == 409 and "already live" in r.json()["error"]["message"]
         r = client.post("/admin/rollback", json={"collection": "faq_v2"}, headers=AUTH)

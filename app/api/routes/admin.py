@@ -6,196 +6,236 @@ threadpool and the event loop stays free for /health.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from dataclasses import asdict
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from fastapi import APIRouter, Body
+from fastapi import Path as PathParam
+from pydantic import AfterValidator, ValidationError
 
-from app.api.deps import AdminDep, SettingsDep
+from app.api.deps import AdminAuth, AdminDep, SettingsDep
 from app.api.errors import ApiError
-from app.core.security import AdminAuth
+from app.api.responses import OrjsonResponse, errors
+from app.api.schemas.admin import (
+    CollectionOut,
+    FaqEdit,
+    FaqEditResult,
+    ReindexRequest,
+    RollbackRequest,
+    RollbackResponse,
+)
+from app.api.schemas.search import NOT_BLANK
 from app.services.index_guard import QDRANT_ERRORS
 from app.services.jobs_store import JobRecord
 from app.services.reindex import AdminConflictError, JobStoreError
 from index_builder.faq import FaqFileError, FaqItem, read_faq
-from index_builder.store import FaqIndexError, UnknownCollectionError
+from index_builder.store import CollectionInfo, FaqIndexError, UnknownCollectionError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
-
-class ReindexRequest(BaseModel):
-    """Either the FAQ entries themselves or the name of a configured FAQ file."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[FaqItem] | None = Field(
-        None, min_length=1, description="The whole new FAQ: the live content is replaced by it."
-    )
-    source: str | None = Field(
-        None, min_length=1, description="A name from FAQ_REINDEX_SOURCES.", examples=["default"]
-    )
-
-    @field_validator("items")
-    @classmethod
-    def _unique_ids(cls, items: list[FaqItem] | None) -> list[FaqItem] | None:
-        if items:
-            dupes = [i for i, n in Counter(item.id for item in items).items() if n > 1]
-            if dupes:
-                raise ValueError(f"duplicate FAQ ids: {', '.join(sorted(dupes))}")
-        return items
-
-    @model_validator(mode="after")
-    def _one_of(self) -> ReindexRequest:
-        if (self.items is None) == (self.source is None):
-            raise ValueError('give either "items" or "source", not both or neither')
-        return self
+_QDRANT_DOWN = "Qdrant is unreachable: retry after Retry-After seconds."
+_BUSY = "A reindex or another write is running, or the index is held elsewhere."
 
 
-class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    collection: str | None = Field(
-        None,
-        description="A kept collection to move the alias to; default: the one before the live.",
-        examples=["faq_v3"],
-    )
+def _id_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("the id must contain text, not only whitespace")
+    return value
 
 
-class RollbackResponse(BaseModel):
-    previous: str = Field(description="The alias target before the rollback.")
-    current: str = Field(description="The alias target now.")
-
-
-class CollectionOut(BaseModel):
-    name: str
-    version: int
-    points: int
-    state: str = Field(description="ready, or building (a build in progress or killed).")
-    fingerprint: str
-    content_hash: str = Field(description="Empty once the collection was edited by PUT/DELETE.")
-    created_at: str
-    live: bool
-
-
-class FaqEdit(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    id: str | None = Field(None, description="Ignored: the id in the path wins.")
-    question: str
-    answer: str
-    lang: str
-    market: str | None = None
-    tags: list[str] = Field(default_factory=list)
-
-
-class FaqEditResult(BaseModel):
-    id: str
-    collection: str = Field(description="The live collection that was changed.")
-    created: bool = False
-    deleted: bool = False
+FaqId = Annotated[
+    str,
+    PathParam(
+        max_length=128,
+        description="The entry's id (may contain `/`; spaces around it are dropped).",
+        json_schema_extra={"pattern": NOT_BLANK},
+    ),
+    AfterValidator(_id_not_blank),
+]
 
 
 @contextmanager
 def _write_errors() -> Iterator[None]:
-    """The admin service's refusals as API errors: 422 for an unknown collection, 409 when the
-    write cannot happen now, 503 while Qdrant is unreachable."""
+    """The admin service's refusals as API errors: 404 for a collection that is not kept, 409
+    when the write cannot happen now, 503 while Qdrant is unreachable."""
     try:
         yield
     except UnknownCollectionError as exc:
-        raise ApiError(422, str(exc)) from exc
+        raise ApiError(404, str(exc)) from exc
     except (AdminConflictError, FaqIndexError) as exc:
         raise ApiError(409, str(exc)) from exc
     except QDRANT_ERRORS as exc:
         raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
 
 
-@router.post("/reindex", status_code=202, response_model=JobRecord)
+def _job(record: JobRecord, status_code: int = 200) -> OrjsonResponse:
+    return OrjsonResponse(record.model_dump(mode="json"), status_code=status_code)
+
+
+@router.post(
+    "/reindex",
+    status_code=202,
+    response_model=JobRecord,
+    responses={
+        202: {
+            "description": "Accepted: the job runs in the background.",
+            "headers": {
+                "Location": {
+                    "description": "The job's URL (GET it for its state).",
+                    "required": True,
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **errors(
+            401,
+            403,
+            409,
+            413,
+            422,
+            503,
+            s409="A reindex is already running (or the service is shutting down).",
+            s422="The body breaks the schema, or the named source cannot be read.",
+            s503="The job could not be recorded (FAQ_JOBS_DIR): retry after Retry-After.",
+        ),
+    },
+)
 def reindex(
-    _: AdminAuth, body: ReindexRequest, admin: AdminDep, settings: SettingsDep, response: Response
-) -> JobRecord:
+    _: AdminAuth, body: ReindexRequest, admin: AdminDep, settings: SettingsDep
+) -> OrjsonResponse:
     """Start a reindex in the background: new collection, quality gate, atomic alias swap."""
-    source_path: Path | None = None
-    if body.source is not None:
+    source, source_path = body.named_source, None
+    if source is not None:
         sources = settings.reindex_sources
-        if body.source not in sources:
+        if source not in sources:
             known = ", ".join(sorted(sources)) or "none (set FAQ_REINDEX_SOURCES)"
-            raise ApiError(422, f"unknown source {body.source!r}; configured sources: {known}")
-        source_path = sources[body.source]
+            raise ApiError(422, f"unknown source {source!r}; configured sources: {known}")
+        source_path = sources[source]
         try:
             items = read_faq(source_path)
         except FaqFileError as exc:
-            raise ApiError(422, f"source {body.source!r} cannot be indexed: {exc}") from exc
+            raise ApiError(422, f"source {source!r} cannot be indexed: {exc}") from exc
     else:
-        items = body.items or []
+        items = [FaqItem.model_validate(e.faq_item(e.id)) for e in body.items]
     try:
-        record = admin.submit(items, source=body.source or "inline", source_path=source_path)
+        record = admin.submit(items, source=source or "inline", source_path=source_path)
     except AdminConflictError as exc:
         raise ApiError(409, str(exc)) from exc
     except JobStoreError as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from exc
-    location = f"/admin/reindex/{record.id}"
-    response.headers["Location"] = location
-    return record
+    response = _job(record, 202)
+    response.headers["Location"] = f"/admin/reindex/{record.id}"
+    return response
 
 
-@router.get("/reindex", response_model=list[JobRecord])
-def reindex_jobs(_: AdminAuth, admin: AdminDep) -> list[JobRecord]:
+@router.get("/reindex", response_model=list[JobRecord], responses=errors(401, 403))
+def reindex_jobs(_: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """The most recent reindex jobs, newest first."""
-    return admin.jobs()
+    return OrjsonResponse([r.model_dump(mode="json") for r in admin.jobs()])
 
 
-@router.get("/reindex/{job_id}", response_model=JobRecord)
-def reindex_job(job_id: str, _: AdminAuth, admin: AdminDep) -> JobRecord:
+@router.get(
+    "/reindex/{job_id}",
+    response_model=JobRecord,
+    responses=errors(401, 403, 404, s404="No job with this id."),
+)
+def reindex_job(job_id: str, _: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """State, progress, timings, the collection built, the gate's results, the error."""
     record = admin.job(job_id)
     if record is None:
         raise ApiError(404, f"no reindex job {job_id}")
-    return record
+    return _job(record)
 
 
-@router.post("/rollback", response_model=RollbackResponse)
+@router.post(
+    "/rollback",
+    response_model=RollbackResponse,
+    responses=errors(
+        401,
+        403,
+        404,
+        409,
+        413,
+        422,
+        503,
+        s404="The named collection is not among the kept ones.",
+        s409="Nothing to roll back to, the collection is already live, or a write is running.",
+        s503=_QDRANT_DOWN,
+    ),
+)
 def rollback(
-    _: AdminAuth, admin: AdminDep, body: RollbackRequest | None = None
-) -> RollbackResponse:
+    _: AdminAuth, admin: AdminDep, body: Annotated[RollbackRequest | None, Body()] = None
+) -> OrjsonResponse:
     """Move the alias back to the previous kept collection, or to the one named."""
     with _write_errors():
         previous, current = admin.rollback(body.collection if body else None)
-    return RollbackResponse(previous=previous, current=current)
+    return OrjsonResponse({"previous": previous, "current": current})
 
 
-@router.get("/collections", response_model=list[CollectionOut])
-def collections(_: AdminAuth, admin: AdminDep) -> list[CollectionOut]:
+@router.get(
+    "/collections",
+    response_model=list[CollectionOut],
+    responses=errors(401, 403, 409, 503, s409=_BUSY, s503=_QDRANT_DOWN),
+)
+def collections(_: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """The kept collections behind the alias, oldest first."""
     with _write_errors():
         kept = admin.collections()
-    return [CollectionOut(**vars(c)) for c in kept]
+    return OrjsonResponse([_collection(c) for c in kept])
 
 
-@router.put("/faq/{faq_id}", response_model=FaqEditResult)
-def put_faq(
-    _: AdminAuth, faq_id: str, body: FaqEdit, admin: AdminDep, response: Response
-) -> FaqEditResult:
+def _collection(info: CollectionInfo) -> dict[str, Any]:
+    fields = asdict(info)
+    return {name: fields[name] for name in CollectionOut.model_fields}
+
+
+@router.put(
+    "/faq/{faq_id:path}",
+    response_model=FaqEditResult,
+    responses={
+        200: {"description": "Replaced."},
+        201: {"model": FaqEditResult, "description": "Added: no entry had this id."},
+        **errors(401, 403, 409, 413, 422, 503, s409=_BUSY, s503=_QDRANT_DOWN),
+    },
+)
+def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> OrjsonResponse:
     """Add or replace one entry in the live collection (201 when it is new)."""
     try:
-        item = FaqItem.model_validate({**body.model_dump(exclude={"id"}), "id": faq_id})
+        item = FaqItem.model_validate(body.faq_item(faq_id))
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ApiError(422, f"invalid FAQ entry: {problems}") from exc
     with _write_errors():
         collection, created = admin.upsert(item)
-    if created:
-        response.status_code = 201
-    return FaqEditResult(id=item.id, collection=collection, created=created)
+    return OrjsonResponse(
+        {"id": item.id, "collection": collection, "created": created, "deleted": False},
+        status_code=201 if created else 200,
+    )
 
 
-@router.delete("/faq/{faq_id}", response_model=FaqEditResult)
-def delete_faq(_: AdminAuth, faq_id: str, admin: AdminDep) -> FaqEditResult:
+@router.delete(
+    "/faq/{faq_id:path}",
+    response_model=FaqEditResult,
+    responses=errors(
+        401,
+        403,
+        404,
+        409,
+        422,
+        503,
+        s404="No entry with this id in the live index.",
+        s409=_BUSY,
+        s503=_QDRANT_DOWN,
+    ),
+)
+def delete_faq(_: AdminAuth, faq_id: FaqId, admin: AdminDep) -> OrjsonResponse:
     """Remove one entry from the live collection; 404 when it is not there."""
     with _write_errors():
         collection = admin.delete(faq_id)
     if collection is None:
         raise ApiError(404, f"no FAQ entry {faq_id!r} in the live index")
-    return FaqEditResult(id=faq_id, collection=collection, deleted=True)
+    return OrjsonResponse(
+        {"id": faq_id, "collection": collection, "created": False, "deleted": True}
+    )

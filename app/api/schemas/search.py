@@ -1,12 +1,34 @@
-"""Request and response bodies of the public API."""
+"""Request and response bodies of /search and /search/batch.
+
+Requests are strict (no "5" for 5, no 1 for true) and forbid unknown fields, so what the
+OpenAPI document says is exactly what the server takes. Responses are built as plain dicts by
+the routes; the models below document them.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+# A character that `str.strip()` keeps, spelled out: JSON Schema's `\s` (ECMA-262) and
+# Python's whitespace differ (\x1c-\x1f, \x85, \ufeff), and the document must refuse exactly
+# what the server refuses. `pattern` searches, so NOT_BLANK means "not only whitespace".
+NOT_SPACE = r"[^\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+NOT_BLANK = NOT_SPACE
+
+
+def _integral(value: Any) -> Any:
+    # JSON Schema's integer includes 30.0; strict pydantic would refuse it. Strings and
+    # booleans stay refused.
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 class SearchFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     lang: str | None = Field(None, min_length=2, max_length=16, examples=["es"])
     market: str | None = Field(None, min_length=1, max_length=32, examples=["mx"])
@@ -18,15 +40,17 @@ class SearchFilters(BaseModel):
 
 
 class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     query: str = Field(
         min_length=1,
         description="The shopper's question, in any language or a mix of them. Long queries "
-        "are truncated to the model's limit, not refused.",
+        "are truncated to the model's limit, not refused. Must contain a character that is "
+        "not whitespace.",
         examples=["can I cancel mi pedido"],
+        json_schema_extra={"pattern": NOT_BLANK},
     )
-    top_k: int = Field(5, ge=1, le=50)
+    top_k: JsonInt = Field(5, ge=1, le=50)
     filters: SearchFilters = Field(default_factory=SearchFilters)
 
     @field_validator("query")
@@ -56,12 +80,12 @@ class SearchResponse(BaseModel):
 
 
 class BatchSearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     queries: list[SearchRequest] = Field(
         min_length=1,
         description="Searches to run together, each like a POST /search body; at most "
-        "FAQ_SEARCH_BATCH_MAX_QUERIES (default 32).",
+        "FAQ_SEARCH_BATCH_MAX_QUERIES (default 32; the document states the served limit).",
     )
 
 
@@ -75,12 +99,3 @@ class BatchSearchResponse(BaseModel):
     model: str = Field(description="Model fingerprint: name, variant and weights hash.")
     index: str = Field(description="The collection that answered (the alias target).")
     took_ms: float
-
-
-class ReadyResponse(BaseModel):
-    ready: bool
-    model: str | None = None
-    providers: list[str] = Field(default_factory=list)
-    index: str | None = None
-    index_points: int | None = None
-    problem: str | None = None

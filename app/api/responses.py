@@ -1,0 +1,71 @@
+"""The response class of every route and the documented error responses of each.
+
+Routes build plain dicts and return `OrjsonResponse` themselves: no response model is
+validated a second time on the way out (the `response_model` of a route is for the document
+only), and orjson writes the bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.responses import JSONResponse
+
+from app.api.schemas.errors import ErrorResponse
+
+
+class OrjsonResponse(JSONResponse):
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer"},
+    }
+}
+
+# What each error status means on this API; a route may say more for its own case.
+_MEANING: dict[int, str] = {
+    401: "Missing or wrong API key: send it as X-API-Key or Authorization: Bearer.",
+    403: "Admin routes are disabled: the service has no admin key (FAQ_ADMIN_API_KEY).",
+    404: "Not found.",
+    409: "The request conflicts with the current state.",
+    413: "The request body is larger than FAQ_MAX_BODY_BYTES.",
+    422: "The request breaks the schema, or its body is not decodable JSON (`details` names "
+    "the fields).",
+    429: "Too many queries are waiting for the encoder: retry after Retry-After seconds.",
+    503: "The index or Qdrant cannot serve now: retry after Retry-After seconds.",
+}
+
+_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": "Bearer: how to send the key.",
+            "schema": {"type": "string"},
+        }
+    },
+    429: _RETRY_AFTER,
+    503: _RETRY_AFTER,
+}
+
+
+def errors(*codes: int, **meaning: str) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: each status it can fail with, in the one error shape.
+
+    `meaning` overrides the text of a status for this route: `errors(404, 409, s404="...")`.
+    """
+    out: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        entry: dict[str, Any] = {
+            "model": ErrorResponse,
+            "description": meaning.get(f"s{code}", _MEANING[code]),
+        }
+        if code in _HEADERS:
+            entry["headers"] = _HEADERS[code]
+        out[code] = entry
+    return out

@@ -1,0 +1,49 @@
+"""GET /info: what this service serves: model, variant, providers, index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from app.api.deps import EncoderDep, GuardDep, SearchAuth, SettingsDep
+from app.api.responses import OrjsonResponse, errors
+from app.api.schemas.openai import InfoResponse
+from app.services.index_guard import IndexUnavailableError
+
+router = APIRouter(tags=["info"])
+
+
+@router.get("/info", response_model=InfoResponse, responses=errors(401))
+def info(
+    request: Request,
+    encoder: EncoderDep,
+    guard: GuardDep,
+    settings: SettingsDep,
+    _auth: SearchAuth,
+) -> OrjsonResponse:
+    """The served model (name, fingerprint, variant, providers) and the index behind the alias.
+
+    Answers while the index is unavailable too: `index.problem` then says why.
+    """
+    index: dict[str, Any] = {
+        "alias": settings.collection_alias,
+        "collection": None,
+        "points": None,
+        "problem": None,
+    }
+    try:
+        current = guard.current()
+    except IndexUnavailableError as exc:
+        index["problem"] = str(exc)
+    else:
+        index["collection"], index["points"] = current.collection, current.points
+    model = {
+        "name": encoder.name,
+        "fingerprint": encoder.fingerprint,
+        "variant": str(getattr(encoder, "variant", settings.model_variant)),
+        "providers": list(getattr(encoder, "providers", [])),
+        "dim": encoder.dim,
+        "max_length": encoder.max_length,
+    }
+    return OrjsonResponse({"model": model, "index": index, "version": request.app.version})

@@ -1,0 +1,110 @@
+"""OpenAI-compatible embeddings on the served encoder: POST /v1/embeddings, GET /v1/models.
+
+Same key (the search key) and the same limits as /search: the body limit, at most
+FAQ_SEARCH_BATCH_MAX_QUERIES texts, each cut to FAQ_MAX_QUERY_CHARS characters and to the
+model's token limit, and the encoder's queue (429 when it is full).
+"""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from fastapi import APIRouter
+
+from app.api.deps import EncoderDep, InferenceEncoderDep, MetricsDep, SearchAuth, SettingsDep
+from app.api.errors import ApiError, service_errors
+from app.api.responses import OrjsonResponse, errors
+from app.api.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelList
+from index_builder.encoder import Encoder
+
+router = APIRouter(prefix="/v1", tags=["openai"])
+
+OWNER = "cs-faq-search"
+
+
+def created_at(encoder: Encoder) -> int:
+    """Unix time of the model's export, from its manifest; 0 when the encoder has none."""
+    manifest = getattr(encoder, "manifest", None)
+    stamp = getattr(manifest, "created_at", "") or ""
+    try:
+        return int(datetime.fromisoformat(stamp).timestamp())
+    except ValueError:
+        return 0
+
+
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingsResponse,
+    responses=errors(
+        401,
+        404,
+        413,
+        422,
+        429,
+        503,
+        s404="No served model by this name: GET /v1/models lists the one there is.",
+        s503="The encoder is shutting down or too slow now: retry after Retry-After seconds.",
+    ),
+)
+def embeddings(
+    body: EmbeddingsRequest,
+    encoder: InferenceEncoderDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    _auth: SearchAuth,
+) -> OrjsonResponse:
+    """Unit-length vectors of the texts, with `query: ` or `passage: ` before each."""
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    limit = settings.search_batch_max_queries
+    if len(texts) > limit:
+        raise ApiError(
+            422,
+            f"invalid request: input: {len(texts)} texts, at most {limit} per request "
+            "(FAQ_SEARCH_BATCH_MAX_QUERIES)",
+        )
+    if body.model not in (encoder.name, encoder.fingerprint):
+        raise ApiError(
+            404,
+            f"model {body.model!r} is not served here; this service serves {encoder.name!r} "
+            f"({encoder.fingerprint})",
+        )
+    cut = [t[: settings.max_query_chars] for t in texts]
+    with service_errors(metrics):
+        encoded = encoder.encode(cut, body.input_type)
+    vectors = np.ascontiguousarray(encoded.vectors, dtype="<f4")
+    data: list[dict[str, Any]] = [
+        {
+            "object": "embedding",
+            "index": i,
+            "embedding": (
+                base64.b64encode(row.tobytes()).decode("ascii")
+                if body.encoding_format == "base64"
+                else row
+            ),
+        }
+        for i, row in enumerate(vectors)
+    ]
+    tokens = int(sum(encoded.n_tokens))
+    return OrjsonResponse(
+        {
+            "object": "list",
+            "data": data,
+            "model": encoder.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+    )
+
+
+@router.get("/models", response_model=ModelList, responses=errors(401))
+def models(encoder: EncoderDep, _auth: SearchAuth) -> OrjsonResponse:
+    """The one served model, as OpenAI's model list."""
+    card = {
+        "id": encoder.name,
+        "object": "model",
+        "created": created_at(encoder),
+        "owned_by": OWNER,
+    }
+    return OrjsonResponse({"object": "list", "data": [card]})

@@ -1,0 +1,54 @@
+"""Request and response bodies of the public API, one module per area."""
+
+from app.api.schemas.admin import (
+    CollectionOut,
+    FaqEdit,
+    FaqEditResult,
+    FaqEntry,
+    ReindexRequest,
+    RollbackRequest,
+    RollbackResponse,
+)
+from app.api.schemas.errors import ErrorBody, ErrorDetail, ErrorResponse
+from app.api.schemas.health import LiveResponse, ReadyResponse
+from app.api.schemas.openai import (
+    EmbeddingsRequest,
+    EmbeddingsResponse,
+    InfoResponse,
+    ModelList,
+)
+from app.api.schemas.search import (
+    BatchSearchItem,
+    BatchSearchRequest,
+    BatchSearchResponse,
+    SearchFilters,
+    SearchRequest,
+    SearchResponse,
+    SearchResult,
+)
+
+__all__ = [
+    "BatchSearchItem",
+    "BatchSearchRequest",
+    "BatchSearchResponse",
+    "CollectionOut",
+    "EmbeddingsRequest",
+    "EmbeddingsResponse",
+    "ErrorBody",
+    "ErrorDetail",
+    "ErrorResponse",
+    "FaqEdit",
+    "FaqEditResult",
+    "FaqEntry",
+    "InfoResponse",
+    "LiveResponse",
+    "ModelList",
+    "ReadyResponse",
+    "ReindexRequest",
+    "RollbackRequest",
+    "RollbackResponse",
+    "SearchFilters",
+    "SearchRequest",
+    "SearchResponse",
+    "SearchResult",
+]
