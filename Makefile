@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k soak
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -195,6 +195,65 @@ bench: index
 	pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
 	FAQ_PORT=$(BENCH_PORT) $(BIN)/faq-bench --wait 180 --json artifacts/bench/bench.json $(BENCH_ARGS) \
 		|| { tail -20 artifacts/bench/serve.log; exit 1; }
+
+# --- issue 10's benchmark tooling (tools/): run these on a quiet machine ---
+PEER_VENV := .cache/infinity-venv
+PEER_DIR := .cache/bench-peer
+INFINITY_VERSION := 0.0.78
+BENCH_PEER_ARGS ?=
+## bench-peer: faq-serve's POST /search (with the search) against infinity-emb's /embeddings on
+## the same machine, in turn: int8 and fp32, c=1/8/32/64 with wrk, the same query, at most 15 s
+## and 20,000 responses per level, beside the raw in-process cost; writes
+## artifacts/bench-peer/results.{json,md} (about 12 min; set-up of the peer about 2 min once).
+## Smoke: make bench-peer BENCH_PEER_ARGS='--variants int8 --levels 1 --duration 3'
+bench-peer: venv peer
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	scripts/ensure-debs.sh wrk
+	$(BIN)/python -m tools.bench_peer --peer-venv $(PEER_VENV) --peer-dir $(PEER_DIR) $(BENCH_PEER_ARGS)
+
+## peer: infinity-emb pinned in its own venv (torch CPU build), the base model exported for it
+## with optimum-cli and quantised like ours (dynamic int8, per channel)
+peer: $(PEER_DIR)/peer-int8/model_quantized.onnx
+$(PEER_VENV)/.installed: tools/peer-constraints.txt
+	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q -c tools/peer-constraints.txt torch==2.13.0 \
+		'infinity-emb[server,torch,optimum]==$(INFINITY_VERSION)'
+	touch $@
+$(PEER_DIR)/export-fp32/model.onnx: $(PEER_VENV)/.installed
+	test -f $(BASE_DIR)/config.json || $(MAKE) model
+	rm -rf $(PEER_DIR)/export-fp32.tmp
+	DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 $(PEER_VENV)/bin/optimum-cli export onnx --model $(BASE_DIR) \
+		--task feature-extraction --library-name transformers $(PEER_DIR)/export-fp32.tmp
+	rm -rf $(PEER_DIR)/export-fp32 && mv $(PEER_DIR)/export-fp32.tmp $(PEER_DIR)/export-fp32
+$(PEER_DIR)/peer-int8/model_quantized.onnx: $(PEER_DIR)/export-fp32/model.onnx tools/peer_model.py
+	$(BIN)/python -m tools.peer_model --export $(PEER_DIR)/export-fp32 --out $(PEER_DIR)
+
+SYNTH_FAQ := var/bench-100k/faq.jsonl
+SYNTH_ENTRIES ?= 100000
+## synth-faq: a valid synthetic FAQ file of SYNTH_ENTRIES entries (the sample FAQ included) in
+## var/bench-100k/faq.jsonl
+synth-faq: $(SYNTH_FAQ)
+$(SYNTH_FAQ): tools/synth_faq.py $(FAQ)
+	$(BIN)/python -m tools.synth_faq --entries $(SYNTH_ENTRIES) --include $(FAQ) --out $@
+
+BENCH_100K_ARGS ?=
+## bench-100k: the synthetic FAQ indexed (int8; the first build embeds 100k entries, several
+## minutes), then faq-serve on it and on the sample index, in turn, at c=1 and c=32 with wrk;
+## writes artifacts/bench-100k/results.{json,md} (c=1 p50 and c=32 req/s, 100k / sample)
+bench-100k: venv synth-faq
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	scripts/ensure-debs.sh wrk
+	$(BIN)/python -m tools.bench_100k --large $(SYNTH_FAQ) --sample $(FAQ) $(BENCH_100K_ARGS)
+
+SOAK_ARGS ?=
+## soak: faq-serve (int8, the sample index) under wrk at c=32 for 10 minutes with a mix of valid
+## and invalid requests; prints 5xx, socket errors and RSS growth after the first minute, and
+## fails on any 5xx or socket error or growth >= 5% (e.g. SOAK_ARGS='--minutes 1')
+soak: venv
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	scripts/ensure-debs.sh wrk
+	$(BIN)/python -m tools.soak $(SOAK_ARGS)
 
 clean:
 	rm -rf artifacts var .cache .pytest_cache .mypy_cache .ruff_cache
