@@ -88,6 +88,9 @@ class FaqIndex:
         self._snap_lock = threading.Lock()
         self._point_writes: dict[str, int] = {}
         self._snapshots: dict[str, tuple[int, MatrixSnapshot]] = {}
+        # Set by the first search: a build or rollback warms the snapshot of the collection it
+        # made live only for an instance that serves searches (not for a one-off CLI build).
+        self._serving = False
 
     def _read(self) -> AbstractContextManager[None]:
         return self._rw.read() if self.local else nullcontext()
@@ -197,6 +200,7 @@ class FaqIndex:
     def _snapshot_of(self, name: str) -> MatrixSnapshot | None:
         """The snapshot of `name` (the alias or a collection), built if missing or outdated;
         None when there is no such collection (the caller then fails the way Qdrant does)."""
+        self._serving = True
         collection = self.current_collection() if name == self.alias else name
         if collection is None:
             return None
@@ -263,13 +267,14 @@ class FaqIndex:
         first search does not pay for it; nothing to do without an alias or a matrix."""
         if not self.matrix:
             return
+        self._serving = True
         live = self.current_collection()
         if live is not None:
             self._warm_snapshot(live)
 
     def _warm_snapshot(self, collection: str) -> None:
         """Build the snapshot of a collection that just went live, before searches ask."""
-        if not self.matrix:
+        if not (self.matrix and self._serving):
             return
         with self._snap_lock:
             self._load_snapshot_locked(collection)
