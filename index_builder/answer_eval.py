@@ -91,6 +91,7 @@ def calibrate_model(
     offtopic: Sequence[OffTopicQuery],
     *,
     refusal_budget: float = DEFAULT_REFUSAL_BUDGET,
+    variant: str = "fp32",
 ) -> tuple[Calibration, AbstainCalibration]:
     """Calibrate on dev data; the anchors are the off-topic dev queries themselves."""
     if not answerable or not offtopic:
@@ -118,6 +119,7 @@ def calibrate_model(
         dev_refused=round(result.refused, 6),
         dev_abstained=round(result.abstained, 6),
         faq_hash=content_hash(faq.items),
+        variant=variant,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return result, stored

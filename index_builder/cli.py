@@ -270,7 +270,7 @@ def calibrate(
         off = load_offtopic("dev", offtopic)
         encoder = OnnxEncoder.load(model_dir, variant=variant)
         result, stored = calibrate_model(
-            DenseFaq(items, encoder), dev, off, refusal_budget=refusal_budget
+            DenseFaq(items, encoder), dev, off, refusal_budget=refusal_budget, variant=variant
         )
     except (FaqFileError, ManifestError, CalibrationDataError) as exc:
         typer.echo(f"error: {exc}", err=True)

@@ -41,6 +41,7 @@ class AbstainCalibration(BaseModel):
     dev_refused: float = Field(description="Share of answerable dev queries refused.")
     dev_abstained: float = Field(description="Share of off-topic dev queries abstained on.")
     faq_hash: str = Field(description="content_hash of the FAQ whose scores were calibrated.")
+    variant: str = Field("fp32", description="The model variant whose scores were calibrated.")
     created_at: str = ""
 
 

@@ -111,6 +111,7 @@ def build_answering(
     encoder: Encoder,
     *,
     model_dir: Path,
+    variant: str = "fp32",
     min_score: float | None = None,
     group_default: bool = True,
     query_languages: Sequence[str] = OTHER_LANGUAGES,
@@ -120,6 +121,14 @@ def build_answering(
     """The service's answering: call before the inference worker owns the encoder (the
     off-topic anchors are encoded here, once)."""
     calibration = read_calibration(model_dir)
+    if calibration is not None and calibration.variant != variant:
+        log.warning(
+            "the abstain rule was calibrated on the %s variant and %s is served: run "
+            "faq-index calibrate --variant %s",
+            calibration.variant,
+            variant,
+            variant,
+        )
     if calibration is not None and calibration.anchors:
         anchors = encoder.encode_passages(calibration.anchors)
         rule = AbstainRule(calibration.min_score, calibration.offtopic_weight, anchors)

@@ -103,6 +103,14 @@ def test_build_uses_the_models_calibration_and_its_anchors(tmp_path: Path) -> No
     assert build_answering(encoder, model_dir=model, min_score=-5.0).rule.min_score == -5.0
 
 
+def test_another_variant_than_calibrated_is_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = _model_dir(tmp_path, _calibration(0.5, 0.0, []))
+    build_answering(FakeEncoder(dim=64), model_dir=model, variant="int8")
+    assert "calibrated on the fp32 variant and int8 is served" in caplog.text
+
+
 def test_uncalibrated_model_never_abstains_unless_a_setting_says(tmp_path: Path) -> None:
     encoder = FakeEncoder(dim=64)
     assert read_calibration(tmp_path / "missing") is None

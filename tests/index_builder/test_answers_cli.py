@@ -85,6 +85,7 @@ def test_calibrate_stores_the_rule_in_the_manifest(setup: dict[str, Path]) -> No
     assert stored.dev_refused == 0.0
     assert stored.dev_abstained == 1.0
     assert stored.answerable == len(SHOPPER)
+    assert stored.variant == "fp32"
     assert stored.offtopic == sum(offtopic_split(q) == "dev" for q in OFFTOPIC)
     assert "stored in" in result.output
     # --no-write prints the setting and leaves the manifest alone.
