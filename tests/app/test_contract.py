@@ -277,6 +277,24 @@ def test_reindex_body_schema_and_server_agree(
         assert r.json()["error"]["type"] == "validation_error"
 
 
+@pytest.mark.parametrize(
+    ("query", "ok"),
+    [
+        ("where", True),
+        (" \x1c\x1f\x85\u3000 ", False),  # whitespace to Python, not all of it to ECMA's \s
+        ("\ufeff", True),  # whitespace to ECMA's \s, not to Python: the server keeps it
+        ("", False),
+    ],
+)
+def test_blank_means_the_same_in_the_document_and_on_the_server(
+    doc: dict[str, Any], client: httpx.Client, query: str, ok: bool
+) -> None:
+    schema = {"$ref": "#/components/schemas/SearchRequest"}
+    assert _valid(schema, doc, {"query": query}) is ok
+    r = client.post("/search", json={"query": query}, headers=SEARCH)
+    assert r.status_code == (200 if ok else 422), r.text
+
+
 def _wait_idle(client: httpx.Client) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:

@@ -144,7 +144,7 @@ def test_a_full_encoder_queue_is_429_with_retry_after(client: httpx.Client) -> N
 
 
 def test_long_texts_are_cut_like_queries(client: httpx.Client) -> None:
-    long = "word " * 40  # 200 characters; max_query_chars=50 here
+    long = "refund " * 10 + "paypal " * 20  # 210 characters; max_query_chars=50 here
     r = _embed(client, input=long)
     got = np.array(r.json()["data"][0]["embedding"], dtype=np.float32)
     np.testing.assert_allclose(got, _fake([long[:50]])[0], atol=1e-6)
