@@ -91,6 +91,8 @@ class FaqIndex:
         # Set by the first search: a build or rollback warms the snapshot of the collection it
         # made live only for an instance that serves searches (not for a one-off CLI build).
         self._serving = False
+        # Collections whose points live only in their snapshot (a replica): counted from it.
+        self._adopted: set[str] = set()
 
     def _read(self) -> AbstractContextManager[None]:
         return self._rw.read() if self.local else nullcontext()
@@ -113,6 +115,8 @@ class FaqIndex:
             return dict(self.client.get_collection(collection).config.metadata or {})
 
     def _count(self, collection: str) -> int:
+        if collection in self._adopted:
+            return len(self._snapshots[collection][1])
         with self._read():
             return self.client.count(collection, exact=True).count
 
@@ -271,6 +275,19 @@ class FaqIndex:
         live = self.current_collection()
         if live is not None:
             self._warm_snapshot(live)
+
+    def adopt(self, snapshot: MatrixSnapshot) -> None:
+        """Serve `snapshot` for its collection, whose points this client does not hold (a
+        read-only replica: the client keeps only the collection's metadata and the alias)."""
+        if not self.matrix:
+            raise ValueError("adopt() needs the matrix search (local mode, matrix=True)")
+        with self._snap_lock:
+            self._serving = True
+            self._snapshots[snapshot.collection] = (
+                self._point_writes.get(snapshot.collection, 0),
+                snapshot,
+            )
+            self._adopted.add(snapshot.collection)
 
     def _warm_snapshot(self, collection: str) -> None:
         """Build the snapshot of a collection that just went live, before searches ask."""

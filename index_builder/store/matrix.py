@@ -115,8 +115,8 @@ class MatrixSnapshot:
     def load(cls, client: QdrantClient, collection: str) -> MatrixSnapshot:
         """Read every point of `collection` (vectors and payloads) into a snapshot.
 
-        In local mode the collection's own arrays are copied directly (about 100x faster than
-        scrolling: 100k entries in well under a second instead of several seconds); anything
+        In local mode the collection's own arrays are copied directly (measured at 30k entries:
+        0.13 s instead of 2 s by scrolling, on a busy 2-core machine); anything
         unexpected in them, or a server, falls back to the public scroll API.
         """
         dim = _dim(client, collection)

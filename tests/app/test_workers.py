@@ -286,3 +286,35 @@ def test_metrics_from_two_workers_add_up(two_worker_server: Running) -> None:
             for k in _samples(text, "process_resident_memory_bytes")
         }
         assert pids == {str(p) for p in served} and str(proc.pid) not in pids
+
+
+@pytest.mark.parametrize("matrix", [True, False])
+def test_a_replica_answers_like_the_directory(tmp_path: Path, matrix: bool) -> None:
+    from app.services.replica import load_replica
+
+    qdrant = tmp_path / "qdrant"
+    _build(qdrant, SAMPLE_FAQ)
+    encoder = FakeEncoder(dim=384)
+    vectors = encoder.encode_queries(["where is my order", "refund", "cancel mi pedido"])
+    specs: list[tuple[int, str | None, str | None]] = [
+        (3, None, None),
+        (5, "es", None),
+        (2, None, "mx"),
+    ]
+    client = open_client(path=qdrant)
+    try:
+        directory = FaqIndex(client, matrix=False)
+        expected_info = directory.info()
+        expected = directory.search_batch(vectors, specs)
+    finally:
+        client.close()
+    replica, _ = load_replica(qdrant, "faq", timeout=10, matrix=matrix)
+    assert replica.matrix is matrix
+    assert replica.info() == expected_info  # the same collection, metadata and point count
+    got = replica.search_batch(vectors, specs)
+    # The fake encoder ties many scores: the same scores, and the same entries above the last.
+    for g, e in zip(got, expected, strict=True):
+        assert [h.score for h in g] == pytest.approx([h.score for h in e], abs=1e-5)
+        last = e[-1].score + 1e-5
+        assert {h.id for h in g if h.score > last} == {h.id for h in e if h.score > last}
+    assert got[0][0].id == expected[0][0].id
