@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -99,29 +100,29 @@ class Answering:
         )
 
 
-def read_calibration(model_dir: Path) -> AbstainCalibration | None:
-    """The model's calibrated abstain rule, or None (no manifest there, or never calibrated)."""
+def served_calibration(
+    model_dir: Path, fingerprint: str, variant: str = "fp32"
+) -> AbstainCalibration | None:
+    """The abstain rule calibrated for the served model, or None: no manifest in `model_dir`,
+    never calibrated, or the manifest describes another model than the one served (a test's
+    fake encoder, a model directory changed under a running service)."""
     try:
-        return ModelManifest.read(model_dir).abstain
+        manifest = ModelManifest.read(model_dir)
+        described = manifest.fingerprint(variant)
     except ManifestError:
         return None
-
-
-def build_answering(
-    encoder: Encoder,
-    *,
-    model_dir: Path,
-    variant: str = "fp32",
-    min_score: float | None = None,
-    group_default: bool = True,
-    query_languages: Sequence[str] = OTHER_LANGUAGES,
-    low_accuracy: bool = True,
-    abstained: Counter | None = None,
-) -> Answering:
-    """The service's answering: call before the inference worker owns the encoder (the
-    off-topic anchors are encoded here, once)."""
-    calibration = read_calibration(model_dir)
-    if calibration is not None and calibration.variant != variant:
+    calibration = manifest.abstain
+    if calibration is None:
+        return None
+    if described != fingerprint:
+        log.warning(
+            "the abstain rule in %s is for %s, not the served %s: ignored",
+            model_dir,
+            described,
+            fingerprint,
+        )
+        return None
+    if calibration.variant != variant:
         log.warning(
             "the abstain rule was calibrated on the %s variant and %s is served: run "
             "faq-index calibrate --variant %s",
@@ -129,6 +130,29 @@ def build_answering(
             variant,
             variant,
         )
+    return calibration
+
+
+@lru_cache(maxsize=4)
+def query_language_detector(
+    languages: tuple[str, ...], low_accuracy: bool
+) -> QueryLanguageDetector:
+    """One detector per process and setting: read-only once built, shared by every app."""
+    return QueryLanguageDetector(languages, other_languages=(), low_accuracy=low_accuracy)
+
+
+def build_answering(
+    encoder: Encoder,
+    calibration: AbstainCalibration | None,
+    *,
+    min_score: float | None = None,
+    query_languages: Sequence[str] = OTHER_LANGUAGES,
+    low_accuracy: bool = True,
+    abstained: Counter | None = None,
+) -> Answering:
+    """The service's answering: call before the inference worker owns the encoder (the
+    off-topic anchors are encoded here, once). `min_score` (FAQ_MIN_SCORE) overrides the
+    calibrated threshold; the anchors stay."""
     if calibration is not None and calibration.anchors:
         anchors = encoder.encode_passages(calibration.anchors)
         rule = AbstainRule(calibration.min_score, calibration.offtopic_weight, anchors)
@@ -143,5 +167,5 @@ def build_answering(
         if min_score is not None
         else ("calibrated" if calibration else "not calibrated: faq-index calibrate"),
     )
-    detector = QueryLanguageDetector(query_languages, other_languages=(), low_accuracy=low_accuracy)
-    return Answering(rule, detector, group_default=group_default, abstained=abstained)
+    detector = query_language_detector(tuple(query_languages), low_accuracy)
+    return Answering(rule, detector, abstained=abstained)

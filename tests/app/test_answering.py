@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from app.services.answering import Answering, build_answering, read_calibration
+from app.services.answering import Answering, build_answering, served_calibration
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import FakeEncoder
 from index_builder.manifest import AbstainCalibration, ModelManifest
@@ -74,9 +74,11 @@ def test_abstains_below_min_score_and_counts_it() -> None:
 
 
 def _model_dir(tmp_path: Path, calibration: AbstainCalibration | None) -> Path:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     ModelManifest(
         name="fake", source_model="x", dim=64, max_length=128, inputs=["input_ids"],
-        variants={"fp32": "model.onnx"}, files={}, abstain=calibration,
+        variants={"fp32": "model.onnx", "int8": "model.int8.onnx"}, files={},
+        abstain=calibration,
     ).write(tmp_path)  # fmt: skip
     return tmp_path
 
@@ -88,10 +90,9 @@ def _calibration(min_score: float, weight: float, anchors: list[str]) -> Abstain
     )  # fmt: skip
 
 
-def test_build_uses_the_models_calibration_and_its_anchors(tmp_path: Path) -> None:
+def test_uses_the_calibration_and_its_anchors() -> None:
     encoder = FakeEncoder(dim=64)
-    model = _model_dir(tmp_path, _calibration(0.5, 1.0, ["weather in paris today"]))
-    answering = build_answering(encoder, model_dir=model)
+    answering = build_answering(encoder, _calibration(0.5, 1.0, ["weather in paris today"]))
     assert answering.rule.min_score == 0.5
     weather = encoder.encode_queries(["weather in paris today"])[0]
     shop = encoder.encode_queries(["cancel my order"])[0]
@@ -99,22 +100,30 @@ def test_build_uses_the_models_calibration_and_its_anchors(tmp_path: Path) -> No
     assert not answering.shape("weather in paris today", weather, [hit("a", "en", 0.9)], 1).answered
     assert answering.shape("cancel my order", shop, [hit("a", "en", 0.9)], 1).answered
     # FAQ_MIN_SCORE overrides the calibrated threshold, the anchors stay.
-    assert build_answering(encoder, model_dir=model, min_score=-5.0).rule.offtopic_weight == 1.0
-    assert build_answering(encoder, model_dir=model, min_score=-5.0).rule.min_score == -5.0
+    overridden = build_answering(encoder, _calibration(0.5, 1.0, ["x"]), min_score=-5.0)
+    assert (overridden.rule.min_score, overridden.rule.offtopic_weight) == (-5.0, 1.0)
 
 
-def test_another_variant_than_calibrated_is_logged(
+def test_no_calibration_never_abstains_unless_a_setting_says() -> None:
+    encoder = FakeEncoder(dim=64)
+    never = build_answering(encoder, None)
+    assert never.shape("anything", VEC, [hit("a", "en", -0.5)], 1).answered
+    setting = build_answering(encoder, None, min_score=0.3)
+    assert not setting.shape("anything", VEC, [hit("a", "en", 0.2)], 1).answered
+
+
+def test_served_calibration_only_for_the_model_it_describes(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     model = _model_dir(tmp_path, _calibration(0.5, 0.0, []))
-    build_answering(FakeEncoder(dim=64), model_dir=model, variant="int8")
+    manifest = ModelManifest.read(model)
+    assert served_calibration(tmp_path / "missing", "x") is None
+    served = served_calibration(model, manifest.fingerprint("fp32"))
+    assert served is not None and served.min_score == 0.5
+    # A fake encoder (or a model directory that changed under the service): not its rule.
+    assert served_calibration(model, FakeEncoder().fingerprint) is None
+    assert "is for fake" in caplog.text
+    # Another variant than the one calibrated: used, with a warning.
+    assert served_calibration(model, manifest.fingerprint("int8"), "int8") is not None
     assert "calibrated on the fp32 variant and int8 is served" in caplog.text
-
-
-def test_uncalibrated_model_never_abstains_unless_a_setting_says(tmp_path: Path) -> None:
-    encoder = FakeEncoder(dim=64)
-    assert read_calibration(tmp_path / "missing") is None
-    never = build_answering(encoder, model_dir=_model_dir(tmp_path, None))
-    assert never.shape("anything", VEC, [hit("a", "en", -0.5)], 1).answered
-    setting = build_answering(encoder, model_dir=tmp_path / "missing", min_score=0.3)
-    assert not setting.shape("anything", VEC, [hit("a", "en", 0.2)], 1).answered
+    assert served_calibration(_model_dir(tmp_path / "b", None), "x") is None
