@@ -259,6 +259,8 @@ ITEM = {"id": "gift-wrap", "question": "Can you gift wrap it?", "answer": "Yes."
         ({"items": []}, False),
         ({"source": "elsewhere"}, False),
         ({"items": [{**ITEM, "answer": " \x1c\u3000"}]}, False),
+        ({"items": [{**ITEM, "lang": " e "}]}, False),
+        ({"items": [{**ITEM, "id": "\x85"}]}, False),
         ({"items": [ITEM]}, True),
         ({"source": "default"}, True),
     ],
@@ -293,6 +295,42 @@ def test_blank_means_the_same_in_the_document_and_on_the_server(
     assert _valid(schema, doc, {"query": query}) is ok
     r = client.post("/search", json={"query": query}, headers=SEARCH)
     assert r.status_code == (200 if ok else 422), r.text
+
+
+EDIT = {"question": "Can you gift wrap it?", "answer": "Yes.", "lang": "en"}
+
+
+@pytest.mark.parametrize(
+    ("faq_id", "body", "ok"),
+    [
+        ("gift-wrap", EDIT, True),
+        ("gift/wrap.es", {**EDIT, "topic": "gift-wrap", "tags": ["gifts"]}, True),
+        (" ", EDIT, False),
+        ("x" * 129, EDIT, False),
+        ("gift-wrap", {**EDIT, "question": "\u3000\x1c"}, False),
+        ("gift-wrap", {**EDIT, "lang": " e "}, False),
+        ("gift-wrap", {**EDIT, "lang": " e\u3000s"}, True),
+        ("gift-wrap", {**EDIT, "colour": "red"}, False),
+        ("gift-wrap", {k: v for k, v in EDIT.items() if k != "answer"}, False),
+    ],
+)
+def test_faq_edit_schema_and_server_agree(
+    doc: dict[str, Any], client: httpx.Client, faq_id: str, body: dict[str, Any], ok: bool
+) -> None:
+    operation = doc["paths"]["/admin/faq/{faq_id}"]["put"]
+    id_schema = operation["parameters"][0]["schema"]
+    body_schema = {"$ref": "#/components/schemas/FaqEdit"}
+    assert (_valid(id_schema, doc, faq_id) and _valid(body_schema, doc, body)) is ok
+    r = client.put(f"/admin/faq/{faq_id}", json=body, headers=ADMIN)
+    assert r.status_code in ((200, 201) if ok else (422,)), r.text
+    if ok:
+        assert r.json()["id"] == faq_id.strip()
+        deleted = client.delete(f"/admin/faq/{faq_id}", headers=ADMIN)
+        assert deleted.status_code == 200 and deleted.json()["deleted"] is True
+    else:
+        # DELETE takes the same id: one the document refuses, the server refuses too.
+        deleted = client.delete(f"/admin/faq/{faq_id}", headers=ADMIN)
+        assert deleted.status_code == (422 if not _valid(id_schema, doc, faq_id) else 404)
 
 
 def _wait_idle(client: httpx.Client) -> None:

@@ -8,6 +8,7 @@ real exported e5 model, where `input_type` must give exactly the encoder's `quer
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,12 +35,14 @@ class RecordingEncoder(FakeEncoder):
     def __init__(self) -> None:
         super().__init__(dim=DIM)
         self.kinds: list[tuple[str, Kind]] = []
+        self.threads: set[str] = set()
 
     def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
         if "overload" in texts:
             # What the inference worker raises when its queue is full.
             raise QueueFullError("the encoder's queue is full", retry_after_s=2)
         self.kinds.extend((t, kind) for t in texts)
+        self.threads.add(threading.current_thread().name)
         return super().encode(texts, kind)
 
 
@@ -108,6 +111,15 @@ def test_input_type_picks_the_prefix_kind(client: httpx.Client, encoder: Recordi
         ("a document", "passage"),
         ("another", "query"),
     ]
+
+
+def test_texts_are_encoded_on_the_inference_thread(
+    client: httpx.Client, encoder: RecordingEncoder
+) -> None:
+    # The inference worker owns the model; a request thread running it would race the batches.
+    encoder.threads.clear()
+    assert _embed(client, input=["one", "two"], input_type="passage").status_code == 200
+    assert encoder.threads == {"faq-inference"}
 
 
 def test_the_model_is_named_by_name_or_fingerprint(client: httpx.Client) -> None:
