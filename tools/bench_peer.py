@@ -110,7 +110,7 @@ def level_by_c(levels: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, An
     return {int(lv["concurrency"]): lv for lv in levels}
 
 
-def _ratio(a: float | None, b: float | None) -> float | None:
+def ratio_of(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
         return None
     return round(a / b, 3)
@@ -128,9 +128,9 @@ def ratios(
         out.append(
             {
                 "concurrency": c,
-                "req_per_s": _ratio(a["req_per_s"], b["req_per_s"]),
-                "p50": _ratio(a["latency_ms"]["p50"], b["latency_ms"]["p50"]),
-                "p99": _ratio(a["latency_ms"]["p99"], b["latency_ms"]["p99"]),
+                "req_per_s": ratio_of(a["req_per_s"], b["req_per_s"]),
+                "p50": ratio_of(a["latency_ms"]["p50"], b["latency_ms"]["p50"]),
+                "p99": ratio_of(a["latency_ms"]["p99"], b["latency_ms"]["p99"]),
             }
         )
     return out
@@ -144,7 +144,7 @@ def checks(variant: Mapping[str, Any]) -> list[dict[str, Any]]:
     raw = variant.get("raw") or {}
     out: list[dict[str, Any]] = []
     if 32 in ours and 32 in peer:
-        ratio = _ratio(ours[32]["req_per_s"], peer[32]["req_per_s"])
+        ratio = ratio_of(ours[32]["req_per_s"], peer[32]["req_per_s"])
         out.append(
             {
                 "check": "c=32 req/s ours / peer >= 1.2",
@@ -156,7 +156,7 @@ def checks(variant: Mapping[str, Any]) -> list[dict[str, Any]]:
         p99 = ours[32]["latency_ms"]["p99"]
         out.append({"check": "c=32 p99 ours <= 100 ms", "value": p99, "pass": p99 <= 100.0})
     if 1 in ours and raw.get("p50_ms"):
-        ratio = _ratio(ours[1]["latency_ms"]["p50"], raw["p50_ms"])
+        ratio = ratio_of(ours[1]["latency_ms"]["p50"], raw["p50_ms"])
         out.append(
             {
                 "check": "c=1 p50 ours / raw in-process p50 <= 1.3",
@@ -171,7 +171,7 @@ def checks(variant: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _fmt(value: Any, digits: int = 1) -> str:
+def fmt(value: Any, digits: int = 1) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     if isinstance(value, float):
@@ -187,8 +187,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"Command: `{results['command']}`  ",
         f"Host: {results['host']['cpus']} CPUs, {results['host']['platform']}; "
         f"{results['started_at']}; wrk -t1, one query on every request: "
-        f"`{results['query']}`; each level at most {_fmt(results['duration_s'])} s and "
-        f"{results['max_requests']} responses, after a {_fmt(results['warmup_s'])} s warm-up.",
+        f"`{results['query']}`; each level at most {fmt(results['duration_s'])} s and "
+        f"{results['max_requests']} responses, after a {fmt(results['warmup_s'])} s warm-up.",
         "",
     ]
     for variant, v in results["variants"].items():
@@ -196,14 +196,14 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         parity = v.get("parity")
         if parity:
             lines.append(
-                f"Peer vector vs ours for the query: cosine {_fmt(parity.get('cosine'), 5)} "
+                f"Peer vector vs ours for the query: cosine {fmt(parity.get('cosine'), 5)} "
                 f"({'ok' if parity.get('ok') else 'FAILED'}, needs > {COSINE_MIN})."
             )
         raw = v.get("raw")
         if raw:
             lines.append(
                 f"Raw in-process (tokenise + ORT + search, {raw['runs']} runs, service idle): "
-                f"p50 {_fmt(raw['p50_ms'], 2)} ms, p99 {_fmt(raw['p99_ms'], 2)} ms."
+                f"p50 {fmt(raw['p50_ms'], 2)} ms, p99 {fmt(raw['p99_ms'], 2)} ms."
             )
         lines += [
             "",
@@ -217,12 +217,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 continue
             for lv in s["levels"]:
                 lat = lv["latency_ms"]
-                vs_raw = _ratio(lat["p50"], (raw or {}).get("p50_ms")) if side == "ours" else None
+                vs_raw = ratio_of(lat["p50"], (raw or {}).get("p50_ms")) if side == "ours" else None
                 lines.append(
                     f"| {s['system']} {s['route']} | {lv['concurrency']} | "
-                    f"{_fmt(lv['req_per_s'])} | {_fmt(lat['p50'], 2)} | {_fmt(lat['p90'], 2)} | "
-                    f"{_fmt(lat['p99'], 2)} | {lv['errors']} | {_fmt(lv['server_cpu_s'], 2)} | "
-                    f"{_fmt(lv['server_cpu_ms_per_request'], 2)} | {_fmt(vs_raw, 2)} |"
+                    f"{fmt(lv['req_per_s'])} | {fmt(lat['p50'], 2)} | {fmt(lat['p90'], 2)} | "
+                    f"{fmt(lat['p99'], 2)} | {lv['errors']} | {fmt(lv['server_cpu_s'], 2)} | "
+                    f"{fmt(lv['server_cpu_ms_per_request'], 2)} | {fmt(vs_raw, 2)} |"
                 )
         if v.get("ratios"):
             lines += [
@@ -232,14 +232,14 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             ]
             for r in v["ratios"]:
                 lines.append(
-                    f"| {r['concurrency']} | {_fmt(r['req_per_s'], 2)} | {_fmt(r['p50'], 2)} | "
-                    f"{_fmt(r['p99'], 2)} |"
+                    f"| {r['concurrency']} | {fmt(r['req_per_s'], 2)} | {fmt(r['p50'], 2)} | "
+                    f"{fmt(r['p99'], 2)} |"
                 )
         if v.get("checks"):
             lines += ["", "Targets of issue 10:", ""]
             for c in v["checks"]:
                 mark = "pass" if c["pass"] else "FAIL"
-                lines.append(f"- {mark}: {c['check']} (measured {_fmt(c['value'], 2)})")
+                lines.append(f"- {mark}: {c['check']} (measured {fmt(c['value'], 2)})")
         notes = [n for side in v.get("sides", {}).values() for n in side.get("notes", [])]
         notes += v.get("notes", [])
         if notes:
@@ -336,18 +336,21 @@ def peer_version(venv: Path) -> str:
     return "infinity-emb " + found[-1].name.removeprefix("infinity_emb-").removesuffix(".dist-info")
 
 
-def peer_log_notes(log_text: str) -> list[str]:
-    """What the peer's log says about its own set-up that changes its speed."""
-    notes = []
+def peer_log_notes(log_text: str, optimized_files: Sequence[str] = ()) -> list[str]:
+    """What the peer's log and cache say about its own set-up that changes its speed."""
     flat = " ".join(log_text.split())
     if "Optimization failed" in flat:
-        notes.append(
-            "infinity's own ONNX graph optimisation failed at start (it logs 'Optimization "
-            "failed ... Going to use the unoptimized model'; with optimum 2.x its "
-            "OptimizationConfig call no longer matches): the peer ran the exported graph as is, "
-            "with ONNX Runtime's default session optimisations, as ours does"
-        )
-    return notes
+        return [
+            "infinity's own ONNX graph optimisation failed at start ('Optimization failed ... "
+            "Going to use the unoptimized model', as with optimum 2.x): the peer ran the export "
+            "as is; tools/peer-constraints.txt pins the versions where it works"
+        ]
+    if optimized_files:
+        return [
+            "infinity optimised the graph at start, as it does by default (ONNX Runtime "
+            f"transformer fusions, level 99): it served {', '.join(optimized_files)}"
+        ]
+    return []
 
 
 def run_peer(
@@ -394,7 +397,7 @@ def run_peer(
         "--port",
         str(port),
         "--log-level",
-        "warning",
+        "warning",  # at info it logs every request, which costs it CPU under load
     ]
     version = peer_version(venv)
     side = SideResult(system=f"{version} ({variant})", route="/embeddings")
@@ -420,7 +423,8 @@ def run_peer(
         body = {"model": PEER_NAME, "input": [query_text]}
         side.levels = drive(server, f"{base}/embeddings", [json_post("/embeddings", body)], plan)
         side.rss_mb = round(sample_tree(server.pid).rss_mb, 1)
-    side.notes += peer_log_notes(server.log.read_text(encoding="utf-8", errors="replace"))
+    optimized = sorted(p.name for p in Path(env["HF_HOME"]).glob("**/*_optimized.onnx"))
+    side.notes += peer_log_notes(server.log.read_text("utf-8", errors="replace"), optimized)
     return side, parity
 
 
@@ -435,7 +439,7 @@ class OursConfig:
     raw_runs: int = 300
 
 
-def _our_env(cfg: OursConfig) -> dict[str, str]:
+def our_env(cfg: OursConfig) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         FAQ_MODEL_DIR=str(cfg.model_dir),
@@ -455,7 +459,7 @@ def build_index(cfg: OursConfig) -> float:
     started = time.monotonic()
     subprocess.run(
         [str(VENV_BIN / "faq-index"), "build", "--faq", str(cfg.faq)],
-        env=_our_env(cfg),
+        env=our_env(cfg),
         check=True,
     )
     return round(time.monotonic() - started, 1)
@@ -490,7 +494,7 @@ def measure_raw(cfg: OursConfig, query: str, logs: Path) -> dict[str, Any]:
             str(out),
         ]
         with (logs / f"raw-{cfg.variant}.log").open("wb") as log:
-            subprocess.run(cmd, env=_our_env(cfg), stdout=log, stderr=subprocess.STDOUT, check=True)
+            subprocess.run(cmd, env=our_env(cfg), stdout=log, stderr=subprocess.STDOUT, check=True)
         report = json.loads(out.read_text(encoding="utf-8"))
     raw = report.get("raw") or {}
     latency = raw.get("latency") or {}
@@ -522,7 +526,7 @@ def run_ours(
         [str(VENV_BIN / "faq-serve")],
         health_url=f"{base}/health/ready",
         log=logs / f"faq-serve-{cfg.variant}-{cfg.qdrant_path.name}.log",
-        env=_our_env(cfg),
+        env=our_env(cfg),
     )
     request = json_post("/search", {"query": query, "top_k": cfg.top_k}, headers)
     with server.start(ready_timeout_s):

@@ -4,7 +4,9 @@ wrk runs one thread (`-t1`, the client shares the machine with the server) with 
 connections, for at most `duration` seconds and at most `max_requests` responses: a generated
 Lua script counts the responses by status, stops the thread at the request bound and prints one
 `WRK_JSON {...}` line from `done()` with the latency percentiles (microseconds), the socket
-errors and the status counts; `parse_wrk_output` reads that line.
+errors, the status counts and the time from start to the last response (wrk itself always runs
+for the whole `-d` time, so a level that hits the request bound idles to its end; its rate is
+taken over the time the responses took); `parse_wrk_output` reads that line.
 
 The server side is read from /proc: CPU seconds (user + system) and resident memory of a
 process and all its descendants (uvicorn workers included), before and after each level.
