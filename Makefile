@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k soak
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k soak gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -218,7 +218,7 @@ $(PEER_VENV)/.installed: tools/peer-constraints.txt
 	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
 	$(PEER_VENV)/bin/python -m pip install -q -c tools/peer-constraints.txt torch==2.13.0 \
-		'infinity-emb[server,torch,optimum]==$(INFINITY_VERSION)'
+		'infinity-emb[server,torch,optimum]==$(INFINITY_VERSION)' onnxscript
 	touch $@
 $(PEER_DIR)/export-fp32/model.onnx: $(PEER_VENV)/.installed
 	test -f $(BASE_DIR)/config.json || $(MAKE) model
@@ -254,6 +254,21 @@ soak: venv
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh wrk
 	$(BIN)/python -m tools.soak $(SOAK_ARGS)
+
+GPU_VENV := .venv-gpu
+GPU_CHECK_ARGS ?=
+## gpu-check: on a CUDA host, at most 10 minutes: a venv with the `gpu` extra (onnxruntime-gpu
+## with its CUDA libraries) and torch's CUDA build, then scripts/gpu_check.py: the gpu-marked
+## tests, fp16 vs fp32 parity on CUDA, faq-serve (fp16, batching on) at c=1..256 with wrk and
+## nvidia-smi beside the CPU, and a 300-step bf16 training probe; one report in
+## artifacts/gpu-check/report.{json,md}. A lent machine without network: scripts/pack_for_device.sh
+gpu-check: model
+	@command -v nvidia-smi >/dev/null || { echo "gpu-check: no nvidia-smi, this is not a CUDA host" >&2; exit 2; }
+	scripts/ensure-debs.sh wrk
+	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_VENV)/bin/python -m pip install -q -e '.[gpu,train,dev]'
+	test -f $(BASE_DIR)/config.json || $(MAKE) model
+	$(GPU_VENV)/bin/python scripts/gpu_check.py --model-dir $(ONNX_DIR) $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf artifacts var .cache .pytest_cache .mypy_cache .ruff_cache

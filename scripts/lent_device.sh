@@ -6,7 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 B=/tmp/bundle S=/tmp/src OUT=${OUT:-/tmp/out}
 rm -rf "$B" "$S" && mkdir -p "$B" "$S" "$OUT"
-cat .whl/parts/p* | tar -x -C "$B"
+# The parts collected in /tmp/parts over the calls (see pack_for_device.sh), else .whl/parts.
+PARTS=/tmp/parts; [ -e "$PARTS/p00" ] || PARTS=.whl/parts
+cp -n .whl/parts/p* "$PARTS"/ 2>/dev/null || true
+cat "$PARTS"/p* | tar -x -C "$B"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
   --target /tmp/site "$B"/whl/*.whl
 export PYTHONPATH=/tmp/site:$S

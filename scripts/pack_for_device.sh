@@ -4,8 +4,11 @@
 # for its Python 3.12, the fp32 model (xz; the int8/fp16 variants are rebuilt there), the base
 # model's config and tokenizer (the training probe runs on randomly initialised weights of the
 # same shape), wrk, the probe's dictionaries and training data, and this commit's source.
-# Output: .whl/parts/pNN (64,000,000 bytes each); carry one per call, then run
-# scripts/lent_device.sh in the last call. .whl/ must be ignored (.git/info/exclude).
+# Output: .whl/parts/pNN, 64,400,000 bytes each (with the ~2 MB source tree, under the 64 MiB
+# a call carries). Each call carries one part (carry [".whl/parts/pNN"]) and copies it aside
+# with `mkdir -p /tmp/parts && cp .whl/parts/* /tmp/parts/`: a call replaces the whole ignored
+# .whl folder there, so a part left in it does not survive the next call. The last call runs
+# `bash scripts/lent_device.sh`. .whl/ must be ignored (.git/info/exclude).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ORT_GPU=${ORT_GPU:-onnxruntime-gpu==1.31.1}
@@ -20,7 +23,9 @@ dl() {
 }
 dl "$ORT_GPU"
 # The serving dependencies the GPU image lacks, at the versions this venv runs.
-dl $(.venv/bin/pip list --format=freeze 2>/dev/null | grep -iE '^(fastapi|starlette|pydantic|pydantic_core|pydantic-core|annotated-types|typing-inspection|pydantic-settings|python-dotenv|uvicorn|httptools|qdrant-client|h2|hpack|hyperframe|tenacity|orjson)==')
+dl $(.venv/bin/pip list --format=freeze 2>/dev/null | grep -iE '^(fastapi|starlette|pydantic|pydantic_core|pydantic-core|annotated-types|typing-inspection|pydantic-settings|python-dotenv|uvicorn|httptools|qdrant-client|h2|hpack|hyperframe|tenacity|orjson|opentelemetry-api)==')
+# fastapi >= 0.16x imports opentelemetry-api, which needs importlib-metadata on any Python.
+dl importlib-metadata
 (cd "$B/debs" && apt-get download wrk libluajit-5.1-2 libluajit-5.1-common >/dev/null 2>&1)
 # Compressing 470 MB takes minutes: once per fp32 graph (named by its hash in the manifest).
 C=.whl/cache/model-$(python3 -c 'import json,sys; m=json.load(open(sys.argv[1])); print(m["files"][m["variants"]["fp32"]][:16])' "$M/manifest.json").onnx.xz
@@ -34,5 +39,5 @@ cp "$BASE"/{config.json,tokenizer_config.json,special_tokens_map.json} "$B/base/
 for l in fra spa por ita nld tur ind jpn; do cp /usr/share/dictd/freedict-eng-$l.{index,dict.dz} "$B/dictd/"; done
 cp artifacts/train-data/{shop-logs,shop-faq,oscar}.jsonl "$B/train-data/"
 git archive -o "$B/src.tar" HEAD
-tar -c -C "$B" . | split -b 64000000 -d - .whl/parts/p
+tar -c -C "$B" . | split -b 64400000 -d - .whl/parts/p
 ls -l .whl/parts

@@ -223,3 +223,50 @@ def test_max_length_beyond_the_position_table_is_refused(
     with pytest.raises(ExportError, match="exceeds"):
         export_onnx(tiny_bert_dir, tmp_path / "x", max_length=10_000)
     assert not (tmp_path / "x").exists()
+
+
+def test_rebuild_variants_remakes_missing_files_from_fp32(
+    tiny_onnx_dir: Path, tmp_path: Path
+) -> None:
+    # A directory that travelled with only its fp32 graph, tokenizer and manifest.
+    from index_builder.encoder import OnnxEncoder
+    from model_export.onnx_export import rebuild_variants
+
+    carried = tmp_path / "carried"
+    carried.mkdir()
+    original = ModelManifest.read(tiny_onnx_dir)
+    for name in (original.variant_file("fp32"), TOKENIZER_FILE):
+        (carried / name).write_bytes((tiny_onnx_dir / name).read_bytes())
+    # Another onnxruntime version converts to other bytes: the carried hashes of the derived
+    # files are then stale, and only the rebuilt files' own hashes can be trusted.
+    stale = original.model_copy(deep=True)
+    for variant, file in stale.variants.items():
+        if variant != "fp32":
+            stale.files[file] = "0" * 64
+    stale.write(carried)
+
+    assert sorted(rebuild_variants(carried)) == sorted(set(original.variants) - {"fp32"})
+    manifest = ModelManifest.read(carried)
+    for variant, file in manifest.variants.items():
+        assert manifest.files[file] == sha256_file(carried / file), variant
+    assert manifest.fingerprint("fp32") == original.fingerprint("fp32")
+    # The manifest now vouches for the rebuilt files: the encoder's hash check accepts them,
+    # and the int8 vectors stay close to fp32's.
+    texts = ["where is my order", "wo ist meine Bestellung"]
+    fp32 = OnnxEncoder.load(carried).encode_queries(texts)
+    int8 = OnnxEncoder.load(carried, variant="int8").encode_queries(texts)
+    assert float(np.min(np.sum(fp32 * int8, axis=1))) > 0.9
+    assert rebuild_variants(carried) == []  # nothing missing: nothing rebuilt
+
+
+def test_cuda_sessions_preload_pip_cuda_libraries(
+    tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from index_builder.encoder import CPU, CUDA, OnnxEncoder
+
+    calls: list[str] = []
+    monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: calls.append("cuda"), raising=False)
+    OnnxEncoder.load(tiny_onnx_dir, providers=[CPU])
+    assert calls == []  # a CPU session loads no CUDA
+    OnnxEncoder.load(tiny_onnx_dir, providers=[CUDA, CPU], allow_cpu_fallback=True)
+    assert calls == ["cuda"]
