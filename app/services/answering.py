@@ -42,6 +42,9 @@ class Shaped:
     hits: list[Hit]
     lang_reasons: list[LangReason]
     topics: list[str]
+    # Each answer's rank score: its topic's best hit, whichever language that was in (the
+    # entry shown may be a translation that scored a little lower).
+    scores: list[float]
     answered: bool
     answer_score: float | None
     query_lang: str | None
@@ -82,7 +85,7 @@ class Answering:
         if not answered:
             if self.abstained is not None:
                 self.abstained.inc()
-            return Shaped([], [], [], False, score, detected)
+            return Shaped([], [], [], [], False, score, detected)
         answers = group_by_topic(
             hits,
             top_k,
@@ -94,6 +97,7 @@ class Answering:
             [a.hit for a in answers],
             [a.lang_reason for a in answers],
             [a.topic for a in answers],
+            [a.topic_score for a in answers],
             True,
             score,
             detected,

@@ -43,6 +43,11 @@ def test_groups_and_follows_the_query_language() -> None:
     assert [h.id for h in shaped.hits] == ["order-cancel.es", "refund-time", "shipping-cost"]
     assert shaped.lang_reasons == ["query", "english", "english"]
     assert shaped.topics == ["order-cancel", "refund-time", "shipping-cost"]
+    assert shaped.scores == [0.93, 0.85, 0.80]
+    english = Answering(AbstainRule(None)).shape("where is my order", VEC, HITS, 2)
+    # The English entry is shown, ranked by its topic's best score (the es entry's).
+    assert [h.id for h in english.hits] == ["order-cancel", "refund-time"]
+    assert english.scores == [0.93, 0.85]
     requested = answering.shape("quiero cancelar mi pedido", VEC, HITS, 1, lang="de")
     assert [(h.id, r) for h, r in zip(requested.hits, requested.lang_reasons, strict=True)] == [
         ("order-cancel.de", "requested")
