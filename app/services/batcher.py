@@ -19,9 +19,11 @@ Modelled on Hugging Face text-embeddings-inference's continuous batching (`core/
 - A query whose caller gave up (its future was cancelled) or whose deadline passed while it
   waited is dropped, never encoded (TEI drops entries whose response channel is closed); the
   caller gets `DeadlineExceededError` (the route's 503).
-- Other model work (a reindex encoding passages, the quality gate's golden queries) goes
-  through the same thread as jobs (`encoder_view()`), in chunks that alternate with query
-  batches, so a reindex neither runs the session concurrently nor starves the queries.
+- Other model work (a reindex encoding passages, an edit, the quality gate's golden queries)
+  goes through the same thread: while the worker runs, the encoder's model step
+  (`encode_tokenized`) is routed to it as a job, whoever calls the encoder; jobs alternate with
+  query batches, so a reindex neither runs the session concurrently nor starves the queries
+  (a reindex's passages are model runs of `encode_batch_size` texts each).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.encoder import CPU, Encoder, EncodeResult, Kind, Tokenized, TokenizingEncoder
+from index_builder.encoder import Encoder, EncodeResult, Tokenized, TokenizingEncoder
 
 if TYPE_CHECKING:
     from app.core.config import Settings
@@ -180,6 +182,8 @@ class InferenceWorker:
                 "tokenize() and encode_tokenized()"
             )
         self.encoder = encoder
+        # The model step itself, taken before start() routes the encoder's own to this thread.
+        self._run_model = encoder.encode_tokenized
         self.config = config
         self.metrics = metrics
         self._clock = clock
@@ -199,6 +203,7 @@ class InferenceWorker:
                 raise RuntimeError("the inference worker is already started")
             self._closed = False
             self._thread = threading.Thread(target=self._work, name="faq-inference", daemon=True)
+            self._own_model()
             self._thread.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -219,6 +224,7 @@ class InferenceWorker:
             while self._jobs:
                 _fail(self._jobs.popleft().future, closed)
             self._thread = None
+            self._release_model()
 
     @property
     def queue_depth(self) -> int:
@@ -281,8 +287,28 @@ class InferenceWorker:
             raise BatcherClosedError("the model job was cancelled (service stopping)") from None
 
     def encoder_view(self) -> Encoder:
-        """The encoder as seen by everything but the query path: every call runs here."""
-        return WorkerEncoder(self)
+        """The encoder for everything but the query path (reindex, edits, the quality gate).
+
+        It is the encoder itself: while the worker runs, its `encode_tokenized` (the one step
+        that runs the model, which every `encode*` call ends in) is routed to this thread as a
+        job; tokenising and the rest stay in the caller's thread.
+        """
+        return self.encoder
+
+    def _own_model(self) -> None:
+        """Route the encoder's model runs through this thread, whoever calls them."""
+        run_model = self._run_model
+
+        def owned(encodings: Sequence[Tokenized]) -> EncodeResult:
+            if threading.current_thread() is self._thread:
+                return run_model(encodings)
+            return self.run_job(lambda _: run_model(encodings))
+
+        # An instance attribute shadows the class's method; removed again by stop().
+        setattr(self.encoder, "encode_tokenized", owned)  # noqa: B010
+
+    def _release_model(self) -> None:
+        self.encoder.__dict__.pop("encode_tokenized", None)
 
     def _check_open_locked(self) -> None:
         if self._closed or self._thread is None:
@@ -416,7 +442,7 @@ class InferenceWorker:
     def _run(self, batch: list[_Pending]) -> None:
         t0 = time.perf_counter()
         try:
-            result = self.encoder.encode_tokenized([p.tokens for p in batch])
+            result = self._run_model([p.tokens for p in batch])
         except Exception as exc:
             log.exception("encoding a batch of %d queries failed", len(batch))
             for p in batch:
@@ -448,64 +474,6 @@ def _fail(future: Future[Any], exc: BaseException) -> None:
     # InvalidStateError: the caller cancelled it meanwhile, nobody is waiting for the answer.
     with contextlib.suppress(InvalidStateError):
         future.set_exception(exc)
-
-
-def _encode_job(texts: Sequence[str], kind: Kind) -> Callable[[Encoder], EncodeResult]:
-    return lambda encoder: encoder.encode(texts, kind)
-
-
-class WorkerEncoder:
-    """An `Encoder` whose every model call runs on the inference worker's thread, in chunks.
-
-    What the admin side (reindex, edits, the quality gate) gets instead of the raw encoder, so
-    that nothing but the worker ever runs the session.
-    """
-
-    def __init__(self, worker: InferenceWorker, chunk: int = _JOB_CHUNK) -> None:
-        self._worker = worker
-        self._encoder = worker.encoder
-        self._chunk = max(1, chunk)
-
-    @property
-    def name(self) -> str:
-        return self._encoder.name
-
-    @property
-    def dim(self) -> int:
-        return self._encoder.dim
-
-    @property
-    def max_length(self) -> int:
-        return self._encoder.max_length
-
-    @property
-    def fingerprint(self) -> str:
-        return self._encoder.fingerprint
-
-    @property
-    def providers(self) -> list[str]:
-        return list(getattr(self._encoder, "providers", [CPU]))
-
-    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not a single string")
-        parts = [
-            self._worker.run_job(_encode_job(texts[i : i + self._chunk], kind))
-            for i in range(0, len(texts), self._chunk)
-        ]
-        if not parts:
-            return EncodeResult(np.empty((0, self.dim), np.float32), [], [])
-        return EncodeResult(
-            vectors=np.concatenate([p.vectors for p in parts]).astype(np.float32, copy=False),
-            n_tokens=[n for p in parts for n in p.n_tokens],
-            truncated=[t for p in parts for t in p.truncated],
-        )
-
-    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self.encode(texts, "query").vectors
-
-    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self.encode(texts, "passage").vectors
 
 
 def build_query_encoding(

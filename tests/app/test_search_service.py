@@ -71,12 +71,17 @@ def test_concurrent_requests_never_run_the_model_concurrently(tmp_path: Path) ->
             body = {"question": f"new question {i}", "answer": "a", "lang": "en"}
             return client.put(f"/admin/faq/new-{i}", json=body, headers=AUTH).status_code
 
+        # Searches, batch searches and admin edits (which encode passages) interleaved.
+        tasks: list[tuple[Any, Any, int]] = []
+        for i, q in enumerate(queries):
+            tasks.append((search, q, 200))
+            if i % 3 == 0:
+                tasks.append((batch, i, 200))
+            if i % 4 == 0:
+                tasks.append((edit, i, 201))
         with ThreadPoolExecutor(16) as pool:
-            searches = pool.map(search, queries)
-            batches = pool.map(batch, range(0, 48, 3))
-            edits = pool.map(edit, range(8))
-            assert set(searches) == {200} and set(batches) == {200}
-            assert set(edits) == {201}
+            futures = [pool.submit(f, arg) for f, arg, _ in tasks]
+            assert [f.result() for f in futures] == [status for _, _, status in tasks]
     assert encoder.max_active == 1, "the model ran concurrently"
     # The requests were concurrent: some model runs took several queries at once.
     assert max(encoder.batch_sizes) > 1
