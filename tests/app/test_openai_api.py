@@ -20,7 +20,7 @@ import pytest
 from app.api.responses import OrjsonResponse
 from app.main import create_app
 from app.services.batcher import QueueFullError
-from index_builder.encoder import EncodeResult, FakeEncoder, Kind, OnnxEncoder
+from index_builder.encoder import EncodeResult, FakeEncoder, Kind, OnnxEncoder, Tokenized
 from tests.app.conftest import SAMPLE_FAQ, build_index, serve, settings_for
 
 KEY = "s3arch"
@@ -42,8 +42,11 @@ class RecordingEncoder(FakeEncoder):
             # What the inference worker raises when its queue is full.
             raise QueueFullError("the encoder's queue is full", retry_after_s=2)
         self.kinds.extend((t, kind) for t in texts)
-        self.threads.add(threading.current_thread().name)
         return super().encode(texts, kind)
+
+    def encode_tokenized(self, encodings: Sequence[Tokenized]) -> EncodeResult:
+        self.threads.add(threading.current_thread().name)
+        return super().encode_tokenized(encodings)
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +119,7 @@ def test_input_type_picks_the_prefix_kind(client: httpx.Client, encoder: Recordi
 def test_texts_are_encoded_on_the_inference_thread(
     client: httpx.Client, encoder: RecordingEncoder
 ) -> None:
-    # The inference worker owns the model; a request thread running it would race the batches.
+    # The inference worker owns the model: a request thread running it would race the batches.
     encoder.threads.clear()
     assert _embed(client, input=["one", "two"], input_type="passage").status_code == 200
     assert encoder.threads == {"faq-inference"}

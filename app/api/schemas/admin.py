@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.api.schemas.base import RequestModel
 from app.api.schemas.search import NOT_BLANK, NOT_SPACE
 
 # At least two characters that are not whitespace: what `len(value.strip()) >= 2` accepts.
@@ -24,10 +25,8 @@ def _not_blank(value: str, what: str) -> str:
     return value
 
 
-class FaqFields(BaseModel):
+class FaqFields(RequestModel):
     """An FAQ entry's content, as a client sends it."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
 
     question: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK})
     answer: str = Field(min_length=1, max_length=20000, json_schema_extra={"pattern": NOT_BLANK})
@@ -82,10 +81,10 @@ def _reindex_schema(schema: dict[str, Any]) -> None:
         schema["properties"][name].pop("default", None)
 
 
-class ReindexRequest(BaseModel):
+class ReindexRequest(RequestModel):
     """Either the FAQ entries themselves or the name of a configured FAQ file."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, json_schema_extra=_reindex_schema)
+    model_config = ConfigDict(json_schema_extra=_reindex_schema)
 
     # Not `| None`: null is no way to leave a field out here, and the errors of a union would
     # name its branches. Which of the two was given is `model_fields_set`.
@@ -121,9 +120,7 @@ class ReindexRequest(BaseModel):
         return self.source if "source" in self.model_fields_set else None
 
 
-class RollbackRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class RollbackRequest(RequestModel):
     collection: str | None = Field(
         None,
         description="A kept collection to move the alias to; default: the one before the live.",

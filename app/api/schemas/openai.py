@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from app.api.schemas.base import RequestModel
 
 Text = Annotated[str, Field(min_length=1)]
 
 
-class EmbeddingsRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class EmbeddingsRequest(RequestModel):
     input: Text | Annotated[list[Text], Field(min_length=1)] = Field(
         description="One text or a list of texts (at most FAQ_SEARCH_BATCH_MAX_QUERIES, as for "
         "POST /search/batch; the document states the served limit). Texts longer than "

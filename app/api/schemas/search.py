@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, field_validator
+
+from app.api.schemas.base import RequestModel
 
 # A character that `str.strip()` keeps, spelled out: JSON Schema's `\s` (ECMA-262) and
 # Python's whitespace differ (\x1c-\x1f, \x85, \ufeff), and the document must refuse exactly
@@ -27,9 +29,7 @@ def _integral(value: Any) -> Any:
 JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
-class SearchFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class SearchFilters(RequestModel):
     lang: str | None = Field(None, min_length=2, max_length=16, examples=["es"])
     market: str | None = Field(None, min_length=1, max_length=32, examples=["mx"])
 
@@ -39,9 +39,7 @@ class SearchFilters(BaseModel):
         return value.strip().lower() if value else value
 
 
-class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class SearchRequest(RequestModel):
     query: str = Field(
         min_length=1,
         description="The shopper's question, in any language or a mix of them. Long queries "
@@ -79,9 +77,7 @@ class SearchResponse(BaseModel):
     truncated: bool = Field(description="True when the query was cut to the model's limit.")
 
 
-class BatchSearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
+class BatchSearchRequest(RequestModel):
     queries: list[SearchRequest] = Field(
         min_length=1,
         description="Searches to run together, each like a POST /search body; at most "
