@@ -184,6 +184,15 @@ def test_models_lists_the_served_encoder(client: httpx.Client) -> None:
     ]
 
 
+def test_a_model_is_retrieved_by_name_or_fingerprint(client: httpx.Client) -> None:
+    card = client.get("/v1/models/fake", headers=AUTH).json()
+    assert card == client.get("/v1/models", headers=AUTH).json()["data"][0]
+    fingerprint = FakeEncoder(dim=DIM).fingerprint
+    assert client.get(f"/v1/models/{fingerprint}", headers=AUTH).json() == card
+    r = client.get("/v1/models/text-embedding-3-small", headers=AUTH)
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found"
+
+
 def test_info_names_model_variant_provider_and_index(client: httpx.Client) -> None:
     body = client.get("/info", headers=AUTH).json()
     fake = FakeEncoder(dim=DIM)

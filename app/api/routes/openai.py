@@ -17,7 +17,7 @@ from fastapi import APIRouter
 from app.api.deps import EncoderDep, InferenceEncoderDep, MetricsDep, SearchAuth, SettingsDep
 from app.api.errors import ApiError, service_errors
 from app.api.responses import OrjsonResponse, errors
-from app.api.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelList
+from app.api.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList
 from index_builder.encoder import Encoder
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -98,13 +98,30 @@ def embeddings(
     )
 
 
-@router.get("/models", response_model=ModelList, responses=errors(401))
-def models(encoder: EncoderDep, _auth: SearchAuth) -> OrjsonResponse:
-    """The one served model, as OpenAI's model list."""
-    card = {
+def _card(encoder: Encoder) -> dict[str, Any]:
+    return {
         "id": encoder.name,
         "object": "model",
         "created": created_at(encoder),
         "owned_by": OWNER,
     }
-    return OrjsonResponse({"object": "list", "data": [card]})
+
+
+@router.get("/models", response_model=ModelList, responses=errors(401))
+def models(encoder: EncoderDep, _auth: SearchAuth) -> OrjsonResponse:
+    """The one served model, as OpenAI's model list."""
+    return OrjsonResponse({"object": "list", "data": [_card(encoder)]})
+
+
+@router.get(
+    "/models/{model}",
+    response_model=ModelCard,
+    responses=errors(401, 404, s404="No served model by this name or fingerprint."),
+)
+def model(model: str, encoder: EncoderDep, _auth: SearchAuth) -> OrjsonResponse:
+    """The served model, by its name or fingerprint (OpenAI's `models.retrieve`)."""
+    if model not in (encoder.name, encoder.fingerprint):
+        raise ApiError(
+            404, f"model {model!r} is not served here; this service serves {encoder.name!r}"
+        )
+    return OrjsonResponse(_card(encoder))
