@@ -356,6 +356,14 @@ def test_undecodable_body_is_the_documented_422(client: httpx.Client) -> None:
         assert error["type"] == "validation_error" and error["details"][0]["field"] == "body"
 
 
+def test_a_lone_surrogate_is_422_not_a_tokenizer_500(client: httpx.Client) -> None:
+    # JSON allows "\ud800", Unicode does not; the real tokenizer would raise on it.
+    headers = {**SEARCH, "Content-Type": "application/json"}
+    r = client.post("/search", content=b'{"query": "a\\ud800b"}', headers=headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "query"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "allow"),
     [
