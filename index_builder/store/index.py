@@ -184,6 +184,10 @@ class FaqIndex:
             snapshot = self._snapshot_of(self.alias)
             if snapshot is not None:
                 return snapshot.search_batch(vectors, queries)
+        if len(queries) == 1:
+            # One query: the plain query endpoint (what every Qdrant version and proxy serves).
+            top_k, lang, market = queries[0]
+            return [self.search(vectors[0], top_k, lang=lang, market=market)]
         requests = [
             models.QueryRequest(
                 query=vector.astype(np.float32).tolist(),

@@ -236,8 +236,9 @@ class MatrixSnapshot:
                 out.append([])
                 continue
             best = np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(k)
-            # Best first; equal scores in row order, so the order never depends on the batch.
-            best = best[np.lexsort((best, -row[best]))]
+            # Best first; equal scores later row first, as qdrant-client's local mode orders
+            # them (argsort reversed), and never depending on the batch.
+            best = best[np.lexsort((-best, -row[best]))]
             found = best if selection is None else selection[best]
             out.append([self.rows[r].hit(float(s)) for r, s in zip(found, row[best], strict=True)])
         return out
