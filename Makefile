@@ -213,17 +213,25 @@ bench-peer: venv peer
 
 ## peer: infinity-emb pinned in its own venv (torch CPU build), the base model exported for it
 ## with optimum-cli and quantised like ours (dynamic int8, per channel)
-peer: $(PEER_DIR)/peer-int8/model_quantized.onnx
+peer: $(PEER_VENV)/.installed $(PEER_DIR)/peer-int8/model_quantized.onnx
 $(PEER_VENV)/.installed: tools/peer-constraints.txt
 	test -x $(PEER_VENV)/bin/python || $(PYTHON) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
 	$(PEER_VENV)/bin/python -m pip install -q -c tools/peer-constraints.txt torch==2.13.0 \
-		'infinity-emb[server,torch,optimum]==$(INFINITY_VERSION)' onnxscript
+		'infinity-emb[server,torch,optimum]==$(INFINITY_VERSION)'
 	touch $@
-$(PEER_DIR)/export-fp32/model.onnx: $(PEER_VENV)/.installed
+# The export has its own venv: the peer's pinned optimum 1.24 cannot export with torch 2.13.
+EXPORT_VENV := .cache/optimum-export-venv
+$(EXPORT_VENV)/.installed: tools/peer-export-constraints.txt
+	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)
+	$(EXPORT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(EXPORT_VENV)/bin/python -m pip install -q -c tools/peer-export-constraints.txt \
+		torch==2.13.0 optimum-onnx
+	touch $@
+$(PEER_DIR)/export-fp32/model.onnx: $(EXPORT_VENV)/.installed
 	test -f $(BASE_DIR)/config.json || $(MAKE) model
 	rm -rf $(PEER_DIR)/export-fp32.tmp
-	DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 $(PEER_VENV)/bin/optimum-cli export onnx --model $(BASE_DIR) \
+	DO_NOT_TRACK=1 HF_HUB_OFFLINE=1 $(EXPORT_VENV)/bin/optimum-cli export onnx --model $(BASE_DIR) \
 		--task feature-extraction --library-name transformers $(PEER_DIR)/export-fp32.tmp
 	rm -rf $(PEER_DIR)/export-fp32 && mv $(PEER_DIR)/export-fp32.tmp $(PEER_DIR)/export-fp32
 $(PEER_DIR)/peer-int8/model_quantized.onnx: $(PEER_DIR)/export-fp32/model.onnx tools/peer_model.py

@@ -117,7 +117,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = plan_of(args)
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    results = common_results(args, argv)
+    results = common_results(args, argv, parser.prog)
     results["variant"] = args.variant
     results["indexes"] = {}
     for name, faq in (("sample", args.sample), ("large", args.large)):

@@ -76,10 +76,12 @@ class Level:
 
     wrk: WrkResult
     server_cpu_s: float
+    load_1m_after: float | None = None  # the host's 1-minute load average: a busy host shows
 
     def to_json(self) -> dict[str, Any]:
         out = self.wrk.to_json()
         out["server_cpu_s"] = round(self.server_cpu_s, 2)
+        out["load_1m_after"] = self.load_1m_after
         out["server_cpu_ms_per_request"] = (
             round(self.server_cpu_s * 1000 / self.wrk.ok, 3) if self.wrk.ok else None
         )
@@ -283,7 +285,7 @@ def drive(server: Server, url: str, requests: Sequence[Request], plan: LoadPlan)
             timeout_s=plan.timeout_s,
         )
         after = sample_tree(server.pid)
-        out.append(Level(result, after.cpu_s - before.cpu_s))
+        out.append(Level(result, after.cpu_s - before.cpu_s, round(os.getloadavg()[0], 2)))
         print(
             f"  {server.name} c={c}: {result.req_per_s:.1f} req/s, "
             f"p50 {result.latency_ms['p50']:.2f} ms, p99 {result.latency_ms['p99']:.2f} ms, "
@@ -612,12 +614,12 @@ def plan_of(args: argparse.Namespace) -> LoadPlan:
     )
 
 
-def common_results(args: argparse.Namespace, argv: Sequence[str] | None) -> dict[str, Any]:
-    command = "python -m " + (__spec__.name if __spec__ else "tools.bench_peer")
+def common_results(
+    args: argparse.Namespace, argv: Sequence[str] | None, prog: str
+) -> dict[str, Any]:
+    given = argv if argv is not None else sys.argv[1:]
     return {
-        "command": " ".join(
-            [command, *map(shlex.quote, argv if argv is not None else sys.argv[1:])]
-        ),
+        "command": " ".join([prog, *map(shlex.quote, given)]),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host_info(),
         "query": args.query,
@@ -647,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = plan_of(args)
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    results = common_results(args, argv)
+    results = common_results(args, argv, parser.prog)
     results["variants"] = {}
     failed = False
     for variant in args.variants:
