@@ -29,6 +29,7 @@ Modelled on Hugging Face text-embeddings-inference's continuous batching (`core/
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -182,8 +183,12 @@ class InferenceWorker:
                 "tokenize() and encode_tokenized()"
             )
         self.encoder = encoder
-        # The model step itself, taken before start() routes the encoder's own to this thread.
-        self._run_model = encoder.encode_tokenized
+        # The model step itself (the class's method: start() routes the instance's to this
+        # thread, and another worker may have done so for the same encoder object).
+        self._run_model: Callable[[Sequence[Tokenized]], EncodeResult] = functools.partial(
+            type(encoder).encode_tokenized, encoder
+        )
+        self._owned: Callable[[Sequence[Tokenized]], EncodeResult] | None = None
         self.config = config
         self.metrics = metrics
         self._clock = clock
@@ -306,9 +311,12 @@ class InferenceWorker:
 
         # An instance attribute shadows the class's method; removed again by stop().
         setattr(self.encoder, "encode_tokenized", owned)  # noqa: B010
+        self._owned = owned
 
     def _release_model(self) -> None:
-        self.encoder.__dict__.pop("encode_tokenized", None)
+        if self._owned is not None and self.encoder.__dict__.get("encode_tokenized") is self._owned:
+            del self.encoder.__dict__["encode_tokenized"]
+        self._owned = None
 
     def _check_open_locked(self) -> None:
         if self._closed or self._thread is None:

@@ -223,7 +223,12 @@ class MatrixSnapshot:
                 f"query vectors have {queries.shape[1]} dimensions, collection "
                 f"{self.collection!r} has {self.matrix.shape[1]}"
             )
-        scores = queries @ self.matrix.T if len(self.rows) else None
+        scores: NDArray[np.float32] | None = None
+        if len(self.rows) and len(specs) == 1:
+            # A lone query: one matrix-vector product (BLAS gemv), one pass over the matrix.
+            scores = (self.matrix @ queries[0])[None, :]
+        elif len(self.rows):
+            scores = queries @ self.matrix.T
         out: list[list[Hit]] = []
         for i, (top_k, lang, market) in enumerate(specs):
             if scores is None or top_k <= 0:
