@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -135,7 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["indexes"][name] = ix
         ix["index_build_s"] = build_index(cfg)
         if args.raw_runs > 0:
-            ix["raw"] = measure_raw(cfg, args.query, logs)
+            try:
+                ix["raw"] = measure_raw(cfg, args.query, logs)
+            except subprocess.CalledProcessError:
+                ix["notes"] = [f"the raw measure failed: see {logs}/raw-{args.variant}.log"]
         side = run_ours(
             cfg, query=args.query, plan=plan, logs=logs, ready_timeout_s=args.ready_timeout
         )

@@ -42,6 +42,7 @@ from typing import Any
 from tools.loadgen import (
     Request,
     Server,
+    ServerError,
     WrkResult,
     json_post,
     post_json,
@@ -658,20 +659,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         results["variants"][variant] = v
         vector, prefix = our_query_vector(args.model_dir, variant, args.query)
         if "peer" in args.sides:
-            side, parity = run_peer(
-                variant,
-                venv=args.peer_venv,
-                peer_dir=args.peer_dir,
-                port=args.peer_port,
-                query_text=prefix + args.query,
-                our_vector=vector,
-                plan=plan,
-                logs=logs,
-                ready_timeout_s=args.ready_timeout,
-            )
-            v["parity"] = parity
-            v["sides"]["peer"] = side.to_json()
-            failed |= not parity["ok"]
+            try:
+                side, parity = run_peer(
+                    variant,
+                    venv=args.peer_venv,
+                    peer_dir=args.peer_dir,
+                    port=args.peer_port,
+                    query_text=prefix + args.query,
+                    our_vector=vector,
+                    plan=plan,
+                    logs=logs,
+                    ready_timeout_s=args.ready_timeout,
+                )
+            except ServerError as exc:
+                print(f"  peer failed: {exc}", flush=True)
+                v["notes"].append(f"the peer did not run: {exc}")
+                failed = True
+            else:
+                v["parity"] = parity
+                v["sides"]["peer"] = side.to_json()
+                failed |= not parity["ok"]
         if "ours" in args.sides:
             cfg = OursConfig(
                 model_dir=args.model_dir,
@@ -684,12 +691,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             v["index_build_s"] = build_index(cfg)
             if args.raw_runs > 0:
-                v["raw"] = measure_raw(cfg, args.query, logs)
-                print(f"  raw in-process p50 {v['raw']['p50_ms']:.2f} ms", flush=True)
-            side = run_ours(
-                cfg, query=args.query, plan=plan, logs=logs, ready_timeout_s=args.ready_timeout
-            )
-            v["sides"]["ours"] = side.to_json()
+                try:
+                    v["raw"] = measure_raw(cfg, args.query, logs)
+                    print(f"  raw in-process p50 {v['raw']['p50_ms']:.2f} ms", flush=True)
+                except subprocess.CalledProcessError:
+                    v["notes"].append(f"the raw measure failed: see {logs}/raw-{variant}.log")
+                    failed = True
+            try:
+                side = run_ours(
+                    cfg, query=args.query, plan=plan, logs=logs, ready_timeout_s=args.ready_timeout
+                )
+            except ServerError as exc:
+                print(f"  faq-serve failed: {exc}", flush=True)
+                v["notes"].append(f"faq-serve did not run: {exc}")
+                failed = True
+            else:
+                v["sides"]["ours"] = side.to_json()
         if "ours" in v["sides"] and "peer" in v["sides"]:
             v["ratios"] = ratios(v["sides"]["ours"]["levels"], v["sides"]["peer"]["levels"])
         v["checks"] = checks(v)

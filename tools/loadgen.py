@@ -18,10 +18,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -348,6 +350,12 @@ class ServerError(RuntimeError):
     pass
 
 
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex((host, port)) == 0
+
+
 class Server:
     """A server process started here, in its own session, logged to a file; `stop()` ends it."""
 
@@ -378,6 +386,10 @@ class Server:
         return self.proc.pid
 
     def start(self, ready_timeout_s: float) -> Server:
+        url = urllib.parse.urlsplit(self.health_url)
+        if port_in_use(url.hostname or "127.0.0.1", url.port or 80):
+            # Something else answers there: its health check would pass for ours.
+            raise ServerError(f"{self.name}: port {url.port} is already in use; choose another")
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import socket
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
 from tools.loadgen import (
     WRK_MARK,
     Request,
+    Server,
+    ServerError,
     WrkOutputError,
     descendants,
     json_post,
@@ -151,3 +157,38 @@ def test_live_wrk_run_stops_at_the_request_bound_and_counts_statuses(stub_url: s
     assert r.server_errors == r.statuses["500"] > 0
     assert r.socket_error_count == 0
     assert 0 < r.seconds < 1.9  # timed to the last response: the bound came before the 2 s
+
+
+def test_server_refuses_a_port_that_something_else_answers_on(
+    stub_url: str, tmp_path: Path
+) -> None:
+    server = Server(
+        "x", [sys.executable, "-c", "pass"], health_url=f"{stub_url}/ok", log=tmp_path / "x.log"
+    )
+    with pytest.raises(ServerError, match="already in use"):
+        server.start(5)
+    assert server.proc is None  # nothing was started
+
+
+def test_server_starts_waits_for_health_and_stops(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    server = Server(
+        "http.server",
+        cmd,
+        health_url=f"http://127.0.0.1:{port}/",
+        log=tmp_path / "s.log",
+        cwd=tmp_path,
+    )
+    with server.start(20):
+        assert server.proc is not None and server.proc.poll() is None
+    assert server.proc.returncode == -signal.SIGTERM  # stopped by TERM, not the KILL fallback
+
+
+def test_server_that_exits_early_reports_its_log(tmp_path: Path) -> None:
+    cmd = [sys.executable, "-c", "print('cannot start: boom'); raise SystemExit(3)"]
+    server = Server("bad", cmd, health_url="http://127.0.0.1:9/", log=tmp_path / "b.log")
+    with pytest.raises(ServerError, match=r"(?s)exited with 3.*cannot start: boom"):
+        server.start(20)
