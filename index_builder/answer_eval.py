@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from index_builder.answers import ENGLISH, Answer, fetch_limit, group_by_topic
+from index_builder.answers import (
+    ENGLISH,
+    Answer,
+    fetch_limit,
+    group_by_topic,
+    language_to_fetch,
+    merge_hits,
+)
 from index_builder.calibration import (
     DEFAULT_REFUSAL_BUDGET,
     SHOPPER_DIR,
@@ -66,11 +73,15 @@ class DenseFaq:
     def scores(self, queries: Vectors) -> Scores:
         return np.asarray(queries.astype(np.float64) @ self.vectors.astype(np.float64).T)
 
-    def search(self, queries: Vectors, limit: int) -> list[list[ScoredEntry]]:
+    def search(
+        self, queries: Vectors, limit: int, lang: str | None = None
+    ) -> list[list[ScoredEntry]]:
+        """The best `limit` entries per query (only entries in `lang` when given)."""
         sims = self.scores(queries)
+        allowed = np.array([lang is None or i.lang == lang for i in self.items])
         out = []
         for row in sims:
-            order = np.argsort(-row, kind="stable")[:limit]
+            order = [j for j in np.argsort(-row, kind="stable") if allowed[j]][:limit]
             out.append(
                 [
                     ScoredEntry(
@@ -188,12 +199,19 @@ def grouping_figures(
     answer is in it when its topic has an entry in it.
     """
     vectors = faq.encoder.encode_queries(list(queries))
-    hits = faq.search(vectors, fetch_limit(top_k, group=True))
+    limit = fetch_limit(top_k, group=True)
+    hits = faq.search(vectors, limit)
     figures = GroupingFigures(queries=len(queries))
-    for text, topic, wanted, row in zip(queries, topics, wanted_langs, hits, strict=True):
+    for i, (text, topic, wanted, row) in enumerate(
+        zip(queries, topics, wanted_langs, hits, strict=True)
+    ):
         detected = detector.detect(text)
-        on: list[Answer[ScoredEntry]] = group_by_topic(row, top_k, detected=detected)
         off = group_by_topic(row, top_k, group=False)
+        # As the service does: the wanted language's entries from a second, filtered search.
+        wanted_lang = language_to_fetch(None, detected)
+        if wanted_lang is not None:
+            row = merge_hits(row, faq.search(vectors[i : i + 1], limit, wanted_lang)[0])
+        on: list[Answer[ScoredEntry]] = group_by_topic(row, top_k, detected=detected)
         figures.distinct3_on += len({a.topic for a in on}) == top_k
         figures.distinct3_off += len({a.topic for a in off}) == top_k
         figures.top1_on += bool(on) and on[0].topic == topic
@@ -205,7 +223,8 @@ def grouping_figures(
             available = faq.topic_langs.get(first.topic, set())
             figures.lang_follows += first.hit.lang in expected_lang(wanted, available)
         if request_lang is not None:
-            asked = group_by_topic(row, top_k, requested=request_lang, detected=detected)
+            asked_row = merge_hits(row, faq.search(vectors[i : i + 1], limit, request_lang)[0])
+            asked = group_by_topic(asked_row, top_k, requested=request_lang, detected=detected)
             if asked:
                 available = faq.topic_langs.get(asked[0].topic, set())
                 figures.lang_requested += asked[0].hit.lang in expected_lang(

@@ -9,7 +9,10 @@ ranked by their best hit; within a topic the entry shown is the first that exist
 3. English (`english`),
 4. else the topic's best-scoring entry (`best`).
 
-Each answer says which rule chose its language (`lang_reason`). With grouping off every hit is
+Each answer says which rule chose its language (`lang_reason`). The entry in the wanted
+language may rank below the fetched hits, so a second search restricted to that language
+(`language_to_fetch`) is merged in (`merge_hits`): the topics and their order do not change,
+since any entry outside the first `fetch_limit` hits scores below every topic inside them. With grouping off every hit is
 an answer of its own (`ranked`). The topic of a hit is its payload's `topic` when it has one
 (`FaqItem.topic`), else `index_builder.faq.topic_of(id)`, the one topic rule.
 """
@@ -61,6 +64,19 @@ class Answer(Generic[H]):
 def fetch_limit(top_k: int, *, group: bool) -> int:
     """How many hits to ask the index for, so that grouping can still fill `top_k` answers."""
     return max(top_k, min(top_k * FETCH_FACTOR, FETCH_MAX)) if group else top_k
+
+
+def language_to_fetch(requested: str | None, detected: str | None) -> str | None:
+    """The language whose entries are worth a second, language-filtered search: the one the
+    answer should be in. Its entry of a topic may rank below the `fetch_limit` hits (a
+    Spanish query about a topic whose German entry is asked for)."""
+    return requested or (detected if detected != ENGLISH else None)
+
+
+def merge_hits(hits: Sequence[H], more: Sequence[H]) -> list[H]:
+    """`hits` plus the entries of `more` not already in them, best score first."""
+    seen = {h.id for h in hits}
+    return sorted([*hits, *(h for h in more if h.id not in seen)], key=lambda h: -h.score)
 
 
 def hit_topic(hit: RankedEntry) -> str:

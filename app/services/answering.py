@@ -1,10 +1,13 @@
 """From search hits to what a shopper is shown: one answer per topic in their language, or none.
 
-`Answering.shape` runs after the index search of each query (`app/services/search.py`):
+`Answering.answer_batch` runs the index searches of a batch of queries for the search service
+(`app/services/search.py`) and shapes each query's hits (`Answering.shape`):
 
-* grouping (`index_builder.answers`): the search fetched `fetch_limit(top_k)` hits; at most one
-  entry per topic is kept, in the requested language, else the query's (Lingua, built once
-  here), else English, else the best scoring;
+* grouping (`index_builder.answers`): it fetches `fetch_limit(top_k)` hits, plus, in the same
+  batched call, the hits of a second search restricted to the language the answer should be in
+  (the requested one, else the query's when not English), whose entry of a topic may rank
+  lower; at most one entry per topic is kept, in the requested language, else the query's
+  (Lingua, built once here), else English, else the best scoring;
 * abstain (`index_builder.calibration`): the top hit's score, lowered by the query's closeness
   to the model's off-topic anchors, must reach `min_score` (the request's, else
   `FAQ_MIN_SCORE`, else the model's calibrated default from `faq-index calibrate`); below it the
@@ -14,24 +17,58 @@
 
 from __future__ import annotations
 
+import enum
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import Counter
 
-from index_builder.answers import LangReason, fetch_limit, group_by_topic
+from index_builder.answers import (
+    LangReason,
+    fetch_limit,
+    group_by_topic,
+    language_to_fetch,
+    merge_hits,
+)
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import Encoder
 from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
-from index_builder.store import Hit
+from index_builder.store import Hit, SearchSpec
 
 log = logging.getLogger(__name__)
+
+# Searches `vectors[i]` with `specs[i]` = (limit, lang filter, market): one call for a batch.
+BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], list[list[Hit]]]
+
+
+class AnswerSpec(Protocol):
+    """One query of a batch, as the search service describes it (`QuerySpec`)."""
+
+    @property
+    def text(self) -> str: ...
+    @property
+    def top_k(self) -> int: ...
+    @property
+    def lang(self) -> str | None: ...
+    @property
+    def market(self) -> str | None: ...
+    @property
+    def group(self) -> bool: ...
+    @property
+    def prefer_lang(self) -> str | None: ...
+    @property
+    def min_score(self) -> float | None: ...
+
+
+class _Detect(enum.Enum):
+    HERE = "detect the query's language in shape()"
 
 
 @dataclass(frozen=True)
@@ -64,6 +101,50 @@ class Answering:
         self.group_default = group_default
         self.abstained = abstained
 
+    def query_lang(self, text: str) -> str | None:
+        return self.detector.detect(text) if self.detector is not None else None
+
+    def answer_batch(
+        self,
+        specs: Sequence[AnswerSpec],
+        vectors: NDArray[np.float32],
+        search: BatchSearch,
+        max_query_chars: int,
+    ) -> list[Shaped]:
+        """Search every query of a batch in one `search` call, then shape each one's hits."""
+        texts = [s.text[:max_query_chars] for s in specs]
+        detected = [self.query_lang(t) for t in texts]
+        limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
+        requests: list[SearchSpec] = [
+            (k, s.lang, s.market) for k, s in zip(limits, specs, strict=True)
+        ]
+        extra: list[int] = []
+        for i, s in enumerate(specs):
+            # With filters.lang set every hit is in one language already.
+            wanted = language_to_fetch(s.prefer_lang, detected[i]) if s.group else None
+            if wanted is not None and s.lang is None:
+                extra.append(i)
+                requests.append((limits[i], wanted, s.market))
+        found = search(np.concatenate([vectors, vectors[extra]]) if extra else vectors, requests)
+        hits = found[: len(specs)]
+        for i, more in zip(extra, found[len(specs) :], strict=True):
+            hits[i] = merge_hits(hits[i], more)
+        return [
+            self.shape(
+                text,
+                vector,
+                row,
+                s.top_k,
+                group=s.group,
+                lang=s.prefer_lang,
+                min_score=s.min_score,
+                detected=lang,
+            )
+            for text, vector, row, s, lang in zip(
+                texts, vectors, hits, specs, detected, strict=True
+            )
+        ]
+
     def fetch_limit(self, top_k: int, group: bool | None) -> int:
         """Hits to ask the index for so that grouping can still fill `top_k` answers."""
         return fetch_limit(top_k, group=self.group_default if group is None else group)
@@ -78,10 +159,12 @@ class Answering:
         group: bool | None = None,
         lang: str | None = None,
         min_score: float | None = None,
+        detected: str | _Detect | None = _Detect.HERE,
     ) -> Shaped:
         top = max((h.score for h in hits), default=None)
         answered, score = self.rule.answered(top, vector, min_score)
-        detected = self.detector.detect(text) if self.detector is not None else None
+        if isinstance(detected, _Detect):
+            detected = self.query_lang(text)
         if not answered:
             if self.abstained is not None:
                 self.abstained.inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +11,12 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from app.services.answering import Answering, build_answering, served_calibration
+from index_builder.answers import FETCH_FACTOR
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import FakeEncoder
 from index_builder.manifest import AbstainCalibration, ModelManifest
 from index_builder.query_lang import QueryLanguageDetector
-from index_builder.store import Hit
+from index_builder.store import Hit, SearchSpec
 
 
 def hit(i: str, lang: str, score: float) -> Hit:
@@ -132,3 +135,74 @@ def test_served_calibration_only_for_the_model_it_describes(
     assert served_calibration(model, manifest.fingerprint("int8"), "int8") is not None
     assert "calibrated on the fp32 variant and int8 is served" in caplog.text
     assert served_calibration(_model_dir(tmp_path / "b", None), "x") is None
+
+
+@dataclass(frozen=True)
+class Spec:
+    text: str
+    top_k: int
+    lang: str | None = None
+    market: str | None = None
+    group: bool = True
+    prefer_lang: str | None = None
+    min_score: float | None = None
+
+
+ALL = [*HITS, hit("order-cancel.pt", "pt", 0.60), hit("refund-time.pt", "pt", 0.55)]
+
+
+class FakeSearch:
+    """The index: the best `limit` of ALL, only `lang` entries when filtered; records calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[SearchSpec]] = []
+
+    def __call__(self, vectors: np.ndarray, specs: Sequence[SearchSpec]) -> list[list[Hit]]:
+        assert len(vectors) == len(specs)
+        self.calls.append(list(specs))
+        return [
+            [h for h in ALL if lang is None or h.lang == lang][:limit] for limit, lang, _ in specs
+        ]
+
+
+def test_answer_batch_fetches_the_wanted_language_in_the_same_call() -> None:
+    search = FakeSearch()
+    answering = Answering(
+        AbstainRule(None), QueryLanguageDetector(["en", "es", "pt"], low_accuracy=True)
+    )
+    specs = [
+        Spec("quero cancelar o meu pedido agora", 2),  # Portuguese: pt entries rank low
+        Spec("cancel", 2, prefer_lang="pt"),
+        Spec("cancel", 2, prefer_lang="pt", group=False),
+        Spec("cancel", 2, prefer_lang="pt", lang="en"),  # filtered: no second search
+    ]
+    vectors = np.ones((len(specs), 4), dtype=np.float32)
+    shaped = answering.answer_batch(specs, vectors, search, max_query_chars=2000)
+    assert len(search.calls) == 1  # one batched call for everything
+    assert search.calls[0][4:] == [(2 * FETCH_FACTOR, "pt", None), (2 * FETCH_FACTOR, "pt", None)]
+    assert shaped[0].query_lang == "pt"
+    assert [(h.id, r) for h, r in zip(shaped[0].hits, shaped[0].lang_reasons, strict=True)] == [
+        ("order-cancel.pt", "query"),
+        ("refund-time.pt", "query"),
+    ]
+    assert shaped[0].scores == [0.93, 0.85]  # ranked by each topic's best, not the pt entry's
+    assert [h.id for h in shaped[1].hits] == ["order-cancel.pt", "refund-time.pt"]
+    assert [r for r in shaped[2].lang_reasons] == ["ranked", "ranked"]
+    assert {h.lang for h in shaped[3].hits} == {"en"}
+
+
+def test_answer_batch_cuts_the_text_it_reads() -> None:
+    seen: list[str] = []
+
+    class Recording(QueryLanguageDetector):
+        def __init__(self) -> None:
+            pass
+
+        def detect(self, text: str) -> str | None:
+            seen.append(text)
+            return None
+
+    Answering(AbstainRule(None), Recording()).answer_batch(
+        [Spec("x" * 50, 1)], np.ones((1, 4), np.float32), FakeSearch(), max_query_chars=10
+    )
+    assert seen == ["x" * 10]

@@ -83,3 +83,10 @@ def test_off_topic_dev_queries_are_scored_without_their_own_anchor() -> None:
     result, stored = calibrate_model(faq, answerable, offtopic, refusal_budget=0.0)
     assert stored.dev_abstained == result.abstained == 0.9
     assert stored.anchors == [q.query for q in offtopic] or stored.offtopic_weight == 0.0
+
+
+def test_dense_search_restricted_to_a_language() -> None:
+    faq = DenseFaq(FAQ, FakeEncoder(dim=128))
+    q = faq.encoder.encode_queries(["shipping cost"])
+    row = faq.search(q, 2, "es")[0]
+    assert [e.id for e in row] == ["order-cancel.es"]

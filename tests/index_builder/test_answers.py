@@ -14,6 +14,8 @@ from index_builder.answers import (
     fetch_limit,
     group_by_topic,
     hit_topic,
+    language_to_fetch,
+    merge_hits,
 )
 from index_builder.faq import FaqFileError, FaqItem, content_hash, read_faq
 
@@ -138,3 +140,24 @@ def test_topic_too_long_is_a_file_error(tmp_path: Path) -> None:
     path.write_text(json.dumps(row) + "\n", encoding="utf-8")
     with pytest.raises(FaqFileError, match="topic"):
         read_faq(path)
+
+
+def test_language_to_fetch_is_the_requested_else_a_non_english_query_language() -> None:
+    assert language_to_fetch("de", "es") == "de"
+    assert language_to_fetch(None, "es") == "es"
+    assert language_to_fetch(None, "en") is None
+    assert language_to_fetch(None, None) is None
+
+
+def test_merged_language_hits_bring_the_wanted_entry_without_duplicates() -> None:
+    fetched = HITS[:3]  # order-cancel in es, pt, en: no de entry fetched
+    more = [H("order-cancel.de", "de", 0.7), H("refund-time.de", "de", 0.86)]
+    merged = merge_hits(fetched, [*more, H("order-cancel.es", "es", 0.93)])
+    assert [h.id for h in merged] == [
+        "order-cancel.es", "order-cancel.pt", "order-cancel", "refund-time.de", "order-cancel.de",
+    ]  # fmt: skip
+    first = group_by_topic(merged, 2, requested="de")
+    assert [(a.hit.id, a.lang_reason, a.topic_score) for a in first] == [
+        ("order-cancel.de", "requested", 0.93),
+        ("refund-time.de", "requested", 0.86),
+    ]
