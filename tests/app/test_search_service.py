@@ -200,3 +200,16 @@ def test_the_access_log_sample_keeps_every_error(caplog: pytest.LogCaptureFixtur
         if s.name == "faq_http_request_duration_seconds_count"
     }
     assert samples[("200", "faq_http_request_duration_seconds_count")] == 6
+
+
+def test_the_request_path_has_no_base_http_middleware(tmp_path: Path) -> None:
+    """BaseHTTPMiddleware adds a task and a body stream per request; every layer is plain ASGI."""
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    from app.main import create_app
+    from tests.app.conftest import settings_for
+
+    app = create_app(settings_for(tmp_path / "m", tmp_path / "q"), lambda _: FakeEncoder())
+    classes = [m.cls for m in app.user_middleware]
+    assert MetricsMiddleware in classes
+    assert not [c for c in classes if isinstance(c, type) and issubclass(c, BaseHTTPMiddleware)]
