@@ -55,17 +55,21 @@ VENV_BIN = Path(sys.executable).parent
 DEFAULT_MODEL_DIR = Path("artifacts/onnx/multilingual-e5-small")
 PEER_NAME = "multilingual-e5-small"
 COSINE_MIN = 0.99
-# Settings that change how our service serves; recorded with the results (never the keys).
-SERVING_SETTINGS = (
-    "FAQ_WORKERS",
-    "FAQ_BATCHING",
-    "FAQ_BATCH_MAX_WAIT_MS",
-    "FAQ_BATCH_MAX_SIZE",
-    "FAQ_ORT_INTRA_OP_THREADS",
-    "FAQ_INTRA_OP_THREADS",
-    "FAQ_LOOP",
-    "FAQ_LOG_JSON",
+# Settings this tool sets itself for faq-serve (the others come from the calling shell).
+OWN_SETTINGS = frozenset(
+    {"FAQ_MODEL_DIR", "FAQ_MODEL_VARIANT", "FAQ_QDRANT_PATH", "FAQ_HOST", "FAQ_PORT"}
+    | {"FAQ_LOG_LEVEL"}
 )
+
+
+def inherited_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The FAQ_ settings faq-serve inherits from the caller (recorded; never keys or secrets)."""
+    secret = ("KEY", "SECRET", "TOKEN", "PASSWORD")
+    return {
+        k: v
+        for k, v in sorted(environ.items())
+        if k.startswith("FAQ_") and k not in OWN_SETTINGS and not any(w in k for w in secret)
+    }
 
 
 # --- results -------------------------------------------------------------------------------
@@ -518,7 +522,7 @@ def run_ours(
     if key:
         headers["X-API-Key"] = key
     side = SideResult(system=f"faq-serve ({cfg.variant})", route="/search")
-    settings = {k: os.environ[k] for k in SERVING_SETTINGS if k in os.environ}
+    settings = inherited_settings(os.environ)
     if settings:
         side.notes.append(
             "faq-serve settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))

@@ -6,7 +6,14 @@ from typing import Any
 
 from tools.bench_100k import render_markdown as render_100k
 from tools.bench_100k import scale_checks
-from tools.bench_peer import checks, cosine, peer_log_notes, ratios, render_markdown
+from tools.bench_peer import (
+    checks,
+    cosine,
+    inherited_settings,
+    peer_log_notes,
+    ratios,
+    render_markdown,
+)
 
 
 def level(c: int, rps: float, p50: float, p99: float, errors: int = 0) -> dict[str, Any]:
@@ -132,3 +139,15 @@ def test_cosine_and_peer_notes() -> None:
     assert "failed" in peer_log_notes(failed)[0]
     assert "model_optimized.onnx" in peer_log_notes("", ["model_optimized.onnx"])[0]
     assert peer_log_notes("") == []
+
+
+def test_inherited_settings_are_recorded_without_secrets_or_our_own() -> None:
+    environ = {
+        "FAQ_BATCHING": "on",
+        "FAQ_WORKERS": "2",
+        "FAQ_SEARCH_API_KEY": "s3cret",
+        "FAQ_ADMIN_API_KEY_FILE": "/run/key",
+        "FAQ_PORT": "9999",
+        "PATH": "/bin",
+    }
+    assert inherited_settings(environ) == {"FAQ_BATCHING": "on", "FAQ_WORKERS": "2"}
