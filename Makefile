@@ -204,7 +204,7 @@ BENCH_PEER_ARGS ?=
 ## bench-peer: faq-serve's POST /search (with the search) against infinity-emb's /embeddings on
 ## the same machine, in turn: int8 and fp32, c=1/8/32/64 with wrk, the same query, at most 15 s
 ## and 20,000 responses per level, beside the raw in-process cost; writes
-## artifacts/bench-peer/results.{json,md} (about 12 min; set-up of the peer about 2 min once).
+## artifacts/bench-peer/results.{json,md} (about 7 min; the peer's set-up about 2.5 min, once).
 ## Smoke: make bench-peer BENCH_PEER_ARGS='--variants int8 --levels 1 --duration 3'
 bench-peer: venv peer
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
