@@ -212,6 +212,13 @@ def render_markdown(results: Mapping[str, Any]) -> str:
                 f"Raw in-process (tokenise + ORT + search, {raw['runs']} runs, service idle): "
                 f"p50 {fmt(raw['p50_ms'], 2)} ms, p99 {fmt(raw['p99_ms'], 2)} ms."
             )
+        batch = v.get("model_batch")
+        if batch:
+            lines.append(
+                f"The model alone (ONNX Runtime, batch {batch['batch']} of the query): "
+                f"{fmt(batch['batch_ms_p50'], 1)} ms a batch, "
+                f"{fmt(batch['sentences_per_s'], 0)} sentences/s."
+            )
         lines += [
             "",
             "| system | c | req/s | p50 ms | p90 ms | p99 ms | errors | server CPU s "
@@ -334,6 +341,47 @@ def our_query_vector(model_dir: Path, variant: str, text: str) -> tuple[list[flo
     name = manifest.get("output") if manifest.get("output") in outputs else outputs[0]
     vector = session.run([name], feeds)[0][0]
     return [float(x) for x in vector], prefix
+
+
+def model_batch_rate(
+    model_dir: Path, variant: str, text: str, *, batch: int = 32, runs: int = 10
+) -> dict[str, Any]:
+    """The model's own ceiling: sentences/s of ONNX Runtime alone on `batch` copies of the
+    query (tokenised once, default session options), what batching could reach at best."""
+    import numpy as np
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    encoding = tokenizer.encode(str(manifest.get("query_prefix") or "") + text)
+    session = ort.InferenceSession(
+        str(model_dir / manifest["variants"][variant]), providers=["CPUExecutionProvider"]
+    )
+    columns = {
+        "input_ids": encoding.ids,
+        "attention_mask": encoding.attention_mask,
+        "token_type_ids": encoding.type_ids,
+    }
+    feeds = {
+        i.name: np.asarray(
+            [columns[i.name]] * batch, dtype=np.int32 if i.type == "tensor(int32)" else np.int64
+        )
+        for i in session.get_inputs()
+    }
+    session.run(None, feeds)  # first run allocates
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        session.run(None, feeds)
+        times.append(time.perf_counter() - started)
+    median = sorted(times)[len(times) // 2]
+    return {
+        "batch": batch,
+        "runs": runs,
+        "batch_ms_p50": round(median * 1000, 2),
+        "sentences_per_s": round(batch / median, 1),
+    }
 
 
 def peer_version(venv: Path) -> str:
@@ -662,6 +710,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         v: dict[str, Any] = {"sides": {}, "notes": []}
         results["variants"][variant] = v
         vector, prefix = our_query_vector(args.model_dir, variant, args.query)
+        v["model_batch"] = model_batch_rate(args.model_dir, variant, args.query)
         if "peer" in args.sides:
             try:
                 side, parity = run_peer(
