@@ -8,7 +8,7 @@ BASE_DIR := artifacts/base/$(MODEL_NAME)
 ONNX_DIR := artifacts/onnx/$(MODEL_NAME)
 FAQ ?= data/faq.jsonl
 QDRANT_PATH ?= var/qdrant
-PACKAGES := app index_builder model_export
+PACKAGES := app index_builder model_export tools
 
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
