@@ -233,6 +233,22 @@ def grouping_figures(
     return figures
 
 
+def detection_figures(
+    detector: QueryLanguageDetector, rows: Sequence[LabelledQuery], faq_languages: Sequence[str]
+) -> dict[str, tuple[int, int]]:
+    """Per kind of query: (right, total) of the detected language. A query in a FAQ language
+    should be detected as it (code-mixed: its matrix language, the label); one in another
+    language as none (its answers fall back to English)."""
+    out: dict[str, tuple[int, int]] = {}
+    for q in rows:
+        in_faq = q.lang in faq_languages
+        key = q.kind if in_faq else "other language"
+        expected = q.lang if in_faq else None
+        right, total = out.get(key, (0, 0))
+        out[key] = (right + (detector.detect(q.query) == expected), total + 1)
+    return out
+
+
 @dataclass(frozen=True)
 class AbstainFigures:
     offtopic_test: int

@@ -327,6 +327,7 @@ def evaluate_answers(
         DenseFaq,
         abstain_figures,
         calibrate_model,
+        detection_figures,
         grouping_figures,
         load_examples,
         rule_for,
@@ -358,6 +359,11 @@ def evaluate_answers(
     typer.echo(
         f"query language: Lingua {'low' if low_accuracy else 'high'} accuracy, built in "
         f"{built_s:.2f} s, {detector.ms_per_query(texts):.3f} ms/query over {len(texts)} queries"
+    )
+    detected = detection_figures(detector, test, languages)
+    typer.echo(
+        "  detected right on the shopper test split: "
+        + ", ".join(f"{k} {100 * r / t:.1f}% of {t}" for k, (r, t) in sorted(detected.items()))
     )
     digest = content_hash(items)
     for name, model_dir in models:

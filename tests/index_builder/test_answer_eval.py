@@ -7,7 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from index_builder.answer_eval import DenseFaq, calibrate_model, expected_lang, grouping_figures
+from index_builder.answer_eval import (
+    DenseFaq,
+    calibrate_model,
+    detection_figures,
+    expected_lang,
+    grouping_figures,
+)
 from index_builder.calibration import LabelledQuery, OffTopicQuery
 from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
@@ -90,3 +96,18 @@ def test_dense_search_restricted_to_a_language() -> None:
     q = faq.encoder.encode_queries(["shipping cost"])
     row = faq.search(q, 2, "es")[0]
     assert [e.id for e in row] == ["order-cancel.es"]
+
+
+def test_detection_figures_by_kind() -> None:
+    rows = [
+        LabelledQuery("a", "t", "es", "monolingual"),
+        LabelledQuery("b", "t", "es", "code_mixed"),
+        LabelledQuery("c", "t", "ja", "monolingual"),
+        LabelledQuery("d", "t", "ja", "code_mixed"),
+    ]
+    assert detection_figures(StubDetector("es"), rows, ["en", "es"]) == {
+        "monolingual": (1, 1),
+        "code_mixed": (1, 1),
+        "other language": (0, 2),
+    }
+    assert detection_figures(StubDetector(None), rows, ["en", "es"])["other language"] == (2, 2)
