@@ -23,7 +23,7 @@ per-section detection is documented as experimental and unreliable on short text
 used. The English words often win over the sentence's own language (18-29% of code-mixed
 queries); the answer is then served in English, which a shopper who typed those English words
 can read. A query with no letters ("????", "12345") is undecided.
-
+"""
 
 from __future__ import annotations
 
