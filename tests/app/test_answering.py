@@ -148,7 +148,9 @@ class Spec:
     min_score: float | None = None
 
 
-ALL = [*HITS, hit("order-cancel.pt", "pt", 0.60), hit("refund-time.pt", "pt", 0.55)]
+# Past the over-fetch of 2 answers (16 hits): twenty other topics, then the pt entries.
+FILLER = [hit(f"other-{i}", "en", 0.79 - i / 100) for i in range(20)]
+ALL = [*HITS, *FILLER, hit("order-cancel.pt", "pt", 0.50), hit("refund-time.pt", "pt", 0.45)]
 
 
 class FakeSearch:
@@ -179,6 +181,7 @@ def test_answer_batch_fetches_the_wanted_language_in_the_same_call() -> None:
     vectors = np.ones((len(specs), 4), dtype=np.float32)
     shaped = answering.answer_batch(specs, vectors, search, max_query_chars=2000)
     assert len(search.calls) == 1  # one batched call for everything
+    assert "order-cancel.pt" not in {h.id for h in ALL[: 2 * FETCH_FACTOR]}
     assert search.calls[0][4:] == [(2 * FETCH_FACTOR, "pt", None), (2 * FETCH_FACTOR, "pt", None)]
     assert shaped[0].query_lang == "pt"
     assert [(h.id, r) for h, r in zip(shaped[0].hits, shaped[0].lang_reasons, strict=True)] == [
