@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +14,14 @@ from index_builder.answer_eval import (
     detection_figures,
     expected_lang,
     grouping_figures,
+    rule_for,
 )
 from index_builder.calibration import LabelledQuery, OffTopicQuery
 from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.query_lang import QueryLanguageDetector
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class StubDetector(QueryLanguageDetector):
@@ -111,3 +115,32 @@ def test_detection_figures_by_kind() -> None:
         "other language": (0, 2),
     }
     assert detection_figures(StubDetector(None), rows, ["en", "es"])["other language"] == (2, 2)
+
+
+SHOP_MODEL = REPO / "artifacts" / "onnx" / "shop"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    not (SHOP_MODEL / "manifest.json").is_file(), reason="needs the trained model (make train)"
+)
+def test_issue_examples_on_the_calibrated_trained_model() -> None:
+    """The issue's examples: gibberish and weather abstain, the shopper's question does not."""
+    from index_builder.encoder import OnnxEncoder
+    from index_builder.faq import read_faq
+    from index_builder.manifest import ModelManifest
+
+    calibration = ModelManifest.read(SHOP_MODEL).abstain
+    if calibration is None:
+        pytest.skip("not calibrated: faq-index calibrate --model-dir artifacts/onnx/shop")
+    faq = DenseFaq(read_faq(REPO / "data" / "faq.jsonl"), OnnxEncoder.load(SHOP_MODEL))
+    rule = rule_for(faq, calibration)
+    for query, answered in [
+        ("can I cancel mi pedido", True),
+        ("kann ich mit PayPal bezahlen", True),
+        ("asdf qwer zxcv", False),
+        ("weather in Paris", False),
+    ]:
+        vector = faq.encoder.encode_queries([query])
+        top = float(faq.scores(vector).max())
+        assert rule.answered(top, vector[0])[0] is answered, query
