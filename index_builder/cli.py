@@ -30,7 +30,7 @@ from index_builder.quality_gate import (
     load_golden,
     load_labelled,
 )
-from index_builder.store import FaqIndex, FaqIndexError, open_client
+from index_builder.store import CollectionLayout, FaqIndex, FaqIndexError, open_client
 
 GATE_FAILED = 3
 
@@ -91,9 +91,31 @@ def build(
             envvar="FAQ_GOLDEN_TOP_K", min=1, max=100, help="top k of golden queries without one."
         ),
     ] = 5,
+    shard_number: Annotated[
+        int,
+        typer.Option(min=1, envvar="FAQ_SHARD_NUMBER", help="Qdrant cluster: shards."),
+    ] = 1,
+    replication_factor: Annotated[
+        int,
+        typer.Option(min=1, envvar="FAQ_REPLICATION_FACTOR", help="Qdrant cluster: copies."),
+    ] = 1,
+    write_consistency: Annotated[
+        int,
+        typer.Option(
+            "--write-consistency-factor",
+            min=1,
+            envvar="FAQ_WRITE_CONSISTENCY_FACTOR",
+            help="Qdrant cluster: replicas a write waits for.",
+        ),
+    ] = 1,
 ) -> None:
     """Embed the FAQ questions into a new collection and move the alias to it."""
     from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+
+    try:
+        layout = CollectionLayout(shard_number, replication_factor, write_consistency)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--write-consistency-factor") from None
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report: GateReport | None = None
@@ -112,7 +134,7 @@ def build(
                 # Under the directory's access lock, so that a multi-worker service can keep
                 # serving (it reads only under the same lock) and reloads after the build.
                 client = stack.enter_context(local_writer(qdrant_path, timeout=lock_timeout))
-            index = FaqIndex(client, alias=alias, keep=keep)
+            index = FaqIndex(client, alias=alias, keep=keep, layout=layout)
             gate = QualityGate(queries, encoder, golden_top_k) if queries else None
             previous = index.current_collection()
 

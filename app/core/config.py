@@ -6,8 +6,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from index_builder.store.records import CollectionLayout
 
 
 class Settings(BaseSettings):
@@ -87,6 +89,15 @@ class Settings(BaseSettings):
     keep_collections: int = Field(
         3, ge=1, description="Collections kept behind the alias (the live one included)."
     )
+    shard_number: int = Field(
+        1, ge=1, description="Against a Qdrant cluster: shards of each new collection."
+    )
+    replication_factor: int = Field(
+        1, ge=1, description="Against a Qdrant cluster: nodes holding each shard."
+    )
+    write_consistency_factor: int = Field(
+        1, ge=1, description="Against a Qdrant cluster: replicas a write waits for."
+    )
     jobs_dir: Path = Field(
         Path("var/jobs"), description="Reindex job records and the items submitted inline."
     )
@@ -163,6 +174,20 @@ class Settings(BaseSettings):
         gt=0,
         description="How long a worker without a replica yet waits for the embedded directory's "
         "lock (held by an index build or another worker loading).",
+    )
+
+    @model_validator(mode="after")
+    def _check_layout(self) -> Settings:
+        collection_layout(self)  # a write consistency above the replication factor is refused
+        return self
+
+
+def collection_layout(settings: Settings) -> CollectionLayout:
+    """The cluster layout of the collections this service builds (one decision, one place)."""
+    return CollectionLayout(
+        shard_number=settings.shard_number,
+        replication_factor=settings.replication_factor,
+        write_consistency_factor=settings.write_consistency_factor,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from app.core.config import Settings
+from app.core.config import Settings, collection_layout
 from app.wiring import IndexMode, index_mode, matrix_search
 from index_builder.store import FaqIndex, FaqIndexError, IndexInfo, open_client
 
@@ -147,6 +147,7 @@ def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
         alias=settings.collection_alias,
         keep=settings.keep_collections,
         matrix=matrix_search(settings),
+        layout=collection_layout(settings),
     )
     if mode is IndexMode.EMBEDDED:
         try:

@@ -48,6 +48,7 @@ from index_builder.store.records import (
     FILTER_FIELDS,
     READY,
     CollectionInfo,
+    CollectionLayout,
     Hit,
     IndexBuildError,
     IndexInfo,
@@ -74,12 +75,14 @@ class FaqIndex:
         keep: int = 3,
         *,
         matrix: bool = True,
+        layout: CollectionLayout | None = None,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
             raise ValueError(f"invalid alias name {alias!r}")
         self.client = client
         self.alias = alias
         self.keep = max(1, keep)
+        self.layout = layout or CollectionLayout()
         self.local = is_local(client)
         self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
         self._rw = ReadWriteLock()
@@ -379,6 +382,12 @@ class FaqIndex:
                 collection_name=name,
                 vectors_config=models.VectorParams(
                     size=encoder.dim, distance=models.Distance.COSINE
+                ),
+                # The cluster layout is a server's business; local mode has one shard.
+                shard_number=None if self.local else self.layout.shard_number,
+                replication_factor=None if self.local else self.layout.replication_factor,
+                write_consistency_factor=(
+                    None if self.local else self.layout.write_consistency_factor
                 ),
                 metadata={
                     "fingerprint": encoder.fingerprint,

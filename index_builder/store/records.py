@@ -14,6 +14,29 @@ _POINT_NAMESPACE = uuid.UUID("6f1d2a52-8e8c-4c33-9d0b-5d9f3b1f6a10")
 FILTER_FIELDS = ("lang", "market")
 
 
+@dataclass(frozen=True)
+class CollectionLayout:
+    """How a Qdrant server spreads a new collection over its cluster (ignored in local mode).
+
+    `shard_number` shards, each held by `replication_factor` nodes; a write returns once
+    `write_consistency_factor` replicas of its shard have it. All 1: one node, as before.
+    """
+
+    shard_number: int = 1
+    replication_factor: int = 1
+    write_consistency_factor: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("shard_number", "replication_factor", "write_consistency_factor"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.write_consistency_factor > self.replication_factor:
+            raise ValueError(
+                f"write_consistency_factor {self.write_consistency_factor} exceeds "
+                f"replication_factor {self.replication_factor}: no write could ever succeed"
+            )
+
+
 class FaqIndexError(RuntimeError):
     """Base class for index problems the service reports as 503."""
 
