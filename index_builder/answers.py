@@ -12,9 +12,10 @@ ranked by their best hit; within a topic the entry shown is the first that exist
 Each answer says which rule chose its language (`lang_reason`). The entry in the wanted
 language may rank below the fetched hits, so a second search restricted to that language
 (`language_to_fetch`) is merged in (`merge_hits`): the topics and their order do not change,
-since any entry outside the first `fetch_limit` hits scores below every topic inside them. With grouping off every hit is
-an answer of its own (`ranked`). The topic of a hit is its payload's `topic` when it has one
-(`FaqItem.topic`), else `index_builder.faq.topic_of(id)`, the one topic rule.
+since any entry outside the first `fetch_limit` hits scores below every topic inside them.
+With grouping off every hit is an answer of its own (`ranked`). The topic of a hit is its
+payload's `topic` when it has one (`FaqItem.topic`), else `index_builder.faq.topic_of(id)`, the
+one topic rule.
 """
 
 from __future__ import annotations
