@@ -52,6 +52,17 @@ def _warm_up(encoder: Encoder) -> None:
         encoder.encode_queries(["warm up"])
 
 
+def _limit_blas_threads(threads: int) -> None:
+    """Cap numpy's BLAS pool for this process (each worker runs its own lifespan).
+
+    The search's matrix products are small or memory-bound; OpenBLAS's idle threads spin after
+    every call and steal the cores that ONNX Runtime's session and the request threads need.
+    """
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=threads, user_api="blas")
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
@@ -59,6 +70,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder_factory: EncoderFactory = app.state.encoder_factory
     app.state.warm = False
 
+    _limit_blas_threads(settings.blas_threads)
     # Failing here (model missing, CUDA asked for and absent) stops the server from starting.
     encoder = encoder_factory(settings)
     _warm_up(encoder)

@@ -35,6 +35,13 @@ class Settings(BaseSettings):
         None, ge=1, description="ONNX Runtime intra-op threads (default: runtime's choice)."
     )
     encode_batch_size: int = Field(32, ge=1, le=1024)
+    blas_threads: int = Field(
+        1,
+        ge=1,
+        description="numpy's BLAS threads (the embedded matrix search). OpenBLAS threads "
+        "spin-wait after each call and take the cores ONNX Runtime and the request threads "
+        "need: 1 served 642 instead of 450 req/s at c=32 on 2 cores.",
+    )
 
     # Qdrant
     qdrant_url: str | None = Field(
