@@ -17,6 +17,7 @@ from app.core.config import Settings, get_settings
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
+from app.services.answering import build_answering, served_calibration
 from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
@@ -92,6 +93,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
     app.state.encoder = encoder
     app.state.guard = guard
+    # Grouping, answer language, abstain: the off-topic anchors are encoded here, once.
+    answering = build_answering(
+        encoder,
+        served_calibration(settings.model_dir, encoder.fingerprint, settings.model_variant),
+        min_score=settings.min_score,
+        query_languages=settings.query_languages,
+        low_accuracy=settings.query_lang_low_accuracy,
+        abstained=metrics.abstained,
+    )
     # --- the inference worker owns the model from here on; stopped before the encoder closes ---
     queries = build_query_encoding(encoder, settings, metrics)
     queries.start()
@@ -102,6 +112,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.max_query_chars,
         queries,
         max_search_batch=settings.search_max_batch,
+        answering=answering,
     )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.

@@ -166,6 +166,11 @@ class Metrics:
         self.truncated = Counter(
             "faq_truncated_queries", "Queries cut to the model's limit.", registry=registry
         )
+        self.abstained = Counter(
+            "faq_search_abstained",
+            "Searches answered with answered=false: the best answer scored below min_score.",
+            registry=registry,
+        )
         self.index_points = Gauge(
             "faq_index_points",
             "Entries in the live collection.",

@@ -5,8 +5,8 @@ engine), so the outage test points `QdrantClient(url=...)` at this instead: a Fa
 loopback port answering in Qdrant's REST shapes (`{"result": ..., "status": "ok", "time": ...}`)
 from qdrant-client's own local mode. It covers the version check the client makes at
 construction (`GET /`), `GET /aliases`, `GET /collections/{name}`, `POST .../points/count` and
-`POST .../points/query`, which is all `FaqIndex.check_model` and `FaqIndex.search` use. The real
-server path is the docker-compose stack.
+`POST .../points/query` and `.../points/query/batch`, which is all `FaqIndex.check_model` and
+the searches use. The real server path is the docker-compose stack.
 """
 
 from __future__ import annotations
@@ -88,6 +88,15 @@ def create_stub_app(backend: QdrantClient) -> FastAPI:
         except ValueError as exc:
             return _not_found(exc)
         return _ok(result, started)
+
+    @app.post("/collections/{name}/points/query/batch")
+    def query_batch(name: str, body: models.QueryRequestBatch) -> JSONResponse:
+        started = time.perf_counter()
+        try:
+            results = backend.query_batch_points(name, requests=body.searches)
+        except ValueError as exc:
+            return _not_found(exc)
+        return _ok([r.model_dump(mode="json") for r in results], started)
 
     return app
 

@@ -23,8 +23,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from app.metrics import Metrics
+from app.services.answering import Answering, Shaped
 from app.services.batcher import QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
+from index_builder.calibration import AbstainRule
 from index_builder.store import Hit, SearchSpec
 
 
@@ -34,6 +36,8 @@ class SearchOutcome:
     collection: str
     took_ms: float
     truncated: bool
+    # What is shown: one entry per topic, each language's reason, answered or not.
+    shaped: Shaped | None = None
 
 
 @dataclass(frozen=True)
@@ -42,6 +46,9 @@ class QuerySpec:
     top_k: int
     lang: str | None = None
     market: str | None = None
+    group: bool = False
+    prefer_lang: str | None = None
+    min_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class BatchOutcome:
     truncated: list[bool]
     collection: str
     took_ms: float
+    shaped: list[Shaped] = field(default_factory=list)
 
 
 # Searches `vectors[i]` with `specs[i]` = (top_k, lang, market): one call for the whole batch.
@@ -123,7 +131,11 @@ class SearchService:
         queries: QueryEncoding,
         *,
         max_search_batch: int = 64,
+        answering: Answering | None = None,
     ) -> None:
+        # Grouping, the answer's language and abstain (app/services/answering.py); without
+        # one, every hit as ranked and never an abstention.
+        self.answering = answering or Answering(AbstainRule(None))
         self.guard = guard
         self.metrics = metrics
         self.max_query_chars = max_query_chars
@@ -158,14 +170,24 @@ class SearchService:
         return result
 
     def search(
-        self, query: str, top_k: int, *, lang: str | None = None, market: str | None = None
+        self,
+        query: str,
+        top_k: int,
+        *,
+        lang: str | None = None,
+        market: str | None = None,
+        group: bool = False,
+        prefer_lang: str | None = None,
+        min_score: float | None = None,
     ) -> SearchOutcome:
-        outcome = self.search_batch([QuerySpec(query, top_k, lang, market)])
+        spec = QuerySpec(query, top_k, lang, market, group, prefer_lang, min_score)
+        outcome = self.search_batch([spec])
         return SearchOutcome(
             hits=outcome.hits[0],
             collection=outcome.collection,
             took_ms=outcome.took_ms,
             truncated=outcome.truncated[0],
+            shaped=outcome.shaped[0],
         )
 
     def search_batch(self, specs: Sequence[QuerySpec]) -> BatchOutcome:
@@ -173,10 +195,14 @@ class SearchService:
         start = time.perf_counter()
         info = self.guard.current()
         vectors, truncated = self._encode([s.text for s in specs])
-        hits = self._combiner.search(vectors, [(s.top_k, s.lang, s.market) for s in specs])
+        # One batched search call, then one answer per topic in the wanted language, or none.
+        shaped = self.answering.answer_batch(
+            specs, vectors, self._combiner.search, self.max_query_chars
+        )
         return BatchOutcome(
-            hits=hits,
+            hits=[s.hits for s in shaped],
             truncated=truncated,
             collection=info.collection,
             took_ms=(time.perf_counter() - start) * 1000.0,
+            shaped=shaped,
         )

@@ -43,6 +43,7 @@ class _Row:
     lang: str
     market: str | None
     tags: tuple[str, ...]
+    topic: str
 
     @classmethod
     def from_payload(cls, point_id: object, payload: dict[str, Any] | None) -> _Row:
@@ -56,6 +57,7 @@ class _Row:
             lang=str(p.get("lang", "")),
             market=None if market is None else str(market),
             tags=tuple(p.get("tags") or ()),
+            topic=str(p.get("topic") or ""),
         )
 
     def hit(self, score: float) -> Hit:
@@ -67,6 +69,7 @@ class _Row:
             market=self.market,
             tags=list(self.tags),
             score=score,
+            topic=self.topic,
         )
 
 

@@ -105,6 +105,8 @@ class Hit:
     market: str | None
     tags: list[str]
     score: float
+    # FaqItem.topic from the payload; "" for points written before it (then the id's topic).
+    topic: str = ""
 
 
 # (top_k, lang, market) of one search in a batch.
@@ -131,4 +133,5 @@ def hit_from_point(point: Any) -> Hit:
         market=payload.get("market"),
         tags=list(payload.get("tags") or []),
         score=float(point.score),
+        topic=str(payload.get("topic") or ""),
     )

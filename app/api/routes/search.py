@@ -20,27 +20,52 @@ from app.api.schemas.search import (
     SearchRequest,
     SearchResponse,
 )
+from app.services.answering import Shaped
 from app.services.search import QuerySpec
-from index_builder.store import Hit
 
 router = APIRouter(tags=["search"])
 
 _FAILURES = errors(401, 413, 422, 429, 503)
 
 
-def _results(hits: list[Hit]) -> list[dict[str, Any]]:
+def _results(shaped: Shaped) -> list[dict[str, Any]]:
     return [
         {
             "id": h.id,
             "question": h.question,
             "answer": h.answer,
-            "score": h.score,
+            "score": score,
             "lang": h.lang,
             "market": h.market,
             "tags": h.tags,
+            "topic": topic,
+            "lang_reason": reason,
         }
-        for h in hits
+        for h, topic, reason, score in zip(
+            shaped.hits, shaped.topics, shaped.lang_reasons, shaped.scores, strict=True
+        )
     ]
+
+
+def _answer(shaped: Shaped) -> dict[str, Any]:
+    """Whether it answers, with which score, and the language the query was read as."""
+    return {
+        "answered": shaped.answered,
+        "answer_score": shaped.answer_score,
+        "query_lang": shaped.query_lang,
+    }
+
+
+def _spec(body: SearchRequest) -> QuerySpec:
+    return QuerySpec(
+        body.query,
+        body.top_k,
+        lang=body.filters.lang,
+        market=body.filters.market,
+        group=body.group,
+        prefer_lang=body.lang,
+        min_score=body.min_score,
+    )
 
 
 @router.post("/search", response_model=SearchResponse, responses=_FAILURES)
@@ -53,16 +78,16 @@ def search(
 ) -> OrjsonResponse:
     """The best FAQ entries for one question."""
     with service_errors(metrics):
-        outcome = service.search(
-            body.query, body.top_k, lang=body.filters.lang, market=body.filters.market
-        )
+        outcome = service.search_batch([_spec(body)])
+    shaped = outcome.shaped[0]
     return OrjsonResponse(
         {
-            "results": _results(outcome.hits),
+            "results": _results(shaped),
             "model": encoder.fingerprint,
             "index": outcome.collection,
             "took_ms": round(outcome.took_ms, 3),
-            "truncated": outcome.truncated,
+            "truncated": outcome.truncated[0],
+            **_answer(shaped),
         }
     )
 
@@ -84,17 +109,13 @@ def search_batch(
             f"invalid request: queries: {len(body.queries)} queries, at most {limit} per "
             "batch (FAQ_SEARCH_BATCH_MAX_QUERIES)",
         )
-    specs = [
-        QuerySpec(q.query, q.top_k, lang=q.filters.lang, market=q.filters.market)
-        for q in body.queries
-    ]
     with service_errors(metrics):
-        outcome = service.search_batch(specs)
+        outcome = service.search_batch([_spec(q) for q in body.queries])
     return OrjsonResponse(
         {
             "results": [
-                {"results": _results(hits), "truncated": truncated}
-                for hits, truncated in zip(outcome.hits, outcome.truncated, strict=True)
+                {"results": _results(shaped), "truncated": truncated, **_answer(shaped)}
+                for shaped, truncated in zip(outcome.shaped, outcome.truncated, strict=True)
             ],
             "model": encoder.fingerprint,
             "index": outcome.collection,

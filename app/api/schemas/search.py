@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, Field, field_validator
 
 from app.api.schemas.base import RequestModel
+from index_builder.answers import LangReason
 
 # A character that `str.strip()` keeps, spelled out: JSON Schema's `\s` (ECMA-262) and
 # Python's whitespace differ (\x1c-\x1f, \x85, \ufeff), and the document must refuse exactly
@@ -50,6 +51,34 @@ class SearchRequest(RequestModel):
     )
     top_k: JsonInt = Field(5, ge=1, le=50)
     filters: SearchFilters = Field(default_factory=SearchFilters)
+    group: bool = Field(
+        True,
+        description="One entry per topic (an answer and its translations are one topic), so "
+        "the results are top_k different answers; false: every matching entry, as ranked.",
+    )
+    lang: str | None = Field(
+        None,
+        min_length=2,
+        max_length=16,
+        description="The language to show each answer in where its topic has it; else the "
+        "query's detected language, else English, else the best-scoring entry. Unlike "
+        "filters.lang it excludes nothing.",
+        examples=["es"],
+    )
+    min_score: float | None = Field(
+        None,
+        ge=-2.0,
+        le=2.0,
+        allow_inf_nan=False,
+        description="The least answer score (the top score lowered by the query's closeness to "
+        "the model's off-topic examples) to answer at all; below it answered is false and "
+        "results empty. Default: FAQ_MIN_SCORE, else the model's calibrated value.",
+    )
+
+    @field_validator("lang")
+    @classmethod
+    def _lower_lang(cls, value: str | None) -> str | None:
+        return value.strip().lower() if value else value
 
     @field_validator("query")
     @classmethod
@@ -63,10 +92,19 @@ class SearchResult(BaseModel):
     id: str
     question: str
     answer: str
-    score: float
+    score: float = Field(
+        description="Similarity to the query; with group, the topic's best (in whichever of "
+        "its languages), which ranks the results."
+    )
     lang: str
     market: str | None = None
     tags: list[str] = Field(default_factory=list)
+    topic: str = Field(description="The entry's topic: the answer, whatever its language.")
+    lang_reason: LangReason = Field(
+        description="Why this entry's language: requested (the request's lang), query (the "
+        "query's language), english, best (the topic's best-scoring entry), ranked (group "
+        "false: no choice made)."
+    )
 
 
 class SearchResponse(BaseModel):
@@ -75,6 +113,12 @@ class SearchResponse(BaseModel):
     index: str = Field(description="The collection that answered (the alias target).")
     took_ms: float
     truncated: bool = Field(description="True when the query was cut to the model's limit.")
+    answered: bool = Field(
+        description="False when the best answer scored below min_score: results are empty "
+        "(hand over to a person)."
+    )
+    answer_score: float | None = Field(description="The score compared with min_score.")
+    query_lang: str | None = Field(description="The query's detected language, if decided.")
 
 
 class BatchSearchRequest(RequestModel):
@@ -88,6 +132,9 @@ class BatchSearchRequest(RequestModel):
 class BatchSearchItem(BaseModel):
     results: list[SearchResult]
     truncated: bool = Field(description="True when this query was cut to the model's limit.")
+    answered: bool = Field(description="False when the best answer scored below min_score.")
+    answer_score: float | None = Field(description="The score compared with min_score.")
+    query_lang: str | None = Field(description="The query's detected language, if decided.")
 
 
 class BatchSearchResponse(BaseModel):
