@@ -153,7 +153,10 @@ def test_readme_example_on_the_real_model(api: httpx.Client) -> None:
     assert german["query_lang"] == "de" and german["results"][0]["lang"] == "de"
 
 
-def test_an_explicit_topic_groups_entries_whatever_their_ids(tmp_path: Path) -> None:
+@pytest.mark.parametrize("local_search", ["matrix", "qdrant"])
+def test_an_explicit_topic_groups_entries_whatever_their_ids(
+    tmp_path: Path, local_search: str
+) -> None:
     rows = [
         {"id": "faq-1", "question": "cancel order now", "lang": "en", "topic": "cancel"},
         {"id": "faq-2", "question": "cancel order ahora", "lang": "es", "topic": "cancel"},
@@ -165,6 +168,6 @@ def test_an_explicit_topic_groups_entries_whatever_their_ids(tmp_path: Path) -> 
     build_index(index, FakeEncoder(dim=384), faq)
     model = tmp_path / "model"
     model.mkdir()
-    with _serve(index, model) as client:
+    with _serve(index, model, local_search=local_search) as client:
         results = search(client, query="cancel order", top_k=2)["results"]
     assert [(r["id"], r["topic"]) for r in results] == [("faq-1", "cancel"), ("faq-3", "faq-3")]
