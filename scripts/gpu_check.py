@@ -392,6 +392,7 @@ def step_serving(
     script.write_text(_WRK_SCRIPT % bodies)
     result: dict[str, Any] = {"queries": QUERIES, "duration_s": duration}
     setups = [
+        ("cuda_fp16", "cuda", "fp16", [CUDA], levels, {}),
         ("cpu_int8", "cpu", "int8", [CPU], cpu_levels, {}),
     ]
     for name, device, variant, providers, lv, extra in setups:

@@ -23,7 +23,7 @@ dl() {
 }
 dl "$ORT_GPU"
 # The serving dependencies the GPU image lacks, at the versions this venv runs.
-dl $(.venv/bin/pip list --format=freeze 2>/dev/null | grep -iE '^(fastapi|starlette|pydantic|pydantic_core|pydantic-core|annotated-types|typing-inspection|pydantic-settings|python-dotenv|uvicorn|httptools|qdrant-client|h2|hpack|hyperframe|tenacity|orjson|opentelemetry-api)==')
+dl $(.venv/bin/pip list --format=freeze 2>/dev/null | grep -iE '^(fastapi|starlette|pydantic|pydantic_core|pydantic-core|annotated-types|typing-inspection|pydantic-settings|python-dotenv|uvicorn|httptools|qdrant-client|h2|hpack|hyperframe|tenacity|orjson|opentelemetry-api|lingua-language-detector|threadpoolctl)==')
 # fastapi >= 0.16x imports opentelemetry-api, which needs importlib-metadata on any Python.
 dl importlib-metadata
 (cd "$B/debs" && apt-get download wrk libluajit-5.1-2 libluajit-5.1-common >/dev/null 2>&1)
