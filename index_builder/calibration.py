@@ -21,7 +21,6 @@ Stdlib and numpy only: the service imports this.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import unicodedata
 from collections.abc import Sequence
@@ -32,6 +31,7 @@ from typing import Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from index_builder.jsonl import json_objects
 from index_builder.manifest import AbstainCalibration
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,17 +91,11 @@ class LabelledQuery:
 def _jsonl(path: Path) -> list[tuple[int, dict[str, object]]]:
     if not path.is_file():
         raise CalibrationDataError(f"{path}: file not found")
-    rows = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise CalibrationDataError(f"{path}:{lineno}: invalid JSON: {exc.msg}") from None
-        if not isinstance(row, dict) or not isinstance(row.get("query"), str):
+    text = path.read_text(encoding="utf-8")
+    rows = list(json_objects(text, lambda n, msg: CalibrationDataError(f"{path}:{n}: {msg}")))
+    for lineno, row in rows:
+        if not isinstance(row.get("query"), str):
             raise CalibrationDataError(f"{path}:{lineno}: expected an object with a query")
-        rows.append((lineno, row))
     if not rows:
         raise CalibrationDataError(f"{path}: no queries")
     return rows

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from index_builder.jsonl import json_objects
 
 FIELDS = ("id", "question", "answer", "lang", "market", "tags", "topic")
 
@@ -71,16 +72,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise FaqFileError(path, lineno, f"invalid JSON: {exc.msg}") from None
-        if not isinstance(row, dict):
-            raise FaqFileError(path, lineno, "expected a JSON object per line")
-        yield lineno, row
+    return json_objects(text, lambda lineno, msg: FaqFileError(path, lineno, msg))
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
