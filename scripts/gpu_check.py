@@ -26,35 +26,27 @@ import contextlib
 import json
 import os
 import platform
-import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+# Run as a file (`python scripts/gpu_check.py`): the repository's `tools` package (the load
+# generator it shares with make bench-peer) is importable from the root only.
+sys.path.insert(0, str(REPO))
 SAMPLE_FAQ = REPO / "data" / "faq.jsonl"
 SHOPPER_TEST = REPO / "data" / "shopper" / "test.jsonl"
 EXAMPLES = REPO / "data" / "examples.json"
 PROBE_CONFIG = REPO / "configs" / "train" / "gpu-probe.toml"
-# The README's mixed-language examples: what a shopper types.
-QUERIES = [
-    "can I cancel mi pedido",
-    "barang saya belum sampai, where is my order",
-    "wie lange dauert der refund",
-    "je veux changer my shipping address",
-    "quero devolver this item",
-    "lupa password akun saya",
-    "how much cuesta el envío to Mexico",
-    "paket saya hilang, can you send a replacement?",
-]
+# The README's mixed-language examples (data/examples.json, `readme`): what a shopper types.
+QUERIES = [e["query"] for e in json.loads(EXAMPLES.read_text(encoding="utf-8")) if e.get("readme")]
 
 
 def _step(report: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> None:
@@ -205,44 +197,11 @@ def step_parity(model_dir: Path) -> dict[str, Any]:
 
 # --- 5. serving -----------------------------------------------------------------------------
 
-_WRK_SCRIPT = """
-local bodies = {%s}
-local i = 0
-request = function()
-  i = i %% #bodies + 1
-  return wrk.format("POST", "/search", {["Content-Type"] = "application/json"}, bodies[i])
-end
-"""
-
-
-def _lua_string(s: str) -> str:
-    return "[==[" + s + "]==]"
-
 
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _ms(value: str, unit: str) -> float:
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
-
-
-def parse_wrk(text: str) -> dict[str, Any]:
-    """requests/s, latency percentiles (ms), non-2xx responses and socket errors of `wrk --latency`."""
-    out: dict[str, Any] = {}
-    if m := re.search(r"Requests/sec:\s+([\d.]+)", text):
-        out["req_s"] = float(m.group(1))
-    if m := re.search(r"(\d+) requests in", text):
-        out["requests"] = int(m.group(1))
-    for pct, value, unit in re.findall(r"^\s+(50|75|90|99)%\s+([\d.]+)(us|ms|s|m)\s*$", text, re.M):
-        out[f"p{pct}_ms"] = round(_ms(value, unit), 2)
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    out["non_2xx"] = int(m.group(1)) if m else 0
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    out["socket_errors"] = sum(int(g) for g in m.groups()) if m else 0
-    return out
 
 
 class _GpuSampler:
@@ -294,79 +253,34 @@ class _GpuSampler:
         }
 
 
-def _stat(pid: int) -> list[str]:
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def _load(port: int, levels: list[int], duration: float, pid: int) -> list[dict[str, Any]]:
+    from tools.loadgen import json_post, run_wrk, sample_tree
 
+    url = f"http://127.0.0.1:{port}"
+    rotation = [json_post("/search", {"query": q, "top_k": 3}) for q in QUERIES]
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of a process and all its live descendants (the workers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                children.setdefault(int(_stat(int(entry.name))[1]), []).append(int(entry.name))
-    ticks, todo = 0, [pid]
-    while todo:
-        current = todo.pop()
-        with contextlib.suppress(OSError, IndexError):
-            fields = _stat(current)
-            ticks += sum(int(fields[i]) for i in (11, 12, 13, 14))
-        todo.extend(children.get(current, []))
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-@contextlib.contextmanager
-def _service(env: dict[str, str], port: int, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    cmd = [sys.executable, "-c", "from app.cli import main; main()", "--port", str(port)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            import httpx
-
-            deadline = time.monotonic() + 180
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(
-                        f"faq-serve exited {proc.returncode}: {log.read_text()[-1500:]}"
-                    )
-                with contextlib.suppress(httpx.HTTPError):
-                    r = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=2)
-                    if r.status_code == 200:
-                        break
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"faq-serve not ready in 180 s: {log.read_text()[-1500:]}")
-                time.sleep(0.5)
-            yield proc
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _load(
-    port: int, levels: list[int], duration: float, pid: int, wrk: str, script: Path
-) -> list[dict[str, Any]]:
-    rows = []
-    threads_max = max(1, min(8, (os.cpu_count() or 2) // 2))
-
-    def wrk_cmd(c: int, seconds: float) -> list[str]:
-        return [
-            wrk, f"-t{min(c, threads_max)}", f"-c{c}", f"-d{max(1, round(seconds))}s",
-            "--timeout", "5s", "--latency", "-s", str(script), f"http://127.0.0.1:{port}",
-        ]  # fmt: skip
+    def wrk(c: int, seconds: float) -> Any:
+        # wrk's request bound set out of reach: the levels are bounded by time here.
+        return run_wrk(url, rotation, concurrency=c, duration_s=seconds, max_requests=10**7)
 
     # Unrecorded warm-up at the highest level: every worker's session (CUDA context, kernels,
     # arena) is made on its first requests, which would otherwise land in the first level.
-    _run(wrk_cmd(max(levels), 3), 60)
+    wrk(max(levels), 3)
+    rows = []
     for c in levels:
-        cmd = wrk_cmd(c, duration)
-        cpu0 = _cpu_seconds(pid)
+        cpu0 = sample_tree(pid).cpu_s
         with _GpuSampler() as gpu:
-            text = _run(cmd, duration + 60)
-        row = {"concurrency": c, **parse_wrk(text), **gpu.summary()}
-        row["server_cpu_s"] = round(_cpu_seconds(pid) - cpu0, 1)
+            res = wrk(c, duration)
+        row = {
+            "concurrency": c,
+            "req_s": round(res.req_per_s, 2),
+            "requests": res.requests,
+            **{f"{k}_ms": round(v, 2) for k, v in res.latency_ms.items() if k.startswith("p")},
+            "non_2xx": res.requests - res.ok,
+            "socket_errors": res.socket_error_count,
+            **gpu.summary(),
+            "server_cpu_s": round(sample_tree(pid).cpu_s - cpu0, 1),
+        }
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -383,13 +297,8 @@ def step_serving(
     from index_builder.encoder import CPU, CUDA, OnnxEncoder
     from index_builder.faq import read_faq
     from index_builder.store import FaqIndex, open_client
+    from tools.loadgen import Server
 
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise RuntimeError("wrk not found (Debian package wrk; scripts/ensure-debs.sh installs it)")
-    bodies = ", ".join(_lua_string(json.dumps({"query": q, "top_k": 3})) for q in QUERIES)
-    script = work / "search.lua"
-    script.write_text(_WRK_SCRIPT % bodies)
     result: dict[str, Any] = {"queries": QUERIES, "duration_s": duration}
     setups = [
         ("cuda_fp16", "cuda", "fp16", [CUDA], levels, {}),
@@ -417,16 +326,26 @@ def step_serving(
             "FAQ_WORKERS": str(workers),
             **extra,
         }
-        with _service(env, port, work / f"serve-{name}.log") as proc:
+        server = Server(
+            f"faq-serve ({name})",
+            [sys.executable, "-c", "from app.cli import main; main()", "--port", str(port)],
+            health_url=f"http://127.0.0.1:{port}/health/ready",
+            log=work / f"serve-{name}.log",
+            env=env,
+            cwd=REPO,
+        ).start(ready_timeout_s=180)
+        try:
             import httpx
 
-            ready = httpx.get(f"http://127.0.0.1:{port}/health/ready", timeout=10).json()
+            ready = httpx.get(server.health_url, timeout=10).json()
             result[name] = {
                 "settings": {k: v for k, v in env.items() if k.startswith("FAQ_")},
                 "providers": ready.get("providers"),
                 "model": ready.get("model"),
-                "levels": _load(port, lv, duration, proc.pid, wrk, script),
+                "levels": _load(port, lv, duration, server.pid),
             }
+        finally:
+            server.stop()
     return result
 
 
