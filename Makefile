@@ -284,7 +284,6 @@ gpu-check: model
 	scripts/ensure-debs.sh wrk
 	test -x $(GPU_VENV)/bin/python || $(PYTHON) -m venv $(GPU_VENV)
 	$(GPU_VENV)/bin/python -m pip install -q -e '.[gpu,train,dev]'
-	test -f $(BASE_DIR)/config.json || $(MAKE) model
 	$(GPU_VENV)/bin/python scripts/gpu_check.py --model-dir $(ONNX_DIR) $(GPU_CHECK_ARGS)
 
 clean:
