@@ -22,6 +22,7 @@ from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
+from app.wiring import retrieval
 from index_builder.encoder import Encoder
 
 log = logging.getLogger("app")
@@ -101,6 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         query_languages=settings.query_languages,
         low_accuracy=settings.query_lang_low_accuracy,
         abstained=metrics.abstained,
+        retrieval=retrieval(settings),
     )
     # --- the inference worker owns the model from here on; stopped before the encoder closes ---
     queries = build_query_encoding(encoder, settings, metrics)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from enum import Enum
 
 from app.core.config import Settings
+from index_builder.store.fusion import Retrieval
 
 
 class IndexMode(Enum):
@@ -31,3 +32,9 @@ def index_mode(settings: Settings) -> IndexMode:
 def matrix_search(settings: Settings) -> bool:
     """Whether embedded indexes search as one matrix (`FAQ_LOCAL_SEARCH=matrix`, the default)."""
     return settings.local_search == "matrix"
+
+
+def retrieval(settings: Settings) -> Retrieval:
+    """How searches fuse the question, answer and lexical parts (`FAQ_ANSWER_WEIGHT`,
+    `FAQ_LEXICAL_WEIGHT`), for every index the service opens."""
+    return Retrieval(answer_weight=settings.answer_weight, lexical_weight=settings.lexical_weight)

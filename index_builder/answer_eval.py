@@ -1,14 +1,15 @@
 """Calibrate the abstain rule and measure "answers a shopper can use" (`faq-index calibrate`,
 `faq-index evaluate-answers`).
 
-Scores are computed as the index computes them (cosine of the query vector to each FAQ
-question's passage vector), brute force in numpy: 141 entries need no Qdrant, and the figures
-do not depend on a running service. If the served score changes (answer vectors, sparse
-fusion), calibrate again through that score: `DenseFaq.search` is the one place to change.
+Scores are the served ones: `FaqSearch` builds the FAQ into an in-memory collection with
+`FaqIndex.build` and searches it with `FaqIndex.search_batch` (the embedded matrix) and the
+fusion weights given (question, answer and lexical parts: `index_builder.store.fusion`), so the
+figures do not depend on a running service and cannot drift from what it computes.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
+from qdrant_client import QdrantClient
 
 from index_builder.answers import (
     ENGLISH,
     Answer,
     fetch_limit,
     group_by_topic,
+    hit_topic,
     language_to_fetch,
     merge_hits,
 )
@@ -41,8 +44,11 @@ from index_builder.calibration import (
 )
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, content_hash
+from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration
 from index_builder.query_lang import QueryLanguageDetector
+from index_builder.store import FaqIndex, SearchSpec
+from index_builder.store.fusion import Retrieval
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "data" / "examples.json"
@@ -58,46 +64,56 @@ class ScoredEntry:
     score: float
 
 
-class DenseFaq:
-    """The FAQ's question vectors and a brute-force search over them (what the index does)."""
+class FaqSearch:
+    """The FAQ indexed and searched as the service does it: an in-memory collection built by
+    `FaqIndex.build` (question and answer vectors, lexical weights) and searched through its
+    matrix with the served fusion weights (`retrieval`), so every figure and the calibrated
+    threshold read the served score."""
 
-    def __init__(self, items: Sequence[FaqItem], encoder: Encoder) -> None:
+    def __init__(
+        self, items: Sequence[FaqItem], encoder: Encoder, retrieval: Retrieval | None = None
+    ) -> None:
         self.items = list(items)
         self.encoder = encoder
-        self.vectors: Vectors = encoder.encode_passages([i.question for i in self.items])
+        self.retrieval = retrieval or Retrieval()
+        self.lexicon = Lexicon.for_encoder(encoder)
+        self.index = FaqIndex(QdrantClient(":memory:"), alias="eval", retrieval=self.retrieval)
+        self.index.build(self.items, encoder, progress=False)
+        self.index.warm()
         self.languages = sorted({i.lang for i in self.items})
         self.topic_langs: dict[str, set[str]] = {}
         for i in self.items:
             self.topic_langs.setdefault(i.topic, set()).add(i.lang)
 
-    def scores(self, queries: Vectors) -> Scores:
-        return np.asarray(queries.astype(np.float64) @ self.vectors.astype(np.float64).T)
+    def with_retrieval(self, retrieval: Retrieval) -> FaqSearch:
+        """The same built index searched with other fusion weights (no second build)."""
+        other = copy.copy(self)
+        other.retrieval = retrieval
+        other.index = copy.copy(self.index)
+        other.index.retrieval = retrieval
+        return other
 
     def search(
-        self, queries: Vectors, limit: int, lang: str | None = None
+        self, texts: Sequence[str], queries: Vectors, limit: int, lang: str | None = None
     ) -> list[list[ScoredEntry]]:
         """The best `limit` entries per query (only entries in `lang` when given)."""
-        sims = self.scores(queries)
-        allowed = np.array([lang is None or i.lang == lang for i in self.items])
-        out = []
-        for row in sims:
-            order = [j for j in np.argsort(-row, kind="stable") if allowed[j]][:limit]
-            out.append(
-                [
-                    ScoredEntry(
-                        self.items[j].id, self.items[j].lang, self.items[j].topic, float(row[j])
-                    )
-                    for j in order
-                ]
-            )
-        return out
+        specs = [SearchSpec(limit, lang, None, tokens) for tokens in self.lexicon.queries(texts)]
+        return [
+            [ScoredEntry(h.id, h.lang, hit_topic(h), h.score) for h in row]
+            for row in self.index.search_batch(queries, specs)
+        ]
+
+    def top_scores(self, texts: Sequence[str], queries: Vectors) -> Scores:
+        """Each query's best score: what the abstain rule reads."""
+        rows = self.search(texts, queries, 1)
+        return np.array([row[0].score if row else 0.0 for row in rows], dtype=np.float64)
 
 
 # --- calibration --------------------------------------------------------------------------------
 
 
 def calibrate_model(
-    faq: DenseFaq,
+    faq: FaqSearch,
     answerable: Sequence[LabelledQuery],
     offtopic: Sequence[OffTopicQuery],
     *,
@@ -113,9 +129,9 @@ def calibrate_model(
     ans_q = encoder.encode_queries([q.query for q in answerable])
     off_q = encoder.encode_queries(anchors)
     result = calibrate(
-        faq.scores(ans_q).max(axis=1),
+        faq.top_scores([q.query for q in answerable], ans_q),
         nearest(ans_q, anchor_vectors),
-        faq.scores(off_q).max(axis=1),
+        faq.top_scores(anchors, off_q),
         # Each off-topic query against the others: its own passage would flatter the rule.
         nearest(off_q, anchor_vectors, exclude_self=True),
         refusal_budget=refusal_budget,
@@ -131,12 +147,13 @@ def calibrate_model(
         dev_abstained=round(result.abstained, 6),
         faq_hash=content_hash(faq.items),
         variant=variant,
+        retrieval=faq.retrieval.describe(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     return result, stored
 
 
-def rule_for(faq: DenseFaq, calibration: AbstainCalibration) -> AbstainRule:
+def rule_for(faq: FaqSearch, calibration: AbstainCalibration) -> AbstainRule:
     anchors = (
         faq.encoder.encode_passages(calibration.anchors)
         if calibration.anchors
@@ -183,7 +200,7 @@ class GroupingFigures:
 
 
 def grouping_figures(
-    faq: DenseFaq,
+    faq: FaqSearch,
     queries: Sequence[str],
     topics: Sequence[str],
     wanted_langs: Sequence[Sequence[str]],
@@ -200,7 +217,7 @@ def grouping_figures(
     """
     vectors = faq.encoder.encode_queries(list(queries))
     limit = fetch_limit(top_k, group=True)
-    hits = faq.search(vectors, limit)
+    hits = faq.search(queries, vectors, limit)
     figures = GroupingFigures(queries=len(queries))
     for i, (text, topic, wanted, row) in enumerate(
         zip(queries, topics, wanted_langs, hits, strict=True)
@@ -210,7 +227,7 @@ def grouping_figures(
         # As the service does: the wanted language's entries from a second, filtered search.
         wanted_lang = language_to_fetch(None, detected)
         if wanted_lang is not None:
-            row = merge_hits(row, faq.search(vectors[i : i + 1], limit, wanted_lang)[0])
+            row = merge_hits(row, faq.search([text], vectors[i : i + 1], limit, wanted_lang)[0])
         on: list[Answer[ScoredEntry]] = group_by_topic(row, top_k, detected=detected)
         figures.distinct3_on += len({a.topic for a in on}) == top_k
         figures.distinct3_off += len({a.topic for a in off}) == top_k
@@ -223,11 +240,12 @@ def grouping_figures(
             available = faq.topic_langs.get(first.topic, set())
             figures.lang_follows += first.hit.lang in expected_lang(wanted, available)
         if request_lang is not None:
-            asked_row = merge_hits(row, faq.search(vectors[i : i + 1], limit, request_lang)[0])
-            asked = group_by_topic(asked_row, top_k, requested=request_lang, detected=detected)
-            if asked:
-                available = faq.topic_langs.get(asked[0].topic, set())
-                figures.lang_requested += asked[0].hit.lang in expected_lang(
+            asked = faq.search([text], vectors[i : i + 1], limit, request_lang)[0]
+            asked_row = merge_hits(row, asked)
+            chosen = group_by_topic(asked_row, top_k, requested=request_lang, detected=detected)
+            if chosen:
+                available = faq.topic_langs.get(chosen[0].topic, set())
+                figures.lang_requested += chosen[0].hit.lang in expected_lang(
                     [request_lang], available
                 )
     return figures
@@ -259,14 +277,14 @@ class AbstainFigures:
 
 
 def abstain_figures(
-    faq: DenseFaq,
+    faq: FaqSearch,
     rule: AbstainRule,
     offtopic: Sequence[OffTopicQuery],
     answerable: Sequence[LabelledQuery],
 ) -> AbstainFigures:
     def answered(texts: Sequence[str]) -> list[bool]:
         vectors = faq.encoder.encode_queries(list(texts))
-        top = faq.scores(vectors).max(axis=1)
+        top = faq.top_scores(texts, vectors)
         return [rule.answered(float(t), v)[0] for t, v in zip(top, vectors, strict=True)]
 
     off = answered([q.query for q in offtopic])
@@ -282,6 +300,22 @@ def abstain_figures(
         shopper_refused=100.0 * (len(ans) - sum(ans)) / max(1, len(ans)),
         by_kind=by_kind,
     )
+
+
+def retrieval_figures(
+    faq: FaqSearch, queries: Sequence[str], topics: Sequence[str], top_k: int = 3
+) -> tuple[float, float]:
+    """% of queries whose topic is the first answer, and among the first `top_k` answers (one
+    per topic, as the service groups them)."""
+    vectors = faq.encoder.encode_queries(list(queries))
+    rows = faq.search(queries, vectors, fetch_limit(top_k, group=True))
+    first = within = 0
+    for row, topic in zip(rows, topics, strict=True):
+        answers = [a.topic for a in group_by_topic(row, top_k)]
+        first += bool(answers) and answers[0] == topic
+        within += topic in answers
+    n = max(1, len(queries))
+    return 100.0 * first / n, 100.0 * within / n
 
 
 def shopper_split(split: str, shopper_dir: Path = SHOPPER_DIR) -> list[LabelledQuery]:

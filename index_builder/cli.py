@@ -31,6 +31,7 @@ from index_builder.quality_gate import (
     load_labelled,
 )
 from index_builder.store import CollectionLayout, FaqIndex, FaqIndexError, open_client
+from index_builder.store.fusion import Retrieval, retrieval_variants
 
 GATE_FAILED = 3
 
@@ -248,6 +249,22 @@ def main() -> None:
 
 # --- answers: abstain calibration and the shopper-facing figures ------------------------------
 
+_FUSION = Retrieval()
+AnswerWeight = Annotated[
+    float,
+    typer.Option(
+        envvar="FAQ_ANSWER_WEIGHT",
+        min=0.0,
+        help="Weight of the answer vector in the fused score (0: questions only).",
+    ),
+]
+LexicalWeight = Annotated[
+    float,
+    typer.Option(
+        envvar="FAQ_LEXICAL_WEIGHT", min=0.0, help="Weight of the lexical (BM25) score (0: off)."
+    ),
+]
+
 DEFAULT_MODELS = (
     ("base", Path("artifacts/onnx/multilingual-e5-small")),
     ("shop", Path("artifacts/onnx/shop")),
@@ -274,13 +291,15 @@ def calibrate(
     write: Annotated[
         bool, typer.Option(help="Store the rule in the model's manifest.json (else print only).")
     ] = True,
+    answer_weight: AnswerWeight = _FUSION.answer_weight,
+    lexical_weight: LexicalWeight = _FUSION.lexical_weight,
 ) -> None:
     """Compute the default min_score (and off-topic weight) from dev data; store it with the model.
 
     The service reads it from the manifest as the default of `min_score`; FAQ_MIN_SCORE
     overrides it. Calibrate again after a new export or a changed FAQ.
     """
-    from index_builder.answer_eval import DenseFaq, calibrate_model
+    from index_builder.answer_eval import FaqSearch, calibrate_model
     from index_builder.calibration import CalibrationDataError, load_labelled, load_offtopic
     from index_builder.encoder import OnnxEncoder
     from index_builder.manifest import ModelManifest
@@ -291,8 +310,13 @@ def calibrate(
         dev = load_labelled(answerable)
         off = load_offtopic("dev", offtopic)
         encoder = OnnxEncoder.load(model_dir, variant=variant)
+        fusion = Retrieval(answer_weight=answer_weight, lexical_weight=lexical_weight)
         result, stored = calibrate_model(
-            DenseFaq(items, encoder), dev, off, refusal_budget=refusal_budget, variant=variant
+            FaqSearch(items, encoder, fusion),
+            dev,
+            off,
+            refusal_budget=refusal_budget,
+            variant=variant,
         )
     except (FaqFileError, ManifestError, CalibrationDataError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -306,7 +330,8 @@ def calibrate(
         f"{encoder.name}: min_score {stored.min_score:.4f}, off-topic weight "
         f"{stored.offtopic_weight} ({len(stored.anchors)} anchors); dev: "
         f"{100 * stored.dev_refused:.1f}% of {len(dev)} answerable refused, "
-        f"{100 * stored.dev_abstained:.1f}% of {len(off)} off-topic abstained"
+        f"{100 * stored.dev_abstained:.1f}% of {len(off)} off-topic abstained "
+        f"(score: {stored.retrieval})"
     )
     if write:
         manifest = ModelManifest.read(model_dir)
@@ -342,16 +367,20 @@ def evaluate_answers(
     low_accuracy: Annotated[
         bool, typer.Option(help="Lingua's low-accuracy mode for the query language.")
     ] = True,
+    answer_weight: AnswerWeight = _FUSION.answer_weight,
+    lexical_weight: LexicalWeight = _FUSION.lexical_weight,
 ) -> None:
     """Both abstain figures (off-topic test split abstained, shopper test split wrongly refused),
-    grouping on/off and the served language, per model, in one run."""
+    grouping on/off, the served language, and the answer and lexical parts on/off, per model,
+    in one run."""
     from index_builder.answer_eval import (
-        DenseFaq,
+        FaqSearch,
         abstain_figures,
         calibrate_model,
         detection_figures,
         grouping_figures,
         load_examples,
+        retrieval_figures,
         rule_for,
     )
     from index_builder.calibration import CalibrationDataError, load_labelled, load_offtopic
@@ -395,17 +424,18 @@ def evaluate_answers(
         except ManifestError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        dense = DenseFaq(items, encoder)
+        fusion = Retrieval(answer_weight=answer_weight, lexical_weight=lexical_weight)
+        dense = FaqSearch(items, encoder, fusion)
         source = "manifest"
-        if stored is None or stored.faq_hash != digest:
+        if stored is None or stored.faq_hash != digest or stored.retrieval != fusion.describe():
             _, stored = calibrate_model(dense, dev, off_dev)
-            source = "calibrated now on dev (none stored for this FAQ)"
+            source = "calibrated now on dev (none stored for this FAQ and these weights)"
         rule = rule_for(dense, stored)
         ab = abstain_figures(dense, rule, off_test, test)
         kinds = ", ".join(f"{k} {d}/{t}" for k, (d, t) in sorted(ab.by_kind.items()))
         typer.echo(
             f"\n## {name} ({model_dir}): min_score {stored.min_score:.4f}, off-topic weight "
-            f"{stored.offtopic_weight} ({source})\n"
+            f"{stored.offtopic_weight} ({source}); score: {fusion.describe()}\n"
             f"abstain: off-topic test split abstained {ab.offtopic_abstained:.1f}% of "
             f"{ab.offtopic_test} (target >= 90%); shopper test split wrongly refused "
             f"{ab.shopper_refused:.1f}% of {ab.shopper_test} (target <= 3%)\n"
@@ -429,4 +459,23 @@ def evaluate_answers(
                 f"{g.pct(g.distinct3_off):.1f}% | {g.pct(g.top3_on):.1f}% | "
                 f"{g.pct(g.top3_off):.1f}% | {g.pct(g.lang_follows):.1f}% | "
                 f"{g.pct(g.lang_requested):.1f}% |"
+            )
+        typer.echo(
+            "\nanswer and lexical parts on/off (grouping on, top 3; topic top 1 / in top 3):\n"
+            "| score | shopper dev top 1 | top 3 | shopper test top 1 | top 3 "
+            "| README examples top 1 | top 3 |\n|---|---|---|---|---|---|---|"
+        )
+        for label, parts in retrieval_variants(fusion):
+            fig = {
+                name: retrieval_figures(dense.with_retrieval(parts), qs, topics)
+                for name, qs, topics in (
+                    ("dev", [q.query for q in dev], [q.topic for q in dev]),
+                    ("test", [q.query for q in test], [q.topic for q in test]),
+                    ("examples", [e.query for e in ex], [e.topic for e in ex]),
+                )
+            }
+            typer.echo(
+                f"| {label} | "
+                + " | ".join(f"{fig[n][0]:.1f}% | {fig[n][1]:.1f}%" for n in fig)
+                + " |"
             )

@@ -306,6 +306,11 @@ class OnnxEncoder:
         return [] if self._session is None else list(self._session.get_providers())
 
     @property
+    def tokenizer(self) -> Tokenizer:
+        """The model's tokenizer (`index_builder.lexical` reads its subword ids)."""
+        return self._tokenizer
+
+    @property
     def input_names(self) -> list[str]:
         return [name for name, _ in self._inputs]
 

@@ -53,6 +53,11 @@ class FaqItem(BaseModel):
             self.topic = topic_of(self.id)
         return self
 
+    @property
+    def lexical_text(self) -> str:
+        """What the lexical (BM25) vector is made of: the question and its answer."""
+        return f"{self.question}\n{self.answer}"
+
     def payload(self) -> dict[str, Any]:
         return self.model_dump()
 

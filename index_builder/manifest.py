@@ -42,6 +42,11 @@ class AbstainCalibration(BaseModel):
     dev_abstained: float = Field(description="Share of off-topic dev queries abstained on.")
     faq_hash: str = Field(description="content_hash of the FAQ whose scores were calibrated.")
     variant: str = Field("fp32", description="The model variant whose scores were calibrated.")
+    retrieval: str = Field(
+        "",
+        description="The fusion weights whose scores were calibrated "
+        "(`Retrieval.describe()`; empty: question vectors only).",
+    )
     created_at: str = ""
 
 

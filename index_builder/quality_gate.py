@@ -30,6 +30,7 @@ from qdrant_client import QdrantClient
 
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, topic_of
+from index_builder.lexical import Lexicon
 from index_builder.store import FaqIndex, IndexBuildError
 
 Match = Literal["id", "topic"]
@@ -155,11 +156,15 @@ class QualityGate:
         self.default_top_k = default_top_k
 
     def check(self, index: FaqIndex, collection: str) -> GateReport:
-        vectors = self.encoder.encode_queries([g.query for g in self.golden])
+        texts = [g.query for g in self.golden]
+        vectors = self.encoder.encode_queries(texts)
+        # Searched as the service searches: with the lexical part's tokens.
+        lexical = Lexicon.for_encoder(self.encoder).queries(texts)
         results = []
-        for g, vector in zip(self.golden, vectors, strict=True):
+        for g, vector, tokens in zip(self.golden, vectors, lexical, strict=True):
             top_k = g.top_k or self.default_top_k
-            ids = [h.id for h in index.search(vector, top_k, collection=collection)]
+            hits = index.search(vector, top_k, lexical=tokens, collection=collection)
+            ids = [h.id for h in hits]
             rank = g.rank_in(ids)
             results.append(
                 GoldenResult(

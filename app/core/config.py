@@ -10,7 +10,11 @@ from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index_builder.query_lang import OTHER_LANGUAGES
+from index_builder.store.fusion import Retrieval
 from index_builder.store.records import CollectionLayout
+
+# The fusion defaults live with the fusion (index_builder.store.fusion), read here once.
+_FUSION = Retrieval()
 
 
 class Settings(BaseSettings):
@@ -163,6 +167,21 @@ class Settings(BaseSettings):
         description="Embedded mode: matrix = the live collection's vectors held as one "
         "normalised float32 matrix (one matrix product per batch, payload filters as masks); "
         "qdrant = qdrant-client local mode's own search (a NumPy scan per query).",
+    )
+    answer_weight: float = Field(
+        _FUSION.answer_weight,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the FAQ answer's vector in a search, beside the question's "
+        "(score = (cos_question + w * cos_answer + lexical) / (1 + w)); 0 searches the "
+        "questions only. Collections built before answers were indexed use the questions only.",
+    )
+    lexical_weight: float = Field(
+        _FUSION.lexical_weight,
+        ge=0.0,
+        le=10.0,
+        description="Weight of the lexical (BM25 over the model's subword tokens) score of "
+        "question + answer, for exact tokens such as brand or payment names; 0 switches it off.",
     )
     search_batch_max_queries: int = Field(
         32, ge=1, le=1024, description="Most queries in one POST /search/batch."

@@ -38,9 +38,11 @@ from index_builder.answers import (
 )
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import Encoder
+from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
 from index_builder.store import Hit, SearchSpec
+from index_builder.store.fusion import Retrieval
 
 log = logging.getLogger(__name__)
 
@@ -95,9 +97,12 @@ class Answering:
         *,
         group_default: bool = True,
         abstained: Counter | None = None,
+        lexicon: Lexicon | None = None,
     ) -> None:
         self.rule = rule
         self.detector = detector
+        # Tokens of the lexical part of a search (None: the part is off, nothing to tokenise).
+        self.lexicon = lexicon
         self.group_default = group_default
         self.abstained = abstained
 
@@ -115,8 +120,10 @@ class Answering:
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
         limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
+        lexical = self.lexicon.queries(texts) if self.lexicon is not None else [()] * len(specs)
         requests: list[SearchSpec] = [
-            (k, s.lang, s.market) for k, s in zip(limits, specs, strict=True)
+            SearchSpec(k, s.lang, s.market, tokens)
+            for k, s, tokens in zip(limits, specs, lexical, strict=True)
         ]
         extra: list[int] = []
         for i, s in enumerate(specs):
@@ -124,7 +131,7 @@ class Answering:
             wanted = language_to_fetch(s.prefer_lang, detected[i]) if s.group else None
             if wanted is not None and s.lang is None:
                 extra.append(i)
-                requests.append((limits[i], wanted, s.market))
+                requests.append(SearchSpec(limits[i], wanted, s.market, lexical[i]))
         found = search(np.concatenate([vectors, vectors[extra]]) if extra else vectors, requests)
         hits = found[: len(specs)]
         for i, more in zip(extra, found[len(specs) :], strict=True):
@@ -236,6 +243,7 @@ def build_answering(
     query_languages: Sequence[str] = OTHER_LANGUAGES,
     low_accuracy: bool = True,
     abstained: Counter | None = None,
+    retrieval: Retrieval | None = None,
 ) -> Answering:
     """The service's answering: call before the inference worker owns the encoder (the
     off-topic anchors are encoded here, once). `min_score` (FAQ_MIN_SCORE) overrides the
@@ -254,5 +262,15 @@ def build_answering(
         if min_score is not None
         else ("calibrated" if calibration else "not calibrated: faq-index calibrate"),
     )
+    fusion = retrieval or Retrieval()
+    if calibration is not None and min_score is None and calibration.retrieval != fusion.describe():
+        # The score a threshold reads depends on the fusion weights it was calibrated with.
+        log.warning(
+            "the abstain rule was calibrated with %s and the service fuses with %s: run "
+            "faq-index calibrate with the served weights",
+            calibration.retrieval or "question vectors only",
+            fusion.describe(),
+        )
     detector = query_language_detector(tuple(query_languages), low_accuracy)
-    return Answering(rule, detector, abstained=abstained)
+    lexicon = Lexicon.for_encoder(encoder) if fusion.lexical_weight > 0 else None
+    return Answering(rule, detector, abstained=abstained, lexicon=lexicon)

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from app.core.config import Settings, collection_layout
-from app.wiring import IndexMode, index_mode, matrix_search
+from app.wiring import IndexMode, index_mode, matrix_search, retrieval
 from index_builder.store import FaqIndex, FaqIndexError, IndexInfo, open_client
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,7 @@ def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
             settings.collection_alias,
             lock_timeout_s=settings.replica_lock_timeout_s,
             matrix=matrix_search(settings),
+            retrieval=retrieval(settings),
         )
         return IndexGuard(source.empty_index(), fingerprint, interval, refresh=source.refresh)
     client = open_client(
@@ -148,6 +149,7 @@ def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
         keep=settings.keep_collections,
         matrix=matrix_search(settings),
         layout=collection_layout(settings),
+        retrieval=retrieval(settings),
     )
     if mode is IndexMode.EMBEDDED:
         try:

@@ -23,6 +23,7 @@ from pathlib import Path
 from app.core.config import Settings
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
+from app.wiring import retrieval
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.quality_gate import (
@@ -313,16 +314,17 @@ def _directory_access(settings: Settings) -> tuple[IndexAccess, IndexAccess]:
 
     path, timeout = settings.qdrant_path, settings.replica_lock_timeout_s
     alias, keep = settings.collection_alias, settings.keep_collections
+    fusion = retrieval(settings)
 
     @contextmanager
     def write() -> Iterator[FaqIndex]:
         with local_writer(path, timeout=timeout) as client:
-            yield FaqIndex(client, alias=alias, keep=keep)
+            yield FaqIndex(client, alias=alias, keep=keep, retrieval=fusion)
 
     @contextmanager
     def read() -> Iterator[FaqIndex]:
         with local_reader(path, timeout=timeout) as access:
-            yield FaqIndex(access.client, alias=alias, keep=keep)
+            yield FaqIndex(access.client, alias=alias, keep=keep, retrieval=fusion)
 
     return write, read
 

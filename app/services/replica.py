@@ -20,6 +20,7 @@ from qdrant_client import QdrantClient, models
 
 from index_builder.local_lock import local_reader, read_generation
 from index_builder.store import FaqIndex, FaqIndexError
+from index_builder.store.fusion import Retrieval
 from index_builder.store.matrix import MatrixSnapshot
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,10 @@ def copy_alias_target(
         return replica, None
     config = source.get_collection(target).config
     replica.create_collection(
-        collection_name=target, vectors_config=config.params.vectors, metadata=config.metadata
+        collection_name=target,
+        vectors_config=config.params.vectors,
+        sparse_vectors_config=config.params.sparse_vectors,
+        metadata=config.metadata,
     )
     snapshot = None
     if points:
@@ -86,13 +90,18 @@ def _copy_points(source: QdrantClient, replica: QdrantClient, target: str) -> No
 
 
 def load_replica(
-    path: Path, alias: str, *, timeout: float | None, matrix: bool = True
+    path: Path,
+    alias: str,
+    *,
+    timeout: float | None,
+    matrix: bool = True,
+    retrieval: Retrieval | None = None,
 ) -> tuple[FaqIndex, str]:
     """Copy the live collection of the directory; returns the replica and its generation."""
     started = time.perf_counter()
     with local_reader(path, timeout=timeout) as access:
         client, snapshot = copy_alias_target(access.client, alias, points=not matrix)
-    index = FaqIndex(client, alias=alias, matrix=matrix)
+    index = FaqIndex(client, alias=alias, matrix=matrix, retrieval=retrieval)
     if snapshot is not None:
         index.adopt(snapshot)
     log.info(
@@ -110,10 +119,17 @@ class ReplicaSource:
     """Hands the index guard a fresh replica whenever the directory's generation moved."""
 
     def __init__(
-        self, path: Path, alias: str, *, lock_timeout_s: float, matrix: bool = True
+        self,
+        path: Path,
+        alias: str,
+        *,
+        lock_timeout_s: float,
+        matrix: bool = True,
+        retrieval: Retrieval | None = None,
     ) -> None:
         self.path = path
         self.matrix = matrix
+        self.retrieval = retrieval
         self.alias = alias
         self.lock_timeout_s = lock_timeout_s
         self._loading = threading.Lock()
@@ -146,6 +162,7 @@ class ReplicaSource:
                     self.alias,
                     timeout=_RELOAD_LOCK_WAIT_S if loaded else self.lock_timeout_s,
                     matrix=self.matrix,
+                    retrieval=self.retrieval,
                 )
             except FaqIndexError as exc:
                 if not loaded:

@@ -36,13 +36,23 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import UnexpectedResponse
 from tqdm import tqdm
 
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, content_hash
+from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.client import is_local
+from index_builder.store.fusion import (
+    ANSWER,
+    HYBRID_LAYOUT,
+    LEXICAL,
+    QUESTION,
+    Retrieval,
+    fused_query,
+)
 from index_builder.store.locking import ReadWriteLock
-from index_builder.store.matrix import MatrixSnapshot
+from index_builder.store.matrix import MatrixSnapshot, PointVectors
 from index_builder.store.records import (
     BUILDING,
     FILTER_FIELDS,
@@ -76,6 +86,7 @@ class FaqIndex:
         *,
         matrix: bool = True,
         layout: CollectionLayout | None = None,
+        retrieval: Retrieval | None = None,
     ) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
             raise ValueError(f"invalid alias name {alias!r}")
@@ -83,6 +94,10 @@ class FaqIndex:
         self.alias = alias
         self.keep = max(1, keep)
         self.layout = layout or CollectionLayout()
+        self.retrieval = retrieval or Retrieval()
+        # Collection name -> whether it holds the answer and lexical vectors (metadata, cached:
+        # a collection's layout never changes).
+        self._hybrid: dict[str, bool] = {}
         self.local = is_local(client)
         self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
         self._rw = ReadWriteLock()
@@ -159,20 +174,25 @@ class FaqIndex:
         *,
         lang: str | None = None,
         market: str | None = None,
+        lexical: tuple[int, ...] = (),
         collection: str | None = None,
     ) -> list[Hit]:
         """The nearest entries in the live collection, or in `collection` when given."""
         target = collection or self.alias
+        spec = SearchSpec(top_k, lang, market, lexical)
         if self.matrix:
             snapshot = self._snapshot_of(target)
             if snapshot is not None:
-                return snapshot.search_batch(vector[None, :], [(top_k, lang, market)])[0]
+                return snapshot.search_batch(vector[None, :], [spec], self.retrieval)[0]
+        request = self._request(vector, spec, self._is_hybrid(target))
         with self._read():
             response = self.client.query_points(
                 collection_name=target,
-                query=vector.astype(np.float32).tolist(),
+                query=request.query,
+                prefetch=request.prefetch,
+                using=request.using,
                 limit=top_k,
-                query_filter=qdrant_filter(lang, market),
+                query_filter=request.filter,
                 with_payload=True,
             )
         return [hit_from_point(p) for p in response.points]
@@ -182,29 +202,57 @@ class FaqIndex:
     ) -> list[list[Hit]]:
         """Several searches of the live collection in one call (one matrix product in local
         mode, one `query_batch_points` round trip to a server); `queries[i]` = (top_k, lang,
-        market) of `vectors[i]`."""
+        market, lexical) of `vectors[i]`."""
+        queries = [SearchSpec(*spec) for spec in queries]
         if self.matrix:
             snapshot = self._snapshot_of(self.alias)
             if snapshot is not None:
-                return snapshot.search_batch(vectors, queries)
+                return snapshot.search_batch(vectors, queries, self.retrieval)
         if len(queries) == 1:
             # One query: the plain query endpoint (what every Qdrant version and proxy serves).
-            top_k, lang, market = queries[0]
-            return [self.search(vectors[0], top_k, lang=lang, market=market)]
+            top_k, lang, market, lexical = queries[0]
+            return [self.search(vectors[0], top_k, lang=lang, market=market, lexical=lexical)]
+        hybrid = self._is_hybrid(self.alias)
         requests = [
-            models.QueryRequest(
-                query=vector.astype(np.float32).tolist(),
-                limit=top_k,
-                filter=qdrant_filter(lang, market),
-                with_payload=True,
-            )
-            for vector, (top_k, lang, market) in zip(vectors, queries, strict=True)
+            self._request(vector, spec, hybrid)
+            for vector, spec in zip(vectors, queries, strict=True)
         ]
         with self._read():
             responses = self.client.query_batch_points(
                 collection_name=self.alias, requests=requests
             )
         return [[hit_from_point(p) for p in r.points] for r in responses]
+
+    def _request(
+        self, vector: NDArray[np.float32], spec: SearchSpec, hybrid: bool
+    ) -> models.QueryRequest:
+        """One search as a Qdrant query: the fused formula on a collection with answer and
+        lexical vectors (`fusion.py`), the question vector alone on an older one."""
+        dense = vector.astype(np.float32).tolist()
+        query_filter = qdrant_filter(spec.lang, spec.market)
+        if not hybrid:
+            return models.QueryRequest(
+                query=dense, limit=spec.top_k, filter=query_filter, with_payload=True
+            )
+        prefetch, formula = fused_query(
+            dense, spec.lexical, spec.top_k, query_filter, self.retrieval
+        )
+        return models.QueryRequest(
+            prefetch=prefetch, query=formula, limit=spec.top_k, with_payload=True
+        )
+
+    def _is_hybrid(self, name: str) -> bool:
+        collection = self.current_collection() if name == self.alias else name
+        if collection is None:
+            return False
+        known = self._hybrid.get(collection)
+        if known is None:
+            try:
+                known = self._metadata(collection).get("vectors") == HYBRID_LAYOUT
+            except (ValueError, KeyError, UnexpectedResponse):
+                return False  # no such collection: the query then fails the way Qdrant does
+            self._hybrid[collection] = known
+        return known
 
     # --- the matrix snapshot (local mode) -------------------------------------------------------
 
@@ -268,8 +316,7 @@ class FaqIndex:
             if cached is None or not (upserts or deletes):
                 return
             patched = cached[1].updated(
-                [(str(p.id), np.asarray(p.vector, dtype=np.float32), p.payload) for p in upserts],
-                deletes,
+                [(str(p.id), PointVectors.of(p.vector), p.payload) for p in upserts], deletes
             )
             self._snapshots[collection] = (self._point_writes[collection], patched)
 
@@ -364,7 +411,12 @@ class FaqIndex:
         digest = content_hash(items)
         if skip_if_unchanged and self.current_collection() is not None:
             live = self.info()
-            if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
+            # A collection from before answers were indexed is rebuilt in the current layout.
+            if (
+                live.fingerprint == encoder.fingerprint
+                and live.content_hash == digest
+                and self._is_hybrid(live.collection)
+            ):
                 log.info(
                     "index %s is up to date (%d entries); nothing to do",
                     live.collection,
@@ -372,6 +424,9 @@ class FaqIndex:
                 )
                 return live, False
 
+        lexicon = Lexicon.for_encoder(encoder)
+        # BM25 weighs a document's tokens against the average length of the collection's.
+        sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
         existing = self.versions()
         version = (existing[-1][0] if existing else 0) + 1
         name = f"{self.alias}_v{version}"
@@ -380,9 +435,14 @@ class FaqIndex:
         with self._write():
             self.client.create_collection(
                 collection_name=name,
-                vectors_config=models.VectorParams(
-                    size=encoder.dim, distance=models.Distance.COSINE
-                ),
+                vectors_config={
+                    part: models.VectorParams(size=encoder.dim, distance=models.Distance.COSINE)
+                    for part in (QUESTION, ANSWER)
+                },
+                # Qdrant weighs each token by its IDF at query time: BM25 with the tf weights.
+                sparse_vectors_config={
+                    LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
+                },
                 # The cluster layout is a server's business; local mode has one shard.
                 shard_number=None if self.local else self.layout.shard_number,
                 replication_factor=None if self.local else self.layout.replication_factor,
@@ -395,6 +455,9 @@ class FaqIndex:
                     "content_hash": digest,
                     "created_at": created_at,
                     "count": len(items),
+                    "vectors": HYBRID_LAYOUT,
+                    "lexical": lexicon.name,
+                    "lexical_avg_len": avg_len,
                     # Stays `building` if this process dies before the end: see remove_orphans.
                     "state": BUILDING,
                 },
@@ -411,11 +474,7 @@ class FaqIndex:
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
-                vectors = encoder.encode_passages([i.question for i in chunk])
-                points = [
-                    models.PointStruct(id=point_id(i.id), vector=v.tolist(), payload=i.payload())
-                    for i, v in zip(chunk, vectors, strict=True)
-                ]
+                points = _points(chunk, encoder, sparse[start : start + batch_size])
                 with self._write():
                     self.client.upsert(collection_name=name, points=points, wait=True)
                 self._points_written(name)
@@ -582,15 +641,22 @@ class FaqIndex:
         content hash is cleared, so a later build of an unchanged file is not skipped.
         """
         live = self.check_model(encoder.fingerprint).collection
-        vectors = encoder.encode_passages([i.question for i in items])
         ids = [point_id(i.id) for i in items]
         with self._read():
             found = self.client.retrieve(live, ids=ids, with_payload=False, with_vectors=False)
         existing = {str(p.id) for p in found}
-        points = [
-            models.PointStruct(id=pid, vector=v.tolist(), payload=i.payload())
-            for pid, i, v in zip(ids, items, vectors, strict=True)
-        ]
+        if self._is_hybrid(live):
+            lexicon = Lexicon.for_encoder(encoder)
+            avg_len = float(self._metadata(live).get("lexical_avg_len") or 0.0) or None
+            points = _points(
+                items, encoder, lexicon.documents([i.lexical_text for i in items], avg_len)[0]
+            )
+        else:
+            vectors = encoder.encode_passages([i.question for i in items])
+            points = [
+                models.PointStruct(id=pid, vector=v.tolist(), payload=i.payload())
+                for pid, i, v in zip(ids, items, vectors, strict=True)
+            ]
         with self._write():
             self.client.upsert(collection_name=live, points=points, wait=True)
         self._points_written(live, upserts=points)
@@ -624,6 +690,26 @@ class FaqIndex:
                 "edited_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
+
+
+def _points(
+    items: Sequence[FaqItem], encoder: Encoder, sparse: Sequence[SparseDoc]
+) -> list[models.PointStruct]:
+    """Points of the hybrid layout: question and answer passage vectors, lexical weights."""
+    questions = encoder.encode_passages([i.question for i in items])
+    answers = encoder.encode_passages([i.answer for i in items])
+    return [
+        models.PointStruct(
+            id=point_id(item.id),
+            vector={
+                QUESTION: q.tolist(),
+                ANSWER: a.tolist(),
+                LEXICAL: models.SparseVector(indices=list(doc.indices), values=list(doc.values)),
+            },
+            payload=item.payload(),
+        )
+        for item, q, a, doc in zip(items, questions, answers, sparse, strict=True)
+    ]
 
 
 def _age_s(created_at: object, now: datetime) -> float:

@@ -12,6 +12,12 @@ A snapshot is a read cache of a collection in the store, which stays the source 
 name and a counter of the point writes it made, and builds a new one when either moves. It is
 never changed in place: edits make a new snapshot (`updated`), so searches running on the old
 one finish on a consistent copy.
+
+A collection with answer and lexical vectors (`fusion.HYBRID_LAYOUT`) is searched with the fused
+formula of `index_builder.store.fusion`, computed the way Qdrant evaluates that query: each
+part's best `prefetch_limit` entries under the filter (the lexical part: entries sharing a token,
+scored by BM25 with Qdrant's IDF over the snapshot), the weighted sum with 0 for a part that did
+not return the entry, best first.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient
 
+from index_builder.lexical import idf
+from index_builder.store.fusion import ANSWER, LEXICAL, QUESTION, Retrieval
 from index_builder.store.records import Hit, SearchSpec
 
 _SCROLL_PAGE = 4096
@@ -83,6 +91,64 @@ def normalise(vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
     return np.ascontiguousarray(out / norms, dtype=np.float32)
 
 
+# One entry's sparse vector: token ids and weights.
+Sparse = tuple[Sequence[int], Sequence[float]]
+
+
+@dataclass(frozen=True)
+class PointVectors:
+    """What a snapshot keeps of one point: the question vector, and in a hybrid collection the
+    answer vector and the lexical weights."""
+
+    question: NDArray[np.floating[Any]]
+    answer: NDArray[np.floating[Any]] | None = None
+    lexical: Sparse | None = None
+
+    @classmethod
+    def of(cls, vector: Any) -> PointVectors:
+        """From a point's `vector` as Qdrant returns or takes it (one list, or named ones)."""
+        if not isinstance(vector, dict):
+            return cls(np.asarray(vector, dtype=np.float32))
+        sparse = vector.get(LEXICAL)
+        return cls(
+            np.asarray(vector[QUESTION], dtype=np.float32),
+            np.asarray(vector[ANSWER], dtype=np.float32),
+            None if sparse is None else (list(sparse.indices), list(sparse.values)),
+        )
+
+
+class _Postings:
+    """The lexical vectors of a snapshot by token: rows and weights times Qdrant's IDF."""
+
+    def __init__(self, docs: Sequence[Sparse]) -> None:
+        by_token: dict[int, tuple[list[int], list[float]]] = {}
+        for row, (indices, values) in enumerate(docs):
+            for token, value in zip(indices, values, strict=True):
+                rows, weights = by_token.setdefault(int(token), ([], []))
+                rows.append(row)
+                weights.append(float(value))
+        n = len(docs)
+        self.n = n
+        self.tokens: dict[int, tuple[NDArray[np.intp], NDArray[np.float32]]] = {
+            token: (
+                np.asarray(rows, dtype=np.intp),
+                np.asarray(weights, dtype=np.float32) * np.float32(idf(len(rows), n)),
+            )
+            for token, (rows, weights) in by_token.items()
+        }
+
+    def scores(self, tokens: Sequence[int]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+        """BM25 score of every row for a query's distinct tokens, and which rows share one."""
+        scores = np.zeros(self.n, dtype=np.float32)
+        shared = np.zeros(self.n, dtype=bool)
+        for token in tokens:
+            found = self.tokens.get(token)
+            if found is not None:
+                scores[found[0]] += found[1]
+                shared[found[0]] = True
+        return scores, shared
+
+
 class MatrixSnapshot:
     """An immutable, searchable copy of one collection."""
 
@@ -94,14 +160,26 @@ class MatrixSnapshot:
         rows: Sequence[_Row],
         *,
         dim: int | None = None,
+        answers: NDArray[np.floating[Any]] | None = None,
+        lexical: Sequence[Sparse] | None = None,
     ) -> None:
         if len(point_ids) != len(rows) or len(rows) != len(vectors):
             raise ValueError("point ids, vectors and rows differ in length")
+        if (answers is None) != (lexical is None):
+            raise ValueError("a hybrid snapshot needs both answer and lexical vectors")
         self.collection = collection
-        if len(rows) == 0:
-            self.matrix = np.zeros((0, dim or 0), dtype=np.float32)
-        else:
-            self.matrix = normalise(vectors)
+        width = dim or (vectors.shape[1] if len(vectors) else 0)
+        empty = np.zeros((0, width), dtype=np.float32)
+        self.matrix = normalise(vectors) if len(rows) else empty
+        self.answers: NDArray[np.float32] | None = None
+        self.lexical: tuple[Sparse, ...] | None = None
+        self._postings: _Postings | None = None
+        if answers is not None and lexical is not None:
+            if len(answers) != len(rows) or len(lexical) != len(rows):
+                raise ValueError("answer or lexical vectors differ in length from the points")
+            self.answers = normalise(answers) if len(rows) else empty
+            self.lexical = tuple(lexical)
+            self._postings = _Postings(self.lexical)
         self.point_ids: tuple[str, ...] = tuple(point_ids)
         self.rows: tuple[_Row, ...] = tuple(rows)
         self._codes: dict[str, tuple[dict[str, int], NDArray[np.int32]]] = {
@@ -110,6 +188,10 @@ class MatrixSnapshot:
         }
         self._selections: dict[tuple[str | None, str | None], NDArray[np.intp] | None] = {}
         self._selections_lock = threading.Lock()
+
+    @property
+    def hybrid(self) -> bool:
+        return self._postings is not None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -124,68 +206,97 @@ class MatrixSnapshot:
         """
         dim = _dim(client, collection)
         direct = _local_arrays(client, collection, dim)
-        if direct is not None:
-            ids, matrix, payloads = direct
-            rows = [
-                _Row.from_payload(pid, payload) for pid, payload in zip(ids, payloads, strict=True)
-            ]
-            return cls(collection, ids, matrix, rows, dim=dim)
-        return cls._scroll(client, collection, dim)
+        if direct is None:
+            return cls._scroll(client, collection, dim)
+        ids, payloads, matrix, answers, lexical = direct
+        rows = [_Row.from_payload(pid, payload) for pid, payload in zip(ids, payloads, strict=True)]
+        return cls(collection, ids, matrix, rows, dim=dim, answers=answers, lexical=lexical)
 
     @classmethod
     def _scroll(cls, client: QdrantClient, collection: str, dim: int) -> MatrixSnapshot:
         ids: list[str] = []
         rows: list[_Row] = []
-        vectors: list[Any] = []
+        points: list[PointVectors] = []
         offset: Any = None
         while True:
-            points, offset = client.scroll(
+            page, offset = client.scroll(
                 collection,
                 limit=_SCROLL_PAGE,
                 offset=offset,
                 with_payload=True,
                 with_vectors=True,
             )
-            for p in points:
+            for p in page:
                 ids.append(str(p.id))
                 rows.append(_Row.from_payload(p.id, p.payload))
-                vectors.append(p.vector)
+                points.append(PointVectors.of(p.vector))
             if offset is None:
                 break
-        matrix = np.asarray(vectors, dtype=np.float32) if vectors else np.zeros((0, dim))
-        return cls(collection, ids, matrix, rows, dim=dim)
+        return cls._from_points(collection, ids, points, rows, dim)
+
+    @classmethod
+    def _from_points(
+        cls,
+        collection: str,
+        ids: Sequence[str],
+        points: Sequence[PointVectors],
+        rows: Sequence[_Row],
+        dim: int,
+    ) -> MatrixSnapshot:
+        def stack(vectors: list[Any]) -> NDArray[np.float32]:
+            return np.asarray(vectors if vectors else np.zeros((0, dim)), dtype=np.float32)
+
+        hybrid = bool(points) and all(
+            p.answer is not None and p.lexical is not None for p in points
+        )
+        return cls(
+            collection,
+            ids,
+            stack([p.question for p in points]),
+            rows,
+            dim=dim,
+            answers=stack([p.answer for p in points]) if hybrid else None,
+            lexical=[p.lexical for p in points if p.lexical is not None] if hybrid else None,
+        )
 
     def updated(
         self,
-        upserts: Sequence[tuple[str, NDArray[np.floating[Any]], dict[str, Any] | None]] = (),
+        upserts: Sequence[tuple[str, PointVectors, dict[str, Any] | None]] = (),
         deletes: Iterable[str] = (),
     ) -> MatrixSnapshot:
-        """A new snapshot with points (id, vector, payload) replaced or added and ids removed."""
+        """A new snapshot with points (id, vectors, payload) replaced or added and ids removed."""
         position = {pid: i for i, pid in enumerate(self.point_ids)}
         gone = {position[pid] for pid in deletes if pid in position}
-        replaced: dict[int, tuple[NDArray[np.floating[Any]], _Row]] = {}
-        added: list[tuple[str, NDArray[np.floating[Any]], _Row]] = []
-        for pid, vector, payload in upserts:
-            row = _Row.from_payload(pid, payload)
-            if pid in position:
-                replaced[position[pid]] = (vector, row)
-                gone.discard(position[pid])
+        points = {pid: i for pid, i in position.items()}
+        current: dict[str, tuple[PointVectors, _Row]] = {}
+        for pid, vectors, payload in upserts:
+            current[pid] = (vectors, _Row.from_payload(pid, payload))
+            gone.discard(position.get(pid, -1))
+        ids: list[str] = []
+        kept: list[PointVectors] = []
+        rows: list[_Row] = []
+        for pid, i in points.items():
+            if i in gone:
+                continue
+            ids.append(pid)
+            if pid in current:
+                vectors, row = current.pop(pid)
             else:
-                added.append((pid, vector, row))
-        keep = [i for i in range(len(self.rows)) if i not in gone]
-        matrix = self.matrix[keep].copy()
-        rows = [self.rows[i] for i in keep]
-        ids = [self.point_ids[i] for i in keep]
-        new_position = {old: new for new, old in enumerate(keep)}
-        for old, (vector, row) in replaced.items():
-            matrix[new_position[old]] = normalise(np.asarray(vector)[None, :])[0]
-            rows[new_position[old]] = row
-        if added:
-            extra = normalise(np.stack([np.asarray(v, dtype=np.float32) for _, v, _ in added]))
-            matrix = np.concatenate([matrix, extra]) if len(matrix) else extra
-            ids += [pid for pid, _, _ in added]
-            rows += [row for _, _, row in added]
-        return MatrixSnapshot(self.collection, ids, matrix, rows, dim=self.matrix.shape[1])
+                vectors, row = self._point(i), self.rows[i]
+            kept.append(vectors)
+            rows.append(row)
+        for pid, (vectors, row) in current.items():
+            ids.append(pid)
+            kept.append(vectors)
+            rows.append(row)
+        return MatrixSnapshot._from_points(self.collection, ids, kept, rows, self.matrix.shape[1])
+
+    def _point(self, row: int) -> PointVectors:
+        return PointVectors(
+            self.matrix[row],
+            None if self.answers is None else self.answers[row],
+            None if self.lexical is None else self.lexical[row],
+        )
 
     # --- searching ----------------------------------------------------------------------------
 
@@ -214,10 +325,16 @@ class MatrixSnapshot:
         return selection
 
     def search_batch(
-        self, vectors: NDArray[np.floating[Any]], specs: Sequence[SearchSpec]
+        self,
+        vectors: NDArray[np.floating[Any]],
+        specs: Sequence[SearchSpec],
+        retrieval: Retrieval | None = None,
     ) -> list[list[Hit]]:
-        """The nearest entries for each of `vectors` (cosine), `specs[i]` = (top_k, lang,
-        market) of `vectors[i]`: one matrix product for the whole batch."""
+        """The best entries for each of `vectors`, `specs[i]` = (top_k, lang, market, lexical)
+        of `vectors[i]`: one matrix product per vector kind for the whole batch. Cosine on the
+        question vector; in a hybrid snapshot with `retrieval` fused, the fused formula."""
+        # Plain (top_k, lang, market) tuples are accepted too.
+        specs = [SearchSpec(*spec) for spec in specs]
         queries = normalise(np.asarray(vectors).reshape(len(specs), -1))
         if len(specs) == 0:
             return []
@@ -226,30 +343,89 @@ class MatrixSnapshot:
                 f"query vectors have {queries.shape[1]} dimensions, collection "
                 f"{self.collection!r} has {self.matrix.shape[1]}"
             )
-        scores: NDArray[np.float32] | None = None
-        if len(self.rows) and len(specs) == 1:
-            # A lone query: one matrix-vector product (BLAS gemv), one pass over the matrix.
-            scores = (self.matrix @ queries[0])[None, :]
-        elif len(self.rows):
-            scores = queries @ self.matrix.T
+        fused = retrieval is not None and retrieval.fused and self.hybrid and len(self.rows) > 0
+        scores = _products(self.matrix, queries) if len(self.rows) else None
+        answer_scores = (
+            _products(self.answers, queries)
+            if fused
+            and retrieval is not None
+            and retrieval.answer_weight > 0
+            and self.answers is not None
+            else None
+        )
         out: list[list[Hit]] = []
-        for i, (top_k, lang, market) in enumerate(specs):
-            if scores is None or top_k <= 0:
+        for i, spec in enumerate(specs):
+            if scores is None or spec.top_k <= 0:
                 out.append([])
                 continue
-            selection = self._selection(lang, market)
-            row = scores[i] if selection is None else scores[i, selection]
-            k = min(top_k, row.shape[0])
-            if k == 0:
-                out.append([])
-                continue
-            best = np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(k)
-            # Best first; equal scores later row first, as qdrant-client's local mode orders
-            # them (argsort reversed), and never depending on the batch.
-            best = best[np.lexsort((-best, -row[best]))]
-            found = best if selection is None else selection[best]
-            out.append([self.rows[r].hit(float(s)) for r, s in zip(found, row[best], strict=True)])
+            selection = self._selection(spec.lang, spec.market)
+            if fused and retrieval is not None:
+                found, row = self._fuse(i, spec, selection, scores, answer_scores, retrieval)
+            else:
+                found, row = _top(
+                    scores[i] if selection is None else scores[i, selection], spec.top_k
+                )
+                if selection is not None:
+                    found = selection[found]
+            out.append([self.rows[r].hit(float(s)) for r, s in zip(found, row, strict=True)])
         return out
+
+    def _fuse(
+        self,
+        i: int,
+        spec: SearchSpec,
+        selection: NDArray[np.intp] | None,
+        scores: NDArray[np.float32],
+        answer_scores: NDArray[np.float32] | None,
+        retrieval: Retrieval,
+    ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+        """Rows and scores of one fused search, as Qdrant evaluates the formula query."""
+        wq, wa, wl = retrieval.weights(bool(spec.lexical))
+        fetch = retrieval.prefetch_limit(spec.top_k)
+        n = len(self.rows) if selection is None else len(selection)
+        total = np.zeros(n, dtype=np.float32)
+        candidate = np.zeros(n, dtype=bool)
+        parts: list[tuple[float, NDArray[np.float32], NDArray[np.bool_] | None]] = [
+            (wq, scores[i], None)
+        ]
+        if answer_scores is not None and wa > 0:
+            parts.append((wa, answer_scores[i], None))
+        if wl > 0 and self._postings is not None:
+            lexical, shared = self._postings.scores(spec.lexical)
+            parts.append((wl, lexical, shared))
+        for weight, part, eligible in parts:
+            values = part if selection is None else part[selection]
+            if eligible is not None:
+                # A sparse prefetch returns only entries sharing a token with the query.
+                allowed = np.flatnonzero(eligible if selection is None else eligible[selection])
+                best, _ = _top(values[allowed], fetch)
+                best = allowed[best]
+            else:
+                best, _ = _top(values, fetch)
+            total[best] += np.float32(weight) * values[best]
+            candidate[best] = True
+        pool = np.flatnonzero(candidate)
+        best, row = _top(total[pool], spec.top_k)
+        found = pool[best]
+        return (found if selection is None else selection[found]), row
+
+
+def _products(matrix: NDArray[np.float32], queries: NDArray[np.float32]) -> NDArray[np.float32]:
+    # A lone query: one matrix-vector product (BLAS gemv), one pass over the matrix.
+    product = (matrix @ queries[0])[None, :] if len(queries) == 1 else queries @ matrix.T
+    return np.asarray(product, dtype=np.float32)
+
+
+def _top(row: NDArray[np.float32], top_k: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
+    """Positions of the `top_k` best of `row` and their scores, best first."""
+    k = min(top_k, row.shape[0])
+    if k <= 0:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.float32)
+    best = np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(k)
+    # Best first; equal scores later row first, as qdrant-client's local mode orders them
+    # (argsort reversed), and never depending on the batch.
+    best = best[np.lexsort((-best, -row[best]))]
+    return best.astype(np.intp), row[best]
 
 
 def _codes(values: Iterable[str | None]) -> tuple[dict[str, int], NDArray[np.int32]]:
@@ -261,28 +437,52 @@ def _codes(values: Iterable[str | None]) -> tuple[dict[str, int], NDArray[np.int
 
 def _local_arrays(
     client: QdrantClient, collection: str, dim: int
-) -> tuple[list[str], NDArray[np.float32], list[dict[str, Any] | None]] | None:
-    """The live points of a local-mode collection read from its arrays, or None when the
-    client is not local mode or its internals are not the ones this was written against
-    (qdrant-client 1.12-1.20: `LocalCollection.vectors/payload/ids_inv/deleted`)."""
+) -> (
+    tuple[
+        list[str],
+        list[dict[str, Any] | None],
+        NDArray[np.float32],
+        NDArray[np.float32] | None,
+        list[Sparse] | None,
+    ]
+    | None
+):
+    """The live points of a local-mode collection read from its arrays (ids, payloads,
+    question vectors, and answer vectors and lexical weights in a hybrid collection), or None
+    when the client is not local mode or its internals are not the ones this was written
+    against (qdrant-client 1.12-1.20: `LocalCollection.vectors/sparse_vectors/payload/ids_inv/
+    deleted/deleted_per_vector`)."""
     try:
         local = getattr(client, "_client", None)
         stored = getattr(local, "collections", {}).get(collection)
         if stored is None:
             return None
         n = len(stored.ids_inv)
-        vectors = np.asarray(stored.vectors[""])[:n]
+        hybrid = QUESTION in stored.vectors
+        names = (QUESTION, ANSWER, LEXICAL) if hybrid else ("",)
+        dead = np.asarray(stored.deleted[:n], dtype=bool)
+        for name in names:
+            dead = dead | np.asarray(stored.deleted_per_vector[name][:n], dtype=bool)
         payloads = stored.payload
-        dead = np.asarray(stored.deleted[:n], dtype=bool) | np.asarray(
-            stored.deleted_per_vector[""][:n], dtype=bool
-        )
-        if vectors.shape != (n, dim) or len(payloads) != n or dead.shape != (n,):
+        if len(payloads) != n or dead.shape != (n,):
             return None
         live = np.flatnonzero(~dead)
+        dense = []
+        for name in names[:2] if hybrid else names:
+            vectors = np.asarray(stored.vectors[name])[:n]
+            if vectors.shape != (n, dim):
+                return None
+            dense.append(np.asarray(vectors[live], dtype=np.float32))
+        lexical: list[Sparse] | None = None
+        if hybrid:
+            sparse = stored.sparse_vectors[LEXICAL]
+            lexical = [(list(sparse[i].indices), list(sparse[i].values)) for i in live]
         return (
             [str(stored.ids_inv[i]) for i in live],
-            np.asarray(vectors[live], dtype=np.float32),
             [payloads[i] for i in live],
+            dense[0],
+            dense[1] if hybrid else None,
+            lexical,
         )
     except (AttributeError, KeyError, TypeError, ValueError, IndexError):
         return None
@@ -290,7 +490,11 @@ def _local_arrays(
 
 def _dim(client: QdrantClient, collection: str) -> int:
     vectors = client.get_collection(collection).config.params.vectors
+    if isinstance(vectors, dict) and QUESTION in vectors:
+        return int(vectors[QUESTION].size)
     size = getattr(vectors, "size", None)
     if size is None:
-        raise ValueError(f"collection {collection!r} has no single unnamed vector")
+        raise ValueError(
+            f"collection {collection!r} has neither one unnamed vector nor {QUESTION!r}"
+        )
     return int(size)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from qdrant_client import models
 
@@ -109,8 +109,14 @@ class Hit:
     topic: str = ""
 
 
-# (top_k, lang, market) of one search in a batch.
-SearchSpec = tuple[int, str | None, str | None]
+class SearchSpec(NamedTuple):
+    """One search of a batch: how many hits, the filters, and the query's lexical token ids
+    (`index_builder.lexical`; empty: no lexical part)."""
+
+    top_k: int
+    lang: str | None = None
+    market: str | None = None
+    lexical: tuple[int, ...] = ()
 
 
 def qdrant_filter(lang: str | None, market: str | None) -> models.Filter | None:

@@ -14,6 +14,7 @@ from app.services.answering import Answering, build_answering, served_calibratio
 from index_builder.answers import FETCH_FACTOR
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import FakeEncoder
+from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration, ModelManifest
 from index_builder.query_lang import QueryLanguageDetector
 from index_builder.store import Hit, SearchSpec
@@ -163,7 +164,7 @@ class FakeSearch:
         assert len(vectors) == len(specs)
         self.calls.append(list(specs))
         return [
-            [h for h in ALL if lang is None or h.lang == lang][:limit] for limit, lang, _ in specs
+            [h for h in ALL if lang is None or h.lang == lang][:limit] for limit, lang, *_ in specs
         ]
 
 
@@ -182,7 +183,7 @@ def test_answer_batch_fetches_the_wanted_language_in_the_same_call() -> None:
     shaped = answering.answer_batch(specs, vectors, search, max_query_chars=2000)
     assert len(search.calls) == 1  # one batched call for everything
     assert "order-cancel.pt" not in {h.id for h in ALL[: 2 * FETCH_FACTOR]}
-    assert search.calls[0][4:] == [(2 * FETCH_FACTOR, "pt", None), (2 * FETCH_FACTOR, "pt", None)]
+    assert [s[:3] for s in search.calls[0][4:]] == [(2 * FETCH_FACTOR, "pt", None)] * 2
     assert shaped[0].query_lang == "pt"
     assert [(h.id, r) for h, r in zip(shaped[0].hits, shaped[0].lang_reasons, strict=True)] == [
         ("order-cancel.pt", "query"),
@@ -209,3 +210,23 @@ def test_answer_batch_cuts_the_text_it_reads() -> None:
         [Spec("x" * 50, 1)], np.ones((1, 4), np.float32), FakeSearch(), max_query_chars=10
     )
     assert seen == ["x" * 10]
+
+
+def test_answer_batch_sends_the_lexical_tokens_of_each_query() -> None:
+    # With the lexical part on, every search of a query (the language-restricted one too)
+    # carries the query's tokens; without a lexicon none do.
+    search = FakeSearch()
+    lexicon = Lexicon.for_encoder(FakeEncoder(dim=8))
+    answering = Answering(
+        AbstainRule(None),
+        QueryLanguageDetector(["en", "es", "pt"], low_accuracy=True),
+        lexicon=lexicon,
+    )
+    text = "quero cancelar o meu pedido agora"
+    answering.answer_batch([Spec(text, 2)], np.ones((1, 4), dtype=np.float32), search, 2000)
+    assert [s.lexical for s in search.calls[0]] == [lexicon.query(text)] * 2
+    plain = FakeSearch()
+    Answering(AbstainRule(None)).answer_batch(
+        [Spec(text, 2)], np.ones((1, 4), dtype=np.float32), plain, 2000
+    )
+    assert [s.lexical for s in plain.calls[0]] == [()]

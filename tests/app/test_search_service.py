@@ -112,7 +112,7 @@ def test_concurrent_searches_answer_like_single_ones(tmp_path: Path) -> None:
 
 
 def _echo(spec: SearchSpec, vector: NDArray[np.float32]) -> list[Hit]:
-    top_k, lang, market = spec
+    top_k, lang, market, *_ = spec
     return [Hit(f"{vector[0]:.0f}", "", "", lang or "", market, [], float(top_k))]
 
 

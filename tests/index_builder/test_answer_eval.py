@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from index_builder.answer_eval import (
-    DenseFaq,
+    FaqSearch,
     calibrate_model,
     detection_figures,
     expected_lang,
@@ -20,6 +19,7 @@ from index_builder.calibration import LabelledQuery, OffTopicQuery
 from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.query_lang import QueryLanguageDetector
+from index_builder.store.fusion import DENSE_ONLY
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -54,7 +54,7 @@ def test_expected_language_falls_back_to_english() -> None:
 
 
 def test_grouping_figures_count_distinct_topics_and_languages() -> None:
-    faq = DenseFaq(FAQ, FakeEncoder(dim=128))
+    faq = FaqSearch(FAQ, FakeEncoder(dim=128))
     figures = grouping_figures(
         faq, ["cancel order"], ["order-cancel"], [["es"]], StubDetector("es"), request_lang="de"
     )
@@ -72,20 +72,26 @@ def test_grouping_figures_count_distinct_topics_and_languages() -> None:
     assert figures.pct(1) == pytest.approx(100.0)
 
 
-def test_dense_search_ranks_by_cosine() -> None:
-    faq = DenseFaq(FAQ, FakeEncoder(dim=128))
+def test_search_ranks_by_the_served_score() -> None:
+    faq = FaqSearch(FAQ, FakeEncoder(dim=128))
     q = faq.encoder.encode_queries(["shipping cost"])
-    row = faq.search(q, 2)[0]
+    row = faq.search(["shipping cost"], q, 2)[0]
     assert row[0].id == "shipping-cost"
-    assert row[0].score == pytest.approx(float(np.max(faq.scores(q))))
+    assert row[0].score == pytest.approx(float(faq.top_scores(["shipping cost"], q)[0]))
     assert len(row) == 2
+    # Questions only: the score is the plain cosine with the question's passage vector.
+    dense = faq.with_retrieval(DENSE_ONLY).search(["shipping cost"], q, 1)[0][0]
+    cosine = float(faq.encoder.encode_passages(["shipping cost"])[0] @ q[0])
+    assert dense.score == pytest.approx(cosine, abs=1e-5)
+    # The fused default mixes in the answer ("a" for every entry here), so it scores lower.
+    assert row[0].score < dense.score
 
 
 def test_off_topic_dev_queries_are_scored_without_their_own_anchor() -> None:
     # The off-topic queries are the anchors: scored against themselves, every one would look
     # off-topic (similarity 1) and the dev figure would flatter the rule. A shop-like off-topic
     # query ("cancel order ..." with unrelated words) must be judged against the others only.
-    faq = DenseFaq(FAQ, FakeEncoder(dim=256))
+    faq = FaqSearch(FAQ, FakeEncoder(dim=256))
     answerable = [LabelledQuery(q, "t", "en", "x") for q in ("cancel order", "refund time")]
     offtopic = [OffTopicQuery("cancel order now zebra", "en", "x", False)] + [
         OffTopicQuery(f"violin{i} quantum{i}", "und", "gibberish", False) for i in range(9)
@@ -96,9 +102,9 @@ def test_off_topic_dev_queries_are_scored_without_their_own_anchor() -> None:
 
 
 def test_dense_search_restricted_to_a_language() -> None:
-    faq = DenseFaq(FAQ, FakeEncoder(dim=128))
+    faq = FaqSearch(FAQ, FakeEncoder(dim=128))
     q = faq.encoder.encode_queries(["shipping cost"])
-    row = faq.search(q, 2, "es")[0]
+    row = faq.search(["shipping cost"], q, 2, "es")[0]
     assert [e.id for e in row] == ["order-cancel.es"]
 
 
@@ -133,7 +139,7 @@ def test_issue_examples_on_the_calibrated_trained_model() -> None:
     calibration = ModelManifest.read(SHOP_MODEL).abstain
     if calibration is None:
         pytest.skip("not calibrated: faq-index calibrate --model-dir artifacts/onnx/shop")
-    faq = DenseFaq(read_faq(REPO / "data" / "faq.jsonl"), OnnxEncoder.load(SHOP_MODEL))
+    faq = FaqSearch(read_faq(REPO / "data" / "faq.jsonl"), OnnxEncoder.load(SHOP_MODEL))
     rule = rule_for(faq, calibration)
     for query, answered in [
         ("can I cancel mi pedido", True),
@@ -142,5 +148,5 @@ def test_issue_examples_on_the_calibrated_trained_model() -> None:
         ("weather in Paris", False),
     ]:
         vector = faq.encoder.encode_queries([query])
-        top = float(faq.scores(vector).max())
+        top = float(faq.top_scores([query], vector)[0])
         assert rule.answered(top, vector[0])[0] is answered, query

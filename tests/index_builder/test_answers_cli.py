@@ -78,10 +78,13 @@ def test_calibrate_stores_the_rule_in_the_manifest(setup: dict[str, Path]) -> No
     args = ["calibrate", "--faq", str(setup["faq"]), "--model-dir", str(setup["model"])]
     args += ["--answerable", str(setup["shopper"] / "dev.jsonl")]
     args += ["--offtopic", str(setup["offtopic"]), "--refusal-budget", "0.0"]
+    # The toy FAQ's answers are all "a": calibrated on the question vectors alone.
+    args += ["--answer-weight", "0", "--lexical-weight", "0"]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     stored = ModelManifest.read(setup["model"]).abstain
     assert stored is not None
+    assert stored.retrieval == "answer_weight=0 lexical_weight=0"  # the score it read
     assert stored.dev_refused == 0.0
     assert stored.dev_abstained == 1.0
     assert stored.answerable == len(SHOPPER)

@@ -15,6 +15,7 @@ from qdrant_client import QdrantClient, models
 from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.store import FaqIndex, Hit, SearchSpec, open_client, point_id
+from index_builder.store.fusion import DENSE_ONLY
 from index_builder.store.matrix import MatrixSnapshot, _local_arrays
 
 DIM = 24
@@ -143,7 +144,8 @@ def _ids(index: FaqIndex, text: str, encoder: FakeEncoder, top_k: int = 50) -> s
 def test_the_matrix_follows_the_alias_through_build_rollback_and_edits(
     client: QdrantClient,
 ) -> None:
-    index = FaqIndex(client)
+    # Cosine scores (question vectors only), so that an exact match scores 1.
+    index = FaqIndex(client, retrieval=DENSE_ONLY)
     assert index.matrix
     encoder = FakeEncoder(dim=DIM)
     index.build(_items(20, "old"), encoder, progress=False)
@@ -176,7 +178,7 @@ def test_the_matrix_follows_the_alias_through_build_rollback_and_edits(
     specs: list[SearchSpec] = [(10, None, None), (5, "th", None), (5, None, None)]
     # (The fake encoder ties many scores, so which of the tied entries fill the last places may
     # differ: compare the scores, and the ids of the hits that beat the last place.)
-    by_qdrant = FaqIndex(client, matrix=False).search_batch(vectors, specs)
+    by_qdrant = FaqIndex(client, matrix=False, retrieval=DENSE_ONLY).search_batch(vectors, specs)
     for got, expected in zip(index.search_batch(vectors, specs), by_qdrant, strict=True):
         assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-5)
         last = expected[-1].score + 1e-5
