@@ -250,6 +250,9 @@ def main() -> None:
 # --- answers: abstain calibration and the shopper-facing figures ------------------------------
 
 _FUSION = Retrieval()
+# The grid the fusion defaults were chosen on (`evaluate-answers --grid`, dev split only).
+FUSION_GRID_ANSWER = (0.0, 0.25, 0.5, 0.75, 1.0)
+FUSION_GRID_LEXICAL = (0.0, 0.001, 0.003, 0.005, 0.01)
 AnswerWeight = Annotated[
     float,
     typer.Option(
@@ -369,6 +372,10 @@ def evaluate_answers(
     ] = True,
     answer_weight: AnswerWeight = _FUSION.answer_weight,
     lexical_weight: LexicalWeight = _FUSION.lexical_weight,
+    grid: Annotated[
+        bool,
+        typer.Option(help="Also print the fusion weight grid on the shopper dev split (tuning)."),
+    ] = False,
 ) -> None:
     """Both abstain figures (off-topic test split abstained, shopper test split wrongly refused),
     grouping on/off, the served language, and the answer and lexical parts on/off, per model,
@@ -479,3 +486,15 @@ def evaluate_answers(
                 + " | ".join(f"{fig[n][0]:.1f}% | {fig[n][1]:.1f}%" for n in fig)
                 + " |"
             )
+        if grid:
+            typer.echo("\nfusion weights on the shopper dev split (topic top 1 / in top 3):")
+            dev_queries, dev_topics = [q.query for q in dev], [q.topic for q in dev]
+            for a in FUSION_GRID_ANSWER:
+                cells = []
+                for lex in FUSION_GRID_LEXICAL:
+                    parts = Retrieval(answer_weight=a, lexical_weight=lex)
+                    first, top3 = retrieval_figures(
+                        dense.with_retrieval(parts), dev_queries, dev_topics
+                    )
+                    cells.append(f"lexical {lex:g}: {first:.1f}/{top3:.1f}")
+                typer.echo(f"  answer {a:g}: " + ", ".join(cells))
