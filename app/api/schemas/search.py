@@ -93,8 +93,9 @@ class SearchResult(BaseModel):
     question: str
     answer: str
     score: float = Field(
-        description="Similarity to the query; with group, the topic's best (in whichever of "
-        "its languages), which ranks the results."
+        description="Similarity to the query: the question's and the answer's cosine and a "
+        "lexical (BM25) score, fused (FAQ_ANSWER_WEIGHT, FAQ_LEXICAL_WEIGHT; cosine scale); "
+        "with group, the topic's best (in whichever of its languages), which ranks the results."
     )
     lang: str
     market: str | None = None
