@@ -1,0 +1,216 @@
+"""The approximate path of the embedded search (above the row threshold): recall against the
+exact scan of the same snapshot, exact scores, filters, edits, and the exact path below the
+threshold. Random unit vectors grouped around random topics (as a model's vectors are), with
+the threshold lowered so that 30,000 rows take the IVF path."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from index_builder.store import Hit, SearchSpec
+from index_builder.store.fusion import Retrieval
+from index_builder.store.matrix import ANN_THRESHOLD, MatrixSnapshot, PointVectors, _Row
+
+N = 30_000
+DIM = 64
+TOPICS = 400
+VOCAB = 3_000
+LANGS = ["en", "es", "id", "th", "de", "pt"]  # one row in six each
+RARE = "rare"  # a market of ~60 rows
+FUSED = Retrieval(answer_weight=0.75, lexical_weight=0.003)
+
+
+def _unit(x: NDArray[np.float64]) -> NDArray[np.float32]:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _tokens(rng: np.random.Generator, n: int) -> tuple[list[int], list[float]]:
+    # Zipf-like token ids: a few tokens are in thousands of rows, most in a handful.
+    ids = sorted({int(t) % VOCAB for t in rng.zipf(1.3, n)})
+    return ids, [float(w) for w in rng.uniform(0.5, 2.0, len(ids))]
+
+
+class Data:
+    def __init__(self, n: int = N, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        centres = rng.standard_normal((TOPICS, DIM))
+        topic = rng.integers(0, TOPICS, n)
+        self.questions = _unit(centres[topic] + rng.standard_normal((n, DIM)) * 0.35)
+        self.answers = _unit(centres[topic] + rng.standard_normal((n, DIM)) * 0.4)
+        self.lexical = [_tokens(rng, 8) for _ in range(n)]
+        markets = np.where(rng.random(n) < 0.002, RARE, "global")
+        self.ids = [f"e-{i}" for i in range(n)]
+        self.rows = [
+            _Row(f"e-{i}", f"q{i}", f"a{i}", LANGS[i % len(LANGS)], str(markets[i]), (), "")
+            for i in range(n)
+        ]
+        # Queries: paraphrases of stored questions (near one row, in its topic).
+        near = rng.integers(0, n, 50)
+        self.queries = _unit(self.questions[near] + rng.standard_normal((50, DIM)) * 0.3)
+        self.query_tokens = [tuple(self.lexical[i][0][:3]) for i in near]
+
+    def snapshot(self, threshold: int) -> MatrixSnapshot:
+        return MatrixSnapshot(
+            "c",
+            self.ids,
+            self.questions,
+            self.rows,
+            answers=self.answers,
+            lexical=self.lexical,
+            ann_threshold=threshold,
+        )
+
+
+@pytest.fixture(scope="module")
+def data() -> Data:
+    return Data()
+
+
+@pytest.fixture(scope="module")
+def exact(data: Data) -> MatrixSnapshot:
+    snapshot = data.snapshot(N)  # the threshold raised: the exact scan
+    assert not snapshot.approximate
+    return snapshot
+
+
+@pytest.fixture(scope="module")
+def approx(data: Data) -> MatrixSnapshot:
+    snapshot = data.snapshot(1_000)
+    assert snapshot.approximate
+    return snapshot
+
+
+def _specs(
+    data: Data, k: int, lang: str | None = None, market: str | None = None
+) -> list[SearchSpec]:
+    return [SearchSpec(k, lang, market, tokens) for tokens in data.query_tokens]
+
+
+def _recall(got: list[list[Hit]], expected: list[list[Hit]]) -> float:
+    found = [
+        len({h.id for h in g} & {h.id for h in e}) / len(e)
+        for g, e in zip(got, expected, strict=True)
+    ]
+    return float(np.mean(found))
+
+
+@pytest.mark.parametrize("retrieval", [None, FUSED], ids=["question", "fused"])
+@pytest.mark.parametrize("lang", [None, "es"])
+def test_the_ann_path_finds_the_exact_best_rows(
+    data: Data,
+    exact: MatrixSnapshot,
+    approx: MatrixSnapshot,
+    retrieval: Retrieval | None,
+    lang: str | None,
+) -> None:
+    specs = _specs(data, 10, lang)
+    got = approx.search_batch(data.queries, specs, retrieval)
+    expected = exact.search_batch(data.queries, specs, retrieval)
+    assert all(len(h) == 10 for h in got)
+    assert _recall(got, expected) >= 0.95
+    # Most queries get exactly the exact path's ranking.
+    same = sum([h.id for h in g] == [h.id for h in e] for g, e in zip(got, expected, strict=True))
+    assert same >= 40
+
+
+def test_scores_are_the_exact_dot_products(data: Data, approx: MatrixSnapshot) -> None:
+    position = {pid: i for i, pid in enumerate(data.ids)}
+    for query, hits in zip(
+        data.queries, approx.search_batch(data.queries, _specs(data, 24)), strict=True
+    ):
+        rows = [position[h.id] for h in hits]
+        assert [h.score for h in hits] == pytest.approx(
+            (data.questions[rows] @ query).tolist(), abs=1e-6
+        )
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_fused_scores_equal_the_exact_paths(
+    data: Data, exact: MatrixSnapshot, approx: MatrixSnapshot
+) -> None:
+    # A row both paths return has the same fused score, unless a part's prefetch missed it
+    # (recall), which can only lower it.
+    specs = _specs(data, 24)
+    got = approx.search_batch(data.queries, specs, FUSED)
+    expected = exact.search_batch(data.queries, specs, FUSED)
+    equal = total = 0
+    for g, e in zip(got, expected, strict=True):
+        reference = {h.id: h.score for h in e}
+        for h in g:
+            if h.id in reference:
+                total += 1
+                assert h.score <= reference[h.id] + 1e-6
+                equal += abs(h.score - reference[h.id]) <= 1e-6
+    assert total > 0.9 * 24 * len(specs) and equal >= 0.98 * total
+
+
+@pytest.mark.parametrize("retrieval", [None, FUSED], ids=["question", "fused"])
+def test_filters_never_leak_and_a_selective_filter_gets_its_exact_best(
+    data: Data, exact: MatrixSnapshot, approx: MatrixSnapshot, retrieval: Retrieval | None
+) -> None:
+    for lang, market in [("th", None), (None, RARE), ("de", RARE), ("xx", None)]:
+        for k in (5, 500):
+            specs = _specs(data, k, lang, market)
+            got = approx.search_batch(data.queries, specs, retrieval)
+            for hits in got:
+                assert all(lang is None or h.lang == lang for h in hits)
+                assert all(market is None or h.market == market for h in hits)
+            if market == RARE:
+                # ~60 rows (~10 with the language): every query gets their exact best.
+                expected = exact.search_batch(data.queries, specs, retrieval)
+                assert [[h.id for h in hits] for hits in got] == [
+                    [h.id for h in hits] for hits in expected
+                ]
+                assert [[h.score for h in hits] for hits in got] == [
+                    pytest.approx([h.score for h in hits], abs=1e-6) for hits in expected
+                ]
+    rare = sum(r.market == RARE for r in data.rows)
+    assert 20 < rare < 120
+    assert [
+        len(h) for h in approx.search_batch(data.queries[:1], [SearchSpec(500, None, RARE)])
+    ] == [rare]
+
+
+def test_at_or_below_the_threshold_the_search_is_the_exact_scan() -> None:
+    data = Data(n=3_000, seed=1)
+    below, exact = data.snapshot(3_000), data.snapshot(ANN_THRESHOLD)
+    assert not below.approximate and data.snapshot(2_999).approximate
+    for retrieval in (None, FUSED):
+        for lang, market in [(None, None), ("es", None), (None, RARE)]:
+            specs = _specs(data, 24, lang, market)
+            got = below.search_batch(data.queries, specs, retrieval)
+            expected = exact.search_batch(data.queries, specs, retrieval)
+            assert got == expected
+
+
+def test_an_edit_keeps_the_centroids_and_finds_the_new_rows(
+    data: Data, approx: MatrixSnapshot
+) -> None:
+    assert approx._ann is not None
+    moved = _unit(np.random.default_rng(5).standard_normal((2, DIM)))
+    edited = approx.updated(
+        upserts=[
+            ("e-7", PointVectors(moved[0], moved[0], ([1], [1.0])), {"id": "e-7", "lang": "th"}),
+            ("new", PointVectors(moved[1], moved[1], ([2], [1.0])), {"id": "new", "lang": "en"}),
+        ],
+        deletes=["e-8"],
+    )
+    assert edited.approximate and edited._ann is not None and edited._answer_ann is not None
+    assert edited._ann.centroids is approx._ann.centroids  # not trained again
+    assert len(edited) == N
+    for vector, pid, lang in [(moved[0], "e-7", "th"), (moved[1], "new", "en")]:
+        hits = edited.search_batch(vector[None, :], [SearchSpec(3, lang)], FUSED)[0]
+        assert hits[0].id == pid
+        assert edited.search_batch(vector[None, :], [SearchSpec(1)])[0][0].score == pytest.approx(
+            1.0, abs=1e-6
+        )
+    everything = edited.search_batch(data.questions[8][None, :], [SearchSpec(50)])[0]
+    assert "e-8" not in {h.id for h in everything}
+    # Unchanged rows are still found as before.
+    specs = _specs(data, 10)
+    assert (
+        _recall(edited.search_batch(data.queries, specs), approx.search_batch(data.queries, specs))
+        >= 0.98
+    )
