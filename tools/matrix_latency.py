@@ -1,0 +1,166 @@
+"""In-process latency of the embedded search at 100k entries: exact scan vs IVF (issue 10).
+
+Builds one random hybrid snapshot (question + answer vectors, lexical weights) twice, with the
+row threshold above its size (the exact scan) and at its default (`ANN_THRESHOLD`: the IVF
+path), and times single fused searches (top_k 24, the served weights), unfiltered and filtered
+by one language of six, one thread (the service caps numpy's BLAS at its worker threads). It
+prints the build times, an edit's (`updated`), p50/p99 per search and the recall@24 of the IVF
+path's results against the exact path's.
+
+The vectors are random unit vectors grouped around random topics with a shared component (a
+sentence encoder's vectors are anisotropic and clustered; uniform random vectors have no
+structure for any index to use and are the worst case, `--uniform`); each query is a noisy copy
+of one stored question (a paraphrase). Lexical token ids are Zipf-distributed over a 250k
+vocabulary (~30 per entry, ~8 per query), so common ids have postings of most rows.
+
+    .venv/bin/python -m tools.matrix_latency            # 100,000 x 384, 300 queries
+    .venv/bin/python -m tools.matrix_latency --rows 30000 --queries 100
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+from threadpoolctl import threadpool_limits
+
+from index_builder.store.fusion import Retrieval
+from index_builder.store.matrix import ANN_THRESHOLD, MatrixSnapshot, PointVectors, _Row
+from index_builder.store.records import Hit, SearchSpec
+
+LANGS = ("en", "es", "id", "th", "de", "pt")
+VOCAB = 250_000
+
+
+def _unit(x: NDArray[Any]) -> NDArray[np.float32]:
+    return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+
+def _tokens(rng: np.random.Generator, draws: int) -> tuple[list[int], list[float]]:
+    ids = np.unique(np.minimum(rng.zipf(1.15, draws), VOCAB))
+    return [int(t) for t in ids], [float(w) for w in rng.uniform(0.3, 2.0, len(ids))]
+
+
+class Data:
+    def __init__(self, rows: int, dim: int, queries: int, uniform: bool, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        if uniform:
+            self.questions = _unit(rng.standard_normal((rows, dim)))
+            self.answers = _unit(rng.standard_normal((rows, dim)))
+        else:
+            topics = _unit(rng.standard_normal((max(1, rows // 30), dim)))
+            common = _unit(rng.standard_normal((1, dim)))
+            topic = rng.integers(0, len(topics), rows)
+
+            def around(noise: float) -> NDArray[np.float32]:
+                spread = rng.standard_normal((rows, dim)) * noise
+                return _unit(0.8 * common + topics[topic] + spread)
+
+            self.questions = around(0.045)
+            self.answers = around(0.055)
+        self.lexical = [_tokens(rng, 45) for _ in range(rows)]
+        self.ids = [f"e-{i}" for i in range(rows)]
+        self.rows = [
+            _Row(f"e-{i}", f"q{i}", f"a{i}", LANGS[i % len(LANGS)], None, (), "")
+            for i in range(rows)
+        ]
+        near = rng.integers(0, rows, queries)
+        if uniform:
+            self.queries = _unit(rng.standard_normal((queries, dim)))
+        else:
+            self.queries = _unit(self.questions[near] + rng.standard_normal((queries, dim)) * 0.04)
+        self.query_tokens = [
+            tuple(sorted({*_tokens(rng, 8)[0], *self.lexical[i][0][:2]})) for i in near
+        ]
+
+    def snapshot(self, threshold: int) -> MatrixSnapshot:
+        return MatrixSnapshot(
+            "bench",
+            self.ids,
+            self.questions,
+            self.rows,
+            answers=self.answers,
+            lexical=self.lexical,
+            ann_threshold=threshold,
+        )
+
+
+def _timed(make: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = make()
+    return value, time.perf_counter() - start
+
+
+def _run(
+    snapshot: MatrixSnapshot, data: Data, specs: Sequence[SearchSpec], retrieval: Retrieval
+) -> tuple[list[list[Hit]], NDArray[np.float64]]:
+    hits: list[list[Hit]] = []
+    times = []
+    for query, spec in zip(data.queries[: len(specs)], specs, strict=True):
+        start = time.perf_counter()
+        hits.append(snapshot.search_batch(query[None, :], [spec], retrieval)[0])
+        times.append(time.perf_counter() - start)
+    return hits, np.asarray(times) * 1e3
+
+
+def _recall(got: list[list[Hit]], expected: list[list[Hit]]) -> float:
+    shares = [
+        len({h.id for h in g} & {h.id for h in e}) / max(1, len(e))
+        for g, e in zip(got, expected, strict=True)
+    ]
+    return float(np.mean(shares))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--dim", type=int, default=384)
+    parser.add_argument("--queries", type=int, default=300)
+    parser.add_argument("--top-k", type=int, default=24)
+    parser.add_argument("--uniform", action="store_true", help="uniform random vectors")
+    args = parser.parse_args(argv)
+
+    data, made = _timed(lambda: Data(args.rows, args.dim, args.queries, args.uniform))
+    print(f"{args.rows} x {args.dim} random hybrid entries ({made:.1f} s to generate)")
+    exact, exact_build = _timed(lambda: data.snapshot(args.rows))
+    ann, ann_build = _timed(lambda: data.snapshot(min(ANN_THRESHOLD, args.rows - 1)))
+    assert ann.approximate and not exact.approximate
+    edit = PointVectors(data.questions[0], data.answers[0], ([1, 2], [1.0, 1.0]))
+    _, edit_time = _timed(lambda: ann.updated([("e-0", edit, {"id": "e-0", "lang": "en"})]))
+    print(f"snapshot build: exact {exact_build:.2f} s, with IVF {ann_build:.2f} s")
+    print(f"one edit (updated) of the IVF snapshot: {edit_time:.2f} s")
+
+    served = Retrieval()
+    with threadpool_limits(limits=1, user_api="blas"):
+        faiss.omp_set_num_threads(1)
+        print(f"single searches, top_k {args.top_k}, one thread, {args.queries} queries:")
+        for label, lang in (("fused", None), ("fused, lang filter", "es")):
+            specs = [SearchSpec(args.top_k, lang, None, t) for t in data.query_tokens]
+            results = {}
+            for name, snapshot in (("exact", exact), ("ivf", ann)):
+                _run(snapshot, data, specs[:20], served)  # warm-up (the filter's selection)
+                hits, ms = _run(snapshot, data, specs, served)
+                results[name] = hits
+                print(
+                    f"  {label:20s} {name:5s} p50 {np.percentile(ms, 50):6.2f} ms"
+                    f"  p99 {np.percentile(ms, 99):6.2f} ms"
+                )
+            print(
+                f"  {label:20s} recall@{args.top_k} {_recall(results['ivf'], results['exact']):.3f}"
+            )
+        specs = [SearchSpec(args.top_k) for _ in data.query_tokens]
+        question_exact, _ = _run(exact, data, specs, Retrieval(0.0, 0.0))
+        question_ivf, ms = _run(ann, data, specs, Retrieval(0.0, 0.0))
+        print(
+            f"  question only       ivf   p50 {np.percentile(ms, 50):6.2f} ms"
+            f"  recall@{args.top_k} {_recall(question_ivf, question_exact):.3f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
