@@ -1,4 +1,4 @@
-"""Approximate candidates for a large snapshot: an inverted-file index (IVF-Flat, faiss).
+"""Approximate candidates for a large snapshot: an inverted-file index (faiss IVF, 8-bit codes).
 
 Above `MatrixSnapshot`'s row threshold (`matrix.ANN_THRESHOLD`), a dense part's prefetch no
 longer scans every row: the way Qdrant switches from a full scan to its HNSW graph above
@@ -8,7 +8,11 @@ centroids. The index only proposes rows: their scores are the exact float32 dot 
 computed again by the snapshot (rescoring), so a score is never approximate, only which rows
 make a prefetch is (recall).
 
-Why faiss IVF-Flat (faiss-cpu, pinned): a maintained C++ library with wheels for every Python
+The lists hold 8-bit scalar-quantised rows (IVF-SQ8; measured at 100k x 384: the same
+recall@24 after rescoring as IVF-Flat, at half its scan time), so the index proposes twice the
+rows wanted by their 8-bit scores and the snapshot keeps the best by exact scores.
+
+Why faiss IVF (faiss-cpu, pinned): a maintained C++ library with wheels for every Python
 this project runs on (one abi3 wheel), whose IVF search takes a per-query `IDSelector`, so a
 payload filter is applied while the lists are scanned and never returns a row outside it. Its
 build is cheap next to a graph's: k-means on a sample (about a second at 100k x 384 on this
@@ -36,8 +40,12 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-# Lists scanned per query by default (at 100k rows: ~1,265 lists of ~80 rows, ~2.5% scanned).
-NPROBE = 32
+# Lists scanned per query by default (at 100k rows: ~1,265 lists of ~80 rows, ~4% scanned).
+NPROBE = 48
+# Rows are scanned as 8-bit codes (a quarter of the memory traffic of float32, about twice as
+# fast at 384 dimensions); twice the rows asked for are proposed, and rescored exactly.
+_OVERSAMPLE = 2
+_RANGE_SAMPLE = 20_000
 # Training points per centroid (k-means on a sample), and k-means iterations: measured at 100k x
 # 384 on this machine, ~1 s per matrix with recall@24 unchanged against a larger sample.
 _SAMPLE_PER_LIST = 16
@@ -50,10 +58,14 @@ def nlist_for(rows: int) -> int:
 
 
 class IvfIndex:
-    """An IVF-Flat inner-product index over one normalised matrix; ids are row positions."""
+    """An IVF-SQ8 inner-product index over one normalised matrix; ids are row positions."""
 
     def __init__(
-        self, centroids: NDArray[np.float32], lists: NDArray[np.int64], matrix: NDArray[np.float32]
+        self,
+        centroids: NDArray[np.float32],
+        lists: NDArray[np.int64],
+        matrix: NDArray[np.float32],
+        ranges: NDArray[np.float32] | None = None,
     ) -> None:
         self.centroids = centroids
         self.lists = lists  # the list of each row
@@ -62,8 +74,23 @@ class IvfIndex:
         quantizer = faiss.IndexFlatIP(dim)
         quantizer.add(centroids)
         self._quantizer = quantizer  # owned by this object: faiss keeps only a pointer
-        index = faiss.IndexIVFFlat(quantizer, dim, len(centroids), faiss.METRIC_INNER_PRODUCT)
-        index.is_trained = True
+        index = faiss.IndexIVFScalarQuantizer(
+            quantizer,
+            dim,
+            len(centroids),
+            faiss.ScalarQuantizer.QT_8bit,
+            faiss.METRIC_INNER_PRODUCT,
+            False,  # rows coded as they are, not as residuals from their centroid
+        )
+        if ranges is None:
+            # The quantizer holds its centroids: this trains only the 8-bit ranges per dimension.
+            step = max(1, len(matrix) // _RANGE_SAMPLE)
+            index.train(np.ascontiguousarray(matrix[::step]))
+            ranges = faiss.vector_to_array(index.sq.trained).astype(np.float32)
+        else:
+            faiss.copy_array_to_vector(ranges, index.sq.trained)
+            index.is_trained = True
+        self.ranges = ranges
         if len(matrix):
             # The lists are known: file the rows without searching the quantizer again.
             index.add_core(len(matrix), faiss.swig_ptr(matrix), None, faiss.swig_ptr(lists))
@@ -106,7 +133,7 @@ class IvfIndex:
         fresh = np.flatnonzero(~known)
         if len(fresh):
             lists[fresh] = _assign(self.centroids, np.ascontiguousarray(matrix[fresh]))
-        return IvfIndex(self.centroids, lists, matrix)
+        return IvfIndex(self.centroids, lists, matrix, self.ranges)
 
     def search(
         self,
@@ -115,8 +142,9 @@ class IvfIndex:
         nprobe: int,
         selector: Selector | None = None,
     ) -> NDArray[np.intp]:
-        """Up to `k` rows (within `selector` when given) among the lists scanned, by their
-        inner product with `query` (best first); fewer when those lists hold fewer rows."""
+        """Up to `_OVERSAMPLE * k` rows (within `selector` when given) among the lists scanned,
+        by their 8-bit inner product with `query`: the caller rescores them exactly and keeps
+        its `k` best. Fewer when the lists scanned hold fewer rows."""
         if k <= 0 or self.rows == 0:
             return np.empty(0, dtype=np.intp)
         probe = nprobe if selector is None else math.ceil(nprobe / max(selector.fraction, 1e-9))
@@ -124,7 +152,7 @@ class IvfIndex:
         params.nprobe = max(1, min(self.nlist, probe))
         if selector is not None:
             params.sel = selector.faiss
-        _, labels = self._index.search(query.reshape(1, -1), k, params=params)
+        _, labels = self._index.search(query.reshape(1, -1), k * _OVERSAMPLE, params=params)
         found = np.asarray(labels[0], dtype=np.intp)
         return found[found >= 0]
 

@@ -558,10 +558,12 @@ class MatrixSnapshot:
         wanted = min(k, len(self.rows) if selection is None else len(selection))
         found = np.sort(ann.search(query, wanted, self.nprobe, selector))
         if len(found) < wanted:
-            rows = np.arange(len(self.rows)) if selection is None else selection
-            best, _ = _top(_products(matrix[rows], query[None, :])[0], wanted)
-            found = np.sort(rows[best])
-        return found, np.asarray(matrix[found] @ query, dtype=np.float32)
+            found = np.arange(len(self.rows)) if selection is None else selection
+        # Exact scores of the proposed rows (or of the filter's rows), and their best `wanted`.
+        scores = np.asarray(matrix[found] @ query, dtype=np.float32)
+        best, _ = _top(scores, wanted)
+        best.sort()
+        return found[best], scores[best]
 
     def _fuse_ann(
         self,
