@@ -22,7 +22,7 @@ from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
-from app.wiring import retrieval
+from app.wiring import inline_search, retrieval
 from index_builder.encoder import Encoder
 
 log = logging.getLogger("app")
@@ -55,14 +55,20 @@ def _warm_up(encoder: Encoder) -> None:
 
 
 def _limit_blas_threads(threads: int) -> None:
-    """Cap numpy's BLAS pool for this process (each worker runs its own lifespan).
+    """Cap the BLAS and OpenMP pools of this process (each worker runs its own lifespan).
 
     The search's matrix products are small or memory-bound; OpenBLAS's idle threads spin after
     every call and steal the cores that ONNX Runtime's session and the request threads need.
+    Both BLAS libraries are capped, numpy's and faiss's (the approximate search of large
+    snapshots, `index_builder.store.ann`), and faiss's OpenMP threads, capped per calling
+    thread by `ann.limit_threads` (ONNX Runtime has its own pool, not OpenMP).
     """
     from threadpoolctl import threadpool_limits
 
+    from index_builder.store import ann
+
     threadpool_limits(limits=threads, user_api="blas")
+    ann.limit_threads(threads)
 
 
 @asynccontextmanager
@@ -115,6 +121,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         queries,
         max_search_batch=settings.search_max_batch,
         answering=answering,
+        inline=inline_search(settings),
     )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.

@@ -52,6 +52,27 @@ _SAMPLE_PER_LIST = 16
 _KMEANS_ITERATIONS = 8
 
 
+# OpenMP threads faiss may use in each calling thread (None: its default, every core).
+_threads: int | None = None
+
+
+def limit_threads(threads: int | None) -> None:
+    """Cap the OpenMP threads of faiss's work in this process (the service: FAQ_BLAS_THREADS).
+
+    OpenMP's thread count is a per-thread setting, so a process-wide cap at startup reaches
+    only the thread that set it; the cap is applied again by every call here, in the thread
+    that makes it. Idle OpenMP threads spin after each parallel region and take the cores ONNX
+    Runtime and the request threads need, as OpenBLAS's did.
+    """
+    global _threads
+    _threads = threads
+
+
+def _cap() -> None:
+    if _threads is not None:
+        faiss.omp_set_num_threads(_threads)
+
+
 def nlist_for(rows: int) -> int:
     """The number of lists for `rows` rows: ~4 sqrt(n), faiss's usual range."""
     return max(1, min(rows, round(4 * math.sqrt(rows))))
@@ -105,6 +126,7 @@ class IvfIndex:
         cls, matrix: NDArray[np.float32], *, nlist: int | None = None, seed: int = 0
     ) -> IvfIndex:
         """k-means centroids from a sample of `matrix`, then every row filed under its nearest."""
+        _cap()
         n, dim = matrix.shape
         lists = nlist or nlist_for(n)
         rng = np.random.default_rng(seed)
@@ -127,6 +149,7 @@ class IvfIndex:
         """The index of a new matrix with the same centroids: row i keeps the list of this
         index's row `previous[i]`, and rows with `previous[i] < 0` (new or changed) are filed
         under their nearest centroid."""
+        _cap()
         lists = np.empty(len(matrix), dtype=np.int64)
         known = previous >= 0
         lists[known] = self.lists[previous[known]]
@@ -147,6 +170,7 @@ class IvfIndex:
         its `k` best. Fewer when the lists scanned hold fewer rows."""
         if k <= 0 or self.rows == 0:
             return np.empty(0, dtype=np.intp)
+        _cap()
         probe = nprobe if selector is None else math.ceil(nprobe / max(selector.fraction, 1e-9))
         params: Any = faiss.SearchParametersIVF()
         params.nprobe = max(1, min(self.nlist, probe))

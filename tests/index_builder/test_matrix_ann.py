@@ -214,3 +214,27 @@ def test_an_edit_keeps_the_centroids_and_finds_the_new_rows(
         _recall(edited.search_batch(data.queries, specs), approx.search_batch(data.queries, specs))
         >= 0.98
     )
+
+
+def test_the_thread_cap_reaches_every_calling_thread(approx: MatrixSnapshot) -> None:
+    # OpenMP's thread count is per thread: a search from a fresh thread must run capped too.
+    import threading
+
+    import faiss
+
+    from index_builder.store import ann
+
+    seen: list[int] = []
+
+    def search() -> None:
+        approx.search_batch(np.ones((1, approx.matrix.shape[1]), np.float32), [SearchSpec(5)])
+        seen.append(faiss.omp_get_max_threads())
+
+    ann.limit_threads(1)
+    try:
+        worker = threading.Thread(target=search)
+        worker.start()
+        worker.join()
+    finally:
+        ann.limit_threads(None)
+    assert seen == [1]
