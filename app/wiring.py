@@ -38,3 +38,9 @@ def retrieval(settings: Settings) -> Retrieval:
     """How searches fuse the question, answer and lexical parts (`FAQ_ANSWER_WEIGHT`,
     `FAQ_LEXICAL_WEIGHT`), for every index the service opens."""
     return Retrieval(answer_weight=settings.answer_weight, lexical_weight=settings.lexical_weight)
+
+
+def inline_search(settings: Settings) -> bool:
+    """Whether /search runs on the event loop: an in-process index answers in microseconds to
+    milliseconds; a server's round trips belong in the threadpool."""
+    return index_mode(settings) is not IndexMode.SERVER

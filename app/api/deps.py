@@ -1,6 +1,10 @@
 """Dependencies as `Annotated` aliases: the heavy objects (on `app.state`, set by lifespan) and
 the two API keys.
 
+All are `async def`: they only read `app.state` and headers, and FastAPI runs a plain `def`
+dependency in its threadpool, one hop per dependency and request (four or five for /search),
+which under load cost more than the work itself.
+
 The keys are declared as OpenAPI security schemes (`SearchKey`, `AdminKey`), so Swagger UI has
 an Authorize button and generated clients send them. Both travel in the X-API-Key header;
 `Authorization: Bearer <key>` is accepted too (OpenAI clients send that).
@@ -41,38 +45,38 @@ _admin_key = APIKeyHeader(
 )
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def _metrics(request: Request) -> Metrics:
+async def _metrics(request: Request) -> Metrics:
     return cast(Metrics, request.app.state.metrics)
 
 
-def _encoder(request: Request) -> Encoder:
+async def _encoder(request: Request) -> Encoder:
     return cast(Encoder, request.app.state.encoder)
 
 
-def _inference_encoder(request: Request) -> Encoder:
+async def _inference_encoder(request: Request) -> Encoder:
     """The encoder to run a request's texts on: the inference worker's view of the model when
     the service has one (then nothing else runs the session), else the encoder itself."""
     view = getattr(getattr(request.app.state, "queries", None), "encoder_view", None)
-    return cast(Encoder, view()) if callable(view) else _encoder(request)
+    return cast(Encoder, view()) if callable(view) else cast(Encoder, request.app.state.encoder)
 
 
-def _guard(request: Request) -> IndexGuard:
+async def _guard(request: Request) -> IndexGuard:
     return cast(IndexGuard, request.app.state.guard)
 
 
-def _search_service(request: Request) -> SearchService:
+async def _search_service(request: Request) -> SearchService:
     return cast(SearchService, request.app.state.search)
 
 
-def _admin(request: Request) -> AdminService:
+async def _admin(request: Request) -> AdminService:
     return cast(AdminService, request.app.state.admin)
 
 
-def _api_keys(request: Request) -> ApiKeys:
+async def _api_keys(request: Request) -> ApiKeys:
     return cast(ApiKeys, request.app.state.api_keys)
 
 
@@ -86,18 +90,18 @@ def _check(request: Request, header_value: str | None, expected: str) -> None:
         )
 
 
-def _require_search_key(
+async def _require_search_key(
     request: Request, header_value: Annotated[str | None, Security(_search_key)]
 ) -> None:
-    keys = _api_keys(request)
+    keys = cast(ApiKeys, request.app.state.api_keys)
     if keys.search is not None:
         _check(request, header_value, keys.search)
 
 
-def _require_admin_key(
+async def _require_admin_key(
     request: Request, header_value: Annotated[str | None, Security(_admin_key)]
 ) -> None:
-    keys = _api_keys(request)
+    keys = cast(ApiKeys, request.app.state.api_keys)
     if keys.admin is None:
         raise ApiError(403, "admin routes are disabled: set FAQ_ADMIN_API_KEY to enable them")
     _check(request, header_value, keys.admin)

@@ -28,6 +28,7 @@ Modelled on Hugging Face text-embeddings-inference's continuous batching (`core/
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -92,6 +93,8 @@ class QueryEncoding(Protocol):
     def stop(self) -> None: ...
 
     def encode(self, texts: Sequence[str]) -> EncodeResult: ...
+
+    async def encode_async(self, texts: Sequence[str]) -> EncodeResult: ...
 
 
 @dataclass(frozen=True)
@@ -270,6 +273,33 @@ class InferenceWorker:
             encoded = [self._wait(f, deadline) for f in futures]
         except BaseException:
             # The request failed as a whole: its other queries are dropped, not encoded.
+            for f in futures:
+                f.cancel()
+            raise
+        return _results(encoded, self.encoder.dim)
+
+    async def encode_async(self, texts: Sequence[str]) -> EncodeResult:
+        """`encode` for a coroutine on the event loop: the same queue and deadline, awaited
+        without a thread (the worker resolves the futures through the loop)."""
+        t0 = time.perf_counter()
+        tokens = self.encoder.tokenize(texts, "query")
+        if self.metrics is not None:
+            self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
+        futures = self.submit(tokens)
+        waiting = [asyncio.wrap_future(f) for f in futures]
+        try:
+            _, late = await asyncio.wait(waiting, timeout=self.config.deadline_s)
+            if late:
+                # As in `_wait`: a query still queued is dropped; one whose batch is running
+                # now ends within one model run and is awaited.
+                if any(f.cancel() for f in futures if not f.done()):
+                    raise DeadlineExceededError(self._deadline_message())
+                await asyncio.wait(late)
+            if any(w.cancelled() for w in waiting):
+                raise BatcherClosedError("the query was cancelled (service stopping)")
+            encoded = [w.result() for w in waiting]
+        except BaseException:
+            # The request failed as a whole (or its client left): the rest is not encoded.
             for f in futures:
                 f.cancel()
             raise

@@ -92,6 +92,14 @@ class IndexGuard:
         finally:
             self._lock.release()
 
+    def cached(self) -> IndexInfo | None:
+        """The last good check while it is fresh, without blocking; None when `current()`
+        has to check (which may wait on a server or load a replica: not on the event loop)."""
+        info = self._info
+        if info is not None and time.monotonic() - self._checked_at < self.interval_s:
+            return info
+        return None
+
     def _check(self) -> IndexInfo:
         try:
             if self._refresh is not None:

@@ -13,20 +13,24 @@ arriving meanwhile queue up and the next one free takes them. A lone request pay
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+from asyncio import Future
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import NDArray
+from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
 from app.services.answering import Answering, Shaped
 from app.services.batcher import QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
+from index_builder.encoder import EncodeResult
 from index_builder.store import Hit, SearchSpec
 
 
@@ -122,6 +126,71 @@ class SearchCombiner:
             i.hits, i.done = hits, True
 
 
+class LoopCombiner:
+    """Batches the searches of coroutines on one event loop: every request whose vectors are
+    ready in the same turn of the loop (typically one model batch) is answered by one
+    `answer(specs, vectors)` call, run on the loop after those requests have queued."""
+
+    def __init__(
+        self,
+        answer: Callable[[Sequence[QuerySpec], NDArray[np.float32]], list[Shaped]],
+        max_batch: int = 64,
+    ) -> None:
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
+        self._answer = answer
+        self.max_batch = max_batch
+        self._pending: list[tuple[Sequence[QuerySpec], NDArray[np.float32], Future[list[Shaped]]]]
+        self._pending = []
+        self._scheduled = False
+
+    async def answer(
+        self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
+    ) -> list[Shaped]:
+        loop = asyncio.get_running_loop()
+        future: Future[list[Shaped]] = loop.create_future()
+        self._pending.append((specs, vectors, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        pending, self._pending = self._pending, []
+        batch: list[tuple[Sequence[QuerySpec], NDArray[np.float32], Future[list[Shaped]]]] = []
+        size = 0
+        for item in pending:
+            # A request's queries stay in one call; a call takes at most max_batch queries
+            # unless one request alone has more.
+            if batch and size + len(item[0]) > self.max_batch:
+                self._run(batch)
+                batch, size = [], 0
+            batch.append(item)
+            size += len(item[0])
+        if batch:
+            self._run(batch)
+
+    def _run(
+        self, batch: list[tuple[Sequence[QuerySpec], NDArray[np.float32], Future[list[Shaped]]]]
+    ) -> None:
+        live = [item for item in batch if not item[2].done()]  # a client that left: skipped
+        if not live:
+            return
+        try:
+            shaped = self._answer(
+                [s for specs, _, _ in live for s in specs], np.concatenate([v for _, v, _ in live])
+            )
+        except Exception as exc:
+            for _, _, future in live:
+                future.set_exception(exc)
+            return
+        start = 0
+        for specs, _, future in live:
+            future.set_result(shaped[start : start + len(specs)])
+            start += len(specs)
+
+
 class SearchService:
     def __init__(
         self,
@@ -132,6 +201,7 @@ class SearchService:
         *,
         max_search_batch: int = 64,
         answering: Answering | None = None,
+        inline: bool = False,
     ) -> None:
         # Grouping, the answer's language and abstain (app/services/answering.py); without
         # one, every hit as ranked and never an abstention.
@@ -141,17 +211,34 @@ class SearchService:
         self.max_query_chars = max_query_chars
         self.queries = queries
         self._combiner = SearchCombiner(self._search_live, max_search_batch)
+        # In-process index (embedded, replica): searches run on the event loop, batched by
+        # turn of the loop; a server's round trips stay in the threadpool (`answer`).
+        self.inline = inline
+        self._loop_combiner = LoopCombiner(self._answer_live, max_search_batch)
 
     def _encode(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
-        # Cut absurdly long input before tokenising: the model keeps max_length tokens anyway.
-        cut = [len(t) > self.max_query_chars for t in texts]
         t0 = time.perf_counter()
-        encoded = self.queries.encode([t[: self.max_query_chars] for t in texts])
+        encoded = self.queries.encode(self._cut(texts))
+        return encoded.vectors, self._truncated(texts, encoded, t0)
+
+    def _cut(self, texts: Sequence[str]) -> list[str]:
+        # Cut absurdly long input before tokenising: the model keeps max_length tokens anyway.
+        return [t[: self.max_query_chars] for t in texts]
+
+    def _truncated(self, texts: Sequence[str], encoded: EncodeResult, t0: float) -> list[bool]:
         self.metrics.encode_duration.observe(time.perf_counter() - t0)
-        truncated = [c or t for c, t in zip(cut, encoded.truncated, strict=True)]
+        truncated = [
+            len(text) > self.max_query_chars or cut
+            for text, cut in zip(texts, encoded.truncated, strict=True)
+        ]
         if any(truncated):
             self.metrics.truncated.inc(sum(truncated))
-        return encoded.vectors, truncated
+        return truncated
+
+    def _answer_live(
+        self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
+    ) -> list[Shaped]:
+        return self.answering.answer_batch(specs, vectors, self._search_live, self.max_query_chars)
 
     def _search_live(
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
@@ -188,6 +275,29 @@ class SearchService:
             took_ms=outcome.took_ms,
             truncated=outcome.truncated[0],
             shaped=outcome.shaped[0],
+        )
+
+    async def answer(self, specs: Sequence[QuerySpec]) -> BatchOutcome:
+        """`search_batch` for a route on the event loop: inline with an in-process index,
+        else in the threadpool."""
+        if not self.inline:
+            return await run_in_threadpool(self.search_batch, specs)
+        start = time.perf_counter()
+        # A check that has to look (a server, a replica reload) runs off the loop.
+        info = self.guard.cached()
+        if info is None:
+            info = await run_in_threadpool(self.guard.current)
+        texts = [s.text for s in specs]
+        t0 = time.perf_counter()
+        encoded = await self.queries.encode_async(self._cut(texts))
+        truncated = self._truncated(texts, encoded, t0)
+        shaped = await self._loop_combiner.answer(specs, encoded.vectors)
+        return BatchOutcome(
+            hits=[s.hits for s in shaped],
+            truncated=truncated,
+            collection=info.collection,
+            took_ms=(time.perf_counter() - start) * 1000.0,
+            shaped=shaped,
         )
 
     def search_batch(self, specs: Sequence[QuerySpec]) -> BatchOutcome:

@@ -400,3 +400,33 @@ def test_batching_changes_no_answer_on_the_real_model(
         scores_off = [h["score"] for h in off["results"]]
         # Padding a row differently changes float sums in the last bits only.
         assert [h["score"] for h in on[i]["results"]] == pytest.approx(scores_off, abs=1e-4)
+
+
+# --- the event-loop path (/search with an in-process index) ---------------------------------
+
+
+def test_encode_async_gives_the_vectors_encode_gives(encoder: GatedEncoder) -> None:
+    import asyncio
+
+    with running(encoder, max_wait_s=0.0) as batcher:
+        awaited = asyncio.run(batcher.encode_async(["cancel my order", "where is it"]))
+        plain = batcher.encode(["cancel my order", "where is it"])
+    assert np.array_equal(awaited.vectors, plain.vectors)
+    assert awaited.n_tokens == plain.n_tokens == [3, 3]
+
+
+def test_encode_async_past_its_deadline_fails_and_is_never_encoded(
+    encoder: GatedEncoder,
+) -> None:
+    import asyncio
+
+    with running(encoder, deadline_s=0.2) as batcher:
+        block_worker(encoder, batcher)
+        start = time.monotonic()
+        with pytest.raises(DeadlineExceededError, match=r"0\.2 s"):
+            asyncio.run(batcher.encode_async(["too late"]))
+        assert 0.15 <= time.monotonic() - start < 5
+        encoder.gate.set()
+        asyncio.run(batcher.encode_async(["after"]))
+    encoded = [text for batch in encoder.batches for text in batch]
+    assert "too late" not in encoded and "after" in encoded

@@ -17,7 +17,7 @@ import pytest
 from numpy.typing import NDArray
 
 from app.metrics import Metrics, MetricsMiddleware
-from app.services.search import SearchCombiner
+from app.services.search import LoopCombiner, QuerySpec, SearchCombiner
 from index_builder.encoder import EncodeResult, FakeEncoder, Tokenized
 from index_builder.store import Hit, SearchSpec
 from tests.app.test_admin import AUTH, admin_app
@@ -160,6 +160,44 @@ def test_a_failed_search_fails_its_batch_and_the_combiner_carries_on() -> None:
     with pytest.raises(ConnectionError):
         combiner.search(np.zeros((1, 2), np.float32), [(13, None, None)])
     assert combiner.search(np.zeros((1, 2), np.float32), [(2, None, None)])[0][0].score == 2
+
+
+def test_the_loop_combiner_answers_a_turn_of_the_loop_in_one_call() -> None:
+    # Coroutines whose vectors are ready in the same turn of the event loop (one model batch)
+    # share one answer call, each getting its own results back in order; a failing call fails
+    # its batch only.
+    calls: list[list[str]] = []
+
+    def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
+        texts = [s.text for s in specs]
+        calls.append(texts)
+        if "boom" in texts:
+            raise ConnectionError("down")
+        return [f"{t}:{v[0]:g}" for t, v in zip(texts, vectors, strict=True)]
+
+    combiner = LoopCombiner(answer, max_batch=4)
+
+    async def ask(texts: list[str], value: float) -> list[Any]:
+        specs = [QuerySpec(t, 3) for t in texts]
+        return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            ask(["a"], 1), ask(["b", "c"], 2), ask(["d", "e"], 3), return_exceptions=True
+        )
+
+    results = asyncio.run(main())
+    # At most 4 queries a call; a request's queries stay together.
+    assert calls == [["a", "b", "c"], ["d", "e"]]
+    assert results == [["a:1"], ["b:2", "c:2"], ["d:3", "e:3"]]
+
+    async def failing() -> list[Any]:
+        return await asyncio.gather(ask(["boom"], 1), ask(["x"], 5), return_exceptions=True)
+
+    calls.clear()
+    first, second = asyncio.run(failing())
+    assert isinstance(first, ConnectionError) and isinstance(second, ConnectionError)
+    assert asyncio.run(ask(["after"], 7)) == ["after:7"]
 
 
 # --- the access log ----------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """POST /search and /search/batch: validate, ask the search service, write the answer.
 
-Sync routes: FastAPI runs them in the threadpool, so waiting for the encoder never blocks the
-event loop and /health stays responsive under load. The answer is a plain dict written by
+Async routes: with an in-process index the search service tokenises, awaits the inference
+worker and searches on the event loop (no thread hand-off per request); against a Qdrant server
+it runs in the threadpool (`SearchService.answer`). The answer is a plain dict written by
 orjson (`response_model` documents it; nothing validates it a second time).
 """
 
@@ -69,7 +70,7 @@ def _spec(body: SearchRequest) -> QuerySpec:
 
 
 @router.post("/search", response_model=SearchResponse, responses=_FAILURES)
-def search(
+async def search(
     body: SearchRequest,
     service: SearchServiceDep,
     encoder: EncoderDep,
@@ -78,7 +79,7 @@ def search(
 ) -> OrjsonResponse:
     """The best FAQ entries for one question."""
     with service_errors(metrics):
-        outcome = service.search_batch([_spec(body)])
+        outcome = await service.answer([_spec(body)])
     shaped = outcome.shaped[0]
     return OrjsonResponse(
         {
@@ -93,7 +94,7 @@ def search(
 
 
 @router.post("/search/batch", response_model=BatchSearchResponse, responses=_FAILURES)
-def search_batch(
+async def search_batch(
     body: BatchSearchRequest,
     service: SearchServiceDep,
     encoder: EncoderDep,
@@ -110,7 +111,7 @@ def search_batch(
             "batch (FAQ_SEARCH_BATCH_MAX_QUERIES)",
         )
     with service_errors(metrics):
-        outcome = service.search_batch([_spec(q) for q in body.queries])
+        outcome = await service.answer([_spec(q) for q in body.queries])
     return OrjsonResponse(
         {
             "results": [
