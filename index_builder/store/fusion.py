@@ -42,8 +42,8 @@ PREFETCH_FACTOR = 4
 class Retrieval:
     """The fusion weights (0 switches a part off) and what each prefetch returns."""
 
-    answer_weight: float = 0.75
-    lexical_weight: float = 0.003
+    answer_weight: float = 0.5
+    lexical_weight: float = 0.001
     prefetch_min: int = PREFETCH_MIN
 
     def __post_init__(self) -> None:
