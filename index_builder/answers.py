@@ -11,7 +11,8 @@ ranked by their best hit; within a topic the entry shown is the first that exist
 
 Each answer says which rule chose its language (`lang_reason`). The entry in the wanted
 language may rank below the fetched hits, so a second search restricted to that language
-(`language_to_fetch`) is merged in (`merge_hits`): the topics and their order do not change,
+(`language_to_fetch`) is merged in (`merge_hits`) when it can change the answers
+(`needs_language_search`): the topics and their order do not change,
 since any entry outside the first `fetch_limit` hits scores below every topic inside them.
 With grouping off every hit is an answer of its own (`ranked`). The topic of a hit is its
 payload's `topic` when it has one (`FaqItem.topic`), else `index_builder.faq.topic_of(id)`, the
@@ -72,6 +73,26 @@ def language_to_fetch(requested: str | None, detected: str | None) -> str | None
     answer should be in. Its entry of a topic may rank below the `fetch_limit` hits (a
     Spanish query about a topic whose German entry is asked for)."""
     return requested or (detected if detected != ENGLISH else None)
+
+
+def needs_language_search(hits: Sequence[H], lang: str, top_k: int, limit: int) -> bool:
+    """Whether a second search restricted to `lang` can change the answers grouped from `hits`
+    (the first `limit` hits of the unrestricted search, best first).
+
+    It cannot when the search was exhausted (fewer than `limit` hits: every entry is there), or
+    when the first `top_k` topics of `hits` each already have an entry in `lang`: the entries a
+    second search adds all score below every hit, so they add no topic ahead of those and no
+    better entry in `lang` for them. Skipping it then changes no answer and saves a search.
+    """
+    if len(hits) < limit:
+        return False
+    covered: dict[str, bool] = {}
+    for hit in sorted(hits, key=lambda h: -h.score):
+        topic = hit_topic(hit)
+        if topic not in covered and len(covered) == top_k:
+            continue
+        covered[topic] = covered.get(topic, False) or hit.lang == lang
+    return len(covered) < top_k or not all(covered.values())
 
 
 def merge_hits(hits: Sequence[H], more: Sequence[H]) -> list[H]:

@@ -35,6 +35,7 @@ from index_builder.answers import (
     group_by_topic,
     language_to_fetch,
     merge_hits,
+    needs_language_search,
 )
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import Encoder
@@ -115,8 +116,15 @@ class Answering:
         vectors: NDArray[np.float32],
         search: BatchSearch,
         max_query_chars: int,
+        *,
+        in_process: bool = True,
     ) -> list[Shaped]:
-        """Search every query of a batch in one `search` call, then shape each one's hits."""
+        """Search every query of a batch, then shape each one's hits.
+
+        With an in-process index (`in_process`) the language-restricted searches run in a
+        second call, only for the queries whose answers they can still change
+        (`needs_language_search`); against a server they go in the same call as the rest,
+        since a second round trip costs more than the searches it saves."""
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
         limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
@@ -125,17 +133,27 @@ class Answering:
             SearchSpec(k, s.lang, s.market, tokens)
             for k, s, tokens in zip(limits, specs, lexical, strict=True)
         ]
-        extra: list[int] = []
-        for i, s in enumerate(specs):
-            # With filters.lang set every hit is in one language already.
-            wanted = language_to_fetch(s.prefer_lang, detected[i]) if s.group else None
-            if wanted is not None and s.lang is None:
-                extra.append(i)
-                requests.append(SearchSpec(limits[i], wanted, s.market, lexical[i]))
-        found = search(np.concatenate([vectors, vectors[extra]]) if extra else vectors, requests)
-        hits = found[: len(specs)]
-        for i, more in zip(extra, found[len(specs) :], strict=True):
-            hits[i] = merge_hits(hits[i], more)
+        # With filters.lang set every hit is in one language already.
+        wanted = [
+            language_to_fetch(s.prefer_lang, detected[i]) if s.group and s.lang is None else None
+            for i, s in enumerate(specs)
+        ]
+        extra = [i for i, lang in enumerate(wanted) if lang is not None]
+        more = [SearchSpec(limits[i], wanted[i], specs[i].market, lexical[i]) for i in extra]
+        if in_process:
+            hits = search(vectors, requests)
+            keep = [
+                j
+                for j, i in enumerate(extra)
+                if needs_language_search(hits[i], more[j].lang or "", specs[i].top_k, limits[i])
+            ]
+            extra, more = [extra[j] for j in keep], [more[j] for j in keep]
+            found = search(vectors[extra], more) if extra else []
+        else:
+            both = search(np.concatenate([vectors, vectors[extra]]), [*requests, *more])
+            hits, found = both[: len(specs)], both[len(specs) :]
+        for i, row in zip(extra, found, strict=True):
+            hits[i] = merge_hits(hits[i], row)
         return [
             self.shape(
                 text,

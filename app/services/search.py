@@ -238,7 +238,9 @@ class SearchService:
     def _answer_live(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
     ) -> list[Shaped]:
-        return self.answering.answer_batch(specs, vectors, self._search_live, self.max_query_chars)
+        return self.answering.answer_batch(
+            specs, vectors, self._search_live, self.max_query_chars, in_process=self.inline
+        )
 
     def _search_live(
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
@@ -307,7 +309,7 @@ class SearchService:
         vectors, truncated = self._encode([s.text for s in specs])
         # One batched search call, then one answer per topic in the wanted language, or none.
         shaped = self.answering.answer_batch(
-            specs, vectors, self._combiner.search, self.max_query_chars
+            specs, vectors, self._combiner.search, self.max_query_chars, in_process=self.inline
         )
         return BatchOutcome(
             hits=[s.hits for s in shaped],

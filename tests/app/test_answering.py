@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from app.services.answering import Answering, build_answering, served_calibration
-from index_builder.answers import FETCH_FACTOR
+from index_builder.answers import FETCH_FACTOR, needs_language_search
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import FakeEncoder
 from index_builder.lexical import Lexicon
@@ -168,7 +168,7 @@ class FakeSearch:
         ]
 
 
-def test_answer_batch_fetches_the_wanted_language_in_the_same_call() -> None:
+def test_answer_batch_fetches_the_wanted_language_only_where_it_can_change_answers() -> None:
     search = FakeSearch()
     answering = Answering(
         AbstainRule(None), QueryLanguageDetector(["en", "es", "pt"], low_accuracy=True)
@@ -178,12 +178,14 @@ def test_answer_batch_fetches_the_wanted_language_in_the_same_call() -> None:
         Spec("cancel", 2, prefer_lang="pt"),
         Spec("cancel", 2, prefer_lang="pt", group=False),
         Spec("cancel", 2, prefer_lang="pt", lang="en"),  # filtered: no second search
+        Spec("cancel", 2, prefer_lang="en"),  # English entries already fetched: none either
     ]
     vectors = np.ones((len(specs), 4), dtype=np.float32)
     shaped = answering.answer_batch(specs, vectors, search, max_query_chars=2000)
-    assert len(search.calls) == 1  # one batched call for everything
+    # One batched call for every query, one more for the two whose pt entries were not fetched.
+    assert len(search.calls) == 2 and len(search.calls[0]) == len(specs)
     assert "order-cancel.pt" not in {h.id for h in ALL[: 2 * FETCH_FACTOR]}
-    assert [s[:3] for s in search.calls[0][4:]] == [(2 * FETCH_FACTOR, "pt", None)] * 2
+    assert [s[:3] for s in search.calls[1]] == [(2 * FETCH_FACTOR, "pt", None)] * 2
     assert shaped[0].query_lang == "pt"
     assert [(h.id, r) for h, r in zip(shaped[0].hits, shaped[0].lang_reasons, strict=True)] == [
         ("order-cancel.pt", "query"),
@@ -193,6 +195,28 @@ def test_answer_batch_fetches_the_wanted_language_in_the_same_call() -> None:
     assert [h.id for h in shaped[1].hits] == ["order-cancel.pt", "refund-time.pt"]
     assert [r for r in shaped[2].lang_reasons] == ["ranked", "ranked"]
     assert {h.lang for h in shaped[3].hits} == {"en"}
+    assert [r for r in shaped[4].lang_reasons] == ["requested", "requested"]
+    # Against a server: every language-restricted search in the one call, same answers.
+    remote = FakeSearch()
+    again = answering.answer_batch(specs, vectors, remote, 2000, in_process=False)
+    assert len(remote.calls) == 1
+    assert [s[1] for s in remote.calls[0][len(specs) :]] == ["pt", "pt", "en"]
+    assert [[h.id for h in s.hits] for s in again] == [[h.id for h in s.hits] for s in shaped]
+
+
+def test_a_language_search_is_needed_only_when_it_can_change_the_answers() -> None:
+    # Two topics asked for; b's Spanish entry is not among the hits: needed.
+    hits = [hit("a.es", "es", 0.9), hit("b", "en", 0.8), hit("a", "en", 0.7)]
+    assert needs_language_search(hits, "es", top_k=2, limit=3)
+    # Every shown topic has its Spanish entry among the hits: a second search adds nothing.
+    hits.append(hit("b.es", "es", 0.6))
+    assert not needs_language_search(hits, "es", top_k=2, limit=4)
+    # A topic past the first two without one does not matter.
+    assert not needs_language_search([*hits, hit("c", "en", 0.5)], "es", top_k=2, limit=5)
+    # Fewer topics than asked for: the second search may bring more.
+    assert needs_language_search(hits[:1], "es", top_k=2, limit=1)
+    # The search returned fewer than the limit: it already holds every entry.
+    assert not needs_language_search(hits[:3], "es", top_k=2, limit=10)
 
 
 def test_answer_batch_cuts_the_text_it_reads() -> None:
@@ -224,7 +248,7 @@ def test_answer_batch_sends_the_lexical_tokens_of_each_query() -> None:
     )
     text = "quero cancelar o meu pedido agora"
     answering.answer_batch([Spec(text, 2)], np.ones((1, 4), dtype=np.float32), search, 2000)
-    assert [s.lexical for s in search.calls[0]] == [lexicon.query(text)] * 2
+    assert [s.lexical for c in search.calls for s in c] == [lexicon.query(text)] * 2
     plain = FakeSearch()
     Answering(AbstainRule(None)).answer_batch(
         [Spec(text, 2)], np.ones((1, 4), dtype=np.float32), plain, 2000
