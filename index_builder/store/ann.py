@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import faiss
 import numpy as np
 from numpy.typing import NDArray
 
@@ -51,6 +50,14 @@ _RANGE_SAMPLE = 20_000
 _SAMPLE_PER_LIST = 16
 _KMEANS_ITERATIONS = 8
 
+
+try:
+    import faiss
+except ImportError:  # a lean install (e.g. a carried GPU environment): the exact scan serves
+    faiss = None  # type: ignore[assignment]
+
+# Whether faiss-cpu is installed; without it every snapshot scans exactly (`matrix.py`).
+AVAILABLE = faiss is not None
 
 # OpenMP threads faiss may use in each calling thread (None: its default, every core).
 _threads: int | None = None
@@ -69,7 +76,7 @@ def limit_threads(threads: int | None) -> None:
 
 
 def _cap() -> None:
-    if _threads is not None:
+    if _threads is not None and faiss is not None:
         faiss.omp_set_num_threads(_threads)
 
 

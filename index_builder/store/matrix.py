@@ -29,6 +29,7 @@ the threshold every search is the exact scan above, row for row.
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -39,9 +40,12 @@ from numpy.typing import NDArray
 from qdrant_client import QdrantClient
 
 from index_builder.lexical import idf
+from index_builder.store import ann
 from index_builder.store.ann import NPROBE, IvfIndex, Selector
 from index_builder.store.fusion import ANSWER, LEXICAL, QUESTION, Retrieval
 from index_builder.store.records import Hit, SearchSpec
+
+log = logging.getLogger(__name__)
 
 _SCROLL_PAGE = 4096
 _NO_VALUE = -1
@@ -258,7 +262,7 @@ class MatrixSnapshot:
         self.nprobe = nprobe
         self._ann: IvfIndex | None = None
         self._answer_ann: IvfIndex | None = None
-        if len(self.rows) > ann_threshold:
+        if len(self.rows) > ann_threshold and _ann_available(len(self.rows)):
             self._ann = _ivf(self.matrix, previous, lambda s: s._ann)
             if self.answers is not None:
                 self._answer_ann = _ivf(self.answers, previous, lambda s: s._answer_ann)
@@ -588,6 +592,22 @@ class MatrixSnapshot:
         for weight, rows, values in parts:
             total[np.searchsorted(pool, rows)] += np.float32(weight) * values
         return pool, total
+
+
+_warned_no_faiss = False
+
+
+def _ann_available(rows: int) -> bool:
+    """Whether faiss-cpu is installed; says once when a large snapshot scans without it."""
+    global _warned_no_faiss
+    if not ann.AVAILABLE and not _warned_no_faiss:
+        _warned_no_faiss = True
+        log.warning(
+            "faiss-cpu is not installed: %d entries are searched by an exact scan "
+            "(pip install faiss-cpu for the approximate search of large indexes)",
+            rows,
+        )
+    return ann.AVAILABLE
 
 
 def _ivf(

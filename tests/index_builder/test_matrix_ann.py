@@ -238,3 +238,22 @@ def test_the_thread_cap_reaches_every_calling_thread(approx: MatrixSnapshot) -> 
     finally:
         ann.limit_threads(None)
     assert seen == [1]
+
+
+def test_without_faiss_a_large_snapshot_scans_exactly(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A lean install without faiss-cpu (a carried GPU environment) still serves large indexes.
+    from index_builder.store import ann, matrix
+
+    data = Data(n=3_000, seed=2)
+    monkeypatch.setattr(ann, "AVAILABLE", False)
+    monkeypatch.setattr(matrix, "_warned_no_faiss", False)
+    with caplog.at_level("WARNING"):
+        lean = data.snapshot(2_999)
+    assert not lean.approximate and "faiss-cpu is not installed" in caplog.text
+    specs = _specs(data, 24, "es", None)
+    exact = data.snapshot(ANN_THRESHOLD)
+    assert lean.search_batch(data.queries, specs, FUSED) == exact.search_batch(
+        data.queries, specs, FUSED
+    )
