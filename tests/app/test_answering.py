@@ -254,3 +254,47 @@ def test_answer_batch_sends_the_lexical_tokens_of_each_query() -> None:
         [Spec(text, 2)], np.ones((1, 4), dtype=np.float32), plain, 2000
     )
     assert [s.lexical for s in plain.calls[0]] == [()]
+
+
+def test_skipping_needless_language_searches_changes_no_answer_on_the_real_model(
+    real_onnx_dir: Path,
+) -> None:
+    """The shopper test split, served by the base model on the sample FAQ: the answers with
+    the language-restricted search only where it can change them are those with it always."""
+    import app.services.answering as answering_module
+    from index_builder.answer_eval import FaqSearch, shopper_split
+    from index_builder.encoder import OnnxEncoder
+    from index_builder.faq import read_faq
+
+    repo = Path(__file__).resolve().parents[2]
+    encoder = OnnxEncoder.load(real_onnx_dir)
+    faq = FaqSearch(read_faq(repo / "data" / "faq.jsonl"), encoder)
+    texts = [q.query for q in shopper_split("test")]
+    vectors = encoder.encode_queries(texts)
+    answering = Answering(
+        AbstainRule(None),
+        QueryLanguageDetector(faq.languages, low_accuracy=True),
+        lexicon=faq.lexicon,
+    )
+    searched: list[int] = []
+
+    def search(v: np.ndarray, specs: Sequence[SearchSpec]) -> list[list[Hit]]:
+        searched.append(len(specs))
+        return faq.index.search_batch(v, specs)
+
+    for prefer in (None, "de"):
+        specs = [Spec(t, 3, prefer_lang=prefer) for t in texts]
+        searched.clear()
+        skipping = answering.answer_batch(specs, vectors, search, 2000)
+        fewer = sum(searched)
+        searched.clear()
+        always = answering_module.needs_language_search
+        answering_module.needs_language_search = lambda *_: True  # type: ignore[assignment]
+        try:
+            full = answering.answer_batch(specs, vectors, search, 2000)
+        finally:
+            answering_module.needs_language_search = always
+        assert [([h.id for h in a.hits], a.lang_reasons, a.scores) for a in skipping] == [
+            ([h.id for h in b.hits], b.lang_reasons, b.scores) for b in full
+        ]
+        assert fewer < sum(searched), prefer  # and some searches were saved
