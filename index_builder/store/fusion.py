@@ -12,10 +12,10 @@ where a part that did not return the entry among its `prefetch_limit` best count
 formula's defaults). Dividing by 1 + answer_weight keeps the score on the cosine's scale, so a
 min_score still reads like one (it is calibrated on this score: `faq-index calibrate`).
 
-Why a weighted formula and not RRF: measured on the shopper dev split with the shop model,
-RRF of question + answer ranks lost 3 points of top-1 against the question alone, and RRF with
-BM25 lost 20 (most shopper questions share few exact tokens with their FAQ entry), while the
-weighted sum gained; and a rank fusion has no score an abstain threshold can read. The weights'
+Why a weighted formula and not RRF: a rank fusion has no score an abstain threshold can read,
+and on the shopper dev split (a development run) RRF lost top-1 against the question alone,
+a little with the answer ranks and much with BM25's (most shopper questions share few exact
+tokens with their FAQ entry), while the weighted sum gained. The weights'
 defaults were chosen on the dev split (README "Answer and lexical retrieval").
 
 The embedded matrix search computes the same formula in numpy (`MatrixSnapshot`), with the
