@@ -21,7 +21,7 @@ one topic rule.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
@@ -75,14 +75,22 @@ def language_to_fetch(requested: str | None, detected: str | None) -> str | None
     return requested or (detected if detected != ENGLISH else None)
 
 
-def needs_language_search(hits: Sequence[H], lang: str, top_k: int, limit: int) -> bool:
+def needs_language_search(
+    hits: Sequence[H],
+    lang: str,
+    top_k: int,
+    limit: int,
+    topic_languages: Mapping[str, frozenset[str]] | None = None,
+) -> bool:
     """Whether a second search restricted to `lang` can change the answers grouped from `hits`
     (the first `limit` hits of the unrestricted search, best first).
 
     It cannot when the search was exhausted (fewer than `limit` hits: every entry is there), or
     when the first `top_k` topics of `hits` each already have an entry in `lang`: the entries a
     second search adds all score below every hit, so they add no topic ahead of those and no
-    better entry in `lang` for them. Skipping it then changes no answer and saves a search.
+    better entry in `lang` for them. A topic with no entry in `lang` in the whole index
+    (`topic_languages`, when the index knows them) cannot get one either. Skipping it then
+    changes no answer and saves a search.
     """
     if len(hits) < limit:
         return False
@@ -91,7 +99,11 @@ def needs_language_search(hits: Sequence[H], lang: str, top_k: int, limit: int) 
         topic = hit_topic(hit)
         if topic not in covered and len(covered) == top_k:
             continue
-        covered[topic] = covered.get(topic, False) or hit.lang == lang
+        covered[topic] = (
+            covered.get(topic, False)
+            or hit.lang == lang
+            or (topic_languages is not None and lang not in topic_languages.get(topic, ()))
+        )
     return len(covered) < top_k or not all(covered.values())
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -118,12 +118,14 @@ class Answering:
         max_query_chars: int,
         *,
         in_process: bool = True,
+        topic_languages: Mapping[str, frozenset[str]] | None = None,
     ) -> list[Shaped]:
         """Search every query of a batch, then shape each one's hits.
 
         With an in-process index (`in_process`) the language-restricted searches run in a
         second call, only for the queries whose answers they can still change
-        (`needs_language_search`); against a server they go in the same call as the rest,
+        (`needs_language_search`, told which languages each topic has when the index knows:
+        `topic_languages`); against a server they go in the same call as the rest,
         since a second round trip costs more than the searches it saves."""
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
@@ -145,7 +147,9 @@ class Answering:
             keep = [
                 j
                 for j, i in enumerate(extra)
-                if needs_language_search(hits[i], more[j].lang or "", specs[i].top_k, limits[i])
+                if needs_language_search(
+                    hits[i], more[j].lang or "", specs[i].top_k, limits[i], topic_languages
+                )
             ]
             extra, more = [extra[j] for j in keep], [more[j] for j in keep]
             found = search(vectors[extra], more) if extra else []

@@ -18,7 +18,7 @@ import threading
 import time
 from asyncio import Future
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -235,11 +235,21 @@ class SearchService:
             self.metrics.truncated.inc(sum(truncated))
         return truncated
 
+    def _topic_languages(self) -> Mapping[str, frozenset[str]] | None:
+        # In-process only: the live snapshot knows them (a reindex between this and the
+        # search can at worst serve one answer in the fallback language, once).
+        return self.guard.index.topic_languages() if self.inline else None
+
     def _answer_live(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
     ) -> list[Shaped]:
         return self.answering.answer_batch(
-            specs, vectors, self._search_live, self.max_query_chars, in_process=self.inline
+            specs,
+            vectors,
+            self._search_live,
+            self.max_query_chars,
+            in_process=self.inline,
+            topic_languages=self._topic_languages(),
         )
 
     def _search_live(
@@ -309,7 +319,12 @@ class SearchService:
         vectors, truncated = self._encode([s.text for s in specs])
         # One batched search call, then one answer per topic in the wanted language, or none.
         shaped = self.answering.answer_batch(
-            specs, vectors, self._combiner.search, self.max_query_chars, in_process=self.inline
+            specs,
+            vectors,
+            self._combiner.search,
+            self.max_query_chars,
+            in_process=self.inline,
+            topic_languages=self._topic_languages(),
         )
         return BatchOutcome(
             hits=[s.hits for s in shaped],

@@ -28,6 +28,7 @@ the threshold every search is the exact scan above, row for row.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import threading
@@ -39,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient
 
+from index_builder.faq import topic_of
 from index_builder.lexical import idf
 from index_builder.store import ann
 from index_builder.store.ann import NPROBE, IvfIndex, Selector
@@ -275,6 +277,14 @@ class MatrixSnapshot:
     @property
     def hybrid(self) -> bool:
         return self._postings is not None
+
+    @functools.cached_property
+    def topic_languages(self) -> dict[str, frozenset[str]]:
+        """The languages each topic has an entry in (the grouping's topic rule)."""
+        found: dict[str, set[str]] = {}
+        for row in self.rows:
+            found.setdefault(row.topic or topic_of(row.id), set()).add(row.lang)
+        return {topic: frozenset(langs) for topic, langs in found.items()}
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -217,6 +218,12 @@ def test_a_language_search_is_needed_only_when_it_can_change_the_answers() -> No
     assert needs_language_search(hits[:1], "es", top_k=2, limit=1)
     # The search returned fewer than the limit: it already holds every entry.
     assert not needs_language_search(hits[:3], "es", top_k=2, limit=10)
+    # b has no Spanish entry anywhere in the index: nothing to fetch for it.
+    langs = {"a": frozenset({"en", "es"}), "b": frozenset({"en"})}
+    assert not needs_language_search(hits[:3], "es", top_k=2, limit=3, topic_languages=langs)
+    assert needs_language_search(
+        hits[:3], "es", top_k=2, limit=3, topic_languages={**langs, "b": frozenset({"es"})}
+    )
 
 
 def test_answer_batch_cuts_the_text_it_reads() -> None:
@@ -282,11 +289,19 @@ def test_skipping_needless_language_searches_changes_no_answer_on_the_real_model
         searched.append(len(specs))
         return faq.index.search_batch(v, specs)
 
+    topic_languages = faq.index.topic_languages()
+    assert topic_languages is not None
     for prefer in (None, "de"):
         specs = [Spec(t, 3, prefer_lang=prefer) for t in texts]
         searched.clear()
         skipping = answering.answer_batch(specs, vectors, search, 2000)
         fewer = sum(searched)
+        searched.clear()
+        # Knowing each topic's languages skips more, still without changing an answer.
+        knowing = answering.answer_batch(
+            specs, vectors, search, 2000, topic_languages=topic_languages
+        )
+        fewest = sum(searched)
         searched.clear()
         always = answering_module.needs_language_search
         answering_module.needs_language_search = lambda *_: True  # type: ignore[assignment]
@@ -294,7 +309,9 @@ def test_skipping_needless_language_searches_changes_no_answer_on_the_real_model
             full = answering.answer_batch(specs, vectors, search, 2000)
         finally:
             answering_module.needs_language_search = always
-        assert [([h.id for h in a.hits], a.lang_reasons, a.scores) for a in skipping] == [
-            ([h.id for h in b.hits], b.lang_reasons, b.scores) for b in full
-        ]
-        assert fewer < sum(searched), prefer  # and some searches were saved
+
+        def answers(shaped: list[Any]) -> list[Any]:
+            return [([h.id for h in a.hits], a.lang_reasons, a.scores) for a in shaped]
+
+        assert answers(skipping) == answers(full) == answers(knowing)
+        assert fewest < fewer < sum(searched), prefer  # and searches were saved
