@@ -76,7 +76,8 @@ async def _admin(request: Request) -> AdminService:
     return cast(AdminService, request.app.state.admin)
 
 
-async def _api_keys(request: Request) -> ApiKeys:
+def _api_keys(request: Request) -> ApiKeys:
+    # Read by the key checks below (not a dependency of its own).
     return cast(ApiKeys, request.app.state.api_keys)
 
 
@@ -93,7 +94,7 @@ def _check(request: Request, header_value: str | None, expected: str) -> None:
 async def _require_search_key(
     request: Request, header_value: Annotated[str | None, Security(_search_key)]
 ) -> None:
-    keys = cast(ApiKeys, request.app.state.api_keys)
+    keys = _api_keys(request)
     if keys.search is not None:
         _check(request, header_value, keys.search)
 
@@ -101,7 +102,7 @@ async def _require_search_key(
 async def _require_admin_key(
     request: Request, header_value: Annotated[str | None, Security(_admin_key)]
 ) -> None:
-    keys = cast(ApiKeys, request.app.state.api_keys)
+    keys = _api_keys(request)
     if keys.admin is None:
         raise ApiError(403, "admin routes are disabled: set FAQ_ADMIN_API_KEY to enable them")
     _check(request, header_value, keys.admin)

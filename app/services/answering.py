@@ -118,15 +118,16 @@ class Answering:
         max_query_chars: int,
         *,
         in_process: bool = True,
-        topic_languages: Mapping[str, frozenset[str]] | None = None,
+        topic_languages: Callable[[], Mapping[str, frozenset[str]] | None] | None = None,
     ) -> list[Shaped]:
         """Search every query of a batch, then shape each one's hits.
 
         With an in-process index (`in_process`) the language-restricted searches run in a
         second call, only for the queries whose answers they can still change
         (`needs_language_search`, told which languages each topic has when the index knows:
-        `topic_languages`); against a server they go in the same call as the rest,
-        since a second round trip costs more than the searches it saves."""
+        `topic_languages`, asked only when a batch has such a query); against a server they
+        go in the same call as the rest, since a second round trip costs more than the
+        searches it saves."""
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
         limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
@@ -144,11 +145,12 @@ class Answering:
         more = [SearchSpec(limits[i], wanted[i], specs[i].market, lexical[i]) for i in extra]
         if in_process:
             hits = search(vectors, requests)
+            known = topic_languages() if extra and topic_languages is not None else None
             keep = [
                 j
                 for j, i in enumerate(extra)
                 if needs_language_search(
-                    hits[i], more[j].lang or "", specs[i].top_k, limits[i], topic_languages
+                    hits[i], more[j].lang or "", specs[i].top_k, limits[i], known
                 )
             ]
             extra, more = [extra[j] for j in keep], [more[j] for j in keep]

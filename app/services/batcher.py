@@ -261,13 +261,16 @@ class InferenceWorker:
             self._cond.notify_all()
         return [p.future for p in pending]
 
-    def encode(self, texts: Sequence[str]) -> EncodeResult:
-        """Tokenise here (one call), encode in the worker's next batches, wait for the vectors."""
+    def _tokenize_and_submit(self, texts: Sequence[str]) -> list[Future[EncodedQuery]]:
         t0 = time.perf_counter()
         tokens = self.encoder.tokenize(texts, "query")
         if self.metrics is not None:
             self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
-        futures = self.submit(tokens)
+        return self.submit(tokens)
+
+    def encode(self, texts: Sequence[str]) -> EncodeResult:
+        """Tokenise here (one call), encode in the worker's next batches, wait for the vectors."""
+        futures = self._tokenize_and_submit(texts)
         deadline = self._clock() + self.config.deadline_s
         try:
             encoded = [self._wait(f, deadline) for f in futures]
@@ -281,11 +284,7 @@ class InferenceWorker:
     async def encode_async(self, texts: Sequence[str]) -> EncodeResult:
         """`encode` for a coroutine on the event loop: the same queue and deadline, awaited
         without a thread (the worker resolves the futures through the loop)."""
-        t0 = time.perf_counter()
-        tokens = self.encoder.tokenize(texts, "query")
-        if self.metrics is not None:
-            self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
-        futures = self.submit(tokens)
+        futures = self._tokenize_and_submit(texts)
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             _, late = await asyncio.wait(waiting, timeout=self.config.deadline_s)

@@ -35,16 +35,6 @@ from index_builder.store import Hit, SearchSpec
 
 
 @dataclass(frozen=True)
-class SearchOutcome:
-    hits: list[Hit]
-    collection: str
-    took_ms: float
-    truncated: bool
-    # What is shown: one entry per topic, each language's reason, answered or not.
-    shaped: Shaped | None = None
-
-
-@dataclass(frozen=True)
 class QuerySpec:
     text: str
     top_k: int
@@ -57,11 +47,11 @@ class QuerySpec:
 
 @dataclass(frozen=True)
 class BatchOutcome:
-    hits: list[list[Hit]]
+    # What is shown per query: one entry per topic, each language's reason, answered or not.
+    shaped: list[Shaped]
     truncated: list[bool]
     collection: str
     took_ms: float
-    shaped: list[Shaped] = field(default_factory=list)
 
 
 # Searches `vectors[i]` with `specs[i]` = (top_k, lang, market): one call for the whole batch.
@@ -249,7 +239,7 @@ class SearchService:
             self._search_live,
             self.max_query_chars,
             in_process=self.inline,
-            topic_languages=self._topic_languages(),
+            topic_languages=self._topic_languages,
         )
 
     def _search_live(
@@ -268,27 +258,6 @@ class SearchService:
         self.metrics.search_batch_size.observe(len(specs))
         return result
 
-    def search(
-        self,
-        query: str,
-        top_k: int,
-        *,
-        lang: str | None = None,
-        market: str | None = None,
-        group: bool = False,
-        prefer_lang: str | None = None,
-        min_score: float | None = None,
-    ) -> SearchOutcome:
-        spec = QuerySpec(query, top_k, lang, market, group, prefer_lang, min_score)
-        outcome = self.search_batch([spec])
-        return SearchOutcome(
-            hits=outcome.hits[0],
-            collection=outcome.collection,
-            took_ms=outcome.took_ms,
-            truncated=outcome.truncated[0],
-            shaped=outcome.shaped[0],
-        )
-
     async def answer(self, specs: Sequence[QuerySpec]) -> BatchOutcome:
         """`search_batch` for a route on the event loop: inline with an in-process index,
         else in the threadpool."""
@@ -304,13 +273,7 @@ class SearchService:
         encoded = await self.queries.encode_async(self._cut(texts))
         truncated = self._truncated(texts, encoded, t0)
         shaped = await self._loop_combiner.answer(specs, encoded.vectors)
-        return BatchOutcome(
-            hits=[s.hits for s in shaped],
-            truncated=truncated,
-            collection=info.collection,
-            took_ms=(time.perf_counter() - start) * 1000.0,
-            shaped=shaped,
-        )
+        return BatchOutcome(shaped, truncated, info.collection, _ms_since(start))
 
     def search_batch(self, specs: Sequence[QuerySpec]) -> BatchOutcome:
         """Several searches: encoded together, searched together with other requests' queries."""
@@ -324,12 +287,10 @@ class SearchService:
             self._combiner.search,
             self.max_query_chars,
             in_process=self.inline,
-            topic_languages=self._topic_languages(),
+            topic_languages=self._topic_languages,
         )
-        return BatchOutcome(
-            hits=[s.hits for s in shaped],
-            truncated=truncated,
-            collection=info.collection,
-            took_ms=(time.perf_counter() - start) * 1000.0,
-            shaped=shaped,
-        )
+        return BatchOutcome(shaped, truncated, info.collection, _ms_since(start))
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

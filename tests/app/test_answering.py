@@ -299,7 +299,7 @@ def test_skipping_needless_language_searches_changes_no_answer_on_the_real_model
         searched.clear()
         # Knowing each topic's languages skips more, still without changing an answer.
         knowing = answering.answer_batch(
-            specs, vectors, search, 2000, topic_languages=topic_languages
+            specs, vectors, search, 2000, topic_languages=lambda: topic_languages
         )
         fewest = sum(searched)
         searched.clear()
