@@ -302,19 +302,29 @@ def abstain_figures(
     )
 
 
-def retrieval_figures(
-    faq: FaqSearch, queries: Sequence[str], topics: Sequence[str], top_k: int = 3
-) -> tuple[float, float]:
+@dataclass(frozen=True)
+class QuerySet:
+    """Labelled queries encoded once, for figures under several fusion weights."""
+
+    queries: list[str]
+    topics: list[str]
+    vectors: Vectors
+
+    @classmethod
+    def encode(cls, encoder: Encoder, queries: Sequence[str], topics: Sequence[str]) -> QuerySet:
+        return cls(list(queries), list(topics), encoder.encode_queries(list(queries)))
+
+
+def retrieval_figures(faq: FaqSearch, queries: QuerySet, top_k: int = 3) -> tuple[float, float]:
     """% of queries whose topic is the first answer, and among the first `top_k` answers (one
     per topic, as the service groups them)."""
-    vectors = faq.encoder.encode_queries(list(queries))
-    rows = faq.search(queries, vectors, fetch_limit(top_k, group=True))
+    rows = faq.search(queries.queries, queries.vectors, fetch_limit(top_k, group=True))
     first = within = 0
-    for row, topic in zip(rows, topics, strict=True):
+    for row, topic in zip(rows, queries.topics, strict=True):
         answers = [a.topic for a in group_by_topic(row, top_k)]
         first += bool(answers) and answers[0] == topic
         within += topic in answers
-    n = max(1, len(queries))
+    n = max(1, len(queries.queries))
     return 100.0 * first / n, 100.0 * within / n
 
 

@@ -382,6 +382,7 @@ def evaluate_answers(
     in one run."""
     from index_builder.answer_eval import (
         FaqSearch,
+        QuerySet,
         abstain_figures,
         calibrate_model,
         detection_figures,
@@ -472,14 +473,16 @@ def evaluate_answers(
             "| score | shopper dev top 1 | top 3 | shopper test top 1 | top 3 "
             "| README examples top 1 | top 3 |\n|---|---|---|---|---|---|---|"
         )
+        # Each set encoded once for every weighting below.
+        query_sets = {
+            "dev": QuerySet.encode(encoder, [q.query for q in dev], [q.topic for q in dev]),
+            "test": QuerySet.encode(encoder, [q.query for q in test], [q.topic for q in test]),
+            "examples": QuerySet.encode(encoder, [e.query for e in ex], [e.topic for e in ex]),
+        }
         for label, parts in retrieval_variants(fusion):
             fig = {
-                name: retrieval_figures(dense.with_retrieval(parts), qs, topics)
-                for name, qs, topics in (
-                    ("dev", [q.query for q in dev], [q.topic for q in dev]),
-                    ("test", [q.query for q in test], [q.topic for q in test]),
-                    ("examples", [e.query for e in ex], [e.topic for e in ex]),
-                )
+                name: retrieval_figures(dense.with_retrieval(parts), queries)
+                for name, queries in query_sets.items()
             }
             typer.echo(
                 f"| {label} | "
@@ -488,13 +491,10 @@ def evaluate_answers(
             )
         if grid:
             typer.echo("\nfusion weights on the shopper dev split (topic top 1 / in top 3):")
-            dev_queries, dev_topics = [q.query for q in dev], [q.topic for q in dev]
             for a in FUSION_GRID_ANSWER:
                 cells = []
                 for lex in FUSION_GRID_LEXICAL:
                     parts = Retrieval(answer_weight=a, lexical_weight=lex)
-                    first, top3 = retrieval_figures(
-                        dense.with_retrieval(parts), dev_queries, dev_topics
-                    )
+                    first, top3 = retrieval_figures(dense.with_retrieval(parts), query_sets["dev"])
                     cells.append(f"lexical {lex:g}: {first:.1f}/{top3:.1f}")
                 typer.echo(f"  answer {a:g}: " + ", ".join(cells))

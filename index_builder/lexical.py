@@ -79,7 +79,7 @@ class Lexicon:
 
     def query(self, text: str) -> tuple[int, ...]:
         """A query's distinct token ids, ascending (each weighs 1)."""
-        return tuple(sorted(set(self.tokens([text])[0])))
+        return self.queries([text])[0]
 
     def queries(self, texts: Sequence[str]) -> list[tuple[int, ...]]:
         return [tuple(sorted(set(t))) for t in self.tokens(texts)]

@@ -109,7 +109,7 @@ def retrieval_variants(served: Retrieval) -> list[tuple[str, Retrieval]]:
     """The served weights and each part switched off, for the on/off figures."""
     a, lex = served.answer_weight, served.lexical_weight
     return [
-        ("question only", Retrieval(answer_weight=0.0, lexical_weight=0.0)),
+        ("question only", DENSE_ONLY),
         (f"+ answer ({a:g})", Retrieval(answer_weight=a, lexical_weight=0.0)),
         (f"+ lexical ({lex:g})", Retrieval(answer_weight=0.0, lexical_weight=lex)),
         (f"+ answer + lexical (served: {served.describe()})", served),

@@ -203,11 +203,12 @@ class FaqIndex:
         """Several searches of the live collection in one call (one matrix product in local
         mode, one `query_batch_points` round trip to a server); `queries[i]` = (top_k, lang,
         market, lexical) of `vectors[i]`."""
-        queries = [SearchSpec(*spec) for spec in queries]
         if self.matrix:
             snapshot = self._snapshot_of(self.alias)
             if snapshot is not None:
                 return snapshot.search_batch(vectors, queries, self.retrieval)
+        # Plain (top_k, lang, market) tuples are accepted too (the snapshot does the same).
+        queries = [SearchSpec(*spec) for spec in queries]
         if len(queries) == 1:
             # One query: the plain query endpoint (what every Qdrant version and proxy serves).
             top_k, lang, market, lexical = queries[0]

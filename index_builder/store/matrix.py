@@ -362,7 +362,6 @@ class MatrixSnapshot:
         """A new snapshot with points (id, vectors, payload) replaced or added and ids removed."""
         position = {pid: i for i, pid in enumerate(self.point_ids)}
         gone = {position[pid] for pid in deletes if pid in position}
-        points = {pid: i for pid, i in position.items()}
         current: dict[str, tuple[PointVectors, _Row]] = {}
         for pid, vectors, payload in upserts:
             current[pid] = (vectors, _Row.from_payload(pid, payload))
@@ -371,7 +370,7 @@ class MatrixSnapshot:
         kept: list[PointVectors] = []
         rows: list[_Row] = []
         previous: list[int] = []  # the row of each kept point here, -1 for new vectors
-        for pid, i in points.items():
+        for pid, i in position.items():
             if i in gone:
                 continue
             ids.append(pid)
