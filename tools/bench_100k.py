@@ -29,6 +29,7 @@ from tools.bench_peer import (
     plan_of,
     ratio_of,
     run_ours,
+    target,
     write_results,
 )
 
@@ -42,27 +43,15 @@ def scale_checks(indexes: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any
     out: list[dict[str, Any]] = []
     if 1 in sample and 1 in large:
         ratio = ratio_of(large[1]["latency_ms"]["p50"], sample[1]["latency_ms"]["p50"])
-        out.append(
-            {
-                "check": "c=1 p50 large / sample <= 2",
-                "value": ratio,
-                "pass": ratio is not None and ratio <= 2.0,
-            }
-        )
+        out.append(target("c=1 p50 large / sample <= 2", ratio, at_most=2.0))
     if 32 in sample and 32 in large:
         ratio = ratio_of(large[32]["req_per_s"], sample[32]["req_per_s"])
-        out.append(
-            {
-                "check": "c=32 req/s large / sample >= 0.8",
-                "value": ratio,
-                "pass": ratio is not None and ratio >= 0.8,
-            }
-        )
+        out.append(target("c=32 req/s large / sample >= 0.8", ratio, at_least=0.8))
     for name in INDEXES:
         levels = indexes.get(name, {}).get("levels", [])
         if levels:
             errors = sum(int(lv["errors"]) for lv in levels)
-            out.append({"check": f"{name}: no errors", "value": errors, "pass": errors == 0})
+            out.append(target(f"{name}: no errors", errors, at_most=0))
     return out
 
 

@@ -117,6 +117,19 @@ def level_by_c(levels: Sequence[Mapping[str, Any]]) -> dict[int, Mapping[str, An
     return {int(lv["concurrency"]): lv for lv in levels}
 
 
+def target(
+    check: str, value: float | None, *, at_most: float | None = None, at_least: float | None = None
+) -> dict[str, Any]:
+    """One line of a report's target list: the figure and whether it is within its bound
+    (a missing figure never passes)."""
+    passed = value is not None
+    if value is not None and at_most is not None:
+        passed = value <= at_most
+    if value is not None and at_least is not None:
+        passed = value >= at_least
+    return {"check": check, "value": value, "pass": passed}
+
+
 def ratio_of(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or b == 0 or math.isnan(a) or math.isnan(b):
         return None
@@ -152,29 +165,17 @@ def checks(variant: Mapping[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     if 32 in ours and 32 in peer:
         ratio = ratio_of(ours[32]["req_per_s"], peer[32]["req_per_s"])
-        out.append(
-            {
-                "check": "c=32 req/s ours / peer >= 1.2",
-                "value": ratio,
-                "pass": ratio is not None and ratio >= 1.2,
-            }
-        )
+        out.append(target("c=32 req/s ours / peer >= 1.2", ratio, at_least=1.2))
     if 32 in ours:
         p99 = ours[32]["latency_ms"]["p99"]
-        out.append({"check": "c=32 p99 ours <= 100 ms", "value": p99, "pass": p99 <= 100.0})
+        out.append(target("c=32 p99 ours <= 100 ms", p99, at_most=100.0))
     if 1 in ours and raw.get("p50_ms"):
         ratio = ratio_of(ours[1]["latency_ms"]["p50"], raw["p50_ms"])
-        out.append(
-            {
-                "check": "c=1 p50 ours / raw in-process p50 <= 1.3",
-                "value": ratio,
-                "pass": ratio is not None and ratio <= 1.3,
-            }
-        )
+        out.append(target("c=1 p50 ours / raw in-process p50 <= 1.3", ratio, at_most=1.3))
     for name, levels in (("ours", ours), ("peer", peer)):
         errors = sum(int(lv["errors"]) for lv in levels.values())
         if levels:
-            out.append({"check": f"{name}: no errors", "value": errors, "pass": errors == 0})
+            out.append(target(f"{name}: no errors", errors, at_most=0))
     return out
 
 

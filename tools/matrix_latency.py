@@ -30,15 +30,17 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import ANN_THRESHOLD, MatrixSnapshot, PointVectors, _Row
+from index_builder.store.matrix import (
+    ANN_THRESHOLD,
+    MatrixSnapshot,
+    PointVectors,
+    _Row,
+    normalise,
+)
 from index_builder.store.records import Hit, SearchSpec
 
 LANGS = ("en", "es", "id", "th", "de", "pt")
 VOCAB = 250_000
-
-
-def _unit(x: NDArray[Any]) -> NDArray[np.float32]:
-    return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
 
 
 def _tokens(rng: np.random.Generator, draws: int) -> tuple[list[int], list[float]]:
@@ -50,16 +52,16 @@ class Data:
     def __init__(self, rows: int, dim: int, queries: int, uniform: bool, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         if uniform:
-            self.questions = _unit(rng.standard_normal((rows, dim)))
-            self.answers = _unit(rng.standard_normal((rows, dim)))
+            self.questions = normalise(rng.standard_normal((rows, dim)))
+            self.answers = normalise(rng.standard_normal((rows, dim)))
         else:
-            topics = _unit(rng.standard_normal((max(1, rows // 30), dim)))
-            common = _unit(rng.standard_normal((1, dim)))
+            topics = normalise(rng.standard_normal((max(1, rows // 30), dim)))
+            common = normalise(rng.standard_normal((1, dim)))
             topic = rng.integers(0, len(topics), rows)
 
             def around(noise: float) -> NDArray[np.float32]:
                 spread = rng.standard_normal((rows, dim)) * noise
-                return _unit(0.8 * common + topics[topic] + spread)
+                return normalise(0.8 * common + topics[topic] + spread)
 
             self.questions = around(0.045)
             self.answers = around(0.055)
@@ -71,9 +73,11 @@ class Data:
         ]
         near = rng.integers(0, rows, queries)
         if uniform:
-            self.queries = _unit(rng.standard_normal((queries, dim)))
+            self.queries = normalise(rng.standard_normal((queries, dim)))
         else:
-            self.queries = _unit(self.questions[near] + rng.standard_normal((queries, dim)) * 0.04)
+            self.queries = normalise(
+                self.questions[near] + rng.standard_normal((queries, dim)) * 0.04
+            )
         self.query_tokens = [
             tuple(sorted({*_tokens(rng, 8)[0], *self.lexical[i][0][:2]})) for i in near
         ]
