@@ -22,11 +22,10 @@ from qdrant_client import QdrantClient
 from index_builder.answers import (
     ENGLISH,
     Answer,
+    Lookup,
     fetch_limit,
     group_by_topic,
     hit_topic,
-    language_to_fetch,
-    merge_hits,
 )
 from index_builder.calibration import (
     DEFAULT_REFUSAL_BUDGET,
@@ -102,6 +101,17 @@ class FaqSearch:
             [ScoredEntry(h.id, h.lang, hit_topic(h), h.score) for h in row]
             for row in self.index.search_batch(queries, specs)
         ]
+
+    def lookup(self, vector: Vectors) -> Lookup[ScoredEntry]:
+        """A topic's entry in a language for one query, as the service finds one that was not
+        fetched (`MatrixSnapshot.entry_in`)."""
+        entries = self.index.topic_entries()
+
+        def find(topic: str, lang: str) -> ScoredEntry | None:
+            hit = None if entries is None else entries.entry_in(vector, topic, lang)
+            return None if hit is None else ScoredEntry(hit.id, hit.lang, hit_topic(hit), hit.score)
+
+        return find
 
     def top_scores(self, texts: Sequence[str], queries: Vectors) -> Scores:
         """Each query's best score: what the abstain rule reads."""
@@ -224,11 +234,11 @@ def grouping_figures(
     ):
         detected = detector.detect(text)
         off = group_by_topic(row, top_k, group=False)
-        # As the service does: the wanted language's entries from a second, filtered search.
-        wanted_lang = language_to_fetch(None, detected)
-        if wanted_lang is not None:
-            row = merge_hits(row, faq.search([text], vectors[i : i + 1], limit, wanted_lang)[0])
-        on: list[Answer[ScoredEntry]] = group_by_topic(row, top_k, detected=detected)
+        # As the service does: an entry in the wanted language that was not fetched is looked
+        # up in the index's snapshot.
+        on: list[Answer[ScoredEntry]] = group_by_topic(
+            row, top_k, detected=detected, lookup=faq.lookup(vectors[i])
+        )
         figures.distinct3_on += len({a.topic for a in on}) == top_k
         figures.distinct3_off += len({a.topic for a in off}) == top_k
         figures.top1_on += bool(on) and on[0].topic == topic
@@ -240,9 +250,9 @@ def grouping_figures(
             available = faq.topic_langs.get(first.topic, set())
             figures.lang_follows += first.hit.lang in expected_lang(wanted, available)
         if request_lang is not None:
-            asked = faq.search([text], vectors[i : i + 1], limit, request_lang)[0]
-            asked_row = merge_hits(row, asked)
-            chosen = group_by_topic(asked_row, top_k, requested=request_lang, detected=detected)
+            chosen = group_by_topic(
+                row, top_k, requested=request_lang, detected=detected, lookup=faq.lookup(vectors[i])
+            )
             if chosen:
                 available = faq.topic_langs.get(chosen[0].topic, set())
                 figures.lang_requested += chosen[0].hit.lang in expected_lang(

@@ -9,11 +9,12 @@ ranked by their best hit; within a topic the entry shown is the first that exist
 3. English (`english`),
 4. else the topic's best-scoring entry (`best`).
 
-Each answer says which rule chose its language (`lang_reason`). The entry in the wanted
-language may rank below the fetched hits, so a second search restricted to that language
-(`language_to_fetch`) is merged in (`merge_hits`) when it can change the answers
-(`needs_language_search`): the topics and their order do not change,
-since any entry outside the first `fetch_limit` hits scores below every topic inside them.
+Each answer says which rule chose its language (`lang_reason`). A topic's entry in a wanted
+language (`wanted_languages`) may rank below the fetched hits: with an in-process index it is
+looked up directly (`Lookup`), so the answers do not depend on how many hits were fetched (those
+to `top_k` 3 are the first three of those to `top_k` 10) and no second search is run; against
+a server, searches restricted to the wanted non-English languages (`languages_to_fetch`) run in
+the same call and are merged in (`merge_hits`).
 With grouping off every hit is an answer of its own (`ranked`). The topic of a hit is its
 payload's `topic` when it has one (`FaqItem.topic`), else `index_builder.faq.topic_of(id)`, the
 one topic rule.
@@ -21,7 +22,7 @@ one topic rule.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, Protocol, TypeVar
 
@@ -52,6 +53,10 @@ class RankedEntry(Protocol):
 
 H = TypeVar("H", bound=RankedEntry)
 
+# (topic, language) -> the topic's entry in that language, or None: the index's own lookup
+# (`MatrixSnapshot.entry_in` for one query), for an entry that ranked below the fetched hits.
+Lookup = Callable[[str, str], H | None]
+
 
 @dataclass(frozen=True)
 class Answer(Generic[H]):
@@ -68,43 +73,19 @@ def fetch_limit(top_k: int, *, group: bool) -> int:
     return max(top_k, min(top_k * FETCH_FACTOR, FETCH_MAX)) if group else top_k
 
 
-def language_to_fetch(requested: str | None, detected: str | None) -> str | None:
-    """The language whose entries are worth a second, language-filtered search: the one the
-    answer should be in. Its entry of a topic may rank below the `fetch_limit` hits (a
-    Spanish query about a topic whose German entry is asked for)."""
-    return requested or (detected if detected != ENGLISH else None)
+def wanted_languages(requested: str | None, detected: str | None) -> tuple[str, ...]:
+    """The languages `choose_entry` looks for, in its order: the requested one, the query's,
+    English."""
+    return tuple(dict.fromkeys(lang for lang in (requested, detected, ENGLISH) if lang))
 
 
-def needs_language_search(
-    hits: Sequence[H],
-    lang: str,
-    top_k: int,
-    limit: int,
-    topic_languages: Mapping[str, frozenset[str]] | None = None,
-) -> bool:
-    """Whether a second search restricted to `lang` can change the answers grouped from `hits`
-    (the first `limit` hits of the unrestricted search, best first).
-
-    It cannot when the search was exhausted (fewer than `limit` hits: every entry is there), or
-    when the first `top_k` topics of `hits` each already have an entry in `lang`: the entries a
-    second search adds all score below every hit, so they add no topic ahead of those and no
-    better entry in `lang` for them. A topic with no entry in `lang` in the whole index
-    (`topic_languages`, when the index knows them) cannot get one either. Skipping it then
-    changes no answer and saves a search.
-    """
-    if len(hits) < limit:
-        return False
-    covered: dict[str, bool] = {}
-    for hit in sorted(hits, key=lambda h: -h.score):
-        topic = hit_topic(hit)
-        if topic not in covered and len(covered) == top_k:
-            continue
-        covered[topic] = (
-            covered.get(topic, False)
-            or hit.lang == lang
-            or (topic_languages is not None and lang not in topic_languages.get(topic, ()))
-        )
-    return len(covered) < top_k or not all(covered.values())
+def languages_to_fetch(requested: str | None, detected: str | None) -> tuple[str, ...]:
+    """Without a `Lookup` (against a server): the wanted languages whose entries are worth a
+    second search restricted to each, since a topic's entry in them may rank below the fetched
+    hits (a Spanish query about a topic whose German entry is asked for). English is left out:
+    an English entry is nearly always among the hits, and a search for it would double a
+    server's work for every English query."""
+    return tuple(lang for lang in wanted_languages(requested, detected) if lang != ENGLISH)
 
 
 def merge_hits(hits: Sequence[H], more: Sequence[H]) -> list[H]:
@@ -120,9 +101,15 @@ def hit_topic(hit: RankedEntry) -> str:
 
 
 def choose_entry(
-    entries: Sequence[H], *, requested: str | None, detected: str | None
+    entries: Sequence[H],
+    *,
+    requested: str | None,
+    detected: str | None,
+    topic: str = "",
+    lookup: Lookup[H] | None = None,
 ) -> tuple[H, LangReason]:
-    """The entry of one topic to show, from `entries` ordered best score first."""
+    """The entry of one topic to show, from `entries` ordered best score first; an entry in a
+    wanted language that is not among them comes from `lookup` (the index's own) when given."""
     if not entries:
         raise ValueError("a topic without entries")
     preferences: tuple[tuple[str | None, LangReason], ...] = (
@@ -130,10 +117,17 @@ def choose_entry(
         (detected, "query"),
         (ENGLISH, "english"),
     )
+    reasons: dict[str, LangReason] = {}
     for lang, reason in preferences:
+        if lang is not None:
+            reasons.setdefault(lang, reason)
+    for lang, reason in reasons.items():
         for entry in entries:
-            if lang is not None and entry.lang == lang:
+            if entry.lang == lang:
                 return entry, reason
+        found = lookup(topic, lang) if lookup is not None else None
+        if found is not None:
+            return found, reason
     return entries[0], "best"
 
 
@@ -144,6 +138,7 @@ def group_by_topic(
     requested: str | None = None,
     detected: str | None = None,
     group: bool = True,
+    lookup: Lookup[H] | None = None,
 ) -> list[Answer[H]]:
     """At most `top_k` answers from `hits` (best first), one per topic when `group`."""
     ordered = sorted(hits, key=lambda h: h.score, reverse=True)
@@ -154,6 +149,8 @@ def group_by_topic(
         by_topic.setdefault(hit_topic(hit), []).append(hit)
     answers: list[Answer[H]] = []
     for topic, entries in list(by_topic.items())[:top_k]:
-        entry, reason = choose_entry(entries, requested=requested, detected=detected)
+        entry, reason = choose_entry(
+            entries, requested=requested, detected=detected, topic=topic, lookup=lookup
+        )
         answers.append(Answer(entry, topic, reason, entries[0].score))
     return answers

@@ -3,11 +3,11 @@
 `Answering.answer_batch` runs the index searches of a batch of queries for the search service
 (`app/services/search.py`) and shapes each query's hits (`Answering.shape`):
 
-* grouping (`index_builder.answers`): it fetches `fetch_limit(top_k)` hits, plus, in the same
-  batched call, the hits of a second search restricted to the language the answer should be in
-  (the requested one, else the query's when not English), whose entry of a topic may rank
-  lower; at most one entry per topic is kept, in the requested language, else the query's
-  (Lingua, built once here), else English, else the best scoring;
+* grouping (`index_builder.answers`): it fetches `fetch_limit(top_k)` hits; at most one entry
+  per topic is kept, in the requested language, else the query's (Lingua, built once here),
+  else English, else the best scoring; an entry in a wanted language that ranked below the
+  fetched hits is looked up in the live snapshot (in-process), or comes from searches
+  restricted to those languages in the same call (a server);
 * abstain (`index_builder.calibration`): the top hit's score, lowered by the query's closeness
   to the model's off-topic anchors, must reach `min_score` (the request's, else
   `FAQ_MIN_SCORE`, else the model's calibrated default from `faq-index calibrate`); below it the
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -31,11 +31,11 @@ from prometheus_client import Counter
 
 from index_builder.answers import (
     LangReason,
+    Lookup,
     fetch_limit,
     group_by_topic,
-    language_to_fetch,
+    languages_to_fetch,
     merge_hits,
-    needs_language_search,
 )
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import Encoder
@@ -68,6 +68,40 @@ class AnswerSpec(Protocol):
     def prefer_lang(self) -> str | None: ...
     @property
     def min_score(self) -> float | None: ...
+
+
+class TopicEntries(Protocol):
+    """Where a topic's entry in a language is found (`MatrixSnapshot.entry_in`)."""
+
+    def entry_in(
+        self, vector: NDArray[np.float32], topic: str, lang: str, market: str | None = None
+    ) -> Hit | None: ...
+
+
+class _Once:
+    """`topic_entries()` called at most once per batch, and only when an answer needs it (a
+    shown topic whose wanted entry was not fetched): it resolves the alias."""
+
+    def __init__(self, topic_entries: Callable[[], TopicEntries | None] | None) -> None:
+        self._get = topic_entries
+        self._entries: TopicEntries | None = None
+
+    def _resolve(self) -> TopicEntries | None:
+        if self._get is not None:
+            self._entries, self._get = self._get(), None
+        return self._entries
+
+    def lookup(self, vector: NDArray[np.float32], market: str | None) -> Lookup[Hit] | None:
+        """The lookup for one query (its vector and market filter), or None without an index
+        that has one."""
+        if self._get is None and self._entries is None:
+            return None
+
+        def find(topic: str, lang: str) -> Hit | None:
+            entries = self._resolve()
+            return None if entries is None else entries.entry_in(vector, topic, lang, market)
+
+        return find
 
 
 class _Detect(enum.Enum):
@@ -117,17 +151,14 @@ class Answering:
         search: BatchSearch,
         max_query_chars: int,
         *,
-        in_process: bool = True,
-        topic_languages: Callable[[], Mapping[str, frozenset[str]] | None] | None = None,
+        topic_entries: Callable[[], TopicEntries | None] | None = None,
     ) -> list[Shaped]:
-        """Search every query of a batch, then shape each one's hits.
+        """Search every query of a batch in one call, then shape each one's hits.
 
-        With an in-process index (`in_process`) the language-restricted searches run in a
-        second call, only for the queries whose answers they can still change
-        (`needs_language_search`, told which languages each topic has when the index knows:
-        `topic_languages`, asked only when a batch has such a query); against a server they
-        go in the same call as the rest, since a second round trip costs more than the
-        searches it saves."""
+        With `topic_entries` (an in-process index: its live snapshot, asked once a batch needs
+        an entry that was not fetched) a topic's entry in the wanted language is looked up
+        there; without (a server), searches restricted to the wanted non-English languages go
+        in the same call as the rest, since a second round trip costs more than it saves."""
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
         limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
@@ -137,29 +168,21 @@ class Answering:
             for k, s, tokens in zip(limits, specs, lexical, strict=True)
         ]
         # With filters.lang set every hit is in one language already.
-        wanted = [
-            language_to_fetch(s.prefer_lang, detected[i]) if s.group and s.lang is None else None
+        extra = [
+            (i, lang)
             for i, s in enumerate(specs)
+            if topic_entries is None and s.group and s.lang is None
+            for lang in languages_to_fetch(s.prefer_lang, detected[i])
         ]
-        extra = [i for i, lang in enumerate(wanted) if lang is not None]
-        more = [SearchSpec(limits[i], wanted[i], specs[i].market, lexical[i]) for i in extra]
-        if in_process:
-            hits = search(vectors, requests)
-            known = topic_languages() if extra and topic_languages is not None else None
-            keep = [
-                j
-                for j, i in enumerate(extra)
-                if needs_language_search(
-                    hits[i], more[j].lang or "", specs[i].top_k, limits[i], known
-                )
-            ]
-            extra, more = [extra[j] for j in keep], [more[j] for j in keep]
-            found = search(vectors[extra], more) if extra else []
-        else:
-            both = search(np.concatenate([vectors, vectors[extra]]), [*requests, *more])
-            hits, found = both[: len(specs)], both[len(specs) :]
-        for i, row in zip(extra, found, strict=True):
+        more = [SearchSpec(limits[i], lang, specs[i].market, lexical[i]) for i, lang in extra]
+        rows = [i for i, _ in extra]
+        both = search(
+            np.concatenate([vectors, vectors[rows]]) if rows else vectors, requests + more
+        )
+        hits = both[: len(specs)]
+        for (i, _), row in zip(extra, both[len(specs) :], strict=True):
             hits[i] = merge_hits(hits[i], row)
+        entries = _Once(topic_entries)
         return [
             self.shape(
                 text,
@@ -170,6 +193,8 @@ class Answering:
                 lang=s.prefer_lang,
                 min_score=s.min_score,
                 detected=lang,
+                # With filters.lang set no other language may be shown.
+                lookup=entries.lookup(vector, s.market) if s.lang is None else None,
             )
             for text, vector, row, s, lang in zip(
                 texts, vectors, hits, specs, detected, strict=True
@@ -191,6 +216,7 @@ class Answering:
         lang: str | None = None,
         min_score: float | None = None,
         detected: str | _Detect | None = _Detect.HERE,
+        lookup: Lookup[Hit] | None = None,
     ) -> Shaped:
         top = max((h.score for h in hits), default=None)
         answered, score = self.rule.answered(top, vector, min_score)
@@ -206,6 +232,7 @@ class Answering:
             requested=lang,
             detected=detected,
             group=self.group_default if group is None else group,
+            lookup=lookup,
         )
         return Shaped(
             [a.hit for a in answers],

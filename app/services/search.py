@@ -18,7 +18,7 @@ import threading
 import time
 from asyncio import Future
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +26,7 @@ from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
-from app.services.answering import Answering, Shaped
+from app.services.answering import Answering, Shaped, TopicEntries
 from app.services.batcher import QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
@@ -225,10 +225,16 @@ class SearchService:
             self.metrics.truncated.inc(sum(truncated))
         return truncated
 
-    def _topic_languages(self) -> Mapping[str, frozenset[str]] | None:
-        # In-process only: the live snapshot knows them (a reindex between this and the
-        # search can at worst serve one answer in the fallback language, once).
-        return self.guard.index.topic_languages() if self.inline else None
+    def _topic_entries(self) -> TopicEntries | None:
+        # The live snapshot (a reindex between the search and this can at worst serve one
+        # answer from the new one, which is what the next request gets anyway).
+        return self.guard.index.topic_entries()
+
+    @property
+    def _lookup(self) -> Callable[[], TopicEntries | None] | None:
+        """How grouping finds an entry that was not fetched: the in-process snapshot, or
+        (None) searches restricted to the wanted languages (a server, or the matrix off)."""
+        return self._topic_entries if self.guard.index.matrix else None
 
     def _answer_live(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
@@ -238,8 +244,7 @@ class SearchService:
             vectors,
             self._search_live,
             self.max_query_chars,
-            in_process=self.inline,
-            topic_languages=self._topic_languages,
+            topic_entries=self._lookup,
         )
 
     def _search_live(
@@ -286,8 +291,7 @@ class SearchService:
             vectors,
             self._combiner.search,
             self.max_query_chars,
-            in_process=self.inline,
-            topic_languages=self._topic_languages,
+            topic_entries=self._lookup,
         )
         return BatchOutcome(shaped, truncated, info.collection, _ms_since(start))
 

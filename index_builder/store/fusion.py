@@ -34,8 +34,13 @@ LEXICAL = "lexical"
 # Collection metadata `vectors`: which layout a collection has. Collections without it hold one
 # unnamed question vector and are searched by it alone.
 HYBRID_LAYOUT = "question+answer+lexical/v1"
-PREFETCH_MIN = 100
-PREFETCH_FACTOR = 4
+# Every part fetches at least this many candidates, whatever the limit: one candidate set for
+# every search the API asks for (grouping fetches at most `answers.FETCH_MAX` = 200), so the
+# fused ranking does not depend on the limit (the top 3 are the first three of the top 10),
+# and a FAQ of up to this many entries is scored with every part for every entry. With a
+# prefetch that grew with the limit, a sample-FAQ entry outside the question-only top 100 lost
+# its answer part at top_k 3 and kept it at top_k 10.
+PREFETCH_MIN = 256
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,13 @@ class Retrieval:
         )
 
     def prefetch_limit(self, limit: int) -> int:
-        return max(limit * PREFETCH_FACTOR, self.prefetch_min)
+        return max(limit, self.prefetch_min)
 
     def describe(self) -> str:
-        return f"answer_weight={self.answer_weight:g} lexical_weight={self.lexical_weight:g}"
+        """What a calibrated threshold depends on: the weights, and the prefetch size when
+        parts are fused (an entry outside a part's prefetch scores 0 in it)."""
+        weights = f"answer_weight={self.answer_weight:g} lexical_weight={self.lexical_weight:g}"
+        return f"{weights} prefetch={self.prefetch_min}" if self.fused else weights
 
 
 DENSE_ONLY = Retrieval(answer_weight=0.0, lexical_weight=0.0)

@@ -28,7 +28,7 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime
 from typing import Any
@@ -321,13 +321,12 @@ class FaqIndex:
             )
             self._snapshots[collection] = (self._point_writes[collection], patched)
 
-    def topic_languages(self) -> Mapping[str, frozenset[str]] | None:
-        """The languages each topic of the live collection has entries in, from its matrix
-        snapshot (in-process only; None against a server, which would need a scan)."""
+    def topic_entries(self) -> MatrixSnapshot | None:
+        """The live collection's matrix snapshot, which finds a topic's entry in a language
+        (`MatrixSnapshot.entry_in`); None against a server or with the matrix off."""
         if not self.matrix:
             return None
-        snapshot = self._snapshot_of(self.alias)
-        return None if snapshot is None else snapshot.topic_languages
+        return self._snapshot_of(self.alias)
 
     def warm(self) -> None:
         """Load the live collection's snapshot now (a service start, a replica load), so the

@@ -279,12 +279,30 @@ class MatrixSnapshot:
         return self._postings is not None
 
     @functools.cached_property
-    def topic_languages(self) -> dict[str, frozenset[str]]:
-        """The languages each topic has an entry in (the grouping's topic rule)."""
-        found: dict[str, set[str]] = {}
-        for row in self.rows:
-            found.setdefault(row.topic or topic_of(row.id), set()).add(row.lang)
-        return {topic: frozenset(langs) for topic, langs in found.items()}
+    def _topic_rows(self) -> dict[tuple[str, str], tuple[int, ...]]:
+        """The rows of each (topic, language) (the grouping's topic rule)."""
+        found: dict[tuple[str, str], list[int]] = {}
+        for i, row in enumerate(self.rows):
+            found.setdefault((row.topic or topic_of(row.id), row.lang), []).append(i)
+        return {key: tuple(rows) for key, rows in found.items()}
+
+    def entry_in(
+        self, vector: NDArray[np.float32], topic: str, lang: str, market: str | None = None
+    ) -> Hit | None:
+        """The entry of `topic` in `lang` (in `market` when given, as the search filter
+        matches), or None when it has none: the grouping shows it for a topic that ranked by
+        another language's entry. Of several, the one whose question is closest to the query
+        (`vector`, normalised); its score is that cosine."""
+        rows = [
+            r
+            for r in self._topic_rows.get((topic, lang), ())
+            if market is None or self.rows[r].market == market
+        ]
+        if not rows:
+            return None
+        cosines = self.matrix[rows] @ vector.astype(np.float32)
+        best = int(np.argmax(cosines))
+        return self.rows[rows[best]].hit(float(cosines[best]))
 
     def __len__(self) -> int:
         return len(self.rows)

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from app.services.answering import Answering, build_answering, served_calibration
-from index_builder.answers import FETCH_FACTOR, needs_language_search
+from index_builder.answers import FETCH_FACTOR, hit_topic
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import FakeEncoder
 from index_builder.lexical import Lexicon
@@ -169,24 +169,45 @@ class FakeSearch:
         ]
 
 
-def test_answer_batch_fetches_the_wanted_language_only_where_it_can_change_answers() -> None:
-    search = FakeSearch()
+class FakeEntries:
+    """The live snapshot's lookup over ALL; records what was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, str, str | None]] = []
+
+    def entry_in(
+        self, vector: np.ndarray, topic: str, lang: str, market: str | None = None
+    ) -> Hit | None:
+        self.asked.append((topic, lang, market))
+        return next((h for h in ALL if hit_topic(h) == topic and h.lang == lang), None)
+
+
+def test_answer_batch_finds_the_wanted_language_beyond_the_fetched_hits() -> None:
     answering = Answering(
         AbstainRule(None), QueryLanguageDetector(["en", "es", "pt"], low_accuracy=True)
     )
     specs = [
         Spec("quero cancelar o meu pedido agora", 2),  # Portuguese: pt entries rank low
-        Spec("cancel", 2, prefer_lang="pt"),
+        Spec("cancel", 2, prefer_lang="pt", market="br"),
         Spec("cancel", 2, prefer_lang="pt", group=False),
-        Spec("cancel", 2, prefer_lang="pt", lang="en"),  # filtered: no second search
-        Spec("cancel", 2, prefer_lang="en"),  # English entries already fetched: none either
+        Spec("cancel", 2, prefer_lang="pt", lang="en"),  # filtered: English only
+        Spec("cancel", 2, prefer_lang="en"),  # English entries already fetched
     ]
     vectors = np.ones((len(specs), 4), dtype=np.float32)
-    shaped = answering.answer_batch(specs, vectors, search, max_query_chars=2000)
-    # One batched call for every query, one more for the two whose pt entries were not fetched.
-    assert len(search.calls) == 2 and len(search.calls[0]) == len(specs)
+    search, entries, calls = FakeSearch(), FakeEntries(), []
+
+    def snapshot() -> FakeEntries:
+        calls.append(1)
+        return entries
+
+    shaped = answering.answer_batch(specs, vectors, search, 2000, topic_entries=snapshot)
+    # In-process: one search for the batch; the pt entries that were not fetched are looked up
+    # in the snapshot (asked for once), with the query's market filter.
+    assert len(search.calls) == 1 and len(search.calls[0]) == len(specs)
     assert "order-cancel.pt" not in {h.id for h in ALL[: 2 * FETCH_FACTOR]}
-    assert [s[:3] for s in search.calls[1]] == [(2 * FETCH_FACTOR, "pt", None)] * 2
+    assert calls == [1]
+    assert ("order-cancel", "pt", "br") in entries.asked
+    assert {lang for _, lang, _ in entries.asked} == {"pt"}
     assert shaped[0].query_lang == "pt"
     assert [(h.id, r) for h, r in zip(shaped[0].hits, shaped[0].lang_reasons, strict=True)] == [
         ("order-cancel.pt", "query"),
@@ -197,33 +218,19 @@ def test_answer_batch_fetches_the_wanted_language_only_where_it_can_change_answe
     assert [r for r in shaped[2].lang_reasons] == ["ranked", "ranked"]
     assert {h.lang for h in shaped[3].hits} == {"en"}
     assert [r for r in shaped[4].lang_reasons] == ["requested", "requested"]
-    # Against a server: every language-restricted search in the one call, same answers.
+    # Against a server: the pt-restricted searches in the same one call, same answers.
     remote = FakeSearch()
-    again = answering.answer_batch(specs, vectors, remote, 2000, in_process=False)
+    again = answering.answer_batch(specs, vectors, remote, 2000)
     assert len(remote.calls) == 1
-    assert [s[1] for s in remote.calls[0][len(specs) :]] == ["pt", "pt", "en"]
+    assert [s[:3] for s in remote.calls[0][len(specs) :]] == [
+        (2 * FETCH_FACTOR, "pt", None),
+        (2 * FETCH_FACTOR, "pt", "br"),
+    ]
     assert [[h.id for h in s.hits] for s in again] == [[h.id for h in s.hits] for s in shaped]
-
-
-def test_a_language_search_is_needed_only_when_it_can_change_the_answers() -> None:
-    # Two topics asked for; b's Spanish entry is not among the hits: needed.
-    hits = [hit("a.es", "es", 0.9), hit("b", "en", 0.8), hit("a", "en", 0.7)]
-    assert needs_language_search(hits, "es", top_k=2, limit=3)
-    # Every shown topic has its Spanish entry among the hits: a second search adds nothing.
-    hits.append(hit("b.es", "es", 0.6))
-    assert not needs_language_search(hits, "es", top_k=2, limit=4)
-    # A topic past the first two without one does not matter.
-    assert not needs_language_search([*hits, hit("c", "en", 0.5)], "es", top_k=2, limit=5)
-    # Fewer topics than asked for: the second search may bring more.
-    assert needs_language_search(hits[:1], "es", top_k=2, limit=1)
-    # The search returned fewer than the limit: it already holds every entry.
-    assert not needs_language_search(hits[:3], "es", top_k=2, limit=10)
-    # b has no Spanish entry anywhere in the index: nothing to fetch for it.
-    langs = {"a": frozenset({"en", "es"}), "b": frozenset({"en"})}
-    assert not needs_language_search(hits[:3], "es", top_k=2, limit=3, topic_languages=langs)
-    assert needs_language_search(
-        hits[:3], "es", top_k=2, limit=3, topic_languages={**langs, "b": frozenset({"es"})}
-    )
+    # Nothing to look up: the snapshot is not even asked for.
+    calls.clear()
+    answering.answer_batch(specs[4:], vectors[4:], FakeSearch(), 2000, topic_entries=snapshot)
+    assert calls == []
 
 
 def test_answer_batch_cuts_the_text_it_reads() -> None:
@@ -255,7 +262,7 @@ def test_answer_batch_sends_the_lexical_tokens_of_each_query() -> None:
     )
     text = "quero cancelar o meu pedido agora"
     answering.answer_batch([Spec(text, 2)], np.ones((1, 4), dtype=np.float32), search, 2000)
-    assert [s.lexical for c in search.calls for s in c] == [lexicon.query(text)] * 2
+    assert [s.lexical for s in search.calls[0]] == [lexicon.query(text)] * 2
     plain = FakeSearch()
     Answering(AbstainRule(None)).answer_batch(
         [Spec(text, 2)], np.ones((1, 4), dtype=np.float32), plain, 2000
@@ -263,13 +270,14 @@ def test_answer_batch_sends_the_lexical_tokens_of_each_query() -> None:
     assert [s.lexical for s in plain.calls[0]] == [()]
 
 
-def test_skipping_needless_language_searches_changes_no_answer_on_the_real_model(
+def test_answers_do_not_depend_on_how_many_hits_were_fetched_on_the_real_model(
     real_onnx_dir: Path,
 ) -> None:
-    """The shopper test split, served by the base model on the sample FAQ: the answers with
-    the language-restricted search only where it can change them are those with it always."""
-    import app.services.answering as answering_module
+    """The shopper test split, served by the base model on the sample FAQ: each topic's entry
+    is in the first wanted language the topic has (requested, the query's, English), and the
+    answers to top_k 3 are the first three of those to top_k 10, with one search per query."""
     from index_builder.answer_eval import FaqSearch, shopper_split
+    from index_builder.answers import wanted_languages
     from index_builder.encoder import OnnxEncoder
     from index_builder.faq import read_faq
 
@@ -289,29 +297,29 @@ def test_skipping_needless_language_searches_changes_no_answer_on_the_real_model
         searched.append(len(specs))
         return faq.index.search_batch(v, specs)
 
-    topic_languages = faq.index.topic_languages()
-    assert topic_languages is not None
+    def answers(shaped: list[Any], k: int) -> list[Any]:
+        return [([h.id for h in a.hits][:k], a.lang_reasons[:k], a.scores[:k]) for a in shaped]
+
+    looked_up = 0
     for prefer in (None, "de"):
-        specs = [Spec(t, 3, prefer_lang=prefer) for t in texts]
-        searched.clear()
-        skipping = answering.answer_batch(specs, vectors, search, 2000)
-        fewer = sum(searched)
-        searched.clear()
-        # Knowing each topic's languages skips more, still without changing an answer.
-        knowing = answering.answer_batch(
-            specs, vectors, search, 2000, topic_languages=lambda: topic_languages
+        three, ten = (
+            answering.answer_batch(
+                [Spec(t, k, prefer_lang=prefer) for t in texts],
+                vectors,
+                search,
+                2000,
+                topic_entries=faq.index.topic_entries,
+            )
+            for k in (3, 10)
         )
-        fewest = sum(searched)
+        assert answers(ten, 3) == answers(three, 3), prefer
+        assert searched == [len(texts), len(texts)]
         searched.clear()
-        always = answering_module.needs_language_search
-        answering_module.needs_language_search = lambda *_: True  # type: ignore[assignment]
-        try:
-            full = answering.answer_batch(specs, vectors, search, 2000)
-        finally:
-            answering_module.needs_language_search = always
-
-        def answers(shaped: list[Any]) -> list[Any]:
-            return [([h.id for h in a.hits], a.lang_reasons, a.scores) for a in shaped]
-
-        assert answers(skipping) == answers(full) == answers(knowing)
-        assert fewest < fewer < sum(searched), prefer  # and searches were saved
+        fetched = faq.search(texts, vectors, 24)
+        for shaped, row in zip(three, fetched, strict=True):
+            wanted = wanted_languages(prefer, shaped.query_lang)
+            for h, topic in zip(shaped.hits, shaped.topics, strict=True):
+                has = [lang for lang in wanted if lang in faq.topic_langs[topic]]
+                assert h.lang == (has[0] if has else h.lang), (shaped, topic)
+                looked_up += h.id not in {e.id for e in row}
+    assert looked_up > 0  # some entries shown were not among the fetched hits

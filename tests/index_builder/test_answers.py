@@ -14,8 +14,8 @@ from index_builder.answers import (
     fetch_limit,
     group_by_topic,
     hit_topic,
-    language_to_fetch,
     merge_hits,
+    wanted_languages,
 )
 from index_builder.faq import FaqFileError, FaqItem, content_hash, read_faq
 
@@ -87,6 +87,32 @@ def test_query_language_then_english_then_best() -> None:
     assert (entry.id, reason) == ("x.pt", "best")
 
 
+def test_an_entry_not_fetched_comes_from_the_lookup_in_the_rules_order() -> None:
+    index = {("x", "de"): H("x.de", "de", 0.1), ("x", "en"): H("x", "en", 0.2)}
+    asked: list[tuple[str, str]] = []
+
+    def lookup(topic: str, lang: str) -> H | None:
+        asked.append((topic, lang))
+        return index.get((topic, lang))
+
+    fetched = [H("x.es", "es", 0.9), H("x.pt", "pt", 0.7)]
+    # The requested language is looked up before the query's, which was fetched.
+    entry, reason = choose_entry(fetched, requested="de", detected="es", topic="x", lookup=lookup)
+    assert (entry.id, reason, asked) == ("x.de", "requested", [("x", "de")])
+    # The query's language among the hits comes before English from the lookup.
+    asked.clear()
+    entry, reason = choose_entry(fetched, requested=None, detected="es", topic="x", lookup=lookup)
+    assert (entry.id, reason, asked) == ("x.es", "query", [])
+    # Nothing in the query's language anywhere: English from the lookup, then the best.
+    entry, reason = choose_entry(fetched, requested=None, detected="th", topic="x", lookup=lookup)
+    assert (entry.id, reason, asked) == ("x", "english", [("x", "th"), ("x", "en")])
+    entry, reason = choose_entry(fetched, requested=None, detected="th", topic="y", lookup=lookup)
+    assert (entry.id, reason) == ("x.es", "best")
+    # Grouping passes each topic's name to the lookup.
+    answers = group_by_topic(fetched, 1, requested="de", lookup=lookup)
+    assert [(a.hit.id, a.topic, a.topic_score) for a in answers] == [("x.de", "x", 0.9)]
+
+
 def test_no_preference_shows_english() -> None:
     assert group_by_topic(HITS, 1)[0].hit.id == "order-cancel"
 
@@ -142,11 +168,11 @@ def test_topic_too_long_is_a_file_error(tmp_path: Path) -> None:
         read_faq(path)
 
 
-def test_language_to_fetch_is_the_requested_else_a_non_english_query_language() -> None:
-    assert language_to_fetch("de", "es") == "de"
-    assert language_to_fetch(None, "es") == "es"
-    assert language_to_fetch(None, "en") is None
-    assert language_to_fetch(None, None) is None
+def test_wanted_languages_are_the_requested_the_query_s_then_english_once_each() -> None:
+    assert wanted_languages("de", "es") == ("de", "es", "en")
+    assert wanted_languages(None, "es") == ("es", "en")
+    assert wanted_languages("en", "en") == ("en",)
+    assert wanted_languages(None, None) == ("en",)
 
 
 def test_merged_language_hits_bring_the_wanted_entry_without_duplicates() -> None:

@@ -235,3 +235,35 @@ def test_the_direct_read_of_local_mode_equals_the_scroll(client: QdrantClient) -
     assert len(direct) == 198 and content(direct) == content(scrolled)
     assert point_id("q-3") not in direct.point_ids
     assert dict(zip(direct.point_ids, direct.rows, strict=True))[point_id("q-0")].answer == "moved"
+
+
+def test_entry_in_finds_a_topic_s_entry_in_a_language_under_the_market_filter(
+    client: QdrantClient,
+) -> None:
+    """What grouping shows for a topic that ranked by another language's entry: its entry in
+    the wanted language, the closest to the query of several, in the query's market."""
+    items = [
+        FaqItem(id="pay", question="how can I pay", answer="a", lang="en", topic="pay"),
+        FaqItem(id="pay.es", question="como pagar", answer="a", lang="es", market="mx"),
+        FaqItem(id="pay-card.es", question="pagar con tarjeta", answer="a", lang="es", topic="pay"),
+        FaqItem(id="ship", question="shipping", answer="a", lang="en"),
+    ]
+    encoder = FakeEncoder(dim=DIM)
+    index = FaqIndex(client)
+    index.build(items, encoder, progress=False)
+    snapshot = index.topic_entries()
+    assert snapshot is not None
+    for text, closest in (("como pagar", "pay.es"), ("pagar con tarjeta", "pay-card.es")):
+        vector = encoder.encode_queries([text])[0]
+        found = snapshot.entry_in(vector, "pay", "es")
+        assert found is not None and found.id == closest
+        # Its score is its question's cosine with the query.
+        assert found.score == pytest.approx(
+            float(vector @ encoder.encode_passages([found.question])[0]), abs=1e-5
+        )
+    vector = encoder.encode_queries(["como pagar"])[0]
+    mx = snapshot.entry_in(vector, "pay", "es", market="mx")
+    assert mx is not None and mx.id == "pay.es"
+    assert snapshot.entry_in(vector, "pay", "es", market="br") is None
+    assert snapshot.entry_in(vector, "ship", "es") is None
+    assert snapshot.entry_in(vector, "nothing", "en") is None
