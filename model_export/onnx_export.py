@@ -593,7 +593,11 @@ def export_onnx(
 
     log.info("loading %s", model_dir)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32)
+    # Eager attention: the classic matmul, mask add, softmax, matmul. The default (SDPA)
+    # exports a decomposition that also runs IsNaN and Where over every (batch, head, token,
+    # token) score, about 10% of the int8 model's time at batch 32 on the CPU (`python -m
+    # tools.model_speed`); the math is the same, and the parity check below holds it.
+    model = AutoModel.from_pretrained(model_dir, dtype=torch.float32, attn_implementation="eager")
     model.eval()
     max_len = _resolve_max_length(model.config, tokenizer, max_length)
     with_types = _needs_token_type_ids(model, tokenizer, PROBE_TEXTS)

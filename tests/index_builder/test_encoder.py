@@ -164,6 +164,24 @@ def test_cuda_asked_for_and_not_given(
     assert fallback.encode_queries(["hola"]).shape == (1, fallback.dim)
 
 
+def test_cpu_sessions_leave_out_the_slow_fusions(
+    tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import onnxruntime as ort
+
+    seen: list[object] = []
+    real = ort.InferenceSession
+
+    def recording(*args: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("disabled_optimizers"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", recording)
+    encoder = OnnxEncoder.load(tiny_onnx_dir)
+    assert seen == [["SkipLayerNormFusion"]]
+    assert encoder.encode_queries(["hola"]).shape == (1, encoder.dim)
+
+
 def test_resolve_providers() -> None:
     assert resolve_providers("cpu") == [CPU]
     assert resolve_providers("cuda") == [CUDA, CPU]
