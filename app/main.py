@@ -14,6 +14,7 @@ from app.api.openapi import build_openapi
 from app.api.responses import OrjsonResponse
 from app.api.routes import admin, health, info, openai, search
 from app.core.config import Settings, get_settings
+from app.core.heap import freeze_long_lived, thaw
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
@@ -127,15 +128,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # Also fails jobs a killed process left running and removes its half-built collection.
     # Its model calls run on the inference worker too: nothing else runs the session.
     app.state.admin = create_admin(settings, queries.encoder_view(), guard, app.state.golden)
+    freeze_long_lived("service loaded")
     try:
         yield
     finally:
         app.state.admin.shutdown()
+        app.state.search.close()
         queries.stop()
         guard.close()
         close = getattr(encoder, "close", None)
         if callable(close):
             close()
+        thaw()
 
 
 def create_app(

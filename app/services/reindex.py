@@ -21,6 +21,7 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from app.core.config import Settings
+from app.core.heap import freeze_long_lived
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
 from app.wiring import retrieval
@@ -233,6 +234,7 @@ class AdminService:
                 self.guard.invalidate()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
             log.info("reindex job %s: alias now on %s", record.id, info.collection)
+            self._settle_new_collection()
         except BaseException as exc:
             if not isinstance(exc, QualityGateError | ShutdownError):
                 log.exception("reindex job %s failed", record.id)
@@ -244,6 +246,16 @@ class AdminService:
                 self.store.prune()
             except OSError as exc:
                 log.warning("could not prune old job records: %s", exc)
+
+    def _settle_new_collection(self) -> None:
+        """Load the new collection's snapshot for serving now rather than on the next search,
+        and keep it out of full garbage collections like the rest of the loaded service."""
+        try:
+            self.guard.index.warm()
+        except _RECOVERABLE as exc:  # the next search loads it anyway
+            log.warning("could not load the new collection for serving yet: %s", exc)
+            return
+        freeze_long_lived("reindexed")
 
     def _finish(
         self, record: JobRecord, started: float, marks: dict[str, float], **changes: object

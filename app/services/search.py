@@ -19,6 +19,7 @@ import time
 from asyncio import Future
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -32,6 +33,7 @@ from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailable
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import EncodeResult
 from index_builder.store import Hit, SearchSpec
+from index_builder.store.matrix import ANN_THRESHOLD, MatrixSnapshot
 
 
 @dataclass(frozen=True)
@@ -116,23 +118,34 @@ class SearchCombiner:
             i.hits, i.done = hits, True
 
 
+_Pending = tuple[Sequence[QuerySpec], NDArray[np.float32], "Future[list[Shaped]]"]
+
+
 class LoopCombiner:
     """Batches the searches of coroutines on one event loop: every request whose vectors are
     ready in the same turn of the loop (typically one model batch) is answered by one
-    `answer(specs, vectors)` call, run on the loop after those requests have queued."""
+    `answer(specs, vectors)` call, run on the loop after those requests have queued.
+
+    When `offload()` says so (a large index, whose searches take milliseconds each), the calls
+    run in one thread of their own instead: the loop goes on reading and answering HTTP
+    meanwhile, and the requests that arrive during a batch form the next one (faiss and numpy
+    release the GIL)."""
 
     def __init__(
         self,
         answer: Callable[[Sequence[QuerySpec], NDArray[np.float32]], list[Shaped]],
         max_batch: int = 64,
+        offload: Callable[[], bool] | None = None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
         self._answer = answer
         self.max_batch = max_batch
-        self._pending: list[tuple[Sequence[QuerySpec], NDArray[np.float32], Future[list[Shaped]]]]
-        self._pending = []
+        self._offload = offload
+        self._pending: list[_Pending] = []
         self._scheduled = False
+        self._busy = False  # a batch is running in the search thread
+        self._thread: ThreadPoolExecutor | None = None
 
     async def answer(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
@@ -140,44 +153,81 @@ class LoopCombiner:
         loop = asyncio.get_running_loop()
         future: Future[list[Shaped]] = loop.create_future()
         self._pending.append((specs, vectors, future))
-        if not self._scheduled:
-            self._scheduled = True
-            loop.call_soon(self._flush)
+        self._schedule(loop)
         return await future
 
-    def _flush(self) -> None:
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._scheduled and not self._busy:
+            self._scheduled = True
+            loop.call_soon(self._flush, loop)
+
+    def _flush(self, loop: asyncio.AbstractEventLoop) -> None:
         self._scheduled = False
         pending, self._pending = self._pending, []
-        batch: list[tuple[Sequence[QuerySpec], NDArray[np.float32], Future[list[Shaped]]]] = []
+        batches = self._batches(pending)
+        if not batches:
+            return
+        if self._offload is None or not self._offload():
+            for batch in batches:
+                self._settle(batch, self._call(batch))
+            return
+        if self._thread is None:
+            self._thread = ThreadPoolExecutor(1, thread_name_prefix="faq-search")
+        self._busy = True
+        running = loop.run_in_executor(
+            self._thread, lambda: [self._call(batch) for batch in batches]
+        )
+        running.add_done_callback(lambda done: self._finished(loop, batches, done))
+
+    def _finished(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        batches: list[list[_Pending]],
+        done: asyncio.Future[list[list[Shaped] | Exception]],
+    ) -> None:
+        self._busy = False
+        for batch, result in zip(batches, done.result(), strict=True):
+            self._settle(batch, result)
+        if self._pending:
+            self._schedule(loop)
+
+    def _batches(self, pending: list[_Pending]) -> list[list[_Pending]]:
+        """The live requests (a client that left is skipped) in calls of at most max_batch
+        queries; a request's queries stay in one call, even alone above max_batch."""
+        batches: list[list[_Pending]] = []
         size = 0
         for item in pending:
-            # A request's queries stay in one call; a call takes at most max_batch queries
-            # unless one request alone has more.
-            if batch and size + len(item[0]) > self.max_batch:
-                self._run(batch)
-                batch, size = [], 0
-            batch.append(item)
+            if item[2].done():
+                continue
+            if not batches or size + len(item[0]) > self.max_batch:
+                batches.append([])
+                size = 0
+            batches[-1].append(item)
             size += len(item[0])
-        if batch:
-            self._run(batch)
+        return batches
 
-    def _run(
-        self, batch: list[tuple[Sequence[QuerySpec], NDArray[np.float32], Future[list[Shaped]]]]
-    ) -> None:
-        live = [item for item in batch if not item[2].done()]  # a client that left: skipped
-        if not live:
-            return
+    def _call(self, batch: list[_Pending]) -> list[Shaped] | Exception:
         try:
-            shaped = self._answer(
-                [s for specs, _, _ in live for s in specs], np.concatenate([v for _, v, _ in live])
+            return self._answer(
+                [s for specs, _, _ in batch for s in specs],
+                np.concatenate([v for _, v, _ in batch]),
             )
-        except Exception as exc:
-            for _, _, future in live:
-                future.set_exception(exc)
-            return
+        except Exception as exc:  # each request of the batch gets it
+            return exc
+
+    @staticmethod
+    def _settle(batch: list[_Pending], result: list[Shaped] | Exception) -> None:
         start = 0
-        for specs, _, future in live:
-            future.set_result(shaped[start : start + len(specs)])
+        for specs, _, future in batch:
+            if not future.done():  # a client may have left while the batch ran
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result[start : start + len(specs)])
             start += len(specs)
 
 
@@ -204,7 +254,20 @@ class SearchService:
         # In-process index (embedded, replica): searches run on the event loop, batched by
         # turn of the loop; a server's round trips stay in the threadpool (`answer`).
         self.inline = inline
-        self._loop_combiner = LoopCombiner(self._answer_live, max_search_batch)
+        self._loop_combiner = LoopCombiner(
+            self._answer_live, max_search_batch, offload=self._large_index
+        )
+
+    def close(self) -> None:
+        """Stop the search thread of a large index (waits for its batch)."""
+        self._loop_combiner.close()
+
+    def _large_index(self) -> bool:
+        """Whether the live in-process index is large enough that its searches leave the
+        event loop for a thread (`LoopCombiner`): above the row count where the snapshot
+        switches to IVF candidates, a grouped search takes milliseconds (`make bench-100k`)."""
+        snapshot = self._topic_entries() if self.guard.index.matrix else None
+        return snapshot is not None and len(snapshot) > ANN_THRESHOLD
 
     def _encode(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
         t0 = time.perf_counter()
@@ -225,7 +288,7 @@ class SearchService:
             self.metrics.truncated.inc(sum(truncated))
         return truncated
 
-    def _topic_entries(self) -> TopicEntries | None:
+    def _topic_entries(self) -> MatrixSnapshot | None:
         # The live snapshot (a reindex between the search and this can at worst serve one
         # answer from the new one, which is what the next request gets anyway).
         return self.guard.index.topic_entries()

@@ -7,6 +7,7 @@ The crash test kills a real separate process in the middle of a reindex.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -172,6 +173,25 @@ def test_admin_routes_need_the_admin_key(tmp_path: Path) -> None:
             r = client.request(method, url, json=body, headers=AUTH)
             assert r.status_code == 403, (method, url, r.text)
             assert "FAQ_ADMIN_API_KEY" in r.json()["error"]["message"]
+
+
+# --- the long-lived heap -----------------------------------------------------------------------
+
+
+def test_the_loaded_service_and_a_reindexed_collection_are_kept_out_of_full_collections(
+    tmp_path: Path,
+) -> None:
+    # app.core.heap: full GC passes over the loaded service were the c=32 tail (bench-100k).
+    assert gc.get_freeze_count() == 0
+    with admin_app(tmp_path) as client:
+        loaded = gc.get_freeze_count()
+        assert loaded > 0
+        r = client.post("/admin/reindex", json={"items": NEW_ITEMS}, headers=AUTH)
+        assert wait_for(client, r.json()["id"], finished)["state"] == "succeeded"
+        # The new collection's snapshot was loaded and frozen with the rest.
+        assert gc.get_freeze_count() > loaded
+        assert search(client, "how do I cancel my order")["index"] == "faq_v2"
+    assert gc.get_freeze_count() == 0  # handed back at shutdown
 
 
 # --- reindex --------------------------------------------------------------------------------

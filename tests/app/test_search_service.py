@@ -200,6 +200,57 @@ def test_the_loop_combiner_answers_a_turn_of_the_loop_in_one_call() -> None:
     assert asyncio.run(ask(["after"], 7)) == ["after:7"]
 
 
+def test_a_large_index_s_searches_run_off_the_loop_and_arrivals_form_the_next_batch() -> None:
+    # With offload (a large index), the calls run in one thread of their own: the loop stays
+    # free while a batch runs, the requests arriving meanwhile wait and then share one call.
+    threads: set[str] = set()
+    calls: list[list[str]] = []
+    started, release = threading.Event(), threading.Event()
+
+    def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
+        texts = [s.text for s in specs]
+        threads.add(threading.current_thread().name)
+        calls.append(texts)
+        if len(calls) == 1:
+            started.set()
+            release.wait(10)
+        if "boom" in texts:
+            raise ConnectionError("down")
+        return [f"{t}:{v[0]:g}" for t, v in zip(texts, vectors, strict=True)]
+
+    combiner = LoopCombiner(answer, max_batch=4, offload=lambda: True)
+
+    async def ask(texts: list[str], value: float) -> list[Any]:
+        specs = [QuerySpec(t, 3) for t in texts]
+        return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
+
+    async def main() -> tuple[Any, ...]:
+        first = asyncio.ensure_future(ask(["a"], 1))
+        for _ in range(1000):  # the loop keeps running while the thread holds the batch
+            if started.is_set():
+                break
+            await asyncio.sleep(0.005)
+        assert started.is_set()
+        later = asyncio.gather(ask(["b"], 2), ask(["c", "d"], 3))
+        await asyncio.sleep(0.05)
+        assert calls == [["a"]]  # the arrivals wait for the running batch
+        release.set()
+        return await first, await later
+
+    first, later = asyncio.run(main())
+    assert calls == [["a"], ["b", "c", "d"]]
+    assert first == ["a:1"] and later == [["b:2"], ["c:3", "d:3"]]
+    assert len(threads) == 1 and next(iter(threads)).startswith("faq-search")
+
+    async def failing() -> list[Any]:
+        return await asyncio.gather(ask(["boom"], 1), ask(["x"], 5), return_exceptions=True)
+
+    first_error, second_error = asyncio.run(failing())
+    assert isinstance(first_error, ConnectionError) and isinstance(second_error, ConnectionError)
+    assert asyncio.run(ask(["after"], 7)) == ["after:7"]
+    combiner.close()
+
+
 # --- the access log ----------------------------------------------------------------------------
 
 

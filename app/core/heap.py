@@ -1,0 +1,34 @@
+"""The long-lived heap kept out of Python's full garbage collections.
+
+A serving process holds many long-lived objects (the matrix snapshot's rows, qdrant-client's
+local points and payloads, the tokenizer's and Lingua's Python side). Every full (generation 2)
+collection walks all of them while the request path waits, and under load requests allocate
+fast enough to trigger one often. `make bench-100k` at c=32 measured it, with and without the
+freeze in one sitting: p99 132-150 ms -> 54 ms on the sample index and about 1.9 s -> 127 ms at
+100k entries. `gc.freeze()` moves everything alive now to a permanent generation that
+collections skip; frozen objects are still freed by reference counting when dropped (only a
+reference cycle among them would stay), so this runs once the service is loaded and again
+after a reindex has loaded the new collection, and `thaw` undoes it at shutdown.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def freeze_long_lived(reason: str) -> int:
+    """Freeze every object alive now (see the module doc); returns the frozen count."""
+    gc.collect()  # what is garbage already is not kept
+    gc.freeze()
+    frozen = gc.get_freeze_count()
+    log.info("%d long-lived objects kept out of garbage collection (%s)", frozen, reason)
+    return frozen
+
+
+def thaw() -> None:
+    """At shutdown: hand the frozen objects back to the collector (an app stopped inside a
+    longer-lived process, such as a test run, then leaves no cycles behind)."""
+    gc.unfreeze()
