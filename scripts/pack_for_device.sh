@@ -4,10 +4,11 @@
 # for its Python 3.12, the fp32 model (xz; the int8/fp16 variants are rebuilt there), the base
 # model's config and tokenizer (the training probe runs on randomly initialised weights of the
 # same shape), wrk, the probe's dictionaries and training data, and this commit's source.
-# Output: .whl/parts/pNN, 64,400,000 bytes each (with the ~2 MB source tree, under the 64 MiB
-# a call carries). Each call carries one part (carry [".whl/parts/pNN"]) and copies it aside
-# with `mkdir -p /tmp/parts && cp .whl/parts/* /tmp/parts/`: a call replaces the whole ignored
-# .whl folder there, so a part left in it does not survive the next call. The last call runs
+# Output: .whl/parts/pNN, 60,000,000 bytes each (with the ~2.5 MB source tree, and room for
+# its growth and stray untracked files, under the 64 MiB a call carries). Each call carries
+# one part (carry [".whl/parts/pNN"]) and copies it aside with
+# `mkdir -p /tmp/parts && cp .whl/parts/* /tmp/parts/`: a call replaces the whole ignored .whl
+# folder there, so a part left in it does not survive the next call. The last call runs
 # `bash scripts/lent_device.sh`. .whl/ must be ignored (.git/info/exclude).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,5 +40,5 @@ cp "$BASE"/{config.json,tokenizer_config.json,special_tokens_map.json} "$B/base/
 for l in fra spa por ita nld tur ind jpn; do cp /usr/share/dictd/freedict-eng-$l.{index,dict.dz} "$B/dictd/"; done
 cp artifacts/train-data/{shop-logs,shop-faq,oscar}.jsonl "$B/train-data/"
 git archive -o "$B/src.tar" HEAD
-tar -c -C "$B" . | split -b 64400000 -d - .whl/parts/p
+tar -c -C "$B" . | split -b 60000000 -d - .whl/parts/p
 ls -l .whl/parts

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from app.core.config import Settings, collection_layout
+from app.core.heap import freeze_long_lived
 from app.wiring import IndexMode, index_mode, matrix_search, retrieval
 from index_builder.store import FaqIndex, FaqIndexError, IndexInfo, open_client
 
@@ -107,6 +108,7 @@ class IndexGuard:
                 if fresh is not None:
                     # Searches read `guard.index` per call, so they move to the new one here.
                     self.index = fresh
+                    freeze_long_lived("replica reloaded")
             return self.index.check_model(self.fingerprint)
         except FaqIndexError as exc:
             raise IndexUnavailableError(str(exc)) from exc
