@@ -73,10 +73,25 @@ def fetch_limit(top_k: int, *, group: bool) -> int:
     return max(top_k, min(top_k * FETCH_FACTOR, FETCH_MAX)) if group else top_k
 
 
+def _preferences(requested: str | None, detected: str | None) -> dict[str, LangReason]:
+    """The languages an answer is looked for in, in order, each with the rule that wants it
+    (a language wanted by two rules counts for the first)."""
+    rules: tuple[tuple[str | None, LangReason], ...] = (
+        (requested, "requested"),
+        (detected, "query"),
+        (ENGLISH, "english"),
+    )
+    wanted: dict[str, LangReason] = {}
+    for lang, reason in rules:
+        if lang:
+            wanted.setdefault(lang, reason)
+    return wanted
+
+
 def wanted_languages(requested: str | None, detected: str | None) -> tuple[str, ...]:
     """The languages `choose_entry` looks for, in its order: the requested one, the query's,
     English."""
-    return tuple(dict.fromkeys(lang for lang in (requested, detected, ENGLISH) if lang))
+    return tuple(_preferences(requested, detected))
 
 
 def languages_to_fetch(requested: str | None, detected: str | None) -> tuple[str, ...]:
@@ -112,16 +127,7 @@ def choose_entry(
     wanted language that is not among them comes from `lookup` (the index's own) when given."""
     if not entries:
         raise ValueError("a topic without entries")
-    preferences: tuple[tuple[str | None, LangReason], ...] = (
-        (requested, "requested"),
-        (detected, "query"),
-        (ENGLISH, "english"),
-    )
-    reasons: dict[str, LangReason] = {}
-    for lang, reason in preferences:
-        if lang is not None:
-            reasons.setdefault(lang, reason)
-    for lang, reason in reasons.items():
+    for lang, reason in _preferences(requested, detected).items():
         for entry in entries:
             if entry.lang == lang:
                 return entry, reason

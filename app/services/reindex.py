@@ -234,11 +234,13 @@ class AdminService:
                 self.guard.invalidate()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
             log.info("reindex job %s: alias now on %s", record.id, info.collection)
-            self._settle_new_collection()
         except BaseException as exc:
             if not isinstance(exc, QualityGateError | ShutdownError):
                 log.exception("reindex job %s failed", record.id)
             self._finish(record, started, marks, state="failed", error=str(exc) or repr(exc))
+        else:
+            # After the record says succeeded: nothing here can turn the job into a failure.
+            self._settle_new_collection()
         finally:
             with self._state:
                 self._active = None
