@@ -21,7 +21,7 @@ import enum
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -78,30 +78,20 @@ class TopicEntries(Protocol):
     ) -> Hit | None: ...
 
 
-class _Once:
-    """`topic_entries()` called at most once per batch, and only when an answer needs it (a
-    shown topic whose wanted entry was not fetched): it resolves the alias."""
+def _lookup(
+    entries: Callable[[], TopicEntries | None] | None,
+    vector: NDArray[np.float32],
+    market: str | None,
+) -> Lookup[Hit] | None:
+    """One query's lookup of a topic's entry in a language (its vector and market filter)."""
+    if entries is None:
+        return None
 
-    def __init__(self, topic_entries: Callable[[], TopicEntries | None] | None) -> None:
-        self._get = topic_entries
-        self._entries: TopicEntries | None = None
+    def find(topic: str, lang: str) -> Hit | None:
+        found = entries()
+        return None if found is None else found.entry_in(vector, topic, lang, market)
 
-    def _resolve(self) -> TopicEntries | None:
-        if self._get is not None:
-            self._entries, self._get = self._get(), None
-        return self._entries
-
-    def lookup(self, vector: NDArray[np.float32], market: str | None) -> Lookup[Hit] | None:
-        """The lookup for one query (its vector and market filter), or None without an index
-        that has one."""
-        if self._get is None and self._entries is None:
-            return None
-
-        def find(topic: str, lang: str) -> Hit | None:
-            entries = self._resolve()
-            return None if entries is None else entries.entry_in(vector, topic, lang, market)
-
-        return find
+    return find
 
 
 class _Detect(enum.Enum):
@@ -182,7 +172,9 @@ class Answering:
         hits = both[: len(specs)]
         for (i, _), row in zip(extra, both[len(specs) :], strict=True):
             hits[i] = merge_hits(hits[i], row)
-        entries = _Once(topic_entries)
+        # The snapshot is asked for (it resolves the alias) once a batch, when an answer needs
+        # an entry that was not fetched.
+        entries = cache(topic_entries) if topic_entries is not None else None
         return [
             self.shape(
                 text,
@@ -194,7 +186,7 @@ class Answering:
                 min_score=s.min_score,
                 detected=lang,
                 # With filters.lang set no other language may be shown.
-                lookup=entries.lookup(vector, s.market) if s.lang is None else None,
+                lookup=_lookup(entries, vector, s.market) if s.lang is None else None,
             )
             for text, vector, row, s, lang in zip(
                 texts, vectors, hits, specs, detected, strict=True

@@ -33,7 +33,7 @@ from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailable
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import EncodeResult
 from index_builder.store import Hit, SearchSpec
-from index_builder.store.matrix import ANN_THRESHOLD, MatrixSnapshot
+from index_builder.store.matrix import MatrixSnapshot
 
 
 @dataclass(frozen=True)
@@ -264,10 +264,10 @@ class SearchService:
 
     def _large_index(self) -> bool:
         """Whether the live in-process index is large enough that its searches leave the
-        event loop for a thread (`LoopCombiner`): above the row count where the snapshot
-        switches to IVF candidates, a grouped search takes milliseconds (`make bench-100k`)."""
-        snapshot = self._topic_entries() if self.guard.index.matrix else None
-        return snapshot is not None and len(snapshot) > ANN_THRESHOLD
+        event loop for a thread (`LoopCombiner`): above the snapshot's own IVF row threshold,
+        a grouped search takes milliseconds (`make bench-100k`)."""
+        snapshot = self._topic_entries()
+        return snapshot is not None and len(snapshot) > snapshot.ann_threshold
 
     def _encode(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
         t0 = time.perf_counter()

@@ -34,7 +34,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -53,6 +53,9 @@ _SCROLL_PAGE = 4096
 _NO_VALUE = -1
 # Filter selections kept per snapshot; the API's filters take few distinct values.
 _MAX_SELECTIONS = 256
+# A filter: (lang, market), None = any.
+_FilterKey = tuple[str | None, str | None]
+_V = TypeVar("_V")
 # Snapshots with more rows than this search their dense vectors through an IVF index (Qdrant's
 # `full_scan_threshold` plays the same part; its default is 10,000 KB of vectors, ~6,700 x 384).
 # Below it one exact pass costs about 1.4 ms at 384 dimensions (20,000 x 384 float32, 30 MB).
@@ -257,9 +260,9 @@ class MatrixSnapshot:
             "lang": _codes(r.lang for r in self.rows),
             "market": _codes(r.market for r in self.rows),
         }
-        self._selections: dict[tuple[str | None, str | None], NDArray[np.intp] | None] = {}
+        self._selections: dict[_FilterKey, NDArray[np.intp] | None] = {}
         self._selections_lock = threading.Lock()
-        self._selectors: dict[tuple[str | None, str | None], Selector] = {}
+        self._selectors: dict[_FilterKey, Selector] = {}
         self.ann_threshold = ann_threshold
         self.nprobe = nprobe
         self._ann: IvfIndex | None = None
@@ -443,11 +446,15 @@ class MatrixSnapshot:
             match = column == code
             mask = match if mask is None else mask & match
         selection = None if mask is None else np.flatnonzero(mask).astype(np.intp)
-        with self._selections_lock:
-            if len(self._selections) >= _MAX_SELECTIONS:
-                self._selections.clear()
-            self._selections[key] = selection
+        self._remember(self._selections, key, selection)
         return selection
+
+    def _remember(self, cache: dict[_FilterKey, _V], key: _FilterKey, value: _V) -> None:
+        """Keep a per-filter value; a cache that reached `_MAX_SELECTIONS` starts over."""
+        with self._selections_lock:
+            if len(cache) >= _MAX_SELECTIONS:
+                cache.clear()
+            cache[key] = value
 
     def search_batch(
         self,
@@ -550,10 +557,7 @@ class MatrixSnapshot:
         found = self._selectors.get(key)
         if found is None:
             found = Selector(selection, len(self.rows))
-            with self._selections_lock:
-                if len(self._selectors) >= _MAX_SELECTIONS:
-                    self._selectors.clear()
-                self._selectors[key] = found
+            self._remember(self._selectors, key, found)
         return found
 
     def _search_ann(
