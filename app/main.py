@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -41,6 +42,7 @@ def load_onnx_encoder(settings: Settings) -> Encoder:
         providers=resolve_providers(settings.device),
         allow_cpu_fallback=settings.allow_cpu_fallback,
         intra_op_threads=settings.intra_op_threads,
+        spinning=settings.ort_spinning,
         batch_size=settings.encode_batch_size,
     )
     log.info("model %s running on %s", encoder.fingerprint, ", ".join(encoder.providers))
@@ -55,21 +57,27 @@ def _warm_up(encoder: Encoder) -> None:
         encoder.encode_queries(["warm up"])
 
 
-def _limit_blas_threads(threads: int) -> None:
-    """Cap the BLAS and OpenMP pools of this process (each worker runs its own lifespan).
+def _limit_threads(settings: Settings) -> None:
+    """Cap the BLAS, OpenMP and tokenizer pools of this process (each worker runs its own
+    lifespan).
 
     The search's matrix products are small or memory-bound; OpenBLAS's idle threads spin after
     every call and steal the cores that ONNX Runtime's session and the request threads need.
     Both BLAS libraries are capped, numpy's and faiss's (the approximate search of large
     snapshots, `index_builder.store.ann`), and faiss's OpenMP threads, capped per calling
     thread by `ann.limit_threads` (ONNX Runtime has its own pool, not OpenMP).
+
+    Hugging Face tokenizers reads TOKENIZERS_PARALLELISM at each batch call: with it on, a
+    batch of queries (the lexicon's, one per search batch) is spread over a thread pool that
+    competes with the model for the same cores.
     """
     from threadpoolctl import threadpool_limits
 
     from index_builder.store import ann
 
-    threadpool_limits(limits=threads, user_api="blas")
-    ann.limit_threads(threads)
+    threadpool_limits(limits=settings.blas_threads, user_api="blas")
+    ann.limit_threads(settings.blas_threads)
+    os.environ["TOKENIZERS_PARALLELISM"] = str(settings.tokenizer_parallelism).lower()
 
 
 @asynccontextmanager
@@ -79,7 +87,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder_factory: EncoderFactory = app.state.encoder_factory
     app.state.warm = False
 
-    _limit_blas_threads(settings.blas_threads)
+    _limit_threads(settings)
     # Failing here (model missing, CUDA asked for and absent) stops the server from starting.
     encoder = encoder_factory(settings)
     _warm_up(encoder)

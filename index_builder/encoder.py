@@ -231,9 +231,14 @@ class OnnxEncoder:
         providers: Sequence[str] = (CPU,),
         allow_cpu_fallback: bool = False,
         intra_op_threads: int | None = None,
+        spinning: bool | None = None,
         batch_size: int = 32,
     ) -> OnnxEncoder:
-        """Open an exported model directory, verifying its files against the manifest."""
+        """Open an exported model directory, verifying its files against the manifest.
+
+        `spinning`: whether ONNX Runtime's pool threads spin-wait for work between operators
+        (None: the runtime's default, on). The service turns it off (`FAQ_ORT_SPINNING`).
+        """
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
@@ -246,6 +251,9 @@ class OnnxEncoder:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if intra_op_threads is not None:
             opts.intra_op_num_threads = intra_op_threads
+        if spinning is not None:
+            for pool in ("intra_op", "inter_op"):
+                opts.add_session_config_entry(f"session.{pool}.allow_spinning", str(int(spinning)))
         # ORT logs a warning per node it leaves on the CPU under CUDA; the check below is the
         # signal that matters.
         opts.log_severity_level = 3

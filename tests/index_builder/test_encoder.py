@@ -182,6 +182,35 @@ def test_cpu_sessions_leave_out_the_slow_fusions(
     assert encoder.encode_queries(["hola"]).shape == (1, encoder.dim)
 
 
+SPINNING = "session.intra_op.allow_spinning"
+
+
+def _spinning(encoder: OnnxEncoder) -> str | None:
+    opts = encoder._session.get_session_options()
+    try:
+        return str(opts.get_session_config_entry(SPINNING))
+    except RuntimeError:  # the entry was never set: the runtime's default
+        return None
+
+
+def test_spinning_is_set_only_when_asked(tiny_onnx_dir: Path) -> None:
+    assert _spinning(OnnxEncoder.load(tiny_onnx_dir, spinning=False)) == "0"
+    assert _spinning(OnnxEncoder.load(tiny_onnx_dir, spinning=True)) == "1"
+    assert _spinning(OnnxEncoder.load(tiny_onnx_dir)) is None
+
+
+def test_the_service_loads_its_model_without_spinning(tiny_onnx_dir: Path) -> None:
+    from app.core.config import Settings
+    from app.main import load_onnx_encoder
+
+    served = load_onnx_encoder(Settings(model_dir=tiny_onnx_dir))
+    assert isinstance(served, OnnxEncoder)
+    assert _spinning(served) == "0"
+    asked = load_onnx_encoder(Settings(model_dir=tiny_onnx_dir, ort_spinning=True))
+    assert isinstance(asked, OnnxEncoder)
+    assert _spinning(asked) == "1"
+
+
 def test_resolve_providers() -> None:
     assert resolve_providers("cpu") == [CPU]
     assert resolve_providers("cuda") == [CUDA, CPU]
