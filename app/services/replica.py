@@ -32,7 +32,7 @@ _RELOAD_LOCK_WAIT_S = 0.5
 
 
 def copy_alias_target(
-    source: QdrantClient, alias: str, *, points: bool = True
+    source: QdrantClient, alias: str, *, points: bool = True, answer_weight: float | None = None
 ) -> tuple[QdrantClient, MatrixSnapshot | None]:
     """An in-memory client holding the collection `alias` points to, under the same names.
 
@@ -59,7 +59,9 @@ def copy_alias_target(
     if points:
         _copy_points(source, replica, target)
     else:
-        snapshot = MatrixSnapshot.load(source, target)
+        # The fused search's index is built for the weight the replica will search with.
+        weight = Retrieval.answer_weight if answer_weight is None else answer_weight
+        snapshot = MatrixSnapshot.load(source, target, answer_weight=weight)
     replica.update_collection_aliases(
         change_aliases_operations=[
             models.CreateAliasOperation(
@@ -100,7 +102,12 @@ def load_replica(
     """Copy the live collection of the directory; returns the replica and its generation."""
     started = time.perf_counter()
     with local_reader(path, timeout=timeout) as access:
-        client, snapshot = copy_alias_target(access.client, alias, points=not matrix)
+        client, snapshot = copy_alias_target(
+            access.client,
+            alias,
+            points=not matrix,
+            answer_weight=None if retrieval is None else retrieval.answer_weight,
+        )
     index = FaqIndex(client, alias=alias, matrix=matrix, retrieval=retrieval)
     if snapshot is not None:
         index.adopt(snapshot)

@@ -285,7 +285,9 @@ class FaqIndex:
             return None
         started = time.perf_counter()
         with self._read():
-            snapshot = MatrixSnapshot.load(self.client, collection)
+            snapshot = MatrixSnapshot.load(
+                self.client, collection, answer_weight=self.retrieval.answer_weight
+            )
         # Kept only if no write landed meanwhile; else the next search loads again.
         if self._point_writes.get(collection, 0) == writes:
             live = self.current_collection()

@@ -130,8 +130,9 @@ def test_scores_are_the_exact_dot_products(data: Data, approx: MatrixSnapshot) -
 def test_fused_scores_equal_the_exact_paths(
     data: Data, exact: MatrixSnapshot, approx: MatrixSnapshot
 ) -> None:
-    # A row both paths return has the same fused score, unless a part's prefetch missed it
-    # (recall), which can only lower it.
+    # A row both paths return has the same fused score, unless one of the exact path's dense
+    # prefetches missed it (Qdrant's evaluation gives that part 0): the approximate path scores
+    # both dense parts of every candidate, so it can only be higher.
     specs = _specs(data, 24)
     got = approx.search_batch(data.queries, specs, FUSED)
     expected = exact.search_batch(data.queries, specs, FUSED)
@@ -141,9 +142,44 @@ def test_fused_scores_equal_the_exact_paths(
         for h in g:
             if h.id in reference:
                 total += 1
-                assert h.score <= reference[h.id] + 1e-6
+                assert h.score >= reference[h.id] - 1e-6
                 equal += abs(h.score - reference[h.id]) <= 1e-6
     assert total > 0.9 * 24 * len(specs) and equal >= 0.98 * total
+
+
+def test_fused_candidates_come_from_questions_and_answers_together() -> None:
+    # Answers unrelated to their questions, queries near stored answers: the best entries by
+    # the fused formula are found by their answers, which an index over the questions alone
+    # does not propose. The fused index is built on question + w x answer.
+    rng = np.random.default_rng(1)
+    n, dim = 25_000, DIM
+    centres = rng.standard_normal((TOPICS, dim))
+    questions = _unit(rng.standard_normal((n, dim)))
+    answers = _unit(centres[rng.integers(0, TOPICS, n)] + rng.standard_normal((n, dim)) * 0.35)
+    near = rng.integers(0, n, 30)
+    queries = _unit(answers[near] + rng.standard_normal((30, dim)) * 0.3)
+    rows = [_Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(n)]
+    weight = FUSED.answer_weight
+    snapshot = MatrixSnapshot(
+        "c",
+        [r.id for r in rows],
+        questions,
+        rows,
+        answers=answers,
+        lexical=[([], [])] * n,
+        ann_threshold=1_000,
+        answer_weight=weight,
+    )
+    assert snapshot.approximate
+    got = snapshot.search_batch(queries, [SearchSpec(10, None, None, ())] * 30, FUSED)
+    full = questions @ queries.T + np.float32(weight) * (answers @ queries.T)
+    best = np.argsort(-full, axis=0)[:10].T
+    found = [
+        len({f"e-{i}" for i in b} & {h.id for h in g}) / 10 for b, g in zip(best, got, strict=True)
+    ]
+    # Measured: 0.79 (random questions make the summed vectors noisy, a hard case for any
+    # index); candidates from the question index alone: 0.32.
+    assert float(np.mean(found)) >= 0.7
 
 
 @pytest.mark.parametrize("retrieval", [None, FUSED], ids=["question", "fused"])
@@ -197,7 +233,7 @@ def test_an_edit_keeps_the_centroids_and_finds_the_new_rows(
         ],
         deletes=["e-8"],
     )
-    assert edited.approximate and edited._ann is not None and edited._answer_ann is not None
+    assert edited.approximate and edited._ann is not None and edited._fused_ann is not None
     assert edited._ann.centroids is approx._ann.centroids  # not trained again
     assert len(edited) == N
     for vector, pid, lang in [(moved[0], "e-7", "th"), (moved[1], "new", "en")]:
