@@ -27,7 +27,7 @@ fused search's two dense parts come from one index over their weighted sum, ques
 answer (`answer_weight`, the served weight, given when the snapshot is built): the dense part
 of the formula is one inner product with that sum, so one scan finds the entries that score
 best on both together (two scans cost twice as much and found fewer of the exact path's best:
-recall@24 0.944 -> 0.99 at 100k rows, fused p50 2.06 -> 1.39 ms, `tools.matrix_latency`). Each
+at 100k rows recall@24 0.944 -> 0.986, fused p50 2.06 -> 1.50 ms, `tools.matrix_latency`). Each
 candidate gets both dense parts in full, and the lexical part as Qdrant's prefetch gives it
 (exactly as below). A query with another answer weight is proposed rows by the same index and
 scored with its own weights. At or below the threshold every search is the exact scan above,
