@@ -32,7 +32,11 @@ _RELOAD_LOCK_WAIT_S = 0.5
 
 
 def copy_alias_target(
-    source: QdrantClient, alias: str, *, points: bool = True, answer_weight: float | None = None
+    source: QdrantClient,
+    alias: str,
+    *,
+    points: bool = True,
+    answer_weight: float = Retrieval.answer_weight,
 ) -> tuple[QdrantClient, MatrixSnapshot | None]:
     """An in-memory client holding the collection `alias` points to, under the same names.
 
@@ -60,8 +64,7 @@ def copy_alias_target(
         _copy_points(source, replica, target)
     else:
         # The fused search's index is built for the weight the replica will search with.
-        weight = Retrieval.answer_weight if answer_weight is None else answer_weight
-        snapshot = MatrixSnapshot.load(source, target, answer_weight=weight)
+        snapshot = MatrixSnapshot.load(source, target, answer_weight=answer_weight)
     replica.update_collection_aliases(
         change_aliases_operations=[
             models.CreateAliasOperation(
@@ -101,12 +104,10 @@ def load_replica(
 ) -> tuple[FaqIndex, str]:
     """Copy the live collection of the directory; returns the replica and its generation."""
     started = time.perf_counter()
+    retrieval = retrieval or Retrieval()
     with local_reader(path, timeout=timeout) as access:
         client, snapshot = copy_alias_target(
-            access.client,
-            alias,
-            points=not matrix,
-            answer_weight=None if retrieval is None else retrieval.answer_weight,
+            access.client, alias, points=not matrix, answer_weight=retrieval.answer_weight
         )
     index = FaqIndex(client, alias=alias, matrix=matrix, retrieval=retrieval)
     if snapshot is not None:

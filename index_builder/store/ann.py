@@ -47,13 +47,6 @@ NPROBE = 48
 # 8-bit scores misorder rows only near the cut, and proposing 512 instead of 320 cost ~0.3 ms
 # per fused search at 100k rows for the same results, `python -m tools.matrix_latency`).
 _MARGIN = 64
-
-
-def proposed(k: int) -> int:
-    """How many rows the index proposes for the `k` best."""
-    return k + min(k, _MARGIN)
-
-
 _RANGE_SAMPLE = 20_000
 # Training points per centroid (k-means on a sample), and k-means iterations: measured at 100k x
 # 384 on this machine, ~1 s per matrix with recall@24 unchanged against a larger sample.
@@ -93,6 +86,11 @@ def _cap() -> None:
 def nlist_for(rows: int) -> int:
     """The number of lists for `rows` rows: ~4 sqrt(n), faiss's usual range."""
     return max(1, min(rows, round(4 * math.sqrt(rows))))
+
+
+def proposed(k: int) -> int:
+    """How many rows the index proposes for the `k` best."""
+    return k + min(k, _MARGIN)
 
 
 class IvfIndex:
