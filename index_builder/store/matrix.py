@@ -188,40 +188,38 @@ class _Postings:
             (t for t, (r, _) in self.tokens.items() if len(r) > _DENSE_SHARE * n),
             key=lambda t: -len(self.tokens[t][0]),
         )[:_DENSE_TOKENS]
-        self._dense: dict[int, tuple[NDArray[np.float32], NDArray[np.bool_]]] = {}
+        self._dense: dict[int, NDArray[np.float32]] = {}
         for token in frequent:
             token_rows, token_weights = self.tokens[token]
             dense = np.zeros(n, dtype=np.float32)
             dense[token_rows] = token_weights
-            mask = np.zeros(n, dtype=bool)
-            mask[token_rows] = True
-            self._dense[token] = (dense, mask)
+            self._dense[token] = dense
 
     def scores(self, tokens: Sequence[int]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-        """BM25 score of every row for a query's distinct tokens, and which rows share one."""
+        """BM25 score of every row for a query's distinct tokens, and which rows share one:
+        those that score above 0 (every tf weight and every IDF is positive)."""
         scores = np.zeros(self.n, dtype=np.float32)
-        shared = np.zeros(self.n, dtype=bool)
         for token in tokens:
             dense = self._dense.get(token)
             if dense is not None:
-                scores += dense[0]
-                shared |= dense[1]
+                scores += dense
                 continue
             found = self.tokens.get(token)
             if found is not None:
                 scores[found[0]] += found[1]
-                shared[found[0]] = True
-        return scores, shared
+        return scores, scores > 0
 
     def best(
         self, tokens: Sequence[int], k: int, selection: NDArray[np.intp] | None
     ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
         """The `k` best rows sharing a token with the query (within `selection`), ascending,
         and their scores: the lexical prefetch."""
-        scores, shared = self.scores(tokens)
-        allowed = np.flatnonzero(shared) if selection is None else selection[shared[selection]]
-        best, _ = _top(scores[allowed], k)
-        found = np.sort(allowed[best])
+        scores, _ = self.scores(tokens)
+        values = scores if selection is None else scores[selection]
+        best, top = _top(values, k)
+        # Rows sharing no token score 0 and are not returned (a sparse prefetch's rule).
+        best = best[top > 0]
+        found = np.sort(best if selection is None else selection[best])
         return found, scores[found]
 
 

@@ -267,3 +267,25 @@ def test_entry_in_finds_a_topic_s_entry_in_a_language_under_the_market_filter(
     assert snapshot.entry_in(vector, "pay", "es", market="br") is None
     assert snapshot.entry_in(vector, "ship", "es") is None
     assert snapshot.entry_in(vector, "nothing", "en") is None
+
+
+def test_the_lexical_prefetch_returns_only_rows_sharing_a_token() -> None:
+    from index_builder.store.matrix import _Postings
+
+    # Rows 0-3 share token 7 or 9 with the query; 4-5 share nothing. Token 1 is in every row
+    # (a dense row of weights), token 7 in two.
+    docs = [([1, 7], [1.0, 2.0]), ([1, 9], [1.0, 1.0]), ([1, 7], [1.0, 0.5]), ([1, 9], [1.0, 3.0])]
+    docs += [([2], [1.0]), ([3], [1.0])]
+    postings = _Postings(docs)
+    rows, scores = postings.best((7, 9), k=10, selection=None)
+    assert rows.tolist() == [0, 1, 2, 3]
+    everything, shared = postings.scores((7, 9))
+    assert shared.tolist() == [True, True, True, True, False, False]
+    assert scores.tolist() == everything[[0, 1, 2, 3]].tolist()
+    assert (scores > 0).all()
+    # The best two, within a selection.
+    rows, _ = postings.best((7, 9), k=2, selection=np.array([1, 2, 3, 4, 5]))
+    assert rows.tolist() == [1, 3]  # weights 1.0 and 3.0 beat row 2's 0.5 (same IDF)
+    # Token 1 is kept as a dense row of weights: the rows without it still score 0.
+    assert postings.best((1,), k=10, selection=None)[0].tolist() == [0, 1, 2, 3]
+    assert postings.best((42,), k=5, selection=None)[0].tolist() == []
