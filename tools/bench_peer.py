@@ -347,34 +347,23 @@ def our_query_vector(model_dir: Path, variant: str, text: str) -> tuple[list[flo
 def model_batch_rate(
     model_dir: Path, variant: str, text: str, *, batch: int = 32, runs: int = 10
 ) -> dict[str, Any]:
-    """The model's own ceiling: sentences/s of ONNX Runtime alone on `batch` copies of the
-    query (tokenised once, default session options), what batching could reach at best."""
-    import numpy as np
-    import onnxruntime as ort
-    from tokenizers import Tokenizer
+    """The model's own ceiling: sentences/s of the model step alone on `batch` copies of the
+    query (tokenised once), with the session the service opens (`load_onnx_encoder`: its
+    spinning, thread and fusion options), what batching could reach at best."""
+    from app.core.config import Settings
+    from app.main import load_onnx_encoder
 
-    manifest = json.loads((model_dir / "manifest.json").read_text(encoding="utf-8"))
-    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-    encoding = tokenizer.encode(str(manifest.get("query_prefix") or "") + text)
-    session = ort.InferenceSession(
-        str(model_dir / manifest["variants"][variant]), providers=["CPUExecutionProvider"]
-    )
-    columns = {
-        "input_ids": encoding.ids,
-        "attention_mask": encoding.attention_mask,
-        "token_type_ids": encoding.type_ids,
-    }
-    feeds = {
-        i.name: np.asarray(
-            [columns[i.name]] * batch, dtype=np.int32 if i.type == "tensor(int32)" else np.int64
-        )
-        for i in session.get_inputs()
-    }
-    session.run(None, feeds)  # first run allocates
+    encoder = load_onnx_encoder(Settings(model_dir=model_dir, model_variant=variant, device="cpu"))
+    tokenize = getattr(encoder, "tokenize", None)
+    run = getattr(encoder, "encode_tokenized", None)
+    if tokenize is None or run is None:
+        raise SystemExit(f"{model_dir}: the served encoder cannot run tokenised batches")
+    tokens = tokenize([text] * batch, "query")
+    run(tokens)  # first run allocates
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        session.run(None, feeds)
+        run(tokens)
         times.append(time.perf_counter() - started)
     median = sorted(times)[len(times) // 2]
     return {
