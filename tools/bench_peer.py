@@ -352,18 +352,17 @@ def model_batch_rate(
     spinning, thread and fusion options), what batching could reach at best."""
     from app.core.config import Settings
     from app.main import load_onnx_encoder
+    from index_builder.encoder import TokenizingEncoder
 
     encoder = load_onnx_encoder(Settings(model_dir=model_dir, model_variant=variant, device="cpu"))
-    tokenize = getattr(encoder, "tokenize", None)
-    run = getattr(encoder, "encode_tokenized", None)
-    if tokenize is None or run is None:
+    if not isinstance(encoder, TokenizingEncoder):
         raise SystemExit(f"{model_dir}: the served encoder cannot run tokenised batches")
-    tokens = tokenize([text] * batch, "query")
-    run(tokens)  # first run allocates
+    tokens = encoder.tokenize([text] * batch, "query")
+    encoder.encode_tokenized(tokens)  # first run allocates
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        run(tokens)
+        encoder.encode_tokenized(tokens)
         times.append(time.perf_counter() - started)
     median = sorted(times)[len(times) // 2]
     return {
