@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         False,
         description="ONNX Runtime's pool threads spin-wait for work between operators. Off by "
         "default: on a few cores the spinning threads take the CPU that HTTP, tokenising and "
-        "the search need (more requests/s at c=32 on 2 cores, int8 and fp32; README "
+        "the search need (int8 at c=32 on 2 cores: 1.3x the requests/s with it off; README "
         "'Measured').",
     )
     tokenizer_parallelism: bool = Field(
