@@ -234,7 +234,10 @@ def test_an_edit_keeps_the_centroids_and_finds_the_new_rows(
         deletes=["e-8"],
     )
     assert edited.approximate and edited._ann is not None and edited._fused_ann is not None
-    assert edited._ann.centroids is approx._ann.centroids  # not trained again
+    # Neither the centroids nor the product quantizer's codebooks are trained again.
+    for before, after in [(approx._ann, edited._ann), (approx._fused_ann, edited._fused_ann)]:
+        assert before is not None
+        assert after.centroids is before.centroids and after.codebooks is before.codebooks
     assert len(edited) == N
     for vector, pid, lang in [(moved[0], "e-7", "th"), (moved[1], "new", "en")]:
         hits = edited.search_batch(vector[None, :], [SearchSpec(3, lang)], FUSED)[0]
