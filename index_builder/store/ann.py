@@ -30,11 +30,12 @@ selected rows done inside faiss without copying them; and when the lists scanned
 selected rows than asked for, the caller falls back to its exact scan of the selection.
 
 Edits (`MatrixSnapshot.updated`): a new snapshot keeps the old index's centroids and
-codebooks and files every row again under its nearest centroid (`reassigned`: an unchanged row
-lands in its old list; faiss's add with known lists does not pack fast-scan codes: an edit at
-100k rows took 4.0 s instead of 3.35 s, `tools.matrix_latency`); only a new collection (a reindex) or `load` trains again. Centroids
-trained before a few edits still cut the space well; the recall of a heavily edited snapshot
-recovers at the next reindex or service start.
+codebooks and files every row again under its nearest centroid (`reassigned`: an unchanged
+row lands in its old list; faiss's add with known lists does not pack fast-scan codes, so an
+edit at 100k rows took 4.0 s instead of 3.35 s, `tools.matrix_latency`); only a new
+collection (a reindex) or `load` trains again. Centroids trained before a few edits still cut
+the space well; the recall of a heavily edited snapshot recovers at the next reindex or
+service start.
 """
 
 from __future__ import annotations
