@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -36,40 +36,17 @@ def load_onnx_encoder(settings: Settings) -> Encoder:
     # Imported here so that importing the app (and its tests with a fake encoder) stays cheap.
     from index_builder.encoder import OnnxEncoder, resolve_providers
 
-    providers = resolve_providers(settings.device)
     encoder = OnnxEncoder.load(
         settings.model_dir,
         variant=settings.model_variant,
-        providers=providers,
+        providers=resolve_providers(settings.device),
         allow_cpu_fallback=settings.allow_cpu_fallback,
-        intra_op_threads=intra_op_threads(settings, providers),
+        intra_op_threads=settings.intra_op_threads,
         spinning=settings.ort_spinning,
         batch_size=settings.encode_batch_size,
     )
     log.info("model %s running on %s", encoder.fingerprint, ", ".join(encoder.providers))
     return encoder
-
-
-def intra_op_threads(settings: Settings, providers: Sequence[str]) -> int | None:
-    """ONNX Runtime's intra-op threads for one worker: `FAQ_INTRA_OP_THREADS` when set; for
-    the int8 model on the CPU, every core of the worker's share but one; else (fp32, fp16, a
-    GPU) the runtime's choice, every core.
-
-    Why int8 leaves a core: its model step is cheap (batch 32 in ~19 ms here), so the event
-    loop (HTTP, tokenising, the search, the answers) needs about as much CPU as the model, and
-    a pool thread on the loop's core only takes turns with it. Measured on 2 cores
-    (`tools.bench_peer --sides ours`, alternated, README "Measured"): int8 c=32 1,036 / 1,015
-    req/s with 1 thread against 843 / 746 with 2; fp32, whose GEMMs use the second core well,
-    went the other way (445 / 426 against 565 / 574), so it keeps the runtime's choice.
-    """
-    from index_builder.encoder import CPU
-
-    if settings.intra_op_threads is not None:
-        return settings.intra_op_threads
-    if settings.model_variant != "int8" or providers[0] != CPU:
-        return None
-    cores = len(os.sched_getaffinity(0)) // max(1, settings.workers)
-    return max(1, cores - 1)
 
 
 def _warm_up(encoder: Encoder) -> None:

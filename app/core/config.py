@@ -39,10 +39,10 @@ class Settings(BaseSettings):
     intra_op_threads: int | None = Field(
         None,
         ge=1,
-        description="ONNX Runtime intra-op threads per worker. Default: for the int8 model on "
-        "the CPU, the worker's share of the cores minus one (the event loop's: int8 at c=32 "
-        "on 2 cores served 1.2-1.4x the requests/s with 1 thread than with 2); otherwise the "
-        "runtime's choice, every core (fp32 was faster with both).",
+        description="ONNX Runtime intra-op threads per worker (default: the runtime's choice, "
+        "every core). On 2 cores, 1 thread served short int8 queries at c=32 1.2-1.4x faster "
+        "(the event loop keeps a core), but the soak's mix with long queries 0.66x as fast, "
+        "and fp32 0.77x: README 'Measured'.",
     )
     ort_spinning: bool = Field(
         False,

@@ -319,24 +319,3 @@ def test_real_model_int8_tracks_fp32(real_onnx_dir: Path) -> None:
     q = fp32.encode_queries(["can I cancel mi pedido"])[0]
     # Same meaning across languages beats a different question in the query's own language.
     assert q @ a[1] > q @ a[4]
-
-
-def test_the_int8_model_leaves_the_event_loop_a_core(
-    tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from app.core.config import Settings
-    from app.main import intra_op_threads, load_onnx_encoder
-
-    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0, 1, 2, 3})
-    int8 = Settings(model_dir=tiny_onnx_dir, model_variant="int8", device="cpu")
-    served = load_onnx_encoder(int8)
-    assert isinstance(served, OnnxEncoder)
-    assert served._session.get_session_options().intra_op_num_threads == 3
-    # Two workers share the four cores; an explicit setting wins; fp32 and a GPU keep the
-    # runtime's choice.
-    assert intra_op_threads(int8.model_copy(update={"workers": 2}), [CPU]) == 1
-    assert intra_op_threads(int8.model_copy(update={"intra_op_threads": 4}), [CPU]) == 4
-    assert intra_op_threads(int8.model_copy(update={"model_variant": "fp32"}), [CPU]) is None
-    assert intra_op_threads(int8, [CUDA, CPU]) is None
-    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0})
-    assert intra_op_threads(int8, [CPU]) == 1
