@@ -12,10 +12,11 @@ The lists hold each row as a 4-bit product-quantizer code (faiss's fast scan: on
 table per 4 dimensions, 48 bytes per row at 384 dimensions, read 32 rows at a time from SIMD
 registers). The codes rank rows coarsely, so the index proposes many more rows than wanted
 (`proposed`) and the snapshot keeps the best by exact scores. Measured at 100k x 384
-(`python -m tools.matrix_latency`, one sitting): fused p50 1.65 -> 1.31 ms, filtered 2.33 ->
-1.56 ms, question-only 0.61 -> 0.53 ms against 8-bit scalar codes (IVF-SQ8, the previous
-index, 384 bytes per row), recall@24 0.988 -> 0.986; the codes of a 100k snapshot's two
-indexes take 10 MB instead of 77 MB.
+(`python -m tools.matrix_latency`, back to back) against 8-bit scalar codes (IVF-SQ8, the
+previous index, 384 bytes per row), with the fused search's candidate cut of `matrix.py`:
+fused p50 1.50 -> 1.17 ms, filtered 2.52 -> 1.51 ms, question-only 0.64 -> 0.47 ms,
+recall@24 unchanged (0.986); the codes of a 100k snapshot's two indexes take 10 MB instead
+of 77 MB.
 
 Why faiss IVF (faiss-cpu, pinned): a maintained C++ library with wheels for every Python
 this project runs on (one abi3 wheel), whose IVF search takes a per-query `IDSelector`, so a
@@ -32,7 +33,7 @@ selected rows than asked for, the caller falls back to its exact scan of the sel
 Edits (`MatrixSnapshot.updated`): a new snapshot keeps the old index's centroids and
 codebooks and files every row again under its nearest centroid (`reassigned`: an unchanged
 row lands in its old list; faiss's add with known lists does not pack fast-scan codes, so an
-edit at 100k rows took 4.0 s instead of 3.35 s, `tools.matrix_latency`); only a new
+edit at 100k rows took 4.04 s instead of 2.91 s, `tools.matrix_latency`); only a new
 collection (a reindex) or `load` trains again. Centroids trained before a few edits still cut
 the space well; the recall of a heavily edited snapshot recovers at the next reindex or
 service start.
