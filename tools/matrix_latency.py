@@ -124,7 +124,7 @@ def _whole_formula(
     found: list[list[Hit]] = []
     for query, spec in zip(data.queries[: len(specs)], specs, strict=True):
         wq, wa, wl = retrieval.weights(bool(spec.lexical))
-        lexical, _ = postings.scores(spec.lexical)
+        lexical = postings.scores(spec.lexical)
         total = wq * (data.questions @ query) + wa * (data.answers @ query) + wl * lexical
         rows = snapshot._selection(spec.lang, spec.market)
         rows = np.arange(len(total)) if rows is None else rows

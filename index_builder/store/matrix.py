@@ -195,9 +195,9 @@ class _Postings:
             dense[token_rows] = token_weights
             self._dense[token] = dense
 
-    def scores(self, tokens: Sequence[int]) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
-        """BM25 score of every row for a query's distinct tokens, and which rows share one:
-        those that score above 0 (every tf weight and every IDF is positive)."""
+    def scores(self, tokens: Sequence[int]) -> NDArray[np.float32]:
+        """BM25 score of every row for a query's distinct tokens. The rows sharing a token are
+        exactly those that score above 0 (every tf weight and every IDF is positive)."""
         scores = np.zeros(self.n, dtype=np.float32)
         for token in tokens:
             dense = self._dense.get(token)
@@ -207,14 +207,14 @@ class _Postings:
             found = self.tokens.get(token)
             if found is not None:
                 scores[found[0]] += found[1]
-        return scores, scores > 0
+        return scores
 
     def best(
         self, tokens: Sequence[int], k: int, selection: NDArray[np.intp] | None
     ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
         """The `k` best rows sharing a token with the query (within `selection`), ascending,
         and their scores: the lexical prefetch."""
-        scores, _ = self.scores(tokens)
+        scores = self.scores(tokens)
         values = scores if selection is None else scores[selection]
         best, top = _top(values, k)
         # Rows sharing no token score 0 and are not returned (a sparse prefetch's rule).
@@ -544,8 +544,8 @@ class MatrixSnapshot:
         if answer_scores is not None and wa > 0:
             parts.append((wa, answer_scores[i], None))
         if wl > 0 and self._postings is not None:
-            lexical, shared = self._postings.scores(spec.lexical)
-            parts.append((wl, lexical, shared))
+            lexical = self._postings.scores(spec.lexical)
+            parts.append((wl, lexical, lexical > 0))
         for weight, part, eligible in parts:
             values = part if selection is None else part[selection]
             if eligible is not None:
@@ -638,8 +638,10 @@ class MatrixSnapshot:
         wq, wa, wl = retrieval.weights(bool(spec.lexical))
         answers = self.answers if wa > 0 else None
         score = _Score(query, self.matrix, wq, answers, wa)
-        index = self._fused_ann if answers is not None and self._fused_ann is not None else None
-        pool, total = self._dense(index or self._ann, score, spec.top_k, selection, selector)
+        index = (
+            self._fused_ann if answers is not None and self._fused_ann is not None else self._ann
+        )
+        pool, total = self._dense(index, score, spec.top_k, selection, selector)
         if wl > 0 and self._postings is not None:
             fetch = retrieval.prefetch_limit(spec.top_k)
             lexical_rows, lexical = self._postings.best(spec.lexical, fetch, selection)
