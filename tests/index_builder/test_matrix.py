@@ -290,3 +290,28 @@ def test_the_lexical_prefetch_returns_only_rows_sharing_a_token() -> None:
     # Token 1 is kept as a dense row of weights: the rows without it still score 0.
     assert postings.best((1,), k=10, selection=None)[0].tolist() == [0, 1, 2, 3]
     assert postings.best((42,), k=5, selection=None)[0].tolist() == []
+
+
+def test_the_exact_fused_search_takes_only_rows_some_prefetch_returned() -> None:
+    from index_builder.store.fusion import PREFETCH_MIN, Retrieval
+    from index_builder.store.matrix import _Row
+
+    # Every row points away from the query (negative cosines), so a row that no part's
+    # prefetch returned would score 0 and beat them all. The lexical prefetch returns only
+    # rows sharing a token (row 0 here), as Qdrant's sparse prefetch does; the dense ones
+    # their best PREFETCH_MIN.
+    n = PREFETCH_MIN + 100
+    rng = np.random.default_rng(3)
+    vectors = -np.eye(4, dtype=np.float32)[0] + rng.normal(0, 0.1, (n, 4)).astype(np.float32)
+    lexical = [([7], [1.0]) if i == 0 else ([100 + i], [1.0]) for i in range(n)]
+    rows = [_Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(n)]
+    snapshot = MatrixSnapshot(
+        "c", [r.id for r in rows], vectors, rows, answers=vectors, lexical=lexical
+    )
+    assert not snapshot.approximate
+    query = np.eye(4, dtype=np.float32)[:1]
+    hits = snapshot.search_batch(query, [SearchSpec(20, None, None, (7,))], Retrieval())[0]
+    cosines = snapshot.matrix @ query[0]
+    prefetched = {f"e-{i}" for i in np.argsort(-cosines)[:PREFETCH_MIN]} | {"e-0"}
+    assert len(hits) == 20 and {h.id for h in hits} <= prefetched
+    assert all(h.score < 0 for h in hits)
