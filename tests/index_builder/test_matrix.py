@@ -315,3 +315,24 @@ def test_the_exact_fused_search_takes_only_rows_some_prefetch_returned() -> None
     prefetched = {f"e-{i}" for i in np.argsort(-cosines)[:PREFETCH_MIN]} | {"e-0"}
     assert len(hits) == 20 and {h.id for h in hits} <= prefetched
     assert all(h.score < 0 for h in hits)
+
+
+def test_a_long_rows_top_k_is_the_k_best_whichever_path_finds_them() -> None:
+    from index_builder.store.matrix import _SAMPLED_TOP_MIN_ROWS, _top
+
+    rng = np.random.default_rng(5)
+    n, k = 100_000, 256
+    assert n >= _SAMPLED_TOP_MIN_ROWS
+    continuous = rng.random(n).astype(np.float32)
+    sparse = np.zeros(n, dtype=np.float32)  # a lexical row: most rows share no token
+    sparse[rng.choice(n, 3_000, replace=False)] = rng.random(3_000).astype(np.float32) + 0.1
+    levels = rng.integers(0, 10, n).astype(np.float32)  # ties across the cut
+    # The highest scores sit exactly on the sampled positions: the sample's threshold keeps
+    # fewer than k rows, and the whole row has to be partitioned.
+    on_the_sample = rng.random(n).astype(np.float32)
+    on_the_sample[:: 2 * k // 32] += 10.0
+    for row in (continuous, sparse, levels, on_the_sample):
+        best, scores = _top(row, k)
+        assert len(best) == k and len(set(best.tolist())) == k
+        assert scores.tolist() == row[best].tolist()
+        assert scores.tolist() == sorted(row, reverse=True)[:k]

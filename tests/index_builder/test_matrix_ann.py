@@ -296,3 +296,24 @@ def test_without_faiss_a_large_snapshot_scans_exactly(
     assert lean.search_batch(data.queries, specs, FUSED) == exact.search_batch(
         data.queries, specs, FUSED
     )
+
+
+def test_inner_products_read_the_rows_in_place() -> None:
+    from index_builder.store.ann import inner_products
+
+    rng = np.random.default_rng(2)
+    matrix = _unit(rng.normal(size=(500, DIM)))
+    query = _unit(rng.normal(size=(1, DIM)))[0]
+    rows = np.array([499, 0, 7, 7, 123], dtype=np.intp)
+    assert inner_products(matrix, query, rows).tolist() == pytest.approx(
+        (matrix[rows] @ query).tolist(), abs=1e-6
+    )
+    assert inner_products(matrix, query, rows[:0]).shape == (0,)
+    with pytest.raises(IndexError, match=r"row ids outside 0\.\.499"):
+        inner_products(matrix, query, np.array([3, 500]))
+    with pytest.raises(IndexError):
+        inner_products(matrix, query, np.array([-1]))
+    with pytest.raises(ValueError, match="C-contiguous"):
+        inner_products(np.asfortranarray(matrix), query, rows)
+    with pytest.raises(ValueError, match="dimensions"):
+        inner_products(matrix, query[:-1], rows)
