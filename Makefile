@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k soak gpu-check
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k ann-recall soak gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -262,6 +262,13 @@ bench-100k: venv synth-faq
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh wrk
 	$(BIN)/python -m tools.bench_100k --large $(SYNTH_FAQ) --sample $(FAQ) $(BENCH_100K_ARGS)
+
+ANN_RECALL_ARGS ?=
+## ann-recall: recall of the approximate search of the 100k index (built by bench-100k) on the
+## shopper dev queries, against the fused formula with its dense parts uncut (tools/ann_recall.py)
+ann-recall: venv
+	test -d var/bench-100k/qdrant-large-int8 || $(MAKE) bench-100k
+	$(BIN)/python -m tools.ann_recall $(ANN_RECALL_ARGS)
 
 SOAK_ARGS ?=
 ## soak: faq-serve (int8, the sample index) under wrk at c=32 for 10 minutes with a mix of valid

@@ -8,18 +8,21 @@ centroids. The index only proposes rows: their scores are the exact float32 dot 
 computed again by the snapshot (rescoring), so a score is never approximate, only which rows
 make a prefetch is (recall).
 
-The lists hold each row as a 4-bit product-quantizer code (faiss's fast scan: one 16-entry
-table per 4 dimensions, 48 bytes per row at 384 dimensions, read 32 rows at a time from SIMD
-registers). The codes rank rows coarsely, so the index proposes many more rows than wanted
-(`proposed`) and the snapshot keeps the best by exact scores. Measured at 100k x 384
-(`python -m tools.matrix_latency`, back to back) against 8-bit scalar codes (IVF-SQ8, the
-previous index, 384 bytes per row), with the fused search's candidate cut of `matrix.py`:
-fused p50 1.50 -> 1.17 ms, filtered 2.52 -> 1.51 ms, question-only 0.64 -> 0.47 ms,
-recall@24 unchanged (0.986); the codes of a 100k snapshot's two indexes take 10 MB instead
-of 77 MB. The proposed rows are rescored in place (`inner_products`, no copy of the rows),
-and the lexical prefetch's top 256 of 100k scores is found by a sampled cut
-(`matrix._best_unordered`): fused p50 1.00 -> 0.67 ms, filtered 1.15 -> 0.92 ms,
-question-only 0.42 -> 0.33 ms, recall unchanged (the same tool, back to back).
+The lists hold each row as a 4-bit product-quantizer code of its residual from its list's
+centroid (faiss's fast scan: one 16-entry table per 2 dimensions, 96 bytes per row at 384
+dimensions, read 32 rows at a time from SIMD registers). The codes rank rows coarsely, so the
+index proposes more rows than wanted (`proposed`) and the snapshot keeps the best by exact
+scores, computed in place (`inner_products`, no copy of the rows).
+
+Measured at 100k entries on real vectors (the synthetic FAQ of `make bench-100k`, the shopper
+dev queries, the int8 model; `make ann-recall`: recall of the fused search's fetch of 40
+against the formula with its dense parts uncut), back to back with the previous codes (rows
+coded as they are, one table per 4 dimensions, 48 bytes per row, 1,024 rows proposed at
+least): recall@5 0.856 -> 0.935 (by score within 1e-3: 0.929 -> 0.968), recall@40 0.695 ->
+0.882, filtered by the query's language recall@5 0.921 -> 0.989, p50 0.71 -> 0.62 ms. The
+8-bit scalar codes before them (IVF-SQ8, d87285e) read 0.938 / 0.971 / 0.895 / 0.993 at
+0.80 ms. Random vectors (`python -m tools.matrix_latency`) had hidden the loss: recall@24
+0.986 with every one of these codes.
 
 Why faiss IVF (faiss-cpu, pinned): a maintained C++ library with wheels for every Python
 this project runs on (one abi3 wheel), whose IVF search takes a per-query `IDSelector`, so a
@@ -52,12 +55,12 @@ from numpy.typing import NDArray
 
 # Lists scanned per query by default (at 100k rows: ~1,265 lists of ~80 rows, ~4% scanned).
 NPROBE = 48
-# Rows are scanned as 4-bit product-quantizer codes, which rank rows coarsely; so many more
-# rows than asked for are proposed, and rescored exactly: four times k, at least
-# `_PROPOSE_MIN` (with 8 x k and at least 512 a filtered search's recall fell, at 100k x 384
-# and in tests/index_builder/test_matrix_ann.py).
+# Rows are scanned as 4-bit product-quantizer codes, which rank rows coarsely; so more rows
+# than asked for are proposed, and rescored exactly: four times k, at least `_PROPOSE_MIN`
+# (1,024 cost 0.2 ms more per fused search at 100k rows for recall@5 0.936 instead of 0.935,
+# `make ann-recall`).
 _PROPOSE_FACTOR = 4
-_PROPOSE_MIN = 1024
+_PROPOSE_MIN = 512
 # Rows the codebooks are trained on (a sample of the matrix).
 _CODEBOOK_SAMPLE = 20_000
 # Training points per centroid (k-means on a sample), and k-means iterations: measured at 100k x
@@ -123,7 +126,10 @@ class IvfIndex:
         index = faiss.IndexIVFPQFastScan(
             quantizer, dim, len(centroids), subquantizers(dim), 4, faiss.METRIC_INNER_PRODUCT
         )
-        index.by_residual = False  # rows coded as they are: one code table for every list
+        # Residuals from the list's centroid: a row's code spends its bits on what tells it
+        # from its neighbours, which on real vectors (clustered, near-duplicate templates)
+        # ranked the true best rows far better than coding rows as they are.
+        index.by_residual = True
         if codebooks is None:
             # The quantizer holds its centroids: this trains only the product quantizer.
             step = max(1, len(matrix) // _CODEBOOK_SAMPLE)
@@ -230,8 +236,9 @@ def inner_products(
 
 
 def subquantizers(dim: int) -> int:
-    """Sub-vectors of the product quantizer: 4 dimensions each (96 at 384), 16 codes apiece."""
-    return next(m for m in (dim // 4, dim // 2, dim) if m >= 1 and dim % m == 0)
+    """Sub-vectors of the product quantizer: 2 dimensions each (192 at 384), 16 codes apiece
+    (4 dimensions each halved the codes and lost recall on real vectors, `tools.ann_recall`)."""
+    return next(m for m in (dim // 2, dim) if m >= 1 and dim % m == 0)
 
 
 class Selector:
