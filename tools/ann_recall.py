@@ -1,9 +1,9 @@
 """Recall of the approximate search on a real index and real shopper queries (issue 10).
 
-Opens the embedded index the service would serve (`FAQ_QDRANT_PATH`; by default the 100k-entry
-index `make bench-100k` builds), encodes labelled shopper queries with the served model
-(`FAQ_MODEL_DIR`, `FAQ_MODEL_VARIANT`; int8 for the default index) and the lexicon, and
-searches them with the fused formula and weights the service uses (`FAQ_ANSWER_WEIGHT`,
+Opens an embedded index (`--index`; by default the 100k-entry index `make bench-100k` builds),
+encodes labelled shopper queries with the model that embedded it (`FAQ_MODEL_DIR`,
+`--variant`, int8 by default as the bench's) and the lexicon, and searches them with the
+fused formula and weights the service uses (`FAQ_ANSWER_WEIGHT`,
 `FAQ_LEXICAL_WEIGHT`) at the service's fetch for top_k 5 (`fetch_limit(5)`: the 40 hits
 grouping reads), unfiltered and filtered by each query's language (queries in a language the
 index lacks are left out there). Each search runs on the same snapshot through the IVF
@@ -16,14 +16,13 @@ since the synthetic FAQ's template questions score nearly alike). Also the p50 o
 search. `tools.matrix_latency` measures the same on random vectors.
 
     .venv/bin/python -m tools.ann_recall        # after make bench-100k
-    FAQ_QDRANT_PATH=var/qdrant .venv/bin/python -m tools.ann_recall --queries other.jsonl
+    .venv/bin/python -m tools.ann_recall --index var/qdrant --variant fp32 --queries q.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -74,14 +73,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--queries", type=Path, default=DEFAULT_QUERIES, help="JSONL with query, lang"
     )
     parser.add_argument("--top-k", type=int, default=5, help="answers asked for (fetch: 8x)")
+    parser.add_argument(
+        "--index", type=Path, default=DEFAULT_INDEX, help="embedded Qdrant directory"
+    )
+    parser.add_argument(
+        "--variant",
+        choices=("fp32", "int8", "fp16"),
+        default="int8",
+        help="the model variant that embedded the index (its queries are encoded by it too)",
+    )
     args = parser.parse_args(argv)
-    settings = Settings()
-    if "FAQ_QDRANT_PATH" not in os.environ:
-        # The bench's index was embedded by the int8 model: its queries are too.
-        update: dict[str, object] = {"qdrant_path": DEFAULT_INDEX}
-        if "FAQ_MODEL_VARIANT" not in os.environ:
-            update["model_variant"] = "int8"
-        settings = settings.model_copy(update=update)
+    settings = Settings().model_copy(
+        update={"qdrant_path": args.index, "model_variant": args.variant}
+    )
     if not settings.qdrant_path.is_dir():
         parser.error(f"{settings.qdrant_path}: no embedded index there (make bench-100k builds it)")
     rows = [json.loads(line) for line in args.queries.read_text(encoding="utf-8").splitlines()]
