@@ -17,6 +17,7 @@ from index_builder.faq import FaqItem
 from index_builder.store import FaqIndex, Hit, SearchSpec, open_client, point_id
 from index_builder.store.fusion import DENSE_ONLY
 from index_builder.store.matrix import MatrixSnapshot, _local_arrays
+from tests.index_builder.snapshots import hybrid_snapshot
 
 DIM = 24
 LANGS = ["en", "es", "id", "th"]
@@ -294,7 +295,6 @@ def test_the_lexical_prefetch_returns_only_rows_sharing_a_token() -> None:
 
 def test_the_exact_fused_search_takes_only_rows_some_prefetch_returned() -> None:
     from index_builder.store.fusion import PREFETCH_MIN, Retrieval
-    from index_builder.store.matrix import _Row
 
     # Every row points away from the query (negative cosines), so a row that no part's
     # prefetch returned would score 0 and beat them all. The lexical prefetch returns only
@@ -304,10 +304,7 @@ def test_the_exact_fused_search_takes_only_rows_some_prefetch_returned() -> None
     rng = np.random.default_rng(3)
     vectors = -np.eye(4, dtype=np.float32)[0] + rng.normal(0, 0.1, (n, 4)).astype(np.float32)
     lexical = [([7], [1.0]) if i == 0 else ([100 + i], [1.0]) for i in range(n)]
-    rows = [_Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(n)]
-    snapshot = MatrixSnapshot(
-        "c", [r.id for r in rows], vectors, rows, answers=vectors, lexical=lexical
-    )
+    snapshot = hybrid_snapshot(vectors, vectors, lexical)
     assert not snapshot.approximate
     query = np.eye(4, dtype=np.float32)[:1]
     hits = snapshot.search_batch(query, [SearchSpec(20, None, None, (7,))], Retrieval())[0]

@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 from index_builder.store import Hit, SearchSpec
 from index_builder.store.fusion import Retrieval
 from index_builder.store.matrix import ANN_THRESHOLD, MatrixSnapshot, PointVectors, _Row
+from tests.index_builder.snapshots import hybrid_snapshot
 
 N = 30_000
 DIM = 64
@@ -158,17 +159,9 @@ def test_fused_candidates_come_from_questions_and_answers_together() -> None:
     answers = _unit(centres[rng.integers(0, TOPICS, n)] + rng.standard_normal((n, dim)) * 0.35)
     near = rng.integers(0, n, 30)
     queries = _unit(answers[near] + rng.standard_normal((30, dim)) * 0.3)
-    rows = [_Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(n)]
     weight = FUSED.answer_weight
-    snapshot = MatrixSnapshot(
-        "c",
-        [r.id for r in rows],
-        questions,
-        rows,
-        answers=answers,
-        lexical=[([], [])] * n,
-        ann_threshold=1_000,
-        answer_weight=weight,
+    snapshot = hybrid_snapshot(
+        questions, answers, [([], [])] * n, ann_threshold=1_000, answer_weight=weight
     )
     assert snapshot.approximate
     got = snapshot.search_batch(queries, [SearchSpec(10, None, None, ())] * 30, FUSED)

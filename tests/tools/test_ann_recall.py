@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 
 from index_builder.store import Hit, SearchSpec
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import MatrixSnapshot, _Row
+from tests.index_builder.snapshots import hybrid_snapshot
 from tools.ann_recall import _within
 from tools.matrix_latency import recall, whole_formula
 
@@ -32,17 +32,7 @@ def test_the_reference_is_the_ivf_path_proposing_every_row() -> None:
     lexical = [
         (sorted(rng.choice(12, 3, replace=False).tolist()), [1.0, 0.5, 2.0]) for _ in range(n)
     ]
-    rows = [_Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(n)]
-    snapshot = MatrixSnapshot(
-        "c",
-        [r.id for r in rows],
-        questions,
-        rows,
-        answers=answers,
-        lexical=lexical,
-        ann_threshold=100,
-        nprobe=10_000,
-    )
+    snapshot = hybrid_snapshot(questions, answers, lexical, ann_threshold=100, nprobe=10_000)
     assert snapshot.approximate
     fusion = Retrieval(answer_weight=0.5, lexical_weight=0.3)
     queries = _unit(rng.normal(size=(20, dim)))
