@@ -37,7 +37,7 @@ from index_builder.answers import fetch_limit
 from index_builder.lexical import Lexicon
 from index_builder.store import FaqIndex, Hit, SearchSpec, open_client
 from index_builder.store.matrix import MatrixSnapshot
-from tools.matrix_latency import recall, whole_formula
+from tools.matrix_latency import recall, single_searches, whole_formula
 
 DEFAULT_INDEX = Path("var/bench-100k/qdrant-large-int8")
 DEFAULT_QUERIES = Path("data/shopper/dev.jsonl")
@@ -120,16 +120,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         queries = vectors[searched]
         with threadpool_limits(1):
             whole = whole_formula(approx, queries, specs, fusion, lexical_prefetch=True)
-            results: dict[str, list[list[Hit]]] = {}
-            times: list[float] = []
-            for name, snapshot in (("ivf", approx), ("exact", exact)):
-                results[name] = []
-                for query, spec in zip(queries, specs, strict=True):
-                    start = time.perf_counter()
-                    results[name].append(snapshot.search_batch(query[None, :], [spec], fusion)[0])
-                    if name == "ivf":
-                        times.append(time.perf_counter() - start)
-        print(f"  {label} ({len(searched)} queries), ivf p50 {np.median(times) * 1000:.2f} ms:")
+            ivf, ms = single_searches(approx, queries, specs, fusion)
+            results = {"ivf": ivf, "exact": single_searches(exact, queries, specs, fusion)[0]}
+        print(f"  {label} ({len(searched)} queries), ivf p50 {np.median(ms):.2f} ms:")
         for name, got in results.items():
             at_k = [(k, [g[:k] for g in got], [w[:k] for w in whole]) for k in (args.top_k, fetch)]
             print(

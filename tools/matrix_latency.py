@@ -103,12 +103,16 @@ def _timed(make: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-def _run(
-    snapshot: MatrixSnapshot, data: Data, specs: Sequence[SearchSpec], retrieval: Retrieval
+def single_searches(
+    snapshot: MatrixSnapshot,
+    queries: NDArray[np.float32],
+    specs: Sequence[SearchSpec],
+    retrieval: Retrieval,
 ) -> tuple[list[list[Hit]], NDArray[np.float64]]:
+    """Each query searched alone (as a lone request is), its hits and its time in ms."""
     hits: list[list[Hit]] = []
     times = []
-    for query, spec in zip(data.queries[: len(specs)], specs, strict=True):
+    for query, spec in zip(queries[: len(specs)], specs, strict=True):
         start = time.perf_counter()
         hits.append(snapshot.search_batch(query[None, :], [spec], retrieval)[0])
         times.append(time.perf_counter() - start)
@@ -183,8 +187,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             specs = [SearchSpec(args.top_k, lang, None, t) for t in data.query_tokens]
             results = {}
             for name, snapshot in (("exact", exact), ("ivf", ann)):
-                _run(snapshot, data, specs[:20], served)  # warm-up (the filter's selection)
-                hits, ms = _run(snapshot, data, specs, served)
+                # Warm-up (the filter's selection).
+                single_searches(snapshot, data.queries, specs[:20], served)
+                hits, ms = single_searches(snapshot, data.queries, specs, served)
                 results[name] = hits
                 print(
                     f"  {label:20s} {name:5s} p50 {np.percentile(ms, 50):6.2f} ms"
@@ -202,8 +207,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"{recall(results['exact'], whole):.3f}, ivf {recall(results['ivf'], whole):.3f}"
             )
         specs = [SearchSpec(args.top_k) for _ in data.query_tokens]
-        question_exact, _ = _run(exact, data, specs, Retrieval(0.0, 0.0))
-        question_ivf, ms = _run(ann, data, specs, Retrieval(0.0, 0.0))
+        question_exact, _ = single_searches(exact, data.queries, specs, Retrieval(0.0, 0.0))
+        question_ivf, ms = single_searches(ann, data.queries, specs, Retrieval(0.0, 0.0))
         print(
             f"  question only       ivf   p50 {np.percentile(ms, 50):6.2f} ms"
             f"  recall@{args.top_k} {recall(question_ivf, question_exact):.3f}"
