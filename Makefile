@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k ann-recall soak gpu-check
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k ann-recall c1-ratio ab-serve soak gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -219,6 +219,24 @@ bench-peer: venv peer
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh wrk
 	$(BIN)/python -m tools.bench_peer --peer-venv $(PEER_VENV) --peer-dir $(PEER_DIR) $(BENCH_PEER_ARGS)
+
+C1_RATIO_ARGS ?=
+## c1-ratio: the c=1 target of bench-peer (/search p50 <= 1.3x the raw in-process p50) read in
+## 10 alternating pairs (a raw burst, then 5 s of wrk -c1), so that drift reaches both sides;
+## writes artifacts/c1-ratio/results.{json,md} (about 2 min). fp32: C1_RATIO_ARGS='--variant fp32'
+c1-ratio: venv
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	scripts/ensure-debs.sh wrk
+	$(BIN)/python -m tools.c1_ratio $(C1_RATIO_ARGS)
+
+AB_SERVE_ARGS ?=
+## ab-serve: two faq-serve settings at once, wrk bursts alternated A B A B (20 pairs of 2 s at
+## c=1); the median over the pairs of B / A. Example:
+## make ab-serve AB_SERVE_ARGS='--b FAQ_ORT_SPINNING=true --concurrency 32'
+ab-serve: venv
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	scripts/ensure-debs.sh wrk
+	$(BIN)/python -m tools.ab_serve $(AB_SERVE_ARGS)
 
 ## peer: infinity-emb pinned in its own venv (torch CPU build), the base model exported for it
 ## with optimum-cli and quantised like ours (dynamic int8, per channel)

@@ -551,6 +551,42 @@ def measure_raw(cfg: OursConfig, query: str, logs: Path) -> dict[str, Any]:
     }
 
 
+def faq_serve(cfg: OursConfig, log: Path, settings: Mapping[str, str] | None = None) -> Server:
+    """faq-serve on `cfg`'s index and port (not started), with `settings` over the inherited."""
+    return Server(
+        f"faq-serve-{cfg.variant}",
+        [str(VENV_BIN / "faq-serve")],
+        health_url=f"http://127.0.0.1:{cfg.port}/health/ready",
+        log=log,
+        env={**our_env(cfg), **(settings or {})},
+    )
+
+
+def add_serve_options(parser: argparse.ArgumentParser, *, port: int, out: str) -> None:
+    """The options of a tool that loads faq-serve on bench-peer's index of one variant."""
+    parser.add_argument("--variant", choices=("int8", "fp32"), default="int8")
+    parser.add_argument("--query", default=default_query(), help="the query of every request")
+    parser.add_argument("--top-k", type=int, default=5)
+    parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
+    parser.add_argument("--faq", type=Path, default=Path("data/faq.jsonl"))
+    parser.add_argument("--qdrant-root", type=Path, default=Path("var/bench-peer"))
+    parser.add_argument("--port", type=int, default=port, help="faq-serve's (first) port")
+    parser.add_argument("--ready-timeout", type=float, default=300.0)
+    parser.add_argument("--out", type=Path, default=Path(out))
+
+
+def parse_serve_args(
+    parser: argparse.ArgumentParser, argv: Sequence[str] | None
+) -> argparse.Namespace:
+    """Parse, and refuse a model folder with no exported model in it."""
+    args = parser.parse_args(argv)
+    if not (args.model_dir / "manifest.json").is_file():
+        parser.error(f"{args.model_dir}: no exported model (make model)")
+    if args.pairs < 1 or args.burst < 1:
+        parser.error("--pairs must be >= 1 and --burst >= 1 s")
+    return args
+
+
 def run_ours(
     cfg: OursConfig, *, query: str, plan: LoadPlan, logs: Path, ready_timeout_s: float
 ) -> SideResult:
@@ -565,13 +601,7 @@ def run_ours(
             "faq-serve settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items()))
         )
     base = f"http://127.0.0.1:{cfg.port}"
-    server = Server(
-        f"faq-serve-{cfg.variant}",
-        [str(VENV_BIN / "faq-serve")],
-        health_url=f"{base}/health/ready",
-        log=logs / f"faq-serve-{cfg.variant}-{cfg.qdrant_path.name}.log",
-        env=our_env(cfg),
-    )
+    server = faq_serve(cfg, logs / f"faq-serve-{cfg.variant}-{cfg.qdrant_path.name}.log")
     request = json_post("/search", {"query": query, "top_k": cfg.top_k}, headers)
     with server.start(ready_timeout_s):
         side.ready_s = server.ready_s
@@ -656,15 +686,32 @@ def plan_of(args: argparse.Namespace) -> LoadPlan:
     )
 
 
-def common_results(
-    args: argparse.Namespace, argv: Sequence[str] | None, prog: str
-) -> dict[str, Any]:
+def sitting(prog: str, argv: Sequence[str] | None, query: str) -> dict[str, Any]:
+    """A report's header: the command as typed, when, the host, the query."""
     given = argv if argv is not None else sys.argv[1:]
     return {
         "command": " ".join([prog, *map(shlex.quote, given)]),
         "started_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "host": host_info(),
-        "query": args.query,
+        "query": query,
+    }
+
+
+def report_head(title: str, results: Mapping[str, Any], detail: str) -> list[str]:
+    """A markdown report's first lines: title, the command, the host and when, then `detail`."""
+    return [
+        f"# {title}",
+        "",
+        f"Command: `{results['command']}`  ",
+        f"Host: {results['host']['cpus']} CPUs; {results['started_at']}; {detail}",
+    ]
+
+
+def common_results(
+    args: argparse.Namespace, argv: Sequence[str] | None, prog: str
+) -> dict[str, Any]:
+    return {
+        **sitting(prog, argv, args.query),
         "levels": list(args.levels),
         "duration_s": args.duration,
         "max_requests": args.max_requests,

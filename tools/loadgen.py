@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -31,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 WRK_MARK = "WRK_JSON "
+# A histogram's sum or count line in the Prometheus text format, labels included.
+_DURATION = re.compile(r"^(faq_\w+_duration_seconds)_(sum|count)(\{[^}]*\})? ([0-9.e+-]+)$")
 PERCENTILES = (50.0, 90.0, 99.0)
 
 
@@ -464,3 +467,24 @@ def post_json(url: str, payload: Any, headers: Mapping[str, str] | None = None) 
     )
     with urllib.request.urlopen(req, timeout=60) as response:
         return json.loads(response.read())
+
+
+def parse_duration_means(metrics_text: str) -> dict[str, float]:
+    """Mean of each `faq_*_duration_seconds` series (labels kept in the name), in ms; series
+    with no observations are left out."""
+    parts: dict[str, dict[str, float]] = {}
+    for line in metrics_text.splitlines():
+        m = _DURATION.match(line)
+        if m:
+            parts.setdefault(m[1] + (m[3] or ""), {})[m[2]] = float(m[4])
+    return {
+        name: round(p["sum"] / p["count"] * 1000, 4)
+        for name, p in sorted(parts.items())
+        if p.get("count")
+    }
+
+
+def histogram_means(base_url: str) -> dict[str, float]:
+    """`parse_duration_means` of a running service's /metrics."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as r:
+        return parse_duration_means(r.read().decode("utf-8"))

@@ -1,0 +1,208 @@
+"""`make ab-serve`: two faq-serve settings compared in one sitting, alternated burst by burst.
+
+This machine's timings drift by 20% and more between runs, sometimes within minutes: two
+`make bench-peer` runs one after the other cannot tell a 5% change of the request path from
+noise. Here both sides run at once, each a `faq-serve` on its own copy of the bench index
+(embedded Qdrant locks its directory), and short wrk bursts alternate between them, A B A B:
+a side is idle while the other is loaded, and drift reaches both alike. The figures are the
+median over the pairs of B / A (p50 latency and req/s), beside each side's own medians and the
+means of the service's `faq_*_duration_seconds` histograms read from /metrics at the end.
+
+    .venv/bin/python -m tools.ab_serve --b FAQ_ORT_SPINNING=true \\
+        [--a KEY=VALUE ...] [--concurrency 1] [--pairs 20] [--burst 2] [--variant int8]
+
+Both sides inherit the calling shell's FAQ_ settings; `--a` and `--b` add or override some.
+Results: `<out>/results.json` and `<out>/results.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from tools.bench_peer import (
+    OWN_SETTINGS,
+    OursConfig,
+    add_serve_options,
+    build_index,
+    faq_serve,
+    fmt,
+    parse_serve_args,
+    report_head,
+    sitting,
+    write_results,
+)
+from tools.loadgen import Server, WrkResult, histogram_means, json_post, run_wrk
+
+SIDES = ("a", "b")
+
+
+def setting(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` of a faq-serve setting (FAQ_...)."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.startswith("FAQ_") or key in OWN_SETTINGS:
+        raise argparse.ArgumentTypeError(
+            f"expected FAQ_KEY=VALUE, not one this tool sets itself: {text!r}"
+        )
+    return key, value
+
+
+def summary(bursts: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, Any]:
+    """Each side's medians and, over the pairs (A's burst i, B's burst i), the median B / A."""
+    out: dict[str, Any] = {}
+    for side in SIDES:
+        out[side] = {
+            "p50_ms": statistics.median(b["p50_ms"] for b in bursts[side]),
+            "req_per_s": statistics.median(b["req_per_s"] for b in bursts[side]),
+        }
+    pairs = list(zip(bursts["a"], bursts["b"], strict=True))
+    out["b_over_a"] = {
+        key: statistics.median(b[key] / a[key] for a, b in pairs if a[key] > 0)
+        for key in ("p50_ms", "req_per_s")
+    }
+    out["b_faster_p50_in"] = sum(b["p50_ms"] < a["p50_ms"] for a, b in pairs)
+    out["pairs"] = len(pairs)
+    return out
+
+
+def render_markdown(results: Mapping[str, Any]) -> str:
+    s = results["summary"]
+    detail = (
+        f"{results['variant']}; wrk -t1 -c{results['concurrency']}, {results['pairs']} pairs of "
+        f"{results['burst_s']:g} s bursts (A then B), query `{results['query']}`, top_k "
+        f"{results['top_k']}."
+    )
+    lines = [
+        *report_head(
+            "Two faq-serve settings, alternated burst by burst (`tools.ab_serve`)", results, detail
+        ),
+        "",
+        "| side | settings | median p50 ms | median req/s | errors |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for side in SIDES:
+        given = results["settings"][side]
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(given.items())) or "(inherited only)"
+        errors = sum(b["errors"] for b in results["bursts"][side])
+        lines.append(
+            f"| {side.upper()} | {shown} | {fmt(s[side]['p50_ms'], 3)} | "
+            f"{fmt(s[side]['req_per_s'])} | {errors} |"
+        )
+    ratio = s["b_over_a"]
+    lines += [
+        "",
+        f"Median over the pairs of B / A: p50 **{fmt(ratio['p50_ms'], 3)}**, req/s "
+        f"**{fmt(ratio['req_per_s'], 3)}**; B's p50 lower in {s['b_faster_p50_in']} of "
+        f"{s['pairs']} pairs.",
+        "",
+        "Means of the service's histograms at the end (ms):",
+        "",
+        "| histogram | A | B |",
+        "|---|---:|---:|",
+    ]
+    means = results["histogram_means_ms"]
+    for name in sorted(set(means["a"]) | set(means["b"])):
+        lines.append(
+            f"| {name} | {fmt(means['a'].get(name), 3)} | {fmt(means['b'].get(name), 3)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def burst(result: WrkResult) -> dict[str, float]:
+    return {
+        "p50_ms": result.latency_ms["p50"],
+        "p99_ms": result.latency_ms["p99"],
+        "req_per_s": round(result.req_per_s, 2),
+        "errors": result.errors,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tools.ab_serve", description=__doc__)
+    parser.add_argument("--a", type=setting, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--b", type=setting, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=20)
+    parser.add_argument("--burst", type=float, default=2.0, help="seconds per burst")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds per side first")
+    add_serve_options(parser, port=8771, out="artifacts/ab-serve")
+    args = parse_serve_args(parser, argv)
+    if args.concurrency < 1:
+        parser.error("--concurrency must be >= 1")
+    given = {"a": dict(args.a), "b": dict(args.b)}
+    if given["a"] == given["b"]:
+        parser.error("A and B run the same settings: give --b KEY=VALUE (or --a)")
+
+    qdrant = args.qdrant_root / f"qdrant-{args.variant}"
+    base_cfg = OursConfig(args.model_dir, args.variant, args.faq, qdrant, args.port, args.top_k)
+    build_index(base_cfg)  # skipped when unchanged
+    request = json_post("/search", {"query": args.query, "top_k": args.top_k})
+    bursts: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
+    means: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="ab-serve-") as tmp, ExitStack() as stack:
+        servers: dict[str, tuple[Server, str]] = {}
+        for i, side in enumerate(SIDES):
+            # B reads a copy: embedded Qdrant allows one process per directory.
+            path = qdrant if side == "a" else Path(tmp) / qdrant.name
+            if side == "b":
+                shutil.copytree(qdrant, path)
+            cfg = OursConfig(
+                args.model_dir, args.variant, args.faq, path, args.port + i, args.top_k
+            )
+            server = faq_serve(cfg, Path(tmp) / f"faq-serve-{side}.log", given[side])
+            stack.enter_context(server.start(args.ready_timeout))
+            servers[side] = (server, f"http://127.0.0.1:{cfg.port}")
+        for side in SIDES:
+            run_wrk(
+                servers[side][1] + "/search",
+                [request],
+                concurrency=args.concurrency,
+                duration_s=args.warmup,
+                max_requests=10**9,
+            )
+        for i in range(args.pairs):
+            for side in SIDES:
+                result = run_wrk(
+                    servers[side][1] + "/search",
+                    [request],
+                    concurrency=args.concurrency,
+                    duration_s=args.burst,
+                    max_requests=10**9,
+                )
+                bursts[side].append(burst(result))
+            a, b = bursts["a"][-1], bursts["b"][-1]
+            print(
+                f"pair {i + 1}/{args.pairs}: p50 A {a['p50_ms']:.3f} ms, B {b['p50_ms']:.3f} ms",
+                flush=True,
+            )
+        for side in SIDES:
+            means[side] = histogram_means(servers[side][1])
+
+    results = {
+        **sitting(parser.prog, argv, args.query),
+        "warmup_s": args.warmup,
+        "variant": args.variant,
+        "concurrency": args.concurrency,
+        "pairs": args.pairs,
+        "burst_s": args.burst,
+        "top_k": args.top_k,
+        "settings": given,
+        "bursts": bursts,
+        "summary": summary(bursts),
+        "histogram_means_ms": means,
+    }
+    write_results(results, args.out, render_markdown)
+    print(json.dumps(results["summary"]["b_over_a"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
