@@ -26,7 +26,7 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -138,12 +138,18 @@ def load_labelled(path: Path) -> list[LabelledQuery]:
 # --- the rule -----------------------------------------------------------------------------------
 
 
-def nearest(queries: Vectors, vectors: Vectors, *, exclude_self: bool = False) -> Scores:
+def nearest(
+    queries: NDArray[np.floating[Any]],
+    vectors: NDArray[np.floating[Any]],
+    *,
+    exclude_self: bool = False,
+) -> Scores:
     """Per query row, the highest cosine to a row of `vectors` (rows L2-normalised); -1 where
     `vectors` is empty. `exclude_self` skips the diagonal (queries scored against themselves)."""
     if vectors.shape[0] == 0 or queries.shape[0] == 0:
         return np.full(queries.shape[0], -1.0)
-    sims = queries.astype(np.float64) @ vectors.astype(np.float64).T
+    # asarray: no copy of rows that are float64 already (the served rule's anchors).
+    sims = np.asarray(queries, dtype=np.float64) @ np.asarray(vectors, dtype=np.float64).T
     if exclude_self:
         np.fill_diagonal(sims, -np.inf)
         if sims.shape[1] == 1:
@@ -159,8 +165,9 @@ class AbstainRule:
     ) -> None:
         self.min_score = min_score
         self.offtopic_weight = offtopic_weight
-        self.anchors: Vectors = (
-            anchors if anchors is not None else np.zeros((0, 1), dtype=np.float32)
+        # float64 once here, as `nearest` computes: not a conversion of every anchor per query.
+        self.anchors: Scores = np.asarray(
+            anchors if anchors is not None else np.zeros((0, 1)), dtype=np.float64
         )
 
     @classmethod

@@ -12,6 +12,9 @@ means of the service's `faq_*_duration_seconds` histograms read from /metrics at
         [--a KEY=VALUE ...] [--concurrency 1] [--pairs 20] [--burst 2] [--variant int8]
 
 Both sides inherit the calling shell's FAQ_ settings; `--a` and `--b` add or override some.
+To compare code instead, `--b-tree DIR` runs B on the service code of another source tree (a
+`git worktree add DIR <commit>`), put first on B's PYTHONPATH: the project's editable install
+is found after it; the same virtual environment serves both.
 Results: `<out>/results.json` and `<out>/results.md`.
 """
 
@@ -21,6 +24,7 @@ import argparse
 import json
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -88,9 +92,12 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         "| side | settings | median p50 ms | median req/s | errors |",
         "|---|---|---:|---:|---:|",
     ]
+    code = results.get("code") or {}
     for side in SIDES:
         given = results["settings"][side]
         shown = ", ".join(f"{k}={v}" for k, v in sorted(given.items())) or "(inherited only)"
+        if code.get("b"):  # a code comparison: name each side's tree
+            shown += f"; code {code[side]}"
         errors = sum(b["errors"] for b in results["bursts"][side])
         lines.append(
             f"| {side.upper()} | {shown} | {fmt(s[side]['p50_ms'], 3)} | "
@@ -116,6 +123,17 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tree_commit(tree: Path) -> str:
+    """The commit a source tree is at, marked `+changes` when it has uncommitted ones."""
+
+    def git(*cmd: str) -> str:
+        out = subprocess.run(["git", "-C", str(tree), *cmd], capture_output=True, text=True)
+        return out.stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "not a git tree"
+    return head + (" +changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+
+
 def burst(result: WrkResult) -> dict[str, float]:
     return {
         "p50_ms": result.latency_ms["p50"],
@@ -129,6 +147,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.ab_serve", description=__doc__)
     parser.add_argument("--a", type=setting, action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--b", type=setting, action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--b-tree", type=Path, help="B runs the code of this source tree (a git worktree)"
+    )
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=20)
     parser.add_argument("--burst", type=float, default=2.0, help="seconds per burst")
@@ -138,8 +159,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
     given = {"a": dict(args.a), "b": dict(args.b)}
-    if given["a"] == given["b"]:
-        parser.error("A and B run the same settings: give --b KEY=VALUE (or --a)")
+    trees = {"a": None, "b": args.b_tree}
+    if args.b_tree is not None:
+        if not (args.b_tree / "app" / "__init__.py").is_file():
+            parser.error(f"--b-tree {args.b_tree}: no app/ package there")
+        trees["b"] = f"{args.b_tree.resolve()} ({tree_commit(args.b_tree)})"
+    if given["a"] == given["b"] and args.b_tree is None:
+        parser.error("A and B run the same code and settings: give --b KEY=VALUE or --b-tree")
 
     qdrant = args.qdrant_root / f"qdrant-{args.variant}"
     base_cfg = OursConfig(args.model_dir, args.variant, args.faq, qdrant, args.port, args.top_k)
@@ -157,7 +183,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             cfg = OursConfig(
                 args.model_dir, args.variant, args.faq, path, args.port + i, args.top_k
             )
-            server = faq_serve(cfg, Path(tmp) / f"faq-serve-{side}.log", given[side])
+            env = dict(given[side])
+            if side == "b" and args.b_tree is not None:
+                env["PYTHONPATH"] = str(args.b_tree.resolve())
+            server = faq_serve(cfg, Path(tmp) / f"faq-serve-{side}.log", env)
             stack.enter_context(server.start(args.ready_timeout))
             servers[side] = (server, f"http://127.0.0.1:{cfg.port}")
         for side in SIDES:
@@ -195,6 +224,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "burst_s": args.burst,
         "top_k": args.top_k,
         "settings": given,
+        "code": {"a": f"{Path.cwd()} ({tree_commit(Path.cwd())})", "b": trees["b"]},
         "bursts": bursts,
         "summary": summary(bursts),
         "histogram_means_ms": means,

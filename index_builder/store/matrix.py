@@ -555,10 +555,9 @@ class MatrixSnapshot:
             if eligible is not None:
                 # A sparse prefetch returns only entries sharing a token with the query.
                 allowed = np.flatnonzero(eligible if selection is None else eligible[selection])
-                best, _ = _top(values[allowed], fetch)
-                best = allowed[best]
+                best = allowed[_prefetched(values[allowed], fetch)]
             else:
-                best, _ = _top(values, fetch)
+                best = _prefetched(values, fetch)
             total[best] += np.float32(weight) * values[best]
             candidate[best] = True
         pool = np.flatnonzero(candidate)
@@ -732,6 +731,14 @@ def _members(values: NDArray[np.intp], sorted_pool: NDArray[np.intp]) -> NDArray
     inside = at < len(sorted_pool)
     inside[inside] = sorted_pool[at[inside]] == values[inside]
     return inside
+
+
+def _prefetched(part: NDArray[np.float32], fetch: int) -> NDArray[np.intp]:
+    """Positions in one part's prefetch of `fetch`, in no particular order: all of them when
+    the part has no more (nothing to rank: a small FAQ's every search), else its best."""
+    if part.shape[0] <= fetch:
+        return np.arange(part.shape[0], dtype=np.intp)
+    return _top(part, fetch)[0]
 
 
 def _top(row: NDArray[np.float32], top_k: int) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
