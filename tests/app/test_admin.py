@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from app.core.heap import GEN0_THRESHOLD
 from app.main import create_app
 from app.services.jobs_store import INTERRUPTED, JobRecord, JobStore
 from index_builder.encoder import Encoder, FakeEncoder, OnnxEncoder
@@ -183,15 +184,19 @@ def test_the_loaded_service_and_a_reindexed_collection_are_kept_out_of_full_coll
 ) -> None:
     # app.core.heap: full GC passes over the loaded service were the c=32 tail (bench-100k).
     assert gc.get_freeze_count() == 0
+    before = gc.get_threshold()
     with admin_app(tmp_path) as client:
         loaded = gc.get_freeze_count()
         assert loaded > 0
+        # Young collections every GEN0_THRESHOLD allocations while the service runs.
+        assert gc.get_threshold() == (GEN0_THRESHOLD, *before[1:])
         r = client.post("/admin/reindex", json={"items": NEW_ITEMS}, headers=AUTH)
         assert wait_for(client, r.json()["id"], finished)["state"] == "succeeded"
         # The new collection's snapshot was loaded and frozen with the rest.
         assert gc.get_freeze_count() > loaded
         assert search(client, "how do I cancel my order")["index"] == "faq_v2"
     assert gc.get_freeze_count() == 0  # handed back at shutdown
+    assert gc.get_threshold() == before
 
 
 # --- reindex --------------------------------------------------------------------------------
