@@ -230,7 +230,7 @@ c1-ratio: venv
 	$(BIN)/python -m tools.c1_ratio $(C1_RATIO_ARGS)
 
 AB_SERVE_ARGS ?=
-## ab-serve: two faq-serve settings at once, wrk bursts alternated A B A B (20 pairs of 2 s at
+## ab-serve: two faq-serve settings at once, wrk bursts alternated A B, B A (20 pairs of 2 s at
 ## c=1); the median over the pairs of B / A. Example:
 ## make ab-serve AB_SERVE_ARGS='--b FAQ_ORT_SPINNING=true --concurrency 32'
 ab-serve: venv

@@ -14,12 +14,10 @@ reload, and `thaw` undoes it at shutdown.
 The same calls raise the young generation's threshold: Python collects generation 0 every 700
 net allocations of container objects, and a `/search` request makes a few thousand (dicts,
 lists, the hits, pydantic's and Starlette's objects), so several young collections ran per
-request, each walking every young object alive then (those of all requests in flight). With
-`GEN0_THRESHOLD` = 20,000 (`make ab-serve`, the code before as A and this change in a git
-worktree as B, `docs/bench/2026-11-26-ab-gc/`): c=1 p50 4.5% lower (15 of 20 pairs), c=32 6%
-more req/s (12 of 12 pairs) with a lower p99; 100,000 instead of 20,000 gained nothing more
-measurable (+1% req/s at c=32). Reference cycles are reclaimed as before, in larger and
-rarer passes: request garbage is freed by reference counting, not by the collector.
+request. At 20,000 (`make ab-serve`, the code before as B, `docs/bench/2026-11-26-ab-paired/`):
+c=32 5% more req/s (12 of 12 pairs), but a lone query's p50 4% higher (19 of 20), and as much at
+5,000; kept for the throughput. Reference cycles are still reclaimed, in larger and rarer
+passes: request garbage is freed by reference counting, not by the collector.
 """
 
 from __future__ import annotations
