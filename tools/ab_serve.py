@@ -7,9 +7,9 @@ noise. Here both sides run at once, each a `faq-serve` on its own copy of the be
 where its files lie), and short wrk bursts alternate between them, A B, then B A: a side is
 idle while the other is loaded, and drift reaches both alike. An A/A run (`--b` with a default
 value) reads about 1.00; a first version, with A on the original directory and always first,
-read 0.89. The figures are the
-median over the pairs of B / A (p50 latency and req/s), beside each side's own medians and the
-means of the service's `faq_*_duration_seconds` histograms read from /metrics at the end.
+read 0.89. The figures are the median over the pairs of B / A (p50 latency and req/s), beside
+each side's own medians and the means of the service's `faq_*_duration_seconds` histograms
+read from /metrics at the end.
 
     .venv/bin/python -m tools.ab_serve --b FAQ_ORT_SPINNING=true \\
         [--a KEY=VALUE ...] [--concurrency 1] [--pairs 20] [--burst 2] [--variant int8]
@@ -47,7 +47,7 @@ from tools.bench_peer import (
     sitting,
     write_results,
 )
-from tools.loadgen import Server, WrkResult, histogram_means, json_post, run_wrk
+from tools.loadgen import WrkResult, histogram_means, json_post, run_wrk
 
 SIDES = ("a", "b")
 
@@ -84,7 +84,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
     s = results["summary"]
     detail = (
         f"{results['variant']}; wrk -t1 -c{results['concurrency']}, {results['pairs']} pairs of "
-        f"{results['burst_s']:g} s bursts (A then B), query `{results['query']}`, top_k "
+        f"{results['burst_s']:g} s bursts (A B, then B A), query `{results['query']}`, top_k "
         f"{results['top_k']}."
     )
     lines = [
@@ -154,19 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--b-tree", type=Path, help="B runs the code of this source tree (a git worktree)"
     )
     parser.add_argument("--concurrency", type=int, default=1)
-    parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--burst", type=float, default=2.0, help="seconds per burst")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds per side first")
-    add_serve_options(parser, port=8771, out="artifacts/ab-serve")
+    add_serve_options(parser, port=8771, out="artifacts/ab-serve", pairs=20, burst_s=2.0)
     args = parse_serve_args(parser, argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
     given = {"a": dict(args.a), "b": dict(args.b)}
-    trees = {"a": None, "b": args.b_tree}
-    if args.b_tree is not None:
-        if not (args.b_tree / "app" / "__init__.py").is_file():
-            parser.error(f"--b-tree {args.b_tree}: no app/ package there")
-        trees["b"] = f"{args.b_tree.resolve()} ({tree_commit(args.b_tree)})"
+    if args.b_tree is not None and not (args.b_tree / "app" / "__init__.py").is_file():
+        parser.error(f"--b-tree {args.b_tree}: no app/ package there")
     if given["a"] == given["b"] and args.b_tree is None:
         parser.error("A and B run the same code and settings: give --b KEY=VALUE or --b-tree")
 
@@ -175,11 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     build_index(base_cfg)  # skipped when unchanged
     request = json_post("/search", {"query": args.query, "top_k": args.top_k})
     bursts: dict[str, list[dict[str, float]]] = {"a": [], "b": []}
-    means: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="ab-serve-") as tmp, ExitStack() as stack:
-        servers: dict[str, tuple[Server, str]] = {}
+        urls: dict[str, str] = {}
         for i, side in enumerate(SIDES):
-            # B reads a copy: embedded Qdrant allows one process per directory.
             # Each side reads its own copy (embedded Qdrant allows one process per directory),
             # made the same way, so that neither side is favoured by where its files lie.
             path = Path(tmp) / side / qdrant.name
@@ -192,33 +184,29 @@ def main(argv: Sequence[str] | None = None) -> int:
                 env["PYTHONPATH"] = str(args.b_tree.resolve())
             server = faq_serve(cfg, Path(tmp) / f"faq-serve-{side}.log", env)
             stack.enter_context(server.start(args.ready_timeout))
-            servers[side] = (server, f"http://127.0.0.1:{cfg.port}")
-        for side in SIDES:
-            run_wrk(
-                servers[side][1] + "/search",
+            urls[side] = f"http://127.0.0.1:{cfg.port}"
+
+        def load(side: str, seconds: float) -> WrkResult:
+            return run_wrk(
+                urls[side] + "/search",
                 [request],
                 concurrency=args.concurrency,
-                duration_s=args.warmup,
+                duration_s=seconds,
                 max_requests=10**9,
             )
+
+        for side in SIDES:
+            load(side, args.warmup)
         for i in range(args.pairs):
             # A B, then B A: a burst that follows another (a warm machine) is not always B's.
             for side in SIDES if i % 2 == 0 else SIDES[::-1]:
-                result = run_wrk(
-                    servers[side][1] + "/search",
-                    [request],
-                    concurrency=args.concurrency,
-                    duration_s=args.burst,
-                    max_requests=10**9,
-                )
-                bursts[side].append(burst(result))
+                bursts[side].append(burst(load(side, args.burst)))
             a, b = bursts["a"][-1], bursts["b"][-1]
             print(
                 f"pair {i + 1}/{args.pairs}: p50 A {a['p50_ms']:.3f} ms, B {b['p50_ms']:.3f} ms",
                 flush=True,
             )
-        for side in SIDES:
-            means[side] = histogram_means(servers[side][1])
+        means = {side: histogram_means(urls[side]) for side in SIDES}
 
     results = {
         **sitting(parser.prog, argv, args.query),
@@ -229,7 +217,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "burst_s": args.burst,
         "top_k": args.top_k,
         "settings": given,
-        "code": {"a": f"{Path.cwd()} ({tree_commit(Path.cwd())})", "b": trees["b"]},
+        "code": {
+            "a": f"{Path.cwd()} ({tree_commit(Path.cwd())})",
+            "b": None
+            if args.b_tree is None
+            else f"{args.b_tree.resolve()} ({tree_commit(args.b_tree)})",
+        },
         "bursts": bursts,
         "summary": summary(bursts),
         "histogram_means_ms": means,

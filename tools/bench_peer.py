@@ -562,8 +562,14 @@ def faq_serve(cfg: OursConfig, log: Path, settings: Mapping[str, str] | None = N
     )
 
 
-def add_serve_options(parser: argparse.ArgumentParser, *, port: int, out: str) -> None:
-    """The options of a tool that loads faq-serve on bench-peer's index of one variant."""
+def add_serve_options(
+    parser: argparse.ArgumentParser, *, port: int, out: str, pairs: int, burst_s: float
+) -> None:
+    """The options of a tool that loads faq-serve on bench-peer's index of one variant, in
+    pairs of short bursts after a warm-up."""
+    parser.add_argument("--pairs", type=int, default=pairs)
+    parser.add_argument("--burst", type=float, default=burst_s, help="seconds per burst")
+    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load first")
     parser.add_argument("--variant", choices=("int8", "fp32"), default="int8")
     parser.add_argument("--query", default=default_query(), help="the query of every request")
     parser.add_argument("--top-k", type=int, default=5)
@@ -578,7 +584,7 @@ def add_serve_options(parser: argparse.ArgumentParser, *, port: int, out: str) -
 def parse_serve_args(
     parser: argparse.ArgumentParser, argv: Sequence[str] | None
 ) -> argparse.Namespace:
-    """Parse, and refuse a model folder with no exported model in it."""
+    """Parse `add_serve_options`' options; refuse a model folder with no exported model."""
     args = parser.parse_args(argv)
     if not (args.model_dir / "manifest.json").is_file():
         parser.error(f"{args.model_dir}: no exported model (make model)")

@@ -111,11 +111,8 @@ def render_markdown(results: Mapping[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.c1_ratio", description=__doc__)
-    parser.add_argument("--pairs", type=int, default=10)
-    parser.add_argument("--burst", type=float, default=5.0, help="seconds of c=1 per pair")
     parser.add_argument("--raw-runs", type=int, default=300, help="raw searches per pair")
-    parser.add_argument("--warmup", type=float, default=3.0, help="seconds of c=1 first")
-    add_serve_options(parser, port=8773, out="artifacts/c1-ratio")
+    add_serve_options(parser, port=8773, out="artifacts/c1-ratio", pairs=10, burst_s=5.0)
     args = parse_serve_args(parser, argv)
     if args.raw_runs < 1:
         parser.error("--raw-runs must be >= 1")
@@ -128,10 +125,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logs = args.out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     request = json_post("/search", {"query": args.query, "top_k": args.top_k})
-    url = f"http://127.0.0.1:{args.port}/search"
+    base = f"http://127.0.0.1:{args.port}"
+    url = f"{base}/search"
     server = faq_serve(cfg, logs / f"faq-serve-{args.variant}.log")
     pairs: list[dict[str, float]] = []
-    means: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="c1-ratio-") as tmp, server.start(args.ready_timeout):
         # The raw measure reads a copy (embedded Qdrant allows one process per directory) and
         # sends its one HTTP request to a port where nothing listens.
@@ -161,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
         # Where the service's time goes (its warm-up and bursts, all at c=1).
-        means = histogram_means(f"http://127.0.0.1:{args.port}")
+        means = histogram_means(base)
     results = {
         **sitting(parser.prog, argv, args.query),
         "warmup_s": args.warmup,

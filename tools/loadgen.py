@@ -31,9 +31,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client.parser import text_string_to_metric_families
+
 WRK_MARK = "WRK_JSON "
-# A histogram's sum or count line in the Prometheus text format, labels included.
-_DURATION = re.compile(r"^(faq_\w+_duration_seconds)_(sum|count)(\{[^}]*\})? ([0-9.e+-]+)$")
+# A duration histogram's series, named as the service exports them.
+_DURATION = re.compile(r"^faq_\w+_duration_seconds$")
 PERCENTILES = (50.0, 90.0, 99.0)
 
 
@@ -471,12 +473,16 @@ def post_json(url: str, payload: Any, headers: Mapping[str, str] | None = None) 
 
 def parse_duration_means(metrics_text: str) -> dict[str, float]:
     """Mean of each `faq_*_duration_seconds` series (labels kept in the name), in ms; series
-    with no observations are left out."""
+    with no observations are left out. Read with prometheus_client's own text parser."""
     parts: dict[str, dict[str, float]] = {}
-    for line in metrics_text.splitlines():
-        m = _DURATION.match(line)
-        if m:
-            parts.setdefault(m[1] + (m[3] or ""), {})[m[2]] = float(m[4])
+    for family in text_string_to_metric_families(metrics_text):
+        for sample in family.samples:
+            base, _, part = sample.name.rpartition("_")
+            if part in ("sum", "count") and _DURATION.match(base):
+                labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+                parts.setdefault(base + (f"{{{labels}}}" if labels else ""), {})[part] = (
+                    sample.value
+                )
     return {
         name: round(p["sum"] / p["count"] * 1000, 4)
         for name, p in sorted(parts.items())
