@@ -5,12 +5,16 @@ For each concurrency level (default 1, 8, 32, 64) as many keep-alive connections
 time limit per level is reached; the table gives p50/p95/p99 latency of the successful
 requests, successful requests per second and the errors. In the same run, before the HTTP
 levels and with the service idle, the raw cost of one search is measured in this process:
-tokenise + ONNX Runtime + Qdrant search, with the service's own encoder loader
-(`app.main.load_onnx_encoder`) on the same model directory and settings, and the same index:
-the server when `FAQ_QDRANT_URL` is set, else a replica of the embedded directory read under
-its access lock (`app/services/replica.py`), or, when a one-worker service holds that
-directory, a private in-memory index built from the FAQ file. The last column, service p50 /
-raw p50, is what HTTP, the framework, the thread pool and queueing add.
+tokenise + ONNX Runtime + the route's search, with the service's own encoder loader
+(`app.main.load_onnx_encoder`) and answering (`app.main.served_answering`: the lexicon of the
+fused search, grouping by topic, the answer's language, abstain) on the same model directory
+and settings, and the same index: the server when `FAQ_QDRANT_URL` is set, else a replica of
+the embedded directory read under its access lock (`app/services/replica.py`), or, when a
+one-worker service holds that directory, a private in-memory index built from the FAQ file.
+The last column, service p50 / raw p50, is what HTTP, the framework, the inference thread and
+queueing add. Alternating with it, the same tokenise + ONNX Runtime with a bare vector search
+(top_k nearest, no lexicon, no grouping or abstain) is timed too: `vector_latency`, the raw
+measure of earlier reports, shown beside it.
 
 The client shares the machine with the service: on a small host its own CPU use is part of
 what is measured.
@@ -32,9 +36,13 @@ import httpx
 import numpy as np
 import typer
 
+from app.api.routes.search import query_spec
+from app.api.schemas.search import SearchRequest
 from app.core.config import Settings
+from app.services.answering import Answering, Shaped
+from app.services.search import topic_lookup
 from index_builder.encoder import Encoder
-from index_builder.store import FaqIndex, QdrantLockedError
+from index_builder.store import FaqIndex, Hit, QdrantLockedError
 
 cli = typer.Typer(add_completion=False, help=__doc__)
 
@@ -68,8 +76,37 @@ class LevelResult:
 @dataclass(frozen=True)
 class RawResult:
     runs: int
-    latency: Latency
+    latency: Latency  # tokenise + ORT + the route's search and answers, in this process
     source: str
+    vector_latency: Latency | None = None  # tokenise + ORT + a bare vector search
+
+
+@dataclass(frozen=True)
+class RawSearch:
+    """What the raw measure runs: the service's encoder, index and answering, no HTTP."""
+
+    encoder: Encoder
+    index: FaqIndex
+    source: str
+    answering: Answering
+    max_query_chars: int
+
+    def route(self, query: str, top_k: int) -> Shaped:
+        """What `POST /search` does in process (`SearchService._answer_live`), without the
+        inference thread, the event loop and metrics."""
+        spec = query_spec(SearchRequest(query=query, top_k=top_k))
+        vectors = self.encoder.encode([spec.text[: self.max_query_chars]], "query").vectors
+        return self.answering.answer_batch(
+            [spec],
+            vectors,
+            self.index.search_batch,
+            self.max_query_chars,
+            topic_entries=topic_lookup(self.index, self.index.topic_entries),
+        )[0]
+
+    def vector(self, query: str, top_k: int) -> list[Hit]:
+        """Tokenise + ORT + the top_k nearest entries, nothing else."""
+        return self.index.search(self.encoder.encode([query], "query").vectors[0], top_k)
 
 
 @dataclass
@@ -160,18 +197,38 @@ async def drive_level(
 
 
 def measure_raw(
-    encoder: Encoder, index: FaqIndex, queries: Sequence[str], *, runs: int, top_k: int = 5
-) -> Latency:
-    """One search as the service does it, minus HTTP: tokenise + ORT, then the Qdrant query."""
+    raw: RawSearch, queries: Sequence[str], *, runs: int, top_k: int = 5
+) -> tuple[Latency, Latency]:
+    """`runs` of the route's search and as many bare vector searches, alternating (a drift of
+    the machine hits both alike); the latencies of each."""
     for q in queries[: min(len(queries), 5)]:  # warm caches and ORT's first-run allocations
-        index.search(encoder.encode([q], "query").vectors[0], top_k)
-    times = []
+        raw.route(q, top_k)
+        raw.vector(q, top_k)
+    times: dict[str, list[float]] = {"route": [], "vector": []}
     for i in range(runs):
-        started = time.perf_counter()
-        vector = encoder.encode([queries[i % len(queries)]], "query").vectors[0]
-        index.search(vector, top_k)
-        times.append(time.perf_counter() - started)
-    return Latency.of(times)
+        query = queries[i % len(queries)]
+        for name, run in (("route", raw.route), ("vector", raw.vector))[:: 1 - 2 * (i % 2)]:
+            started = time.perf_counter()
+            run(query, top_k)
+            times[name].append(time.perf_counter() - started)
+    return Latency.of(times["route"]), Latency.of(times["vector"])
+
+
+def open_raw(settings: Settings, faq: Path) -> RawSearch:
+    """The service's encoder, index (`open_raw_index`) and answering, loaded here with the
+    service's thread limits."""
+    from app.main import limit_threads, load_onnx_encoder
+
+    limit_threads(settings)
+    encoder = load_onnx_encoder(settings)
+    return raw_search(settings, encoder, *open_raw_index(settings, encoder, faq))
+
+
+def raw_search(settings: Settings, encoder: Encoder, index: FaqIndex, source: str) -> RawSearch:
+    from app.main import served_answering
+
+    answering = served_answering(settings, encoder)
+    return RawSearch(encoder, index, source, answering, settings.max_query_chars)
 
 
 def open_raw_index(settings: Settings, encoder: Encoder, faq: Path) -> tuple[FaqIndex, str]:
@@ -242,7 +299,7 @@ def run_bench(
     top_k: int = 5,
     route: str = "/search",
     headers: dict[str, str] | None = None,
-    raw: tuple[Encoder, FaqIndex, str] | None = None,
+    raw: RawSearch | None = None,
     raw_runs: int = 200,
 ) -> BenchReport:
     """Raw cost first (service idle), then each level; the report holds both and their ratio."""
@@ -258,13 +315,11 @@ def run_bench(
         index=index_name,
     )
     if raw is not None and is_search:
-        encoder, index, source = raw
-        report.raw = RawResult(
-            raw_runs, measure_raw(encoder, index, queries, runs=raw_runs, top_k=top_k), source
-        )
-        if model is not None and model != encoder.fingerprint:
+        searched, bare = measure_raw(raw, queries, runs=raw_runs, top_k=top_k)
+        report.raw = RawResult(raw_runs, searched, raw.source, bare)
+        if model is not None and model != raw.encoder.fingerprint:
             report.notes.append(
-                f"the service runs {model} but the raw measure used {encoder.fingerprint}: "
+                f"the service runs {model} but the raw measure used {raw.encoder.fingerprint}: "
                 "the ratio compares different models"
             )
     for concurrency in levels:
@@ -297,10 +352,16 @@ def render(report: BenchReport) -> str:
     if report.raw is not None:
         r = report.raw.latency
         lines.append(
-            f"raw in-process (tokenise + ORT + Qdrant search, {report.raw.runs} runs, "
-            f"{report.raw.source}): p50 {r.p50_ms:.2f} ms, p95 {r.p95_ms:.2f} ms, "
-            f"p99 {r.p99_ms:.2f} ms"
+            f"raw in-process (tokenise + ORT + the route's search and answers, "
+            f"{report.raw.runs} runs, {report.raw.source}): p50 {r.p50_ms:.2f} ms, "
+            f"p95 {r.p95_ms:.2f} ms, p99 {r.p99_ms:.2f} ms"
         )
+        v = report.raw.vector_latency
+        if v is not None:
+            lines.append(
+                f"raw in-process, bare vector search instead (no lexicon, grouping or "
+                f"abstain): p50 {v.p50_ms:.2f} ms, p99 {v.p99_ms:.2f} ms"
+            )
     lines += [
         "",
         "| concurrency | requests | errors | req/s | p50 ms | p95 ms | p99 ms | p50 / raw p50 |",
@@ -372,11 +433,7 @@ def main(
             raise typer.Exit(1) from None
     raw = None
     if get is None and raw_runs > 0:
-        from app.main import load_onnx_encoder
-
-        encoder = load_onnx_encoder(settings)
-        index, source = open_raw_index(settings, encoder, faq)
-        raw = (encoder, index, source)
+        raw = open_raw(settings, faq)
     report = run_bench(
         base,
         levels=_levels(levels),

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import Counter
 
 from app.api.errors import install_error_handlers
 from app.api.openapi import build_openapi
@@ -19,7 +20,7 @@ from app.core.heap import freeze_long_lived, thaw
 from app.core.security import ApiKeys
 from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
-from app.services.answering import build_answering, served_calibration
+from app.services.answering import Answering, build_answering, served_calibration
 from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
@@ -49,6 +50,22 @@ def load_onnx_encoder(settings: Settings) -> Encoder:
     return encoder
 
 
+def served_answering(
+    settings: Settings, encoder: Encoder, abstained: Counter | None = None
+) -> Answering:
+    """What the service does with a query's hits (fusion's lexicon, grouping, the answer's
+    language, abstain), as `settings` configure it; `faq-bench`'s raw measure runs the same."""
+    return build_answering(
+        encoder,
+        served_calibration(settings.model_dir, encoder.fingerprint, settings.model_variant),
+        min_score=settings.min_score,
+        query_languages=settings.query_languages,
+        low_accuracy=settings.query_lang_low_accuracy,
+        abstained=abstained,
+        retrieval=retrieval(settings),
+    )
+
+
 def _warm_up(encoder: Encoder) -> None:
     warmup = getattr(encoder, "warmup", None)
     if callable(warmup):
@@ -57,7 +74,7 @@ def _warm_up(encoder: Encoder) -> None:
         encoder.encode_queries(["warm up"])
 
 
-def _limit_threads(settings: Settings) -> None:
+def limit_threads(settings: Settings) -> None:
     """Cap the BLAS, OpenMP and tokenizer pools of this process (each worker runs its own
     lifespan).
 
@@ -87,7 +104,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder_factory: EncoderFactory = app.state.encoder_factory
     app.state.warm = False
 
-    _limit_threads(settings)
+    limit_threads(settings)
     # Failing here (model missing, CUDA asked for and absent) stops the server from starting.
     encoder = encoder_factory(settings)
     _warm_up(encoder)
@@ -110,15 +127,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.encoder = encoder
     app.state.guard = guard
     # Grouping, answer language, abstain: the off-topic anchors are encoded here, once.
-    answering = build_answering(
-        encoder,
-        served_calibration(settings.model_dir, encoder.fingerprint, settings.model_variant),
-        min_score=settings.min_score,
-        query_languages=settings.query_languages,
-        low_accuracy=settings.query_lang_low_accuracy,
-        abstained=metrics.abstained,
-        retrieval=retrieval(settings),
-    )
+    answering = served_answering(settings, encoder, metrics.abstained)
     # --- the inference worker owns the model from here on; stopped before the encoder closes ---
     queries = build_query_encoding(encoder, settings, metrics)
     queries.start()

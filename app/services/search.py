@@ -32,7 +32,7 @@ from app.services.batcher import QueryEncoding
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import EncodeResult
-from index_builder.store import Hit, SearchSpec
+from index_builder.store import FaqIndex, Hit, SearchSpec
 from index_builder.store.matrix import MatrixSnapshot
 
 
@@ -295,9 +295,7 @@ class SearchService:
 
     @property
     def _lookup(self) -> Callable[[], TopicEntries | None] | None:
-        """How grouping finds an entry that was not fetched: the in-process snapshot, or
-        (None) searches restricted to the wanted languages (a server, or the matrix off)."""
-        return self._topic_entries if self.guard.index.matrix else None
+        return topic_lookup(self.guard.index, self._topic_entries)
 
     def _answer_live(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
@@ -357,6 +355,14 @@ class SearchService:
             topic_entries=self._lookup,
         )
         return BatchOutcome(shaped, truncated, info.collection, _ms_since(start))
+
+
+def topic_lookup(
+    index: FaqIndex, entries: Callable[[], TopicEntries | None]
+) -> Callable[[], TopicEntries | None] | None:
+    """How grouping finds an entry that was not fetched: `entries` (the in-process snapshot),
+    or (None) searches restricted to the wanted languages (a server, or the matrix off)."""
+    return entries if index.matrix else None
 
 
 def _ms_since(start: float) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from app.bench import cli, load_queries, open_raw_index, render, run_bench
+from app.bench import cli, load_queries, open_raw_index, raw_search, render, run_bench
 from app.main import create_app
 from index_builder.encoder import FakeEncoder
 from index_builder.store import open_client
@@ -37,17 +37,19 @@ def test_bench_prints_every_level_with_sane_numbers(
         # The service holds the directory (one worker): the raw side builds a private copy.
         index, source = open_raw_index(settings, encoder, SAMPLE_FAQ)
         assert "private in-memory index" in source
+        raw = raw_search(settings, encoder, index, source)
         report = run_bench(
             str(api.base_url).rstrip("/"),
             levels=LEVELS,
             max_requests=70,
             max_seconds=10,
             queries=load_queries(EXAMPLES),
-            raw=(encoder, index, source),
+            raw=raw,
             raw_runs=30,
         )
     assert report.model == encoder.fingerprint and report.index == "faq_v1"
     assert report.raw is not None and report.raw.latency.p50_ms > 0
+    assert report.raw.vector_latency is not None and report.raw.vector_latency.p50_ms > 0
     assert [lv.concurrency for lv in report.levels] == list(LEVELS)
     for lv in report.levels:
         assert lv.errors == {} and lv.ok == lv.requests == 70
@@ -63,6 +65,32 @@ def test_bench_prints_every_level_with_sane_numbers(
     rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
     assert [int(r.split("|")[1]) for r in rows] == list(LEVELS)
     assert "raw in-process" in table and "p50 / raw p50" in table
+    assert "bare vector search instead" in table
+
+
+def test_the_raw_measure_runs_the_routes_search(
+    fake_service: tuple[Path, FakeEncoder], tmp_path: Path
+) -> None:
+    """The raw side's search answers what POST /search answers (lexicon, grouping, abstain):
+    the ratio is what serving adds, not what the search does beyond a bare vector search."""
+    qdrant, encoder = fake_service
+    settings = settings_for(tmp_path / "no-model", qdrant)
+    queries = load_queries(EXAMPLES)[:12]
+    with serve(create_app(settings, encoder_factory=lambda _: encoder)) as api:
+        served = [
+            api.post("/search", json={"query": q, "top_k": 5}).json()["results"] for q in queries
+        ]
+        raw = raw_search(settings, encoder, *open_raw_index(settings, encoder, SAMPLE_FAQ))
+        searched = [raw.route(q, 5) for q in queries]
+        bare = [raw.vector(q, 5) for q in queries]
+    for results, shaped in zip(served, searched, strict=True):
+        assert [r["id"] for r in results] == [h.id for h in shaped.hits]
+        assert [r["score"] for r in results] == pytest.approx(shaped.scores)
+    # The bare vector search is another search: it differs on some of these queries.
+    assert any(
+        [r["id"] for r in results] != [h.id for h in hits]
+        for results, hits in zip(served, bare, strict=True)
+    )
 
 
 def test_bench_counts_errors(fake_service: tuple[Path, FakeEncoder], tmp_path: Path) -> None:

@@ -80,8 +80,9 @@ def test_ab_markdown_names_both_sides_and_the_ratio() -> None:
     assert "p50 **1.100**" in md and "| faq_x_duration_seconds | 1.000 | - |" in md
 
 
-def pair(raw: float, ours: float) -> dict[str, float]:
-    return {"raw_p50_ms": raw, "ours_p50_ms": ours, "ours_req_per_s": 1000 / ours, "errors": 0}
+def pair(raw: float, ours: float, bare: float | None = None) -> dict[str, float]:
+    out = {"raw_p50_ms": raw, "ours_p50_ms": ours, "ours_req_per_s": 1000 / ours, "errors": 0}
+    return out if bare is None else {**out, "vector_p50_ms": bare}
 
 
 def test_c1_ratio_reads_the_target_on_the_median_of_pairs() -> None:
@@ -91,8 +92,11 @@ def test_c1_ratio_reads_the_target_on_the_median_of_pairs() -> None:
     assert s["ratio_median"] == pytest.approx(1.25)
     assert s["ratio_min"] == pytest.approx(1.25) and s["ratio_max"] == pytest.approx(1.5)
     assert s["pairs_within_target"] == 3 and s["reached"]
-    slow = c1_summary([pair(2.0, 3.0), pair(2.0, 2.5), pair(2.0, 2.9)])
+    # The bare vector search's ratio is shown beside it and decides nothing.
+    slow_pairs = [pair(2.0, 3.0, 1.5), pair(2.0, 2.5, 2.0), pair(2.0, 2.9, 1.0)]
+    slow = c1_summary(slow_pairs)
     assert slow["ratio_median"] == pytest.approx(1.45) and not slow["reached"]
+    assert slow["vector_ratio_median"] == pytest.approx(2.0)
     md = render_c1(
         {
             "command": "python -m tools.c1_ratio",
@@ -104,11 +108,12 @@ def test_c1_ratio_reads_the_target_on_the_median_of_pairs() -> None:
             "raw_runs": 300,
             "burst_s": 5.0,
             "settings": {},
-            "pairs": [pair(2.0, 3.0), pair(2.0, 2.5), pair(2.0, 2.9)],
+            "pairs": slow_pairs,
             "summary": slow,
             "histogram_means_ms": {"faq_inference_duration_seconds": 2.25},
         }
     )
     assert "| `faq_inference_duration_seconds` | 2.250 |" in md
     assert "median **1.45**" in md and "**not reached**" in md
-    assert "| 2 | 2.000 | 2.500 | 1.25 | 0 |" in md
+    assert "| 2 | 2.000 | 2.500 | 1.25 | 0 | 2.000 | 1.25 |" in md
+    assert "Against the bare vector search: median 2.00" in md

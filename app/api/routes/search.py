@@ -57,7 +57,8 @@ def _answer(shaped: Shaped) -> dict[str, Any]:
     }
 
 
-def _spec(body: SearchRequest) -> QuerySpec:
+def query_spec(body: SearchRequest) -> QuerySpec:
+    """The search a request asks for (`faq-bench`'s raw measure builds its own the same way)."""
     return QuerySpec(
         body.query,
         body.top_k,
@@ -79,7 +80,7 @@ async def search(
 ) -> OrjsonResponse:
     """The best FAQ entries for one question."""
     with service_errors(metrics):
-        outcome = await service.answer([_spec(body)])
+        outcome = await service.answer([query_spec(body)])
     shaped = outcome.shaped[0]
     return OrjsonResponse(
         {
@@ -111,7 +112,7 @@ async def search_batch(
             "batch (FAQ_SEARCH_BATCH_MAX_QUERIES)",
         )
     with service_errors(metrics):
-        outcome = await service.answer([_spec(q) for q in body.queries])
+        outcome = await service.answer([query_spec(q) for q in body.queries])
     return OrjsonResponse(
         {
             "results": [
