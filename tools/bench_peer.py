@@ -9,7 +9,7 @@ For each model variant (int8, fp32), in turn and never at the same time:
 2. ours: the sample FAQ indexed for that variant, the raw in-process cost measured with the
    service idle (`faq-bench --raw-runs`: tokenise + ONNX Runtime + the route's search and
    answers, the service's own loader and answering; a bare vector search alongside, the raw
-   measure of reports before 2026-11-27), then `faq-serve`, the same warm-up and levels.
+   measure of reports before commit 617bb9d), then `faq-serve`, the same warm-up and levels.
 
 Both sides get the same load generator (wrk, one thread, `c` keep-alive connections), the same
 query on every request, the same bounds per level (seconds and responses), and are metered the

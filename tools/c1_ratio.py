@@ -9,7 +9,7 @@ own process on a copy of the index, the service idle meanwhile), then a wrk burs
 service. The figure is the median over the pairs of (service p50 / raw p50), beside each
 side's median. The definitions are bench-peer's: its index, query, top_k, raw measure
 (tokenise + ONNX Runtime + the route's search and answers, back to back) and load generator.
-The ratio against the raw measure's bare vector search (the definition before 2026-11-27) is
+The ratio against the raw measure's bare vector search (the definition before commit 617bb9d) is
 given beside it.
 
     .venv/bin/python -m tools.c1_ratio [--variant int8] [--pairs 10] [--burst 5] [--raw-runs 300]

@@ -15,6 +15,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.core.config import Settings
+from app.http_protocol import CoalescingHttpToolsProtocol
 from app.main import create_app
 from index_builder.encoder import Encoder, FakeEncoder, OnnxEncoder
 from index_builder.faq import read_faq
@@ -33,7 +34,14 @@ def _free_port() -> int:
 @contextmanager
 def serve(app: FastAPI) -> Iterator[httpx.Client]:
     """Run `app` under uvicorn in a thread (lifespan included) and yield a client for it."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")
+    # The HTTP protocol faq-serve runs (app/server.py), so every API test goes through it.
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=_free_port(),
+        log_level="warning",
+        http=CoalescingHttpToolsProtocol,
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
