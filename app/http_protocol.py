@@ -6,7 +6,7 @@ TCP_NODELAY socket (app/server.py) two segments. The client wakes for the header
 for the body, and on a small host that is a context switch between the service and its client
 per response. Here the connection's transport holds what is written during one turn of the
 event loop and hands it to the socket in one write at the end of that turn (`call_soon`), or
-at once when the connection is closed, paused or asked for its buffer size. Starlette sends
+at once when the connection is closed or asked for its buffer size. Starlette sends
 the start and the body of a `Response` without yielding to the loop, so they go together; a
 streamed body goes out turn by turn as before, each turn one write.
 
@@ -27,7 +27,7 @@ class TurnBufferedTransport:
     """A transport whose writes in one loop turn reach the wrapped one as a single write.
 
     Everything but `write` is the wrapped transport's; the calls that let the pending bytes
-    matter (close, abort, write_eof, the buffer size, pausing) flush them first.
+    matter (close, write_eof, the buffer size) flush them first; abort drops them.
     """
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
@@ -65,10 +65,6 @@ class TurnBufferedTransport:
     def get_write_buffer_size(self) -> int:
         self.flush()
         return self._transport.get_write_buffer_size()
-
-    def pause_reading(self) -> None:
-        self.flush()
-        self._transport.pause_reading()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
