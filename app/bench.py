@@ -40,7 +40,7 @@ from app.api.routes.search import query_spec
 from app.api.schemas.search import SearchRequest
 from app.core.config import Settings
 from app.services.answering import Answering, Shaped
-from app.services.search import topic_lookup
+from app.services.search import QuerySpec, topic_lookup
 from index_builder.encoder import Encoder
 from index_builder.store import FaqIndex, Hit, QdrantLockedError
 
@@ -91,10 +91,15 @@ class RawSearch:
     answering: Answering
     max_query_chars: int
 
-    def route(self, query: str, top_k: int) -> Shaped:
+    @staticmethod
+    def spec(query: str, top_k: int) -> QuerySpec:
+        """The search a request for `query` asks for, with the route's defaults (built once per
+        query, outside the timed runs: the service validates its body outside the search too)."""
+        return query_spec(SearchRequest(query=query, top_k=top_k))
+
+    def route(self, spec: QuerySpec) -> Shaped:
         """What `POST /search` does in process (`SearchService._answer_live`), without the
         inference thread, the event loop and metrics."""
-        spec = query_spec(SearchRequest(query=query, top_k=top_k))
         vectors = self.encoder.encode([spec.text[: self.max_query_chars]], "query").vectors
         return self.answering.answer_batch(
             [spec],
@@ -104,9 +109,9 @@ class RawSearch:
             topic_entries=topic_lookup(self.index, self.index.topic_entries),
         )[0]
 
-    def vector(self, query: str, top_k: int) -> list[Hit]:
+    def vector(self, spec: QuerySpec) -> list[Hit]:
         """Tokenise + ORT + the top_k nearest entries, nothing else."""
-        return self.index.search(self.encoder.encode([query], "query").vectors[0], top_k)
+        return self.index.search(self.encoder.encode([spec.text], "query").vectors[0], spec.top_k)
 
 
 @dataclass
@@ -201,17 +206,18 @@ def measure_raw(
 ) -> tuple[Latency, Latency]:
     """`runs` of the route's search and as many bare vector searches, alternating (a drift of
     the machine hits both alike); the latencies of each."""
-    for q in queries[: min(len(queries), 5)]:  # warm caches and ORT's first-run allocations
-        raw.route(q, top_k)
-        raw.vector(q, top_k)
+    specs = [raw.spec(q, top_k) for q in queries]
+    for spec in specs[:5]:  # warm caches and ORT's first-run allocations
+        raw.route(spec)
+        raw.vector(spec)
     times: dict[str, list[float]] = {"route": [], "vector": []}
     both = (("route", raw.route), ("vector", raw.vector))
     for i in range(runs):
-        query = queries[i % len(queries)]
+        spec = specs[i % len(specs)]
         # Which goes first alternates too: neither always runs right after the other.
         for name, run in both if i % 2 == 0 else both[::-1]:
             started = time.perf_counter()
-            run(query, top_k)
+            run(spec)
             times[name].append(time.perf_counter() - started)
     return Latency.of(times["route"]), Latency.of(times["vector"])
 

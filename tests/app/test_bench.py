@@ -81,8 +81,8 @@ def test_the_raw_measure_runs_the_routes_search(
             api.post("/search", json={"query": q, "top_k": 5}).json()["results"] for q in queries
         ]
         raw = raw_search(settings, encoder, *open_raw_index(settings, encoder, SAMPLE_FAQ))
-        searched = [raw.route(q, 5) for q in queries]
-        bare = [raw.vector(q, 5) for q in queries]
+        searched = [raw.route(raw.spec(q, 5)) for q in queries]
+        bare = [raw.vector(raw.spec(q, 5)) for q in queries]
     for results, shaped in zip(served, searched, strict=True):
         assert [r["id"] for r in results] == [h.id for h in shaped.hits]
         assert [r["score"] for r in results] == pytest.approx(shaped.scores)
