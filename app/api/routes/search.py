@@ -14,6 +14,7 @@ from fastapi import APIRouter
 
 from app.api.deps import EncoderDep, MetricsDep, SearchAuth, SearchServiceDep, SettingsDep
 from app.api.errors import ApiError, service_errors
+from app.api.lean_route import LeanJsonRoute
 from app.api.responses import OrjsonResponse, errors
 from app.api.schemas.search import (
     BatchSearchRequest,
@@ -24,7 +25,8 @@ from app.api.schemas.search import (
 from app.services.answering import Shaped
 from app.services.search import QuerySpec
 
-router = APIRouter(tags=["search"])
+# The hot routes: a well-formed request skips FastAPI's dependency solver (`lean_route`).
+router = APIRouter(tags=["search"], route_class=LeanJsonRoute)
 
 _FAILURES = errors(401, 413, 422, 429, 503)
 

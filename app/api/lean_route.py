@@ -1,0 +1,207 @@
+"""A route class for the hot JSON routes (POST /search, /search/batch): FastAPI declares them and
+writes their OpenAPI document as usual; a well-formed request is run without FastAPI's
+per-request dependency solver, and every other request goes through FastAPI's own handler.
+
+Why: FastAPI's request handler (reading the body, `json.loads`, `solve_dependencies` over the
+route's dependency tree, validating the body as Python data) cost about 80 of the 114 us that
+the whole ASGI stack took per /search in process (scratch ASGI benchmark with a stub search
+service; this handler: about 45 us), and on the served path, with caches cold after each model
+run, the span from our outer middleware to the route measured 270 us (scratch timeline at
+c=1). That is latency added to every request and CPU taken from the model under load.
+
+What the fast path does, for a route whose declaration it can follow (checked once, when the
+route is built; otherwise the route keeps FastAPI's handler):
+
+- the body is one pydantic model, validated from the JSON bytes in one pydantic-core call
+  (`model_validate_json`), only when the request's content type is JSON (what FastAPI parses);
+- each dependency is an `async def` (or an object with an async `__call__`, as FastAPI's
+  security schemes are) whose parameters are the `Request` and other such dependencies; they
+  are called directly, each once per request (FastAPI's default cache);
+- the endpoint returns a `Response`, which is sent as it is (FastAPI does the same).
+
+Anything else, a request with another content type, a body that does not validate (or is not
+JSON), or an app with dependency overrides, is handed to FastAPI's handler with the body already
+read, so every error response is FastAPI's own, byte for byte (`tests/app/test_lean_route.py`
+compares both on a corpus of good and bad bodies). A dependency that raises (a wrong API key)
+raises here as it does there; the order differs only for a request that fails twice (a bad body
+without a key): the fallback then answers as FastAPI does. Not run on the fast path: FastAPI's
+native OpenTelemetry spans for the dependency step.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import fastapi.routing
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+Handler = Callable[[Request], Coroutine[Any, Any, Response]]
+
+
+@dataclass(frozen=True)
+class _Dependency:
+    """One dependency the fast path calls: `call(**kwargs)` with the request (under each name it
+    takes it by: a `Request` or an `HTTPConnection` parameter) and its sub-dependencies' values.
+    `name` is the parameter it fills; None for one declared in `dependencies=[...]` (a router's
+    or a route's), which runs for its effect (a check that raises) and fills nothing."""
+
+    name: str | None
+    call: Callable[..., Coroutine[Any, Any, Any]]
+    request_params: tuple[str, ...]
+    subs: tuple[_Dependency, ...]
+
+
+class LeanJsonRoute(APIRoute):
+    """An `APIRoute` whose handler runs a well-formed JSON request without FastAPI's solver."""
+
+    def get_route_handler(self) -> Handler:
+        fallback = super().get_route_handler()
+        dependant = _effective_dependant(self)
+        plan = None if dependant is None else _plan(dependant)
+        if dependant is None or plan is None:
+            return fallback
+        body_param, model, dependencies = plan
+        endpoint = dependant.call
+        assert endpoint is not None
+
+        async def handler(request: Request) -> Response:
+            if request.app.dependency_overrides or not _is_json(request):
+                return await fallback(request)
+            try:
+                body = model.model_validate_json(await request.body())
+            except ValidationError:
+                return await fallback(request)
+            cache: dict[Any, Any] = {}
+            values: dict[str, Any] = {body_param: body}
+            for dependency in dependencies:
+                value = await _solve(dependency, request, cache)
+                if dependency.name is not None:
+                    values[dependency.name] = value
+            response = await endpoint(**values)
+            if not isinstance(response, Response):  # the plan only takes Response endpoints
+                raise TypeError(f"{self.path}: the endpoint returned no Response")
+            return response
+
+        return handler
+
+
+def _effective_dependant(route: APIRoute) -> Dependant | None:
+    """The dependency tree FastAPI's own handler runs for `route` here. A route included in an
+    app is served through an inclusion context (FastAPI >= 0.16x: the routers' dependencies
+    joined to the route's), which FastAPI hands to `get_route_handler` in a context variable;
+    older versions copy the route with them. None when that context is there but not readable
+    (then the route keeps FastAPI's handler)."""
+    context_var = getattr(fastapi.routing, "_effective_route_context_var", None)
+    context = context_var.get() if context_var is not None else None
+    if context is None or getattr(context, "original_route", None) is not route:
+        return route.dependant
+    dependant = getattr(context, "dependant", None)
+    return dependant if isinstance(dependant, Dependant) else None
+
+
+def _is_json(request: Request) -> bool:
+    """Whether FastAPI would parse this body as JSON: application/json or application/*+json."""
+    content_type = request.headers.get("content-type")
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    main, _, sub = media.partition("/")
+    return main == "application" and (sub == "json" or sub.endswith("+json"))
+
+
+async def _solve(dependency: _Dependency, request: Request, cache: dict[Any, Any]) -> Any:
+    if dependency.call in cache:
+        return cache[dependency.call]
+    kwargs: dict[str, Any] = dict.fromkeys(dependency.request_params, request)
+    for sub in dependency.subs:
+        value = await _solve(sub, request, cache)
+        if sub.name is not None:
+            kwargs[sub.name] = value
+    value = await dependency.call(**kwargs)
+    cache[dependency.call] = value
+    return value
+
+
+def _plan(
+    dependant: Dependant,
+) -> tuple[str, type[BaseModel], tuple[_Dependency, ...]] | None:
+    """The body parameter, its model and the dependencies, if the fast path can run this
+    route exactly as FastAPI would; None if anything in its declaration is beyond it."""
+    if (
+        _has_inputs(dependant)
+        or dependant.request_param_name is not None
+        or dependant.http_connection_param_name is not None
+        or len(dependant.body_params) != 1
+        or not _returns_response(dependant.call)
+        or not inspect.iscoroutinefunction(dependant.call)
+    ):
+        return None
+    field = dependant.body_params[0]
+    model = field.field_info.annotation
+    if (
+        not (isinstance(model, type) and issubclass(model, BaseModel))
+        or field.alias != field.name
+        or getattr(field.field_info, "embed", False)
+    ):
+        return None
+    dependencies = [_dependency(sub) for sub in dependant.dependencies]
+    if any(d is None for d in dependencies):
+        return None
+    return field.name, model, tuple(d for d in dependencies if d is not None)
+
+
+def _dependency(dependant: Dependant) -> _Dependency | None:
+    call = dependant.call
+    if (
+        call is None
+        or not dependant.use_cache
+        or _has_inputs(dependant)
+        or dependant.body_params
+        or not _is_async(call)
+    ):
+        return None
+    subs = [_dependency(sub) for sub in dependant.dependencies]
+    if any(s is None for s in subs):
+        return None
+    connection = (dependant.request_param_name, dependant.http_connection_param_name)
+    return _Dependency(
+        dependant.name,
+        call,
+        tuple(name for name in connection if name is not None),
+        tuple(s for s in subs if s is not None),
+    )
+
+
+def _has_inputs(dependant: Dependant) -> bool:
+    """Whether it reads anything but the request and its dependencies (path, query, header or
+    cookie parameters, the response, background tasks, security scopes, a websocket)."""
+    return bool(
+        dependant.path_params
+        or dependant.query_params
+        or dependant.header_params
+        or dependant.cookie_params
+        or dependant.response_param_name
+        or dependant.background_tasks_param_name
+        or dependant.security_scopes_param_name
+        or dependant.websocket_param_name
+    )
+
+
+def _is_async(call: Any) -> bool:
+    """An `async def`, or an object whose `__call__` is one; not a generator (FastAPI runs those
+    with an exit stack) and not a plain function (FastAPI runs those in its threadpool)."""
+    if inspect.isfunction(call) or inspect.ismethod(call):
+        return inspect.iscoroutinefunction(call)
+    return inspect.iscoroutinefunction(getattr(call, "__call__", None))  # noqa: B004
+
+
+def _returns_response(call: Any) -> bool:
+    annotation = inspect.signature(call, eval_str=True).return_annotation
+    return isinstance(annotation, type) and issubclass(annotation, Response)
