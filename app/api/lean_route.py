@@ -3,11 +3,12 @@ writes their OpenAPI document as usual; a well-formed request is run without Fas
 per-request dependency solver, and every other request goes through FastAPI's own handler.
 
 Why: FastAPI's request handler (reading the body, `json.loads`, `solve_dependencies` over the
-route's dependency tree, validating the body as Python data) cost about 80 of the 114 us that
+route's dependency tree, validating the body as Python data) cost about 60 of the 114 us that
 the whole ASGI stack took per /search in process (scratch ASGI benchmark with a stub search
-service; this handler: about 45 us), and on the served path, with caches cold after each model
-run, the span from our outer middleware to the route measured 270 us (scratch timeline at
-c=1). That is latency added to every request and CPU taken from the model under load.
+service: 114 -> 55 us with this handler). On the served path at c=1, with caches cold after
+each model run, the span from our outer middleware to the route fell from 236-276 to 144-154 us
+(scratch timeline). `make ab-serve` against the code before (`docs/bench/2026-11-26-ab-lean-
+route/`): c=32 7.6% more requests/s (11 of 12 pairs), c=1 p50 2.9% lower (40 pairs).
 
 What the fast path does, for a route whose declaration it can follow (checked once, when the
 route is built; otherwise the route keeps FastAPI's handler):
@@ -23,9 +24,9 @@ Anything else, a request with another content type, a body that does not validat
 JSON), or an app with dependency overrides, is handed to FastAPI's handler with the body already
 read, so every error response is FastAPI's own, byte for byte (`tests/app/test_lean_route.py`
 compares both on a corpus of good and bad bodies). A dependency that raises (a wrong API key)
-raises here as it does there; the order differs only for a request that fails twice (a bad body
-without a key): the fallback then answers as FastAPI does. Not run on the fast path: FastAPI's
-native OpenTelemetry spans for the dependency step.
+raises here as it does there, and a request that is both malformed and without a key is
+FastAPI's to answer, in FastAPI's order. Not run on the fast path: FastAPI's native
+OpenTelemetry spans for the dependency step.
 """
 
 from __future__ import annotations
