@@ -79,12 +79,8 @@ class LeanJsonRoute(APIRoute):
                 body = model.model_validate_json(await request.body())
             except ValidationError:
                 return await fallback(request)
-            cache: dict[Any, Any] = {}
             values: dict[str, Any] = {body_param: body}
-            for dependency in dependencies:
-                value = await _solve(dependency, request, cache)
-                if dependency.name is not None:
-                    values[dependency.name] = value
+            await _fill(values, dependencies, request, {})
             response = await endpoint(**values)
             if not isinstance(response, Response):  # the plan only takes Response endpoints
                 raise TypeError(f"{self.path}: the endpoint returned no Response")
@@ -117,17 +113,21 @@ def _is_json(request: Request) -> bool:
     return main == "application" and (sub == "json" or sub.endswith("+json"))
 
 
-async def _solve(dependency: _Dependency, request: Request, cache: dict[Any, Any]) -> Any:
-    if dependency.call in cache:
-        return cache[dependency.call]
-    kwargs: dict[str, Any] = dict.fromkeys(dependency.request_params, request)
-    for sub in dependency.subs:
-        value = await _solve(sub, request, cache)
-        if sub.name is not None:
-            kwargs[sub.name] = value
-    value = await dependency.call(**kwargs)
-    cache[dependency.call] = value
-    return value
+async def _fill(
+    kwargs: dict[str, Any],
+    dependencies: tuple[_Dependency, ...],
+    request: Request,
+    cache: dict[Any, Any],
+) -> None:
+    """Run `dependencies` in order (each call once per request) and put each named one's value
+    in `kwargs`."""
+    for dependency in dependencies:
+        if dependency.call not in cache:
+            own: dict[str, Any] = dict.fromkeys(dependency.request_params, request)
+            await _fill(own, dependency.subs, request, cache)
+            cache[dependency.call] = await dependency.call(**own)
+        if dependency.name is not None:
+            kwargs[dependency.name] = cache[dependency.call]
 
 
 def _plan(
@@ -152,10 +152,8 @@ def _plan(
         or getattr(field.field_info, "embed", False)
     ):
         return None
-    dependencies = [_dependency(sub) for sub in dependant.dependencies]
-    if any(d is None for d in dependencies):
-        return None
-    return field.name, model, tuple(d for d in dependencies if d is not None)
+    dependencies = _dependencies(dependant.dependencies)
+    return None if dependencies is None else (field.name, model, dependencies)
 
 
 def _dependency(dependant: Dependant) -> _Dependency | None:
@@ -168,16 +166,24 @@ def _dependency(dependant: Dependant) -> _Dependency | None:
         or not _is_async(call)
     ):
         return None
-    subs = [_dependency(sub) for sub in dependant.dependencies]
-    if any(s is None for s in subs):
+    subs = _dependencies(dependant.dependencies)
+    if subs is None:
         return None
     connection = (dependant.request_param_name, dependant.http_connection_param_name)
     return _Dependency(
-        dependant.name,
-        call,
-        tuple(name for name in connection if name is not None),
-        tuple(s for s in subs if s is not None),
+        dependant.name, call, tuple(name for name in connection if name is not None), subs
     )
+
+
+def _dependencies(dependants: list[Dependant]) -> tuple[_Dependency, ...] | None:
+    """The fast path's form of each dependency, or None if any is beyond it."""
+    found: list[_Dependency] = []
+    for dependant in dependants:
+        dependency = _dependency(dependant)
+        if dependency is None:
+            return None
+        found.append(dependency)
+    return tuple(found)
 
 
 def _has_inputs(dependant: Dependant) -> bool:
