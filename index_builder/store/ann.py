@@ -120,7 +120,15 @@ class IvfIndex:
         self.centroids = centroids
         self.rows = len(matrix)
         dim = centroids.shape[1]
-        quantizer = faiss.IndexFlatIP(dim)
+        # The centroids held as float16: the quantizer only chooses which lists a query scans
+        # (and the centroid a row's code is a residual from), and under load its float32 copy
+        # (1.9 MB at 100k rows) was read from memory on every search, the model having evicted
+        # it from the caches. Half the bytes: an IVF search after a model run 255 -> 210 us,
+        # the same rows proposed but 1.3% (scratch, 100k index); `make ann-recall` unchanged
+        # (recall@5 0.935 -> 0.934, recall@40 0.882 -> 0.882, by score 0.968 -> 0.969).
+        quantizer = faiss.IndexScalarQuantizer(
+            dim, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
         quantizer.add(centroids)
         self._quantizer = quantizer  # owned by this object: faiss keeps only a pointer
         index = faiss.IndexIVFPQFastScan(

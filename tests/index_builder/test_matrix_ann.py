@@ -52,7 +52,7 @@ class Data:
         self.queries = _unit(self.questions[near] + rng.standard_normal((50, DIM)) * 0.3)
         self.query_tokens = [tuple(self.lexical[i][0][:3]) for i in near]
 
-    def snapshot(self, threshold: int) -> MatrixSnapshot:
+    def snapshot(self, threshold: int, answer_weight: float = 0.5) -> MatrixSnapshot:
         return MatrixSnapshot(
             "c",
             self.ids,
@@ -61,6 +61,7 @@ class Data:
             answers=self.answers,
             lexical=self.lexical,
             ann_threshold=threshold,
+            answer_weight=answer_weight,
         )
 
 
@@ -200,6 +201,33 @@ def test_filters_never_leak_and_a_selective_filter_gets_its_exact_best(
     assert [
         len(h) for h in approx.search_batch(data.queries[:1], [SearchSpec(500, None, RARE)])
     ] == [rare]
+
+
+def test_the_served_weight_scores_its_candidates_as_the_exact_formula_does(
+    data: Data, exact: MatrixSnapshot
+) -> None:
+    # Built for FUSED's answer weight, the snapshot scores a fused search's candidates with
+    # one inner product on question + w x answer (the other tests' snapshot is built for
+    # another weight and reads both matrices): the same scores as the two products, and with
+    # a selective filter the same exact best.
+    served = data.snapshot(1_000, answer_weight=FUSED.answer_weight)
+    assert served.approximate
+    for lang in (None, "de"):
+        specs = _specs(data, 5, lang, RARE)
+        got = served.search_batch(data.queries, specs, FUSED)
+        expected = exact.search_batch(data.queries, specs, FUSED)
+        assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in expected]
+        assert [[h.score for h in hits] for hits in got] == [
+            pytest.approx([h.score for h in hits], abs=1e-6) for hits in expected
+        ]
+    # Unfiltered and without tokens (no lexical part), every score is the dense formula's.
+    w = FUSED.answer_weight
+    specs = [SearchSpec(10, None, None, ())] * len(data.queries)
+    got = served.search_batch(data.queries, specs, FUSED)
+    for query, hits in zip(data.queries, got, strict=True):
+        rows = [int(h.id.removeprefix("e-")) for h in hits]
+        formula = (data.questions[rows] @ query + w * (data.answers[rows] @ query)) / (1 + w)
+        assert [h.score for h in hits] == pytest.approx(formula.tolist(), abs=1e-6)
 
 
 def test_at_or_below_the_threshold_the_search_is_the_exact_scan() -> None:
