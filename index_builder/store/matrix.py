@@ -281,7 +281,7 @@ class MatrixSnapshot:
         self._ann: IvfIndex | None = None
         self._fused_ann: IvfIndex | None = None
         # The fused index's rows, question + answer_weight x answer, kept to score its
-        # candidates with one inner product instead of two (`_dense_score`).
+        # candidates with one inner product instead of two (`_dense_parts`).
         self._fused_rows: NDArray[np.float32] | None = None
         if len(self.rows) > ann_threshold and _ann_available(len(self.rows)):
             self._ann = _ivf(self.matrix, previous, lambda s: s._ann)
@@ -641,13 +641,8 @@ class MatrixSnapshot:
         can (the dense `top_k`, and the lexical prefetch) are all kept, so the results are
         those of a dense prefetch of any size (at 100k rows fused p50 1.31 -> 1.13 ms, recall
         unchanged, `tools.matrix_latency`)."""
-        assert self._ann is not None
         wq, wa, wl = retrieval.weights(bool(spec.lexical))
-        answers = self.answers if wa > 0 else None
-        index = (
-            self._fused_ann if answers is not None and self._fused_ann is not None else self._ann
-        )
-        score = self._dense_score(query, retrieval, wq, wa)
+        index, score = self._dense_parts(query, retrieval, wq, wa)
         pool, total = self._dense(index, score, spec.top_k, selection, selector)
         if wl > 0 and self._postings is not None:
             fetch = retrieval.prefetch_limit(spec.top_k)
@@ -661,18 +656,24 @@ class MatrixSnapshot:
             total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
         return pool, total
 
-    def _dense_score(
+    def _dense_parts(
         self, query: NDArray[np.float32], retrieval: Retrieval, wq: float, wa: float
-    ) -> _Score:
-        """The dense parts' scores of a fused search: with the served answer weight, wq x the
-        inner product with the fused index's row (q + w x a, so wq x q + wa x a), one row read
-        instead of two; under load the rows of a search's ~700 candidates come from memory,
-        not the caches, and that read was its cost. Another weight (or none) reads the question
-        and answer rows. The sums differ from the two products' in the last bits (~1e-7)."""
-        served = retrieval.answer_weight == self.answer_weight
-        if wa > 0 and self._fused_rows is not None and served:
-            return _Score(query, self._fused_rows, wq)
-        return _Score(query, self.matrix, wq, self.answers if wa > 0 else None, wa)
+    ) -> tuple[IvfIndex, _Score]:
+        """The index that proposes a fused search's dense candidates, and their exact dense
+        scores. With an answer part: the fused index (question + w x answer), and with the
+        served answer weight the scores are wq x the inner product with its own rows (wq x q +
+        wa x a), one row read instead of two; under load the rows of a search's ~700
+        candidates come from memory, not the caches, and that read was its cost. Another
+        weight reads the question and answer rows (the sums differ from the one product's in
+        the last bits, ~1e-7). Without an answer part: the question index and rows."""
+        assert self._ann is not None
+        if wa <= 0 or self.answers is None:
+            return self._ann, _Score(query, self.matrix, wq)
+        if self._fused_ann is None or self._fused_rows is None:
+            return self._ann, _Score(query, self.matrix, wq, self.answers, wa)
+        if retrieval.answer_weight == self.answer_weight:
+            return self._fused_ann, _Score(query, self._fused_rows, wq)
+        return self._fused_ann, _Score(query, self.matrix, wq, self.answers, wa)
 
 
 _warned_no_faiss = False

@@ -90,6 +90,14 @@ def _specs(
     return [SearchSpec(k, lang, market, tokens) for tokens in data.query_tokens]
 
 
+def _assert_exact_best(got: list[list[Hit]], expected: list[list[Hit]]) -> None:
+    """The exact path's hits, in its order, with its scores (within 1e-6: rescored in place)."""
+    assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in expected]
+    assert [[h.score for h in hits] for hits in got] == [
+        pytest.approx([h.score for h in hits], abs=1e-6) for hits in expected
+    ]
+
+
 def _recall(got: list[list[Hit]], expected: list[list[Hit]]) -> float:
     found = [
         len({h.id for h in g} & {h.id for h in e}) / len(e)
@@ -190,12 +198,7 @@ def test_filters_never_leak_and_a_selective_filter_gets_its_exact_best(
             if market == RARE:
                 # ~60 rows (~10 with the language): every query gets their exact best.
                 expected = exact.search_batch(data.queries, specs, retrieval)
-                assert [[h.id for h in hits] for hits in got] == [
-                    [h.id for h in hits] for hits in expected
-                ]
-                assert [[h.score for h in hits] for hits in got] == [
-                    pytest.approx([h.score for h in hits], abs=1e-6) for hits in expected
-                ]
+                _assert_exact_best(got, expected)
     rare = sum(r.market == RARE for r in data.rows)
     assert 20 < rare < 120
     assert [
@@ -216,10 +219,7 @@ def test_the_served_weight_scores_its_candidates_as_the_exact_formula_does(
         specs = _specs(data, 5, lang, RARE)
         got = served.search_batch(data.queries, specs, FUSED)
         expected = exact.search_batch(data.queries, specs, FUSED)
-        assert [[h.id for h in hits] for hits in got] == [[h.id for h in hits] for hits in expected]
-        assert [[h.score for h in hits] for hits in got] == [
-            pytest.approx([h.score for h in hits], abs=1e-6) for hits in expected
-        ]
+        _assert_exact_best(got, expected)
     # Unfiltered and without tokens (no lexical part), every score is the dense formula's.
     w = FUSED.answer_weight
     specs = [SearchSpec(10, None, None, ())] * len(data.queries)
