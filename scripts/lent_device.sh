@@ -38,4 +38,9 @@ AutoModel.from_config(AutoConfig.from_pretrained(base)).save_pretrained(base)
 PY
 cd "$S"
 export PYTHONUNBUFFERED=1
+# More runs in the same call (other workers or settings) start from this environment:
+#   . /tmp/lent-env.sh && FAQ_BATCH_MAX_WAIT_MS=1 python3 scripts/gpu_check.py --out "$OUT/b" ...
+declare -p PYTHONPATH PATH LD_LIBRARY_PATH PYTHONUNBUFFERED | sed 's/^declare -x/export/' \
+  >/tmp/lent-env.sh
+echo "cd $S" >>/tmp/lent-env.sh
 python3 scripts/gpu_check.py --out "$OUT/gpu-check" "$@"
