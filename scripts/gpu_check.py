@@ -484,8 +484,8 @@ def main() -> int:
         "--workers",
         type=int,
         default=int(os.environ.get("FAQ_WORKERS", "4")),
-        help="faq-serve worker processes, each with its own session (H200: 4 served the most "
-        "at p99 <= 30 ms, see the README's GPU section)",
+        help="faq-serve worker processes, each with its own session (H200: without --mps 4 "
+        "served the most at p99 <= 30 ms, with it 6-8; see the README's GPU section)",
     )
     parser.add_argument(
         "--mps",
