@@ -140,6 +140,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         max_search_batch=settings.search_max_batch,
         answering=answering,
         inline=inline_search(settings),
+        search_threads=settings.search_threads,
     )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.

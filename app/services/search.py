@@ -127,24 +127,30 @@ class LoopCombiner:
     `answer(specs, vectors)` call, run on the loop after those requests have queued.
 
     When `offload()` says so (a large index, whose searches take milliseconds each), the calls
-    run in one thread of their own instead: the loop goes on reading and answering HTTP
-    meanwhile, and the requests that arrive during a batch form the next one (faiss and numpy
-    release the GIL)."""
+    run in threads of their own instead: the loop goes on reading and answering HTTP
+    meanwhile (faiss and numpy release the GIL). Up to `threads` batches run at once; the
+    requests that arrive while that many run form the next one. One thread made the search a
+    serial stage that left a core idle under load: two served a 100k-entry index 1.06x the
+    req/s at c=32 (`tools.ab_serve`, README "Measured")."""
 
     def __init__(
         self,
         answer: Callable[[Sequence[QuerySpec], NDArray[np.float32]], list[Shaped]],
         max_batch: int = 64,
         offload: Callable[[], bool] | None = None,
+        threads: int = 1,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be >= 1")
+        if threads < 1:
+            raise ValueError("threads must be >= 1")
         self._answer = answer
         self.max_batch = max_batch
         self._offload = offload
         self._pending: list[_Pending] = []
         self._scheduled = False
-        self._busy = False  # a batch is running in the search thread
+        self._threads = threads
+        self._running = 0  # batches running in the search threads
         self._thread: ThreadPoolExecutor | None = None
 
     async def answer(
@@ -161,7 +167,7 @@ class LoopCombiner:
             self._thread.shutdown(wait=True)
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._scheduled and not self._busy:
+        if not self._scheduled and self._running < self._threads:
             self._scheduled = True
             loop.call_soon(self._flush, loop)
 
@@ -176,8 +182,8 @@ class LoopCombiner:
                 self._settle(batch, self._call(batch))
             return
         if self._thread is None:
-            self._thread = ThreadPoolExecutor(1, thread_name_prefix="faq-search")
-        self._busy = True
+            self._thread = ThreadPoolExecutor(self._threads, thread_name_prefix="faq-search")
+        self._running += 1
         running = loop.run_in_executor(
             self._thread, lambda: [self._call(batch) for batch in batches]
         )
@@ -189,7 +195,7 @@ class LoopCombiner:
         batches: list[list[_Pending]],
         done: asyncio.Future[list[list[Shaped] | Exception]],
     ) -> None:
-        self._busy = False
+        self._running -= 1
         for batch, result in zip(batches, done.result(), strict=True):
             self._settle(batch, result)
         if self._pending:
@@ -242,6 +248,7 @@ class SearchService:
         max_search_batch: int = 64,
         answering: Answering | None = None,
         inline: bool = False,
+        search_threads: int,
     ) -> None:
         # Grouping, the answer's language and abstain (app/services/answering.py); without
         # one, every hit as ranked and never an abstention.
@@ -255,11 +262,11 @@ class SearchService:
         # turn of the loop; a server's round trips stay in the threadpool (`answer`).
         self.inline = inline
         self._loop_combiner = LoopCombiner(
-            self._answer_live, max_search_batch, offload=self._large_index
+            self._answer_live, max_search_batch, offload=self._large_index, threads=search_threads
         )
 
     def close(self) -> None:
-        """Stop the search thread of a large index (waits for its batch)."""
+        """Stop the search threads of a large index (waits for their batches)."""
         self._loop_combiner.close()
 
     def _large_index(self) -> bool:

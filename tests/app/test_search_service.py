@@ -251,6 +251,56 @@ def test_a_large_index_s_searches_run_off_the_loop_and_arrivals_form_the_next_ba
     combiner.close()
 
 
+def test_a_large_index_runs_up_to_its_search_threads_batches_at_once() -> None:
+    # With two search threads, a batch that arrives while one runs starts at once in the
+    # other thread; once both run, arrivals wait and form the next batch together.
+    calls: list[list[str]] = []
+    threads: set[str] = set()
+    running = threading.Semaphore(0)
+    release = threading.Event()
+
+    def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
+        texts = [s.text for s in specs]
+        threads.add(threading.current_thread().name)
+        calls.append(texts)
+        if len(calls) <= 2:
+            running.release()
+            release.wait(10)
+        return [f"{t}:{v[0]:g}" for t, v in zip(texts, vectors, strict=True)]
+
+    combiner = LoopCombiner(answer, max_batch=4, offload=lambda: True, threads=2)
+
+    async def ask(texts: list[str], value: float) -> list[Any]:
+        specs = [QuerySpec(t, 3) for t in texts]
+        return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
+
+    async def until_running() -> None:
+        for _ in range(1000):  # the loop keeps running while the threads hold their batches
+            if running.acquire(blocking=False):
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("a batch did not start")
+
+    async def main() -> tuple[Any, ...]:
+        first = asyncio.ensure_future(ask(["a"], 1))
+        await until_running()
+        second = asyncio.ensure_future(ask(["b"], 2))
+        await until_running()  # started while the first still runs
+        later = asyncio.gather(ask(["c"], 3), ask(["d", "e"], 4))
+        await asyncio.sleep(0.05)
+        assert calls == [["a"], ["b"]]  # both threads busy: the arrivals wait
+        release.set()
+        return await first, await second, await later
+
+    first, second, later = asyncio.run(main())
+    assert calls == [["a"], ["b"], ["c", "d", "e"]]
+    assert (first, second, later) == (["a:1"], ["b:2"], [["c:3"], ["d:4", "e:4"]])
+    assert len(threads) == 2 and all(t.startswith("faq-search") for t in threads)
+    combiner.close()
+    with pytest.raises(ValueError, match="threads"):
+        LoopCombiner(answer, threads=0)
+
+
 # --- the access log ----------------------------------------------------------------------------
 
 
