@@ -25,8 +25,8 @@ from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
-from app.wiring import inline_search, retrieval
-from index_builder.encoder import Encoder
+from app.wiring import inline_search, lean_model_beside_search, retrieval
+from index_builder.encoder import Encoder, OnnxEncoder
 
 log = logging.getLogger("app")
 
@@ -142,6 +142,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         inline=inline_search(settings),
         search_threads=settings.search_threads,
     )
+    if lean_model_beside_search(settings) and isinstance(encoder, OnnxEncoder):
+        encoder.run_lean_when(app.state.search.large_index)
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
     # Its model calls run on the inference worker too: nothing else runs the session.

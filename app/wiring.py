@@ -40,6 +40,13 @@ def retrieval(settings: Settings) -> Retrieval:
     return Retrieval(answer_weight=settings.answer_weight, lexical_weight=settings.lexical_weight)
 
 
+def lean_model_beside_search(settings: Settings) -> bool:
+    """Whether model batches beside a large index's search run on one thread
+    (`FAQ_LEAN_MODEL_BESIDE_SEARCH`; auto = the int8 variant)."""
+    choice = settings.lean_model_beside_search
+    return choice == "on" or (choice == "auto" and settings.model_variant == "int8")
+
+
 def inline_search(settings: Settings) -> bool:
     """Whether /search runs on the event loop: an in-process index answers in microseconds to
     milliseconds; a server's round trips belong in the threadpool."""

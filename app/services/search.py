@@ -262,14 +262,14 @@ class SearchService:
         # turn of the loop; a server's round trips stay in the threadpool (`answer`).
         self.inline = inline
         self._loop_combiner = LoopCombiner(
-            self._answer_live, max_search_batch, offload=self._large_index, threads=search_threads
+            self._answer_live, max_search_batch, offload=self.large_index, threads=search_threads
         )
 
     def close(self) -> None:
         """Stop the search threads of a large index (waits for their batches)."""
         self._loop_combiner.close()
 
-    def _large_index(self) -> bool:
+    def large_index(self) -> bool:
         """Whether the live in-process index is large enough that its searches leave the
         event loop for a thread (`LoopCombiner`): above the snapshot's own IVF row threshold,
         a grouped search takes milliseconds (`make bench-100k`)."""
