@@ -293,7 +293,10 @@ class OnnxEncoder:
             lean.log_severity_level = opts.log_severity_level
             lean.intra_op_num_threads = 1
             if spinning is not None:
-                lean.add_session_config_entry("session.intra_op.allow_spinning", str(int(spinning)))
+                for pool in ("intra_op", "inter_op"):
+                    lean.add_session_config_entry(
+                        f"session.{pool}.allow_spinning", str(int(spinning))
+                    )
             return ort.InferenceSession(
                 str(onnx_path), lean, providers=[CPU], disabled_optimizers=disabled
             )
@@ -378,8 +381,8 @@ class OnnxEncoder:
 
         The service's predicate: an in-process index above the IVF threshold is live. Its
         search threads then want a core while the model runs, and ONNX Runtime's two threads
-        on two cores lose more to them than one thread does: a 100k-entry index served
-        1,047-1,065 req/s at c=32 this way against 847-897 (README "Measured"). A lone query
+        on two cores lose more to them than one thread does: a 100k-entry index served 1.12x
+        the req/s at c=32 this way (`tools.ab_serve`, README "Measured"). A lone query
         keeps every thread, as nothing else runs beside it. The second session is loaded on
         first use (the int8 model: about 0.1 GB more)."""
         if self._lean_factory is None:

@@ -49,9 +49,9 @@ class Settings(BaseSettings):
         description="While an in-process index above the IVF threshold (20,000 entries) is "
         "live, run model batches of more than one query on a second ONNX Runtime session with "
         "one thread (CPU only), leaving a core to the search threads: a 100k-entry index "
-        "served 1.2x the req/s at c=32 with int8. auto = on for the int8 variant, whose model "
-        "is a small part of a request; fp32's model dominates, as one thread's 0.77x on the "
-        "sample index shows (not measured beside a large index).",
+        "served 1.12x the req/s at c=32 with int8 (ab-serve). auto = on for the int8 "
+        "variant, whose model is a small part of a request; fp32's model dominates, as one "
+        "thread's 0.77x on the sample index shows (not measured beside a large index).",
     )
     ort_spinning: bool = Field(
         False,
