@@ -143,7 +143,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         search_threads=settings.search_threads,
     )
     if lean_model_beside_search(settings) and isinstance(encoder, OnnxEncoder):
-        encoder.run_lean_when(app.state.search.large_index)
+        encoder.run_lean_when(app.state.search.searching_large_index)
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
     # Its model calls run on the inference worker too: nothing else runs the session.

@@ -252,16 +252,7 @@ class OnnxEncoder:
         onnx_path = _check_file(model_dir, manifest, manifest.variant_file(variant))
         tokenizer_path = _check_file(model_dir, manifest, TOKENIZER_FILE)
 
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if intra_op_threads is not None:
-            opts.intra_op_num_threads = intra_op_threads
-        if spinning is not None:
-            for pool in ("intra_op", "inter_op"):
-                opts.add_session_config_entry(f"session.{pool}.allow_spinning", str(int(spinning)))
-        # ORT logs a warning per node it leaves on the CPU under CUDA; the check below is the
-        # signal that matters.
-        opts.log_severity_level = 3
+        opts = _session_options(ort, intra_op_threads, spinning)
         requested = list(providers) or [CPU]
         if CUDA in requested:
             _preload_cuda_libraries(ort)
@@ -288,17 +279,11 @@ class OnnxEncoder:
             )
 
         def lean_session() -> Any:
-            lean = ort.SessionOptions()
-            lean.graph_optimization_level = opts.graph_optimization_level
-            lean.log_severity_level = opts.log_severity_level
-            lean.intra_op_num_threads = 1
-            if spinning is not None:
-                for pool in ("intra_op", "inter_op"):
-                    lean.add_session_config_entry(
-                        f"session.{pool}.allow_spinning", str(int(spinning))
-                    )
             return ort.InferenceSession(
-                str(onnx_path), lean, providers=[CPU], disabled_optimizers=disabled
+                str(onnx_path),
+                _session_options(ort, 1, spinning),
+                providers=[CPU],
+                disabled_optimizers=disabled,
             )
 
         got = list(session.get_providers())
@@ -453,6 +438,22 @@ class OnnxEncoder:
 
     def __repr__(self) -> str:
         return f"OnnxEncoder({self._fingerprint!r}, providers={self.providers})"
+
+
+def _session_options(ort: Any, intra_op_threads: int | None, spinning: bool | None) -> Any:
+    """ONNX Runtime's options for a serving session: every graph optimisation, the intra-op
+    threads and spinning when given (None: the runtime's defaults), warnings off."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if intra_op_threads is not None:
+        opts.intra_op_num_threads = intra_op_threads
+    if spinning is not None:
+        for pool in ("intra_op", "inter_op"):
+            opts.add_session_config_entry(f"session.{pool}.allow_spinning", str(int(spinning)))
+    # ORT logs a warning per node it leaves on the CPU under CUDA; the check in `load` is the
+    # signal that matters.
+    opts.log_severity_level = 3
+    return opts
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -431,8 +431,9 @@ def _markdown(report: dict[str, Any]) -> str:
     for name in ("cuda_fp16", "cpu_int8"):
         if name not in serving:
             continue
-        mps = " under MPS" if name == "cuda_fp16" and serving.get("mps") else ""
-        workers = serving[name].get("settings", {}).get("FAQ_WORKERS", "?")
+        settings = serving[name].get("settings", {})
+        mps = " under MPS" if "CUDA_MPS_PIPE_DIRECTORY" in settings else ""
+        workers = settings.get("FAQ_WORKERS", "?")
         lines += ["", f"## /search, {name} ({serving[name].get('providers')}), "
                   f"{workers} workers{mps}", "",
                   "| c | req/s | p50 ms | p90 ms | p99 ms | non-2xx | socket errors | GPU util mean/max % | server CPU s |",

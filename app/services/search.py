@@ -261,20 +261,28 @@ class SearchService:
         # In-process index (embedded, replica): searches run on the event loop, batched by
         # turn of the loop; a server's round trips stay in the threadpool (`answer`).
         self.inline = inline
+        self._large = False  # what the last `_large_index` found
         self._loop_combiner = LoopCombiner(
-            self._answer_live, max_search_batch, offload=self.large_index, threads=search_threads
+            self._answer_live, max_search_batch, offload=self._large_index, threads=search_threads
         )
 
     def close(self) -> None:
         """Stop the search threads of a large index (waits for their batches)."""
         self._loop_combiner.close()
 
-    def large_index(self) -> bool:
+    def _large_index(self) -> bool:
         """Whether the live in-process index is large enough that its searches leave the
         event loop for a thread (`LoopCombiner`): above the snapshot's own IVF row threshold,
         a grouped search takes milliseconds (`make bench-100k`)."""
         snapshot = self._topic_entries()
-        return snapshot is not None and len(snapshot) > snapshot.ann_threshold
+        self._large = snapshot is not None and len(snapshot) > snapshot.ann_threshold
+        return self._large
+
+    def searching_large_index(self) -> bool:
+        """What the last batch of searches found `_large_index` to be, without looking again:
+        the inference thread asks per model batch (`OnnxEncoder.run_lean_when`), and looking
+        means an alias lookup, or a snapshot load after a write, on the model's thread."""
+        return self._large
 
     def _encode(self, texts: Sequence[str]) -> tuple[NDArray[np.float32], list[bool]]:
         t0 = time.perf_counter()
