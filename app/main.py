@@ -22,11 +22,10 @@ from app.metrics import Metrics, install_metrics_middleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.services.answering import Answering, build_answering, served_calibration
 from app.services.batcher import build_query_encoding
-from app.services.index_guard import IndexUnavailableError, open_index_guard
+from app.services.index_guard import IndexUnavailableError, open_index_guard, retrieval
 from app.services.reindex import create_admin, load_gate_queries
 from app.services.search import SearchService
-from app.wiring import inline_search, lean_model_beside_search, retrieval
-from index_builder.encoder import Encoder, OnnxEncoder
+from index_builder.encoder import Encoder
 
 log = logging.getLogger("app")
 
@@ -43,7 +42,7 @@ def load_onnx_encoder(settings: Settings) -> Encoder:
         providers=resolve_providers(settings.device),
         allow_cpu_fallback=settings.allow_cpu_fallback,
         intra_op_threads=settings.intra_op_threads,
-        spinning=settings.ort_spinning,
+        spinning=False,  # see OnnxEncoder.load
         batch_size=settings.encode_batch_size,
     )
     log.info("model %s running on %s", encoder.fingerprint, ", ".join(encoder.providers))
@@ -74,27 +73,18 @@ def _warm_up(encoder: Encoder) -> None:
         encoder.encode_queries(["warm up"])
 
 
-def limit_threads(settings: Settings) -> None:
-    """Cap the BLAS, OpenMP and tokenizer pools of this process (each worker runs its own
-    lifespan).
+def limit_threads() -> None:
+    """Cap the BLAS and tokenizer pools of this process (each worker runs its own lifespan).
 
     The search's matrix products are small or memory-bound; OpenBLAS's idle threads spin after
-    every call and steal the cores that ONNX Runtime's session and the request threads need.
-    Both BLAS libraries are capped, numpy's and faiss's (the approximate search of large
-    snapshots, `index_builder.store.ann`), and faiss's OpenMP threads, capped per calling
-    thread by `ann.limit_threads` (ONNX Runtime has its own pool, not OpenMP).
-
-    Hugging Face tokenizers reads TOKENIZERS_PARALLELISM at each batch call: with it on, a
-    batch of queries (the lexicon's, one per search batch) is spread over a thread pool that
-    competes with the model for the same cores.
+    every call and take the cores that ONNX Runtime's session and the request threads need
+    (one thread served 642 instead of 450 req/s at c=32 on 2 cores). Hugging Face tokenizers
+    would spread a batch over a thread pool that competes with the model for the same cores.
     """
     from threadpoolctl import threadpool_limits
 
-    from index_builder.store import ann
-
-    threadpool_limits(limits=settings.blas_threads, user_api="blas")
-    ann.limit_threads(settings.blas_threads)
-    os.environ["TOKENIZERS_PARALLELISM"] = str(settings.tokenizer_parallelism).lower()
+    threadpool_limits(limits=1, user_api="blas")
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 
 @asynccontextmanager
@@ -104,7 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     encoder_factory: EncoderFactory = app.state.encoder_factory
     app.state.warm = False
 
-    limit_threads(settings)
+    limit_threads()
     # Failing here (model missing, CUDA asked for and absent) stops the server from starting.
     encoder = encoder_factory(settings)
     _warm_up(encoder)
@@ -113,7 +103,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         {"fingerprint": encoder.fingerprint, "name": encoder.name, "dim": str(encoder.dim)}
     )
 
-    # Server, embedded, or (several workers on the embedded directory) an in-memory replica.
     guard = open_index_guard(settings, encoder.fingerprint)
     try:
         info = guard.current()
@@ -133,17 +122,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     queries.start()
     app.state.queries = queries
     app.state.search = SearchService(
-        guard,
-        metrics,
-        settings.max_query_chars,
-        queries,
-        max_search_batch=settings.search_max_batch,
-        answering=answering,
-        inline=inline_search(settings),
-        search_threads=settings.search_threads,
+        guard, metrics, settings.max_query_chars, queries, answering=answering
     )
-    if lean_model_beside_search(settings) and isinstance(encoder, OnnxEncoder):
-        encoder.run_lean_when(app.state.search.searching_large_index)
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
     # Its model calls run on the inference worker too: nothing else runs the session.
@@ -153,7 +133,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         app.state.admin.shutdown()
-        app.state.search.close()
         queries.stop()
         guard.close()
         close = getattr(encoder, "close", None)

@@ -20,7 +20,6 @@ from uvicorn.supervisors import Multiprocess
 
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
-from app.http_protocol import CoalescingHttpToolsProtocol
 from app.metrics import multiprocess_metrics
 
 APP = "app.server:create_worker_app"
@@ -71,9 +70,6 @@ def uvicorn_config(settings: Settings, app: str = APP) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        loop=settings.loop,
-        # httptools, each response's headers and body in one write (app/http_protocol.py).
-        http=CoalescingHttpToolsProtocol,
         log_level=settings.log_level,
         # Our logging setup stays in place, and app.access writes one line per request with
         # its request id, so uvicorn's own access log would only repeat it.

@@ -2,7 +2,7 @@
 `faq-index evaluate-answers`).
 
 Scores are the served ones: `FaqSearch` builds the FAQ into an in-memory collection with
-`FaqIndex.build` and searches it with `FaqIndex.search_batch` (the embedded matrix) and the
+the embedded store's rows (`Entries`) and searches them with its matrix search and the
 fusion weights given (question, answer and lexical parts: `index_builder.store.fusion`), so the
 figures do not depend on a running service and cannot drift from what it computes.
 """
@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
-from qdrant_client import QdrantClient
 
 from index_builder.answers import (
     ENGLISH,
@@ -46,7 +45,8 @@ from index_builder.faq import FaqItem, content_hash
 from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration
 from index_builder.query_lang import QueryLanguageDetector
-from index_builder.store import FaqIndex, SearchSpec
+from index_builder.store import SearchSpec
+from index_builder.store.embedded import Entries
 from index_builder.store.fusion import Retrieval
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,8 +65,8 @@ class ScoredEntry:
 
 class FaqSearch:
     """The FAQ indexed and searched as the service does it: an in-memory collection built by
-    `FaqIndex.build` (question and answer vectors, lexical weights) and searched through its
-    matrix with the served fusion weights (`retrieval`), so every figure and the calibrated
+    the embedded store's way (question and answer vectors, lexical weights) and searched through
+    its matrix with the served fusion weights (`retrieval`), so every figure and the calibrated
     threshold read the served score."""
 
     def __init__(
@@ -76,9 +76,9 @@ class FaqSearch:
         self.encoder = encoder
         self.retrieval = retrieval or Retrieval()
         self.lexicon = Lexicon.for_encoder(encoder)
-        self.index = FaqIndex(QdrantClient(":memory:"), alias="eval", retrieval=self.retrieval)
-        self.index.build(self.items, encoder, progress=False)
-        self.index.warm()
+        sparse, _ = self.lexicon.documents([i.lexical_text for i in self.items])
+        # The rows of a version of the embedded store, in memory: the served search, no files.
+        self.snapshot = Entries.encode(self.items, encoder, sparse).snapshot("eval", self.retrieval)
         self.languages = sorted({i.lang for i in self.items})
         self.topic_langs: dict[str, set[str]] = {}
         for i in self.items:
@@ -88,8 +88,6 @@ class FaqSearch:
         """The same built index searched with other fusion weights (no second build)."""
         other = copy.copy(self)
         other.retrieval = retrieval
-        other.index = copy.copy(self.index)
-        other.index.retrieval = retrieval
         return other
 
     def search(
@@ -99,16 +97,15 @@ class FaqSearch:
         specs = [SearchSpec(limit, lang, None, tokens) for tokens in self.lexicon.queries(texts)]
         return [
             [ScoredEntry(h.id, h.lang, hit_topic(h), h.score) for h in row]
-            for row in self.index.search_batch(queries, specs)
+            for row in self.snapshot.search_batch(queries, specs, self.retrieval)
         ]
 
     def lookup(self, vector: Vectors) -> Lookup[ScoredEntry]:
         """A topic's entry in a language for one query, as the service finds one that was not
         fetched (`MatrixSnapshot.entry_in`)."""
-        entries = self.index.topic_entries()
 
         def find(topic: str, lang: str) -> ScoredEntry | None:
-            hit = None if entries is None else entries.entry_in(vector, topic, lang)
+            hit = self.snapshot.entry_in(vector, topic, lang)
             return None if hit is None else ScoredEntry(hit.id, hit.lang, hit_topic(hit), hit.score)
 
         return find

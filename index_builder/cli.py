@@ -11,14 +11,12 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from index_builder.faq import FaqFileError, read_faq, topic_of
-from index_builder.local_lock import local_writer
 from index_builder.manifest import ManifestError
 from index_builder.quality_gate import (
     GateReport,
@@ -30,7 +28,7 @@ from index_builder.quality_gate import (
     load_golden,
     load_labelled,
 )
-from index_builder.store import CollectionLayout, FaqIndex, FaqIndexError, open_client
+from index_builder.store import CollectionLayout, EmbeddedStore, FaqIndexError, open_store
 from index_builder.store.fusion import Retrieval, retrieval_variants
 
 GATE_FAILED = 3
@@ -63,9 +61,12 @@ def build(
     qdrant_api_key: Annotated[
         str | None, typer.Option(envvar=["FAQ_QDRANT_API_KEY", "QDRANT_API_KEY"])
     ] = None,
-    qdrant_path: Annotated[
-        Path, typer.Option(envvar="FAQ_QDRANT_PATH", help="Embedded Qdrant data directory.")
-    ] = Path("var/qdrant"),
+    index_path: Annotated[
+        Path,
+        typer.Option(
+            envvar=["FAQ_INDEX_PATH", "FAQ_QDRANT_PATH"], help="Embedded store directory."
+        ),
+    ] = Path("var/index"),
     keep: Annotated[
         int,
         typer.Option(min=1, envvar="FAQ_KEEP_COLLECTIONS", help="Collections kept for rollback."),
@@ -76,7 +77,7 @@ def build(
     ] = 64,
     lock_timeout: Annotated[
         float,
-        typer.Option(help="Seconds to wait for the embedded directory's access lock."),
+        typer.Option(help="Seconds to wait for the embedded store's write lock."),
     ] = 120.0,
     golden: Annotated[
         Path | None,
@@ -127,15 +128,17 @@ def build(
         # Before the model loads: a bad golden file costs nothing and changes nothing.
         queries = load_golden(golden) if golden else None
         encoder = OnnxEncoder.load(model_dir, variant=variant)
-        with ExitStack() as stack:
-            if qdrant_url:
-                client = open_client(url=qdrant_url, api_key=qdrant_api_key)
-                stack.callback(client.close)
-            else:
-                # Under the directory's access lock, so that a multi-worker service can keep
-                # serving (it reads only under the same lock) and reloads after the build.
-                client = stack.enter_context(local_writer(qdrant_path, timeout=lock_timeout))
-            index = FaqIndex(client, alias=alias, keep=keep, layout=layout)
+        index = open_store(
+            url=qdrant_url,
+            api_key=qdrant_api_key,
+            path=index_path,
+            alias=alias,
+            keep=keep,
+            layout=layout,
+        )
+        if isinstance(index, EmbeddedStore):
+            index.lock_timeout_s = lock_timeout
+        try:
             gate = QualityGate(queries, encoder, golden_top_k) if queries else None
             previous = index.current_collection()
 
@@ -159,6 +162,8 @@ def build(
                 # Nothing was built (same FAQ, same model), so the gate answers for the live
                 # collection: exit 0 always means the alias is on a collection that passes.
                 report = gate.check(index, info.collection)
+        finally:
+            index.close()
     except QualityGateError as exc:
         typer.echo(
             f"error: {exc.report.failed} of {exc.report.total} golden queries failed on "

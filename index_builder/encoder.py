@@ -10,11 +10,9 @@ has neither, and `tests/app/test_not_ready.py` checks that this module keeps it 
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
@@ -199,11 +197,6 @@ class OnnxEncoder:
         self.variant = variant
         self.batch_size = batch_size
         self._session = session
-        # A second session with one intra-op thread, for batches while `_lean_when()` holds
-        # (`run_lean_when`); made on first use by `_lean_factory`.
-        self._lean_factory: Callable[[], Any] | None = None
-        self._lean_when: Callable[[], bool] | None = None
-        self._lean_session: Any = None
         self._tokenizer = tokenizer
         # Padding and truncation are done here, per sorted chunk; the tokenizer only truncates.
         self._tokenizer.no_padding()
@@ -242,7 +235,9 @@ class OnnxEncoder:
         """Open an exported model directory, verifying its files against the manifest.
 
         `spinning`: whether ONNX Runtime's pool threads spin-wait for work between operators
-        (None: the runtime's default, on). The service turns it off (`FAQ_ORT_SPINNING`).
+        (None: the runtime's default, on). The service turns it off: on a few cores the spinning
+        threads take the CPU that HTTP, tokenising and the search need (int8 at c=32 on 2 cores:
+        1.3x the requests/s with it off).
         """
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -278,14 +273,6 @@ class OnnxEncoder:
                 str(onnx_path), opts, providers=[CPU], disabled_optimizers=cpu_disabled_optimizers()
             )
 
-        def lean_session() -> Any:
-            return ort.InferenceSession(
-                str(onnx_path),
-                _session_options(ort, 1, spinning),
-                providers=[CPU],
-                disabled_optimizers=disabled,
-            )
-
         got = list(session.get_providers())
         missing = [p for p in requested if p != CPU and p not in got]
         if missing:
@@ -309,8 +296,6 @@ class OnnxEncoder:
             )
         tokenizer = Tokenizer.from_file(str(tokenizer_path))
         encoder = cls(manifest, session, tokenizer, variant=variant, batch_size=batch_size)
-        if got == [CPU] and intra_op_threads != 1:
-            encoder._lean_factory = lean_session
         log.info("loaded %s from %s on %s", encoder.fingerprint, model_dir, ", ".join(got))
         return encoder
 
@@ -360,30 +345,6 @@ class OnnxEncoder:
         """Tokens each text will occupy, for token-budget batching."""
         return [len(e.ids) for e in self.tokenize(texts, kind)]
 
-    def run_lean_when(self, predicate: Callable[[], bool]) -> bool:
-        """Run batches of more than one query on a second session with one intra-op thread
-        while `predicate()` holds; whether this encoder can (a CPU session of several threads).
-
-        The service's predicate: an in-process index above the IVF threshold is live. Its
-        search threads then want a core while the model runs, and ONNX Runtime's two threads
-        on two cores lose more to them than one thread does: a 100k-entry index served 1.12x
-        the req/s at c=32 this way (`tools.ab_serve`, README "Measured"). A lone query
-        keeps every thread, as nothing else runs beside it. The second session is loaded on
-        first use (the int8 model: about 0.1 GB more)."""
-        if self._lean_factory is None:
-            return False
-        self._lean_when = predicate
-        return True
-
-    def _session_for(self, rows: int) -> Any:
-        if rows > 1 and self._lean_when is not None and self._lean_when():
-            if self._lean_session is None:
-                assert self._lean_factory is not None
-                self._lean_session = self._lean_factory()
-                log.info("loaded a one-thread session for batches beside a large index's search")
-            return self._lean_session
-        return self._session
-
     def _run(self, encodings: Sequence[Encoding]) -> NDArray[np.float32]:
         width = max(len(e.ids) for e in encodings)
         ids = np.full((len(encodings), width), self._pad_id, dtype=np.int64)
@@ -396,7 +357,7 @@ class OnnxEncoder:
             types[row, :n] = enc.type_ids
         arrays = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
         feeds = {name: arrays[name].astype(dtype, copy=False) for name, dtype in self._inputs}
-        out = self._session_for(len(encodings)).run([self._output], feeds)[0]
+        out = self._session.run([self._output], feeds)[0]
         return np.asarray(out, dtype=np.float32)
 
     def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
@@ -434,7 +395,6 @@ class OnnxEncoder:
     def close(self) -> None:
         # ORT frees the session with the object; dropping the reference is all there is to do.
         self._session = None
-        self._lean_session = None
 
     def __repr__(self) -> str:
         return f"OnnxEncoder({self._fingerprint!r}, providers={self.providers})"
@@ -454,108 +414,3 @@ def _session_options(ort: Any, intra_op_threads: int | None, spinning: bool | No
     # signal that matters.
     opts.log_severity_level = 3
     return opts
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def _word_id(word: str) -> int:
-    return int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little")
-
-
-@dataclass
-class FakeTokens:
-    """FakeEncoder's `Tokenized`: the words it kept, their ids and the words it cut."""
-
-    words: list[str]
-    ids: list[int]
-    overflowing: list[Any]
-
-
-class FakeEncoder:
-    """Deterministic hashing bag-of-words encoder: texts sharing words get similar vectors.
-
-    Stable across processes (blake2b, not `hash()`), so an index built in one test process
-    matches queries in another.
-    """
-
-    def __init__(self, dim: int = 64, *, name: str = "fake", max_length: int = 128) -> None:
-        if dim < 2:
-            raise ValueError("dim must be >= 2")
-        self._dim = dim
-        self._name = name
-        self._max_length = max_length
-        self._fingerprint = f"{name}:fake:{dim}:{max_length}"
-
-    @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
-    def providers(self) -> list[str]:
-        return [CPU]
-
-    def _vector(self, words: Sequence[str]) -> NDArray[np.float32]:
-        vec = np.zeros(self._dim, dtype=np.float32)
-        # The empty text still needs a unit vector; a sentinel word gives it a fixed one.
-        for word in words or ["\x00empty"]:
-            digest = hashlib.blake2b(word.encode(), digest_size=8).digest()
-            value = int.from_bytes(digest, "little")
-            sign = 1.0 if value & 1 else -1.0
-            vec[(value >> 1) % self._dim] += sign
-        norm = float(np.linalg.norm(vec))
-        if norm == 0.0:  # signs cancelled out exactly
-            vec[0] = 1.0
-            norm = 1.0
-        return vec / norm
-
-    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
-        if isinstance(texts, str):
-            raise TypeError("encode takes a sequence of texts, not a single string")
-        return self.encode_tokenized(self.tokenize(texts, kind))
-
-    def tokenize(self, texts: Sequence[str], kind: Kind) -> list[FakeTokens]:
-        """Words as tokens (one id each), truncated at max_length like the real tokenizer."""
-        if kind not in ("query", "passage"):
-            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-        out = []
-        for text in texts:
-            words = _WORD.findall(text.lower())
-            kept = words[: self._max_length]
-            ids = [_word_id(w) for w in kept]
-            out.append(FakeTokens(words=kept, ids=ids, overflowing=words[self._max_length :]))
-        return out
-
-    def encode_tokenized(self, encodings: Sequence[Tokenized]) -> EncodeResult:
-        rows = []
-        for e in encodings:
-            if not isinstance(e, FakeTokens):
-                raise TypeError(f"FakeEncoder encodes its own tokens, not {type(e).__name__}")
-            rows.append(self._vector(e.words))
-        vectors = np.stack(rows) if rows else np.empty((0, self._dim), dtype=np.float32)
-        return EncodeResult(
-            vectors=vectors,
-            n_tokens=[len(e.ids) for e in encodings],
-            truncated=[len(e.overflowing) > 0 for e in encodings],
-        )
-
-    def encode_queries(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self.encode(texts, "query").vectors
-
-    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        return self.encode(texts, "passage").vectors
-
-    def warmup(self) -> None:
-        return None

@@ -8,15 +8,11 @@ to the collection's average); a query gets 1 per distinct token. The collection'
 is declared with Qdrant's IDF modifier, so Qdrant multiplies each shared token by its inverse
 document frequency at query time: the score is BM25. `idf` is the same formula, for the
 embedded matrix search (`index_builder.store.matrix`) and the offline evaluation.
-
-Encoders without a `tokenizers.Tokenizer` (the test fakes) get words hashed to ids instead.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -28,7 +24,6 @@ B = 0.75
 # Ids that carry no word: sentencepiece's lone word-start marker ("▁", XLM-R id 6) and the
 # specials; dropped so that every text does not share them.
 _NO_WORD_TOKENS = ("▁",)
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 Tokenize = Callable[[list[str]], list[list[int]]]
 
@@ -68,11 +63,8 @@ class Lexicon:
 
     @classmethod
     def for_encoder(cls, encoder: Any) -> Lexicon:
-        """The lexicon of an encoder: its `tokenizers.Tokenizer` when it has one."""
-        tokenizer = getattr(encoder, "tokenizer", None)
-        if tokenizer is not None and hasattr(tokenizer, "encode_batch"):
-            return cls(_subwords(tokenizer), "subword")
-        return cls(_hashed_words, "word")
+        """The lexicon of an encoder: its `tokenizers.Tokenizer`."""
+        return cls(_subwords(encoder.tokenizer), "subword")
 
     def tokens(self, texts: Sequence[str]) -> list[list[int]]:
         return self._tokenize([fold(t) for t in texts]) if texts else []
@@ -103,14 +95,3 @@ def _subwords(tokenizer: Any) -> Tokenize:
         return [[i for i in e.ids if i not in skip] for e in encodings]
 
     return tokenize
-
-
-def _hashed_words(texts: list[str]) -> list[list[int]]:
-    # 31 bits: Qdrant's sparse indices are u32, and this keeps them positive everywhere.
-    return [
-        [
-            int.from_bytes(hashlib.blake2b(w.encode(), digest_size=4).digest(), "little") >> 1
-            for w in _WORD.findall(t)
-        ]
-        for t in texts
-    ]

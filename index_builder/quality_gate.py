@@ -2,7 +2,7 @@
 
 Each golden query names the FAQ entry it must find within its top k. The gate runs against the
 new collection by name, after every entry is stored and before the alias moves
-(`FaqIndex.build`'s `validate` hook), so a failing collection never serves a single request.
+(the store's `build(validate=...)` hook), so a failing collection never serves a single request.
 Both writers of the index use it: `faq-index build --golden` and the service's admin reindex
 (`FAQ_GOLDEN_QUERIES`), so that one golden file means the same thing to both.
 
@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from qdrant_client import QdrantClient
 
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, topic_of
 from index_builder.lexical import Lexicon
-from index_builder.store import FaqIndex, IndexBuildError
+from index_builder.store import EmbeddedStore, IndexBuildError, Store
 
 Match = Literal["id", "topic"]
 
@@ -155,7 +155,7 @@ class QualityGate:
         self.encoder = encoder
         self.default_top_k = default_top_k
 
-    def check(self, index: FaqIndex, collection: str) -> GateReport:
+    def check(self, index: Store, collection: str) -> GateReport:
         texts = [g.query for g in self.golden]
         vectors = self.encoder.encode_queries(texts)
         # Searched as the service searches: with the lexical part's tokens.
@@ -243,9 +243,9 @@ def draw_golden(
     """Up to `per_topic` queries per topic, in `_draw_order`, that every encoder's index answers
     with the topic within `top_k`.
 
-    Each query is checked by the gate itself against a collection of `items` in an in-memory
-    Qdrant, so a query drawn here passes `faq-index build --golden` with the same model and FAQ:
-    the gate then asks a new model to keep what these models could do.
+    Each query is checked by the gate itself against a collection of `items` in a temporary
+    embedded store, so a query drawn here passes `faq-index build --golden` with the same model
+    and FAQ: the gate then asks a new model to keep what these models could do.
     """
     candidates = [
         GoldenQuery(query=r.query, expected_id=r.faq_id, top_k=top_k, match="topic")
@@ -253,13 +253,11 @@ def draw_golden(
     ]
     passed = [True] * len(candidates)
     for encoder in encoders:
-        client = QdrantClient(location=":memory:")
-        try:
-            index = FaqIndex(client, alias="golden")
+        with tempfile.TemporaryDirectory(prefix="faq-golden-") as tmp:
+            index = EmbeddedStore(Path(tmp), alias="golden")
             info, _ = index.build(items, encoder, progress=False)
             report = QualityGate(candidates, encoder, top_k).check(index, info.collection)
-        finally:
-            client.close()
+            index.close()
         passed = [p and r.passed for p, r in zip(passed, report.results, strict=True)]
     golden: list[GoldenQuery] = []
     taken: dict[str, int] = {}

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from index_builder.query_lang import OTHER_LANGUAGES
 from index_builder.store.fusion import Retrieval
-from index_builder.store.records import CollectionLayout
+from index_builder.store.qdrant import CollectionLayout
 
 # The fusion defaults live with the fusion (index_builder.store.fusion), read here once.
 _FUSION = Retrieval()
@@ -44,52 +44,26 @@ class Settings(BaseSettings):
         "(the event loop keeps a core), but the soak's mix with long queries 0.66x as fast, "
         "and fp32 0.77x: README 'Measured'.",
     )
-    lean_model_beside_search: Literal["auto", "on", "off"] = Field(
-        "auto",
-        description="While an in-process index above the IVF threshold (20,000 entries) is "
-        "live, run model batches of more than one query on a second ONNX Runtime session with "
-        "one thread (CPU only), leaving a core to the search threads: a 100k-entry index "
-        "served 1.12x the req/s at c=32 with int8 (ab-serve). auto = on for the int8 "
-        "variant, whose model is a small part of a request; fp32's model dominates, as one "
-        "thread's 0.77x on the sample index shows (not measured beside a large index).",
-    )
-    ort_spinning: bool = Field(
-        False,
-        description="ONNX Runtime's pool threads spin-wait for work between operators. Off by "
-        "default: on a few cores the spinning threads take the CPU that HTTP, tokenising and "
-        "the search need (int8 at c=32 on 2 cores: 1.3x the requests/s with it off; README "
-        "'Measured').",
-    )
-    tokenizer_parallelism: bool = Field(
-        False,
-        description="Hugging Face tokenizers' thread pool for batches (TOKENIZERS_PARALLELISM, "
-        "set by the service). Off: the pool competes with the model for the same cores.",
-    )
     encode_batch_size: int = Field(32, ge=1, le=1024)
-    blas_threads: int = Field(
-        1,
-        ge=1,
-        description="numpy's BLAS threads (the embedded matrix search). OpenBLAS threads "
-        "spin-wait after each call and take the cores ONNX Runtime and the request threads "
-        "need: 1 served 642 instead of 450 req/s at c=32 on 2 cores.",
-    )
 
     # Qdrant
     qdrant_url: str | None = Field(
         None,
         validation_alias=AliasChoices("FAQ_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
-        description="Qdrant server URL; unset = embedded local mode on qdrant_path.",
+        description="Qdrant server URL; unset = the embedded store in qdrant_path.",
     )
     qdrant_api_key: str | None = Field(
         None,
         validation_alias=AliasChoices("FAQ_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key"),
     )
-    qdrant_path: Path = Field(Path("var/qdrant"), description="Embedded Qdrant data directory.")
+    index_path: Path = Field(
+        Path("var/index"),
+        validation_alias=AliasChoices("FAQ_INDEX_PATH", "FAQ_QDRANT_PATH", "index_path"),
+        description="Directory of the embedded store, used when no Qdrant URL is set "
+        "(FAQ_QDRANT_PATH is read too).",
+    )
     qdrant_timeout_s: float = Field(2.0, gt=0, description="Per-call timeout against a server.")
     collection_alias: str = Field("faq", pattern=r"^[A-Za-z0-9_-]+$")
-    index_check_interval_s: float = Field(
-        5.0, ge=0, description="How often a serving process re-reads which collection is live."
-    )
 
     # Search
     max_query_chars: int = Field(
@@ -154,13 +128,6 @@ class Settings(BaseSettings):
     jobs_dir: Path = Field(
         Path("var/jobs"), description="Reindex job records and the items submitted inline."
     )
-    jobs_keep: int = Field(100, ge=1, description="Finished job records kept in jobs_dir.")
-    orphan_min_age_s: float = Field(
-        600.0,
-        ge=0,
-        description="Against a Qdrant server, half-built collections younger than this are not "
-        "removed (another process may be writing them); local mode removes them at once.",
-    )
 
     # --- the inference worker: continuous batching (app/services/batcher.py) ---
     batch_max_size: int = Field(32, ge=1, le=1024, description="Most queries in one batch.")
@@ -181,27 +148,6 @@ class Settings(BaseSettings):
     )
     batch_deadline_s: float = Field(
         2.0, gt=0, description="A query not encoded within this many seconds gets 503."
-    )
-    search_max_batch: int = Field(
-        64,
-        ge=1,
-        le=4096,
-        description="Most queued queries searched together in one vector search call.",
-    )
-    search_threads: int = Field(
-        2,
-        ge=1,
-        le=64,
-        description="Threads that search an in-process index above the IVF threshold (20,000 "
-        "entries), each running one batch: a single one made the search a serial stage that "
-        "left a core idle under load (100k entries, c=32: 2 threads 1.06x the req/s of 1). "
-        "A smaller index is searched on the event loop and a server's in the threadpool.",
-    )
-    local_search: Literal["matrix", "qdrant"] = Field(
-        "matrix",
-        description="Embedded mode: matrix = the live collection's vectors held as one "
-        "normalised float32 matrix (one matrix product per batch, payload filters as masks); "
-        "qdrant = qdrant-client local mode's own search (a NumPy scan per query).",
     )
     answer_weight: float = Field(
         _FUSION.answer_weight,
@@ -235,22 +181,13 @@ class Settings(BaseSettings):
         "1 = all); 4xx and 5xx answers are always written.",
     )
 
-    # --- workers and embedded replicas (faq-serve, app/server.py, app/services/replica.py) ---
+    # --- workers (faq-serve, app/server.py) ---
     workers: int = Field(
         1,
         ge=1,
         le=64,
         description="Worker processes `faq-serve` starts on one listening socket. With the "
-        "embedded Qdrant and more than one, each worker serves a read-only in-memory replica.",
-    )
-    loop: Literal["auto", "asyncio", "uvloop"] = Field(
-        "auto", description="Event loop of the workers (auto = uvloop when installed)."
-    )
-    replica_lock_timeout_s: float = Field(
-        30.0,
-        gt=0,
-        description="How long a worker without a replica yet waits for the embedded directory's "
-        "lock (held by an index build or another worker loading).",
+        "embedded store each worker loads the live version itself and notices when it moves.",
     )
 
     @model_validator(mode="after")

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import cache, lru_cache
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -43,12 +43,13 @@ from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
 from index_builder.store import Hit, SearchSpec
+from index_builder.store.base import TopicEntries
 from index_builder.store.fusion import Retrieval
 
 log = logging.getLogger(__name__)
 
 # Searches `vectors[i]` with `specs[i]` = (limit, lang filter, market): one call for a batch.
-BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], list[list[Hit]]]
+BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], Awaitable[list[list[Hit]]]]
 
 
 class AnswerSpec(Protocol):
@@ -59,7 +60,7 @@ class AnswerSpec(Protocol):
     @property
     def top_k(self) -> int: ...
     @property
-    def lang(self) -> str | None: ...
+    def lang_filter(self) -> str | None: ...
     @property
     def market(self) -> str | None: ...
     @property
@@ -70,26 +71,15 @@ class AnswerSpec(Protocol):
     def min_score(self) -> float | None: ...
 
 
-class TopicEntries(Protocol):
-    """Where a topic's entry in a language is found (`MatrixSnapshot.entry_in`)."""
-
-    def entry_in(
-        self, vector: NDArray[np.float32], topic: str, lang: str, market: str | None = None
-    ) -> Hit | None: ...
-
-
 def _lookup(
-    entries: Callable[[], TopicEntries | None] | None,
-    vector: NDArray[np.float32],
-    market: str | None,
+    entries: TopicEntries | None, vector: NDArray[np.float32], market: str | None
 ) -> Lookup[Hit] | None:
     """One query's lookup of a topic's entry in a language (its vector and market filter)."""
     if entries is None:
         return None
 
     def find(topic: str, lang: str) -> Hit | None:
-        found = entries()
-        return None if found is None else found.entry_in(vector, topic, lang, market)
+        return entries.entry_in(vector, topic, lang, market)
 
     return find
 
@@ -134,47 +124,44 @@ class Answering:
     def query_lang(self, text: str) -> str | None:
         return self.detector.detect(text) if self.detector is not None else None
 
-    def answer_batch(
+    async def answer_batch(
         self,
         specs: Sequence[AnswerSpec],
         vectors: NDArray[np.float32],
         search: BatchSearch,
         max_query_chars: int,
         *,
-        topic_entries: Callable[[], TopicEntries | None] | None = None,
+        topic_entries: TopicEntries | None = None,
     ) -> list[Shaped]:
         """Search every query of a batch in one call, then shape each one's hits.
 
-        With `topic_entries` (an in-process index: its live snapshot, asked once a batch needs
-        an entry that was not fetched) a topic's entry in the wanted language is looked up
-        there; without (a server), searches restricted to the wanted non-English languages go
-        in the same call as the rest, since a second round trip costs more than it saves."""
+        With `topic_entries` (an in-process index: its live snapshot) a topic's entry in the
+        wanted language is looked up there; without (a server), searches restricted to the
+        wanted non-English languages go in the same call as the rest, since a second round
+        trip costs more than it saves."""
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
         limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
         lexical = self.lexicon.queries(texts) if self.lexicon is not None else [()] * len(specs)
         requests: list[SearchSpec] = [
-            SearchSpec(k, s.lang, s.market, tokens)
+            SearchSpec(k, s.lang_filter, s.market, tokens)
             for k, s, tokens in zip(limits, specs, lexical, strict=True)
         ]
         # With filters.lang set every hit is in one language already.
         extra = [
             (i, lang)
             for i, s in enumerate(specs)
-            if topic_entries is None and s.group and s.lang is None
+            if topic_entries is None and s.group and s.lang_filter is None
             for lang in languages_to_fetch(s.prefer_lang, detected[i])
         ]
         more = [SearchSpec(limits[i], lang, specs[i].market, lexical[i]) for i, lang in extra]
         rows = [i for i, _ in extra]
-        both = search(
+        both = await search(
             np.concatenate([vectors, vectors[rows]]) if rows else vectors, requests + more
         )
         hits = both[: len(specs)]
         for (i, _), row in zip(extra, both[len(specs) :], strict=True):
             hits[i] = merge_hits(hits[i], row)
-        # The snapshot is asked for (it resolves the alias) once a batch, when an answer needs
-        # an entry that was not fetched.
-        entries = cache(topic_entries) if topic_entries is not None else None
         return [
             self.shape(
                 text,
@@ -186,7 +173,7 @@ class Answering:
                 min_score=s.min_score,
                 detected=lang,
                 # With filters.lang set no other language may be shown.
-                lookup=_lookup(entries, vector, s.market) if s.lang is None else None,
+                lookup=_lookup(topic_entries, vector, s.market) if s.lang_filter is None else None,
             )
             for text, vector, row, s, lang in zip(
                 texts, vectors, hits, specs, detected, strict=True

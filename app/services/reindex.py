@@ -1,13 +1,9 @@
 """Admin writes on the live index: background reindex jobs, rollback and single-entry edits.
 
-With a Qdrant server, or one process on the embedded directory, everything goes through the
-serving process's own client (local mode lets one process open the directory, and the service
-holds it). With several workers on the embedded directory each serves an in-memory replica, so
-writes open the directory itself under the cross-process lock (`index_builder.local_lock`) and
-bump its generation; every worker's replica then reloads. One lock
-serialises the writes: a reindex job holds it from start to finish, so an edit or a rollback
-during a reindex is refused (409) rather than made on a collection the reindex is about to
-replace.
+Everything goes through the service's one store. One lock serialises this process's writes: a
+reindex job holds it from start to finish, so an edit or a rollback during a reindex is refused
+(409) rather than made on a collection the reindex is about to replace. Across processes (other
+workers, a CLI build) the embedded store's own file lock serialises them.
 """
 
 from __future__ import annotations
@@ -16,15 +12,14 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from app.core.config import Settings
 from app.core.heap import freeze_long_lived
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
-from app.wiring import retrieval
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.quality_gate import (
@@ -34,15 +29,17 @@ from index_builder.quality_gate import (
     QualityGateError,
     load_golden,
 )
-from index_builder.store import CollectionInfo, FaqIndex, FaqIndexError
+from index_builder.store import CollectionInfo, EmbeddedStore, FaqIndexError, Store
 
 log = logging.getLogger(__name__)
 
-# What a best-effort startup cleanup may meet: Qdrant down, the embedded directory held elsewhere.
+# What a best-effort startup cleanup may meet: Qdrant down, the embedded store busy elsewhere.
 _RECOVERABLE: tuple[type[BaseException], ...] = (*QDRANT_ERRORS, FaqIndexError)
-
-# Opens the index to read or to write for the span of one admin operation.
-IndexAccess = Callable[[], AbstractContextManager[FaqIndex]]
+# Against a Qdrant server, half-built collections younger than this are not removed: another
+# process may be writing them. The embedded store knows (its write lock) and removes at once.
+ORPHAN_MIN_AGE_S = 600.0
+# Finished job records kept in the jobs directory.
+JOBS_KEPT = 100
 
 
 class AdminConflictError(RuntimeError):
@@ -68,32 +65,21 @@ class ShutdownError(RuntimeError):
 class AdminService:
     def __init__(
         self,
-        index: FaqIndex | IndexAccess,
         encoder: Encoder,
         guard: IndexGuard,
         store: JobStore,
         *,
-        read_index: IndexAccess | None = None,
-        local: bool | None = None,
         gate: QualityGate | None = None,
         batch_size: int = 32,
-        orphan_min_age_s: float = 600.0,
         lock_timeout_s: float = 10.0,
     ) -> None:
-        if isinstance(index, FaqIndex):
-            held = index
-            self._write_index: IndexAccess = lambda: nullcontext(held)
-            local = held.local if local is None else local
-        else:
-            self._write_index = index
-        self._read_index = read_index or self._write_index
+        self.index: Store = guard.store
         self.encoder = encoder
         self.guard = guard
         self.store = store
         self.gate = gate
         self.batch_size = batch_size
-        # Local mode has one writer at a time, so a collection still building is an orphan.
-        self.orphan_min_age_s = 0.0 if local else orphan_min_age_s
+        self.orphan_min_age_s = 0.0 if isinstance(self.index, EmbeddedStore) else ORPHAN_MIN_AGE_S
         self.lock_timeout_s = lock_timeout_s
         self._write_lock = threading.Lock()
         # Guards _active and _thread; never held while waiting for the write lock.
@@ -112,14 +98,9 @@ class AdminService:
             # Searching does not need the job records; the admin routes say what is wrong.
             log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
         try:
-            # Looked for under the reader first: with several workers the writer bumps the
-            # directory's generation, and every other worker would reload its replica for
-            # nothing each time a worker starts.
-            with self._read_index() as index:
-                if not index.orphans(min_age_s=self.orphan_min_age_s):
-                    return
-            with self._write_lock, self._write_index() as index:
-                index.remove_orphans(min_age_s=self.orphan_min_age_s)
+            if self.index.orphans(min_age_s=self.orphan_min_age_s):
+                with self._write_lock:
+                    self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
         except _RECOVERABLE as exc:
             # Not fatal (Qdrant down, the directory held elsewhere): the next reindex cleans up.
             log.warning("could not look for orphaned collections: %s", exc)
@@ -205,14 +186,15 @@ class AdminService:
             if self.gate is None:
                 return
             t0 = time.perf_counter()
-            report: GateReport = self.gate.check(index, collection)
+            report: GateReport = self.gate.check(self.index, collection)
             marks["gate"] = time.perf_counter() - t0
             self._update(record, gate=report)
             if not report.passed:
                 raise QualityGateError(report)
 
         try:
-            with self._write_lock, self._write_index() as index:
+            with self._write_lock:
+                index = self.index
                 started = time.perf_counter()
                 self._update(
                     record,
@@ -250,13 +232,8 @@ class AdminService:
                 log.warning("could not prune old job records: %s", exc)
 
     def _settle_new_collection(self) -> None:
-        """Load the new collection's snapshot for serving now rather than on the next search,
-        and keep it out of full garbage collections like the rest of the loaded service."""
-        try:
-            self.guard.index.warm()
-        except _RECOVERABLE as exc:  # the next search loads it anyway
-            log.warning("could not load the new collection for serving yet: %s", exc)
-            return
+        """Keep the new collection's loaded version (the store loads what it makes live) out of
+        full garbage collections like the rest of the loaded service."""
         freeze_long_lived("reindexed")
 
     def _finish(
@@ -290,26 +267,22 @@ class AdminService:
 
     def rollback(self, to: str | None = None) -> tuple[str, str]:
         with self._exclusive():
-            with self._write_index() as index:
-                previous, current = index.rollback(to, fingerprint=self.encoder.fingerprint)
+            previous, current = self.index.rollback(to, fingerprint=self.encoder.fingerprint)
             self.guard.invalidate()
             return previous, current
 
     def collections(self) -> list[CollectionInfo]:
-        with self._read_index() as index:
-            return index.collections()
+        return self.index.collections()
 
     def upsert(self, item: FaqItem) -> tuple[str, bool]:
         with self._exclusive():
-            with self._write_index() as index:
-                collection, created = index.upsert([item], self.encoder)
+            collection, created = self.index.upsert([item], self.encoder)
             self.guard.invalidate()
             return collection, created[0]
 
     def delete(self, faq_id: str) -> str | None:
         with self._exclusive():
-            with self._write_index() as index:
-                collection = index.delete(faq_id)
+            collection = self.index.delete(faq_id)
             self.guard.invalidate()
             return collection
 
@@ -320,27 +293,6 @@ def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
     Read by `create_app`, so that a bad file stops the service before it listens.
     """
     return load_golden(settings.golden_queries) if settings.golden_queries else None
-
-
-def _directory_access(settings: Settings) -> tuple[IndexAccess, IndexAccess]:
-    """Write and read access to the embedded directory itself, each under the shared lock."""
-    from index_builder.local_lock import local_reader, local_writer
-
-    path, timeout = settings.qdrant_path, settings.replica_lock_timeout_s
-    alias, keep = settings.collection_alias, settings.keep_collections
-    fusion = retrieval(settings)
-
-    @contextmanager
-    def write() -> Iterator[FaqIndex]:
-        with local_writer(path, timeout=timeout) as client:
-            yield FaqIndex(client, alias=alias, keep=keep, retrieval=fusion)
-
-    @contextmanager
-    def read() -> Iterator[FaqIndex]:
-        with local_reader(path, timeout=timeout) as access:
-            yield FaqIndex(access.client, alias=alias, keep=keep, retrieval=fusion)
-
-    return write, read
 
 
 def create_admin(
@@ -354,26 +306,12 @@ def create_admin(
     if golden:
         gate = QualityGate(golden, encoder, settings.golden_top_k)
         log.info("reindex quality gate: %d golden queries", len(golden))
-    index: FaqIndex | IndexAccess
-    read: IndexAccess | None
-    if not settings.qdrant_url and settings.workers > 1:
-        # The guard serves a replica: write to the directory itself, under the shared lock.
-        index, read = _directory_access(settings)
-        local: bool | None = True
-    else:
-        # The guard's own instance: in local mode its reader-writer lock is what keeps the
-        # service's searches and these writes apart.
-        index, read, local = guard.index, None, None
     admin = AdminService(
-        index,
         encoder,
         guard,
-        JobStore(settings.jobs_dir, keep=settings.jobs_keep),
-        read_index=read,
-        local=local,
+        JobStore(settings.jobs_dir, keep=JOBS_KEPT),
         gate=gate,
         batch_size=settings.encode_batch_size,
-        orphan_min_age_s=settings.orphan_min_age_s,
     )
     admin.recover()
     return admin

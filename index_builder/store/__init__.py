@@ -1,59 +1,68 @@
-"""Versioned FAQ collections in Qdrant behind an alias (see `index.py`), split by job:
+"""Versioned FAQ collections behind an alias, in one of two backends behind one interface
+(`base.Store`): the embedded default (`embedded.py`, the service's own files) or a Qdrant server
+(`qdrant.py`). `open_store` makes the one decision of which."""
 
-- `records.py`: what the store hands out and raises, and the payload <-> point mapping;
-- `client.py`: opening Qdrant (server or embedded), in one place;
-- `locking.py`: the reader-writer lock local mode needs;
-- `index.py`: `FaqIndex`, the alias and its versions: build, gate, switch, rollback, edits;
-- `matrix.py`: the embedded search: the live collection as one normalised float32 matrix.
+from __future__ import annotations
 
-Everything is re-exported here, so `from index_builder.store import FaqIndex` keeps working.
-"""
+from pathlib import Path
 
-from index_builder.store.client import is_local, open_client
-from index_builder.store.index import FaqIndex
-from index_builder.store.locking import ReadWriteLock
-from index_builder.store.records import (
+from index_builder.store.base import (
     BUILDING,
-    FILTER_FIELDS,
     READY,
     CollectionInfo,
-    CollectionLayout,
     FaqIndexError,
     Hit,
     IndexBuildError,
     IndexInfo,
     IndexMissingError,
     IndexModelMismatchError,
-    QdrantLockedError,
     RollbackError,
     SearchSpec,
+    Store,
     UnknownCollectionError,
-    hit_from_point,
-    point_id,
-    qdrant_filter,
 )
+from index_builder.store.embedded import EmbeddedStore
+from index_builder.store.fusion import Retrieval
+from index_builder.store.qdrant import CollectionLayout, QdrantStore
+
+
+def open_store(
+    *,
+    url: str | None = None,
+    api_key: str | None = None,
+    path: Path | None = None,
+    alias: str = "faq",
+    keep: int = 3,
+    timeout_s: float = 5.0,
+    layout: CollectionLayout | None = None,
+    retrieval: Retrieval | None = None,
+) -> EmbeddedStore | QdrantStore:
+    """A Qdrant server's store when `url` is set, else the embedded one in `path`."""
+    if url:
+        return QdrantStore.connect(
+            url, api_key, timeout_s, alias=alias, keep=keep, layout=layout, retrieval=retrieval
+        )
+    if path is None:
+        raise ValueError("either a Qdrant URL or a local data path is required")
+    return EmbeddedStore(path, alias, keep, retrieval=retrieval)
+
 
 __all__ = [
     "BUILDING",
-    "FILTER_FIELDS",
     "READY",
     "CollectionInfo",
     "CollectionLayout",
-    "FaqIndex",
+    "EmbeddedStore",
     "FaqIndexError",
     "Hit",
     "IndexBuildError",
     "IndexInfo",
     "IndexMissingError",
     "IndexModelMismatchError",
-    "QdrantLockedError",
-    "ReadWriteLock",
+    "QdrantStore",
     "RollbackError",
     "SearchSpec",
+    "Store",
     "UnknownCollectionError",
-    "hit_from_point",
-    "is_local",
-    "open_client",
-    "point_id",
-    "qdrant_filter",
+    "open_store",
 ]

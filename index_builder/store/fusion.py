@@ -18,8 +18,10 @@ a little with the answer ranks and much with BM25's (most shopper questions shar
 tokens with their FAQ entry), while the weighted sum gained. The weights'
 defaults were chosen on the dev split (README "Answer and lexical retrieval").
 
-The embedded matrix search computes the same formula in numpy (`MatrixSnapshot`), with the
-same prefetch limits, and a test holds it to qdrant-client's own evaluation of the query.
+This module is the one definition of the formula: `Retrieval.weights` gives its terms, the
+Qdrant backend sends them as a formula query (`fused_query`), and the embedded search computes
+the same sum in numpy (`MatrixSnapshot`), with the same prefetch limits; a test holds the two
+to each other on the same entries.
 """
 
 from __future__ import annotations
@@ -31,9 +33,6 @@ from qdrant_client import models
 QUESTION = "question"
 ANSWER = "answer"
 LEXICAL = "lexical"
-# Collection metadata `vectors`: which layout a collection has. Collections without it hold one
-# unnamed question vector and are searched by it alone.
-HYBRID_LAYOUT = "question+answer+lexical/v1"
 # Every part fetches at least this many candidates, whatever the limit: one candidate set for
 # every search the API asks for (grouping fetches at most `answers.FETCH_MAX` = 200), so the
 # fused ranking does not depend on the limit (the top 3 are the first three of the top 10),
@@ -87,16 +86,27 @@ def fused_query(
     limit: int,
     query_filter: models.Filter | None,
     retrieval: Retrieval,
+    params: models.SearchParams | None = None,
 ) -> tuple[list[models.Prefetch], models.FormulaQuery]:
-    """The prefetches and the formula for Qdrant's query API (server and local mode alike)."""
+    """The prefetches (each searched with `params`) and the formula for Qdrant's query API."""
     wq, wa, wl = retrieval.weights(bool(lexical))
     fetch = retrieval.prefetch_limit(limit)
     parts: list[tuple[float, models.Prefetch]] = [
-        (wq, models.Prefetch(query=vector, using=QUESTION, limit=fetch, filter=query_filter))
+        (
+            wq,
+            models.Prefetch(
+                query=vector, using=QUESTION, limit=fetch, filter=query_filter, params=params
+            ),
+        )
     ]
     if wa > 0:
         parts.append(
-            (wa, models.Prefetch(query=vector, using=ANSWER, limit=fetch, filter=query_filter))
+            (
+                wa,
+                models.Prefetch(
+                    query=vector, using=ANSWER, limit=fetch, filter=query_filter, params=params
+                ),
+            )
         )
     if wl > 0:
         sparse = models.SparseVector(indices=list(lexical), values=[1.0] * len(lexical))

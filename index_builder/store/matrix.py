@@ -1,37 +1,22 @@
-"""The embedded search: one collection's vectors as one normalised float32 matrix.
+"""The embedded search: one version's vectors as normalised float32 matrices, searched exactly.
 
-qdrant-client's local mode scores every stored vector in Python/NumPy per query and recomputes
-their norms each time (about 140 ms per query at 100k entries). Here a collection is read once
-into a `MatrixSnapshot`: the vectors normalised once into one C-contiguous float32 matrix, the
-payload fields the API filters on (`lang`, `market`) as integer codes, and the hit fields per
-row. A batch of queries is then one matrix product (BLAS), each query's filter a row selection
-computed once per snapshot and filter, and its top_k an `argpartition` of its row.
+A version is loaded once into a `MatrixSnapshot`: the vectors normalised once into C-contiguous
+float32 matrices, the payload fields the API filters on (`lang`, `market`) as integer codes, and
+the hit fields per row. A batch of queries is then one matrix product (BLAS), each query's
+filter a row selection computed once per snapshot and filter, and its top_k an `argpartition`
+of its row. A snapshot is never changed: the store makes a new version for every change.
 
-A snapshot is a read cache of a collection in the store, which stays the source of truth
-(versioned collections, alias, metadata, build states): `FaqIndex` keys it by the collection
-name and a counter of the point writes it made, and builds a new one when either moves. It is
-never changed in place: edits make a new snapshot (`updated`), so searches running on the old
-one finish on a consistent copy.
+The fused formula of `index_builder.store.fusion` is computed the way Qdrant evaluates that
+query: each part's best `prefetch_limit` entries under the filter (the lexical part: entries
+sharing a token, scored by BM25 with Qdrant's IDF over the snapshot), the weighted sum with 0
+for a part that did not return the entry, best first.
 
-A collection with answer and lexical vectors (`fusion.HYBRID_LAYOUT`) is searched with the fused
-formula of `index_builder.store.fusion`, computed the way Qdrant evaluates that query: each
-part's best `prefetch_limit` entries under the filter (the lexical part: entries sharing a token,
-scored by BM25 with Qdrant's IDF over the snapshot), the weighted sum with 0 for a part that did
-not return the entry, best first.
-
-Above `ann_threshold` rows (`ANN_THRESHOLD`, a constructor argument) the dense parts no longer
-scan every row: candidates come from IVF indexes (`index_builder.store.ann`), and the rows they
-propose are scored again exactly here, so scores are exact and only which rows are found is
-approximate (recall). A plain search's top_k comes from an index over the question matrix. A
-fused search's two dense parts come from one index over their weighted sum, question + w x
-answer (`answer_weight`, the served weight, given when the snapshot is built): the dense part
-of the formula is one inner product with that sum, so one scan finds the entries that score
-best on both together (two scans cost twice as much and found fewer of the exact path's best:
-at 100k rows recall@24 0.944 -> 0.986, fused p50 2.06 -> 1.50 ms, `tools.matrix_latency`). Each
-candidate gets both dense parts in full, and the lexical part as Qdrant's prefetch gives it
-(exactly as below). A query with another answer weight is proposed rows by the same index and
-scored with its own weights. At or below the threshold every search is the exact scan above,
-row for row, Qdrant's evaluation included.
+Above `LARGE_ROWS` rows the dense parts are scored uncut, as one product with question +
+w x answer (`_search_large`): exact scores for every row, so the best hits are those of the
+formula with a dense prefetch of any size. There is no approximate index: an exact scan is the
+only search that finds the exact best hit for every query (IVF found it for about 93% of the
+shopper dev queries at 100k entries, HNSW 49-77%: docs/design.md), and batched it is one BLAS
+product per batch.
 """
 
 from __future__ import annotations
@@ -46,28 +31,25 @@ from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from qdrant_client import QdrantClient
 
 from index_builder.faq import topic_of
 from index_builder.lexical import idf
-from index_builder.store import ann
-from index_builder.store.ann import NPROBE, IvfIndex, Selector
-from index_builder.store.fusion import ANSWER, LEXICAL, QUESTION, Retrieval
-from index_builder.store.records import Hit, SearchSpec
+from index_builder.store.base import Hit, SearchSpec
+from index_builder.store.fusion import Retrieval
 
 log = logging.getLogger(__name__)
 
-_SCROLL_PAGE = 4096
 _NO_VALUE = -1
 # Filter selections kept per snapshot; the API's filters take few distinct values.
 _MAX_SELECTIONS = 256
 # A filter: (lang, market), None = any.
 _FilterKey = tuple[str | None, str | None]
 _V = TypeVar("_V")
-# Snapshots with more rows than this search their dense vectors through an IVF index (Qdrant's
-# `full_scan_threshold` plays the same part; its default is 10,000 KB of vectors, ~6,700 x 384).
-# Below it one exact pass costs about 1.4 ms at 384 dimensions (20,000 x 384 float32, 30 MB).
-ANN_THRESHOLD = 20_000
+# Above this many rows a fused search scores its dense parts uncut, as one product with the
+# fused rows (`MatrixSnapshot._search_large`): half the memory read of two products, which is
+# what a batch's search costs at 100k rows. Below it, the parts are prefetched separately, as
+# Qdrant evaluates the formula query, row for row.
+LARGE_ROWS = 20_000
 # Lexical tokens in more than this share of the rows are also kept as dense rows, up to this many.
 _DENSE_SHARE = 0.1
 _DENSE_TOKENS = 64
@@ -78,7 +60,7 @@ _SAMPLE_RANK = 32
 
 
 @dataclass(frozen=True)
-class _Row:
+class Row:
     """The hit fields of one entry (everything but the score), read once from its payload."""
 
     id: str
@@ -90,7 +72,7 @@ class _Row:
     topic: str
 
     @classmethod
-    def from_payload(cls, point_id: object, payload: dict[str, Any] | None) -> _Row:
+    def from_payload(cls, point_id: object, payload: dict[str, Any] | None) -> Row:
         # The payload layout FaqItem.payload() writes; the same reading as hit_from_point.
         p = payload or {}
         market = p.get("market")
@@ -129,28 +111,6 @@ def normalise(vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
 
 # One entry's sparse vector: token ids and weights.
 Sparse = tuple[Sequence[int], Sequence[float]]
-
-
-@dataclass(frozen=True)
-class PointVectors:
-    """What a snapshot keeps of one point: the question vector, and in a hybrid collection the
-    answer vector and the lexical weights."""
-
-    question: NDArray[np.floating[Any]]
-    answer: NDArray[np.floating[Any]] | None = None
-    lexical: Sparse | None = None
-
-    @classmethod
-    def of(cls, vector: Any) -> PointVectors:
-        """From a point's `vector` as Qdrant returns or takes it (one list, or named ones)."""
-        if not isinstance(vector, dict):
-            return cls(np.asarray(vector, dtype=np.float32))
-        sparse = vector.get(LEXICAL)
-        return cls(
-            np.asarray(vector[QUESTION], dtype=np.float32),
-            np.asarray(vector[ANSWER], dtype=np.float32),
-            None if sparse is None else (list(sparse.indices), list(sparse.values)),
-        )
 
 
 class _Postings:
@@ -235,20 +195,16 @@ class MatrixSnapshot:
         collection: str,
         point_ids: Sequence[str],
         vectors: NDArray[np.floating[Any]],
-        rows: Sequence[_Row],
+        rows: Sequence[Row],
         *,
         dim: int | None = None,
         answers: NDArray[np.floating[Any]] | None = None,
         lexical: Sequence[Sparse] | None = None,
-        ann_threshold: int = ANN_THRESHOLD,
-        nprobe: int = NPROBE,
+        large_rows: int = LARGE_ROWS,
         answer_weight: float = Retrieval.answer_weight,
-        previous: MatrixSnapshot | None = None,
     ) -> None:
-        """`ann_threshold`: above this many rows the dense parts are searched through IVF
-        indexes scanning `nprobe` lists per query; a hybrid snapshot's fused index is built for
-        `answer_weight`. `previous`: an older snapshot whose IVF centroids and codebooks are
-        reused (`updated`)."""
+        """`large_rows`: above this many rows a fused search with `answer_weight` (the served
+        weight) scores the dense parts as one product with question + w x answer."""
         if len(point_ids) != len(rows) or len(rows) != len(vectors):
             raise ValueError("point ids, vectors and rows differ in length")
         if (answers is None) != (lexical is None):
@@ -267,37 +223,24 @@ class MatrixSnapshot:
             self.lexical = tuple(lexical)
             self._postings = _Postings(self.lexical)
         self.point_ids: tuple[str, ...] = tuple(point_ids)
-        self.rows: tuple[_Row, ...] = tuple(rows)
+        self.rows: tuple[Row, ...] = tuple(rows)
         self._codes: dict[str, tuple[dict[str, int], NDArray[np.int32]]] = {
             "lang": _codes(r.lang for r in self.rows),
             "market": _codes(r.market for r in self.rows),
         }
         self._selections: dict[_FilterKey, NDArray[np.intp] | None] = {}
         self._selections_lock = threading.Lock()
-        self._selectors: dict[_FilterKey, Selector] = {}
-        self.ann_threshold = ann_threshold
-        self.nprobe = nprobe
+        self.large_rows = large_rows
         self.answer_weight = answer_weight
-        self._ann: IvfIndex | None = None
-        self._fused_ann: IvfIndex | None = None
-        # The fused index's rows, question + answer_weight x answer, kept to score its
-        # candidates with one inner product instead of two (`_dense_parts`).
+        # The fused rows, question + answer_weight x answer: one product scores both dense
+        # parts (`_search_large`).
         self._fused_rows: NDArray[np.float32] | None = None
-        if len(self.rows) > ann_threshold and _ann_available(len(self.rows)):
-            self._ann = _ivf(self.matrix, previous, lambda s: s._ann)
-            if self.answers is not None and answer_weight > 0:
-                self._fused_rows = _weighted_sum(self.matrix, self.answers, answer_weight)
-                # Built with the same weight as the previous one, or trained afresh.
-                self._fused_ann = _ivf(
-                    self._fused_rows,
-                    previous,
-                    lambda s: s._fused_ann if s.answer_weight == answer_weight else None,
-                )
+        if len(self.rows) > large_rows and self.answers is not None and answer_weight > 0:
+            self._fused_rows = _weighted_sum(self.matrix, self.answers, answer_weight)
 
-    @property
-    def approximate(self) -> bool:
-        """Whether dense candidates come from the IVF index (above the row threshold)."""
-        return self._ann is not None
+    def _uncut(self, retrieval: Retrieval) -> bool:
+        """Whether a fused search takes the large-index path (`_search_large`)."""
+        return self._fused_rows is not None and retrieval.answer_weight == self.answer_weight
 
     @property
     def hybrid(self) -> bool:
@@ -331,124 +274,6 @@ class MatrixSnapshot:
 
     def __len__(self) -> int:
         return len(self.rows)
-
-    @classmethod
-    def load(cls, client: QdrantClient, collection: str, **options: Any) -> MatrixSnapshot:
-        """Read every point of `collection` (vectors and payloads) into a snapshot (`options`:
-        the constructor's keyword arguments).
-
-        In local mode the collection's own arrays are copied directly (measured at 30k entries:
-        0.13 s instead of 2 s by scrolling, on a busy 2-core machine); anything
-        unexpected in them, or a server, falls back to the public scroll API.
-        """
-        dim = _dim(client, collection)
-        direct = _local_arrays(client, collection, dim)
-        if direct is None:
-            return cls._scroll(client, collection, dim, **options)
-        ids, payloads, matrix, answers, lexical = direct
-        rows = [_Row.from_payload(pid, payload) for pid, payload in zip(ids, payloads, strict=True)]
-        return cls(
-            collection, ids, matrix, rows, dim=dim, answers=answers, lexical=lexical, **options
-        )
-
-    @classmethod
-    def _scroll(
-        cls, client: QdrantClient, collection: str, dim: int, **options: Any
-    ) -> MatrixSnapshot:
-        ids: list[str] = []
-        rows: list[_Row] = []
-        points: list[PointVectors] = []
-        offset: Any = None
-        while True:
-            page, offset = client.scroll(
-                collection,
-                limit=_SCROLL_PAGE,
-                offset=offset,
-                with_payload=True,
-                with_vectors=True,
-            )
-            for p in page:
-                ids.append(str(p.id))
-                rows.append(_Row.from_payload(p.id, p.payload))
-                points.append(PointVectors.of(p.vector))
-            if offset is None:
-                break
-        return cls._from_points(collection, ids, points, rows, dim, **options)
-
-    @classmethod
-    def _from_points(
-        cls,
-        collection: str,
-        ids: Sequence[str],
-        points: Sequence[PointVectors],
-        rows: Sequence[_Row],
-        dim: int,
-        **options: Any,
-    ) -> MatrixSnapshot:
-        def stack(vectors: list[Any]) -> NDArray[np.float32]:
-            return np.asarray(vectors if vectors else np.zeros((0, dim)), dtype=np.float32)
-
-        hybrid = bool(points) and all(
-            p.answer is not None and p.lexical is not None for p in points
-        )
-        return cls(
-            collection,
-            ids,
-            stack([p.question for p in points]),
-            rows,
-            dim=dim,
-            answers=stack([p.answer for p in points]) if hybrid else None,
-            lexical=[p.lexical for p in points if p.lexical is not None] if hybrid else None,
-            **options,
-        )
-
-    def updated(
-        self,
-        upserts: Sequence[tuple[str, PointVectors, dict[str, Any] | None]] = (),
-        deletes: Iterable[str] = (),
-    ) -> MatrixSnapshot:
-        """A new snapshot with points (id, vectors, payload) replaced or added and ids removed."""
-        position = {pid: i for i, pid in enumerate(self.point_ids)}
-        gone = {position[pid] for pid in deletes if pid in position}
-        current: dict[str, tuple[PointVectors, _Row]] = {}
-        for pid, vectors, payload in upserts:
-            current[pid] = (vectors, _Row.from_payload(pid, payload))
-            gone.discard(position.get(pid, -1))
-        ids: list[str] = []
-        kept: list[PointVectors] = []
-        rows: list[_Row] = []
-        for pid, i in position.items():
-            if i in gone:
-                continue
-            ids.append(pid)
-            if pid in current:
-                vectors, row = current.pop(pid)
-            else:
-                vectors, row = self._point(i), self.rows[i]
-            kept.append(vectors)
-            rows.append(row)
-        for pid, (vectors, row) in current.items():
-            ids.append(pid)
-            kept.append(vectors)
-            rows.append(row)
-        return MatrixSnapshot._from_points(
-            self.collection,
-            ids,
-            kept,
-            rows,
-            self.matrix.shape[1],
-            ann_threshold=self.ann_threshold,
-            nprobe=self.nprobe,
-            answer_weight=self.answer_weight,
-            previous=self,
-        )
-
-    def _point(self, row: int) -> PointVectors:
-        return PointVectors(
-            self.matrix[row],
-            None if self.answers is None else self.answers[row],
-            None if self.lexical is None else self.lexical[row],
-        )
 
     # --- searching ----------------------------------------------------------------------------
 
@@ -500,11 +325,8 @@ class MatrixSnapshot:
                 f"{self.collection!r} has {self.matrix.shape[1]}"
             )
         fused = retrieval is not None and retrieval.fused and self.hybrid and len(self.rows) > 0
-        if self._ann is not None:
-            return [
-                self._search_ann(query, spec, retrieval if fused else None)
-                for query, spec in zip(queries, specs, strict=True)
-            ]
+        if fused and retrieval is not None and self._uncut(retrieval):
+            return self._search_large(queries, specs, retrieval)
         scores = _products(self.matrix, queries) if len(self.rows) else None
         answer_scores = (
             _products(self.answers, queries)
@@ -569,141 +391,39 @@ class MatrixSnapshot:
         found = pool[best]
         return (found if selection is None else selection[found]), row
 
-    # --- the approximate path (above the row threshold) ---------------------------------------
-
-    def _selector(self, lang: str | None, market: str | None) -> Selector | None:
-        """The faiss selector of a filter (None = all rows), built once per snapshot and filter."""
-        selection = self._selection(lang, market)
-        if selection is None:
-            return None
-        key = (lang, market)
-        found = self._selectors.get(key)
-        if found is None:
-            found = Selector(selection, len(self.rows))
-            self._remember(self._selectors, key, found)
-        return found
-
-    def _search_ann(
-        self, query: NDArray[np.float32], spec: SearchSpec, retrieval: Retrieval | None
-    ) -> list[Hit]:
-        """One search above the threshold: candidates from the IVF indexes, exact scores."""
-        selection = self._selection(spec.lang, spec.market)
-        if spec.top_k <= 0 or (selection is not None and len(selection) == 0):
-            return []
-        selector = self._selector(spec.lang, spec.market)
-        assert self._ann is not None
-        if retrieval is None:
-            found, scores = self._dense(
-                self._ann, _Score(query, self.matrix), spec.top_k, selection, selector
+    def _search_large(
+        self, queries: NDArray[np.float32], specs: Sequence[SearchSpec], retrieval: Retrieval
+    ) -> list[list[Hit]]:
+        """Above `LARGE_ROWS` with the served answer weight: the dense parts uncut, as one
+        product with the fused rows (question + w x answer: wq x q.(Q + wA) = wq q.Q + wa q.A),
+        which reads each row once where two products read two; the lexical part as Qdrant's
+        prefetch gives it. Every entry's dense score is exact, so the best hits are those of an
+        exact search of the formula with a dense prefetch of any size."""
+        assert self._fused_rows is not None
+        dense_all = _products(self._fused_rows, queries)
+        out: list[list[Hit]] = []
+        for i, spec in enumerate(specs):
+            selection = self._selection(spec.lang, spec.market)
+            if spec.top_k <= 0 or (selection is not None and len(selection) == 0):
+                out.append([])
+                continue
+            wq, _, wl = retrieval.weights(bool(spec.lexical))
+            row = dense_all[i]
+            best, _ = _top(row if selection is None else row[selection], spec.top_k)
+            pool = np.sort(best if selection is None else selection[best])
+            lexical_rows: NDArray[np.intp] | None = None
+            if wl > 0 and self._postings is not None:
+                fetch = retrieval.prefetch_limit(spec.top_k)
+                lexical_rows, lexical = self._postings.best(spec.lexical, fetch, selection)
+                pool = np.union1d(pool, lexical_rows)
+            total = np.float32(wq) * row[pool]
+            if lexical_rows is not None:
+                total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
+            best, scores = _top(total, spec.top_k)
+            out.append(
+                [self.rows[r].hit(float(x)) for r, x in zip(pool[best], scores, strict=True)]
             )
-        else:
-            found, scores = self._fuse_ann(query, spec, selection, selector, retrieval)
-        best, row = _top(scores, spec.top_k)
-        return [self.rows[r].hit(float(s)) for r, s in zip(found[best], row, strict=True)]
-
-    def _dense(
-        self,
-        ann: IvfIndex,
-        score: _Score,
-        k: int,
-        selection: NDArray[np.intp] | None,
-        selector: Selector | None,
-    ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
-        """The (about) `k` best rows under the filter by `score` (whose vector `ann` indexes),
-        ascending, and their exact scores. When the lists scanned hold fewer rows of the filter
-        than wanted, the exact scan of the filter's rows."""
-        wanted = min(k, len(self.rows) if selection is None else len(selection))
-        found = np.sort(ann.search(score.query, wanted, self.nprobe, selector))
-        if len(found) < wanted:
-            found = np.arange(len(self.rows)) if selection is None else selection
-        # Exact scores of the proposed rows (or of the filter's rows), and their best `wanted`.
-        scores = score(found)
-        best, _ = _top(scores, wanted)
-        best.sort()
-        return found[best], scores[best]
-
-    def _fuse_ann(
-        self,
-        query: NDArray[np.float32],
-        spec: SearchSpec,
-        selection: NDArray[np.intp] | None,
-        selector: Selector | None,
-        retrieval: Retrieval,
-    ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
-        """Candidate rows (ascending) and fused scores: the dense candidates of the weighted sum
-        and the lexical prefetch, each scored on both dense parts, plus its lexical score when
-        the lexical prefetch returned it.
-
-        The dense candidates are the `top_k` best by the dense parts, not a prefetch of
-        `prefetch_limit` rows: every candidate is scored on both dense parts here, so a dense
-        candidate outside the lexical prefetch scores its dense part alone, and the `top_k`
-        dense rows above it score at least as much; it cannot make the `top_k`. The rows that
-        can (the dense `top_k`, and the lexical prefetch) are all kept, so the results are
-        those of a dense prefetch of any size (at 100k rows fused p50 1.31 -> 1.13 ms, recall
-        unchanged, `tools.matrix_latency`)."""
-        wq, wa, wl = retrieval.weights(bool(spec.lexical))
-        index, score = self._dense_parts(query, retrieval, wq, wa)
-        pool, total = self._dense(index, score, spec.top_k, selection, selector)
-        if wl > 0 and self._postings is not None:
-            fetch = retrieval.prefetch_limit(spec.top_k)
-            lexical_rows, lexical = self._postings.best(spec.lexical, fetch, selection)
-            extra = lexical_rows[~_members(lexical_rows, pool)]
-            if len(extra):
-                pool = np.concatenate([pool, extra])
-                total = np.concatenate([total, score(extra)])
-                order = np.argsort(pool)
-                pool, total = pool[order], total[order]
-            total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
-        return pool, total
-
-    def _dense_parts(
-        self, query: NDArray[np.float32], retrieval: Retrieval, wq: float, wa: float
-    ) -> tuple[IvfIndex, _Score]:
-        """The index that proposes a fused search's dense candidates, and their exact dense
-        scores. With an answer part: the fused index (question + w x answer), and with the
-        served answer weight the scores are wq x the inner product with its own rows (wq x q +
-        wa x a), one row read instead of two; under load the rows of a search's ~700
-        candidates come from memory, not the caches, and that read was its cost. Another
-        weight reads the question and answer rows (the sums differ from the one product's in
-        the last bits, ~1e-7). Without an answer part: the question index and rows."""
-        assert self._ann is not None
-        if wa <= 0 or self.answers is None:
-            return self._ann, _Score(query, self.matrix, wq)
-        if self._fused_ann is None or self._fused_rows is None:
-            return self._ann, _Score(query, self.matrix, wq, self.answers, wa)
-        if retrieval.answer_weight == self.answer_weight:
-            return self._fused_ann, _Score(query, self._fused_rows, wq)
-        return self._fused_ann, _Score(query, self.matrix, wq, self.answers, wa)
-
-
-_warned_no_faiss = False
-
-
-def _ann_available(rows: int) -> bool:
-    """Whether faiss-cpu is installed; says once when a large snapshot scans without it."""
-    global _warned_no_faiss
-    if not ann.AVAILABLE and not _warned_no_faiss:
-        _warned_no_faiss = True
-        log.warning(
-            "faiss-cpu is not installed: %d entries are searched by an exact scan "
-            "(pip install faiss-cpu for the approximate search of large indexes)",
-            rows,
-        )
-    return ann.AVAILABLE
-
-
-def _ivf(
-    matrix: NDArray[np.float32],
-    previous: MatrixSnapshot | None,
-    index_of: Any,
-) -> IvfIndex:
-    """The IVF index of `matrix`: the previous snapshot's centroids and codebooks when it has
-    an index of the same width, else trained afresh."""
-    if previous is not None:
-        old: IvfIndex | None = index_of(previous)
-        if old is not None and old.centroids.shape[1] == matrix.shape[1]:
-            return old.reassigned(matrix)
-    return IvfIndex.train(matrix)
+        return out
 
 
 def _weighted_sum(
@@ -714,41 +434,10 @@ def _weighted_sum(
     return np.ascontiguousarray(questions + np.float32(answer_weight) * answers)
 
 
-@dataclass(frozen=True)
-class _Score:
-    """Exact dense scores of rows for one query: wq x question cosine (+ wa x answer cosine),
-    weighted and summed in float32 in the order of the exact path (`MatrixSnapshot._fuse`);
-    each cosine is a float32 inner product read in place (`ann.inner_products`)."""
-
-    query: NDArray[np.float32]
-    questions: NDArray[np.float32]
-    question_weight: float = 1.0
-    answers: NDArray[np.float32] | None = None
-    answer_weight: float = 0.0
-
-    def __call__(self, rows: NDArray[np.intp]) -> NDArray[np.float32]:
-        total = np.float32(self.question_weight) * ann.inner_products(
-            self.questions, self.query, rows
-        )
-        if self.answers is not None:
-            answers = ann.inner_products(self.answers, self.query, rows)
-            total = total + np.float32(self.answer_weight) * answers
-        return np.asarray(total, dtype=np.float32)
-
-
 def _products(matrix: NDArray[np.float32], queries: NDArray[np.float32]) -> NDArray[np.float32]:
     # A lone query: one matrix-vector product (BLAS gemv), one pass over the matrix.
     product = (matrix @ queries[0])[None, :] if len(queries) == 1 else queries @ matrix.T
     return np.asarray(product, dtype=np.float32)
-
-
-def _members(values: NDArray[np.intp], sorted_pool: NDArray[np.intp]) -> NDArray[np.bool_]:
-    """Which of `values` are in `sorted_pool` (ascending): one binary search each, where
-    `np.setdiff1d` sorts both arrays together again."""
-    at = np.searchsorted(sorted_pool, values)
-    inside = at < len(sorted_pool)
-    inside[inside] = sorted_pool[at[inside]] == values[inside]
-    return inside
 
 
 def _prefetched(part: NDArray[np.float32], fetch: int) -> NDArray[np.intp]:
@@ -797,68 +486,3 @@ def _codes(values: Iterable[str | None]) -> tuple[dict[str, int], NDArray[np.int
     codes: dict[str, int] = {}
     column = [_NO_VALUE if v is None else codes.setdefault(v, len(codes)) for v in values]
     return codes, np.asarray(column, dtype=np.int32)
-
-
-def _local_arrays(
-    client: QdrantClient, collection: str, dim: int
-) -> (
-    tuple[
-        list[str],
-        list[dict[str, Any] | None],
-        NDArray[np.float32],
-        NDArray[np.float32] | None,
-        list[Sparse] | None,
-    ]
-    | None
-):
-    """The live points of a local-mode collection read from its arrays (ids, payloads,
-    question vectors, and answer vectors and lexical weights in a hybrid collection), or None
-    when the client is not local mode or its internals are not the ones this was written
-    against (qdrant-client 1.12-1.20: `LocalCollection.vectors/sparse_vectors/payload/ids_inv/
-    deleted/deleted_per_vector`)."""
-    try:
-        local = getattr(client, "_client", None)
-        stored = getattr(local, "collections", {}).get(collection)
-        if stored is None:
-            return None
-        n = len(stored.ids_inv)
-        hybrid = QUESTION in stored.vectors
-        names = (QUESTION, ANSWER, LEXICAL) if hybrid else ("",)
-        dead = np.asarray(stored.deleted[:n], dtype=bool)
-        for name in names:
-            dead = dead | np.asarray(stored.deleted_per_vector[name][:n], dtype=bool)
-        payloads = stored.payload
-        if len(payloads) != n or dead.shape != (n,):
-            return None
-        live = np.flatnonzero(~dead)
-        dense = []
-        for name in names[:2] if hybrid else names:
-            vectors = np.asarray(stored.vectors[name])[:n]
-            if vectors.shape != (n, dim):
-                return None
-            dense.append(np.asarray(vectors[live], dtype=np.float32))
-        lexical: list[Sparse] | None = None
-        if hybrid:
-            sparse = stored.sparse_vectors[LEXICAL]
-            lexical = [(list(sparse[i].indices), list(sparse[i].values)) for i in live]
-        return (
-            [str(stored.ids_inv[i]) for i in live],
-            [payloads[i] for i in live],
-            dense[0],
-            dense[1] if hybrid else None,
-            lexical,
-        )
-    except (AttributeError, KeyError, TypeError, ValueError, IndexError):
-        return None
-
-
-def _dim(client: QdrantClient, collection: str) -> int:
-    vectors = client.get_collection(collection).config.params.vectors
-    if isinstance(vectors, dict) and QUESTION in vectors:
-        return int(vectors[QUESTION].size)
-    size = getattr(vectors, "size", None)
-    if size is None:
-        raise ValueError(
-            f"collection {collection!r} has neither one unnamed vector nor {QUESTION!r}"
-        )
-    return int(size)

@@ -1,8 +1,7 @@
 """POST /search and /search/batch: validate, ask the search service, write the answer.
 
-Async routes: with an in-process index the search service tokenises, awaits the inference
-worker and searches on the event loop (no thread hand-off per request); against a Qdrant server
-it runs in the threadpool (`SearchService.answer`). The answer is a plain dict written by
+Async routes: the search service awaits the inference worker and the store, whichever it is
+(`SearchService.answer`). The answer is a plain dict written by
 orjson (`response_model` documents it; nothing validates it a second time).
 """
 
@@ -14,7 +13,6 @@ from fastapi import APIRouter
 
 from app.api.deps import EncoderDep, MetricsDep, SearchAuth, SearchServiceDep, SettingsDep
 from app.api.errors import ApiError, service_errors
-from app.api.lean_route import LeanJsonRoute
 from app.api.responses import OrjsonResponse, errors
 from app.api.schemas.search import (
     BatchSearchRequest,
@@ -25,8 +23,7 @@ from app.api.schemas.search import (
 from app.services.answering import Shaped
 from app.services.search import QuerySpec
 
-# The hot routes: a well-formed request skips FastAPI's dependency solver (`lean_route`).
-router = APIRouter(tags=["search"], route_class=LeanJsonRoute)
+router = APIRouter(tags=["search"])
 
 _FAILURES = errors(401, 413, 422, 429, 503)
 
@@ -64,7 +61,7 @@ def query_spec(body: SearchRequest) -> QuerySpec:
     return QuerySpec(
         body.query,
         body.top_k,
-        lang=body.filters.lang,
+        lang_filter=body.filters.lang,
         market=body.filters.market,
         group=body.group,
         prefer_lang=body.lang,

@@ -1,0 +1,380 @@
+"""The store's interface (`Store`), what it hands out and raises, and the version rules both
+backends share (`Versioned`).
+
+An index is an alias (e.g. `faq`) and the versioned collections behind it (`faq_v1`, `faq_v2`,
+...). A build writes `<alias>_v<N+1>`, checks it, then moves the alias in one atomic step, so
+readers see either the old or the new collection and a failed build leaves the previous one
+serving. Each collection records the model fingerprint (a service refuses vectors made by
+another model) and a build state: `building` until every entry is stored and the caller's checks
+passed, then `ready`. A `building` collection the alias does not point at was left by a killed
+build: an orphan, removed by `remove_orphans`.
+
+Two backends: `embedded.EmbeddedStore` (the default: the service's own files, searched exactly
+in process) and `qdrant.QdrantStore` (a Qdrant server).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from index_builder.encoder import Encoder
+    from index_builder.faq import FaqItem
+
+log = logging.getLogger(__name__)
+
+FILTER_FIELDS = ("lang", "market")
+
+
+class FaqIndexError(RuntimeError):
+    """Base class for index problems the service reports as 503."""
+
+
+class IndexMissingError(FaqIndexError):
+    pass
+
+
+class IndexModelMismatchError(FaqIndexError):
+    pass
+
+
+class IndexBuildError(FaqIndexError):
+    pass
+
+
+class RollbackError(FaqIndexError):
+    """There is no collection to roll back to, or the one named cannot serve."""
+
+
+BUILDING = "building"
+READY = "ready"
+
+
+class UnknownCollectionError(RollbackError):
+    """The collection named is not one of the alias's kept versions."""
+
+
+@dataclass(frozen=True)
+class IndexInfo:
+    alias: str
+    collection: str
+    fingerprint: str
+    model: str
+    content_hash: str
+    points: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    name: str
+    version: int
+    points: int
+    state: str
+    fingerprint: str
+    content_hash: str
+    created_at: str
+    live: bool
+
+
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, 5x the cost of
+# plain slots, and a grouped search builds 40 hits per query (fetch_limit); nothing mutates a
+# hit after the search that built it.
+@dataclass(slots=True)
+class Hit:
+    id: str
+    question: str
+    answer: str
+    lang: str
+    market: str | None
+    tags: list[str]
+    score: float
+    # FaqItem.topic from the payload; "" for points written before it (then the id's topic).
+    topic: str = ""
+
+
+class SearchSpec(NamedTuple):
+    """One search of a batch: how many hits, the filters, and the query's lexical token ids
+    (`index_builder.lexical`; empty: no lexical part)."""
+
+    top_k: int
+    lang: str | None = None
+    market: str | None = None
+    lexical: tuple[int, ...] = ()
+
+
+class TopicEntries(Protocol):
+    """Where a topic's entry in a language is found (`MatrixSnapshot.entry_in`)."""
+
+    def entry_in(
+        self, vector: NDArray[np.float32], topic: str, lang: str, market: str | None = None
+    ) -> Hit | None: ...
+
+
+# `validate(collection)` runs once every entry is stored, before the alias moves; raising refuses
+# the collection. `on_batch(done, total)` runs after each stored batch; raising stops the build.
+Validate = Callable[[str], None]
+OnBatch = Callable[[int, int], None]
+
+
+class Store(Protocol):
+    """One alias and its versioned collections: what the service, the admin routes and the CLI
+    ask of an index, whichever backend holds it."""
+
+    alias: str
+    # Search batches worth running at once (threads of an in-process scan, server round trips).
+    search_concurrency: int
+
+    def current_collection(self) -> str | None: ...
+    def info(self) -> IndexInfo: ...
+    def check_model(self, fingerprint: str) -> IndexInfo: ...
+    def collections(self) -> list[CollectionInfo]: ...
+    def build(
+        self,
+        items: Sequence[FaqItem],
+        encoder: Encoder,
+        *,
+        batch_size: int = 64,
+        skip_if_unchanged: bool = False,
+        progress: bool = True,
+        on_batch: OnBatch | None = None,
+        validate: Validate | None = None,
+    ) -> tuple[IndexInfo, bool]: ...
+    def rollback(
+        self, to: str | None = None, *, fingerprint: str | None = None
+    ) -> tuple[str, str]: ...
+    def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]: ...
+    def delete(self, faq_id: str) -> str | None: ...
+    def orphans(self, *, min_age_s: float = 0.0) -> list[str]: ...
+    def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]: ...
+    def search(
+        self,
+        vector: NDArray[np.float32],
+        top_k: int,
+        *,
+        lang: str | None = None,
+        market: str | None = None,
+        lexical: tuple[int, ...] = (),
+        collection: str | None = None,
+    ) -> list[Hit]: ...
+    async def search_batch(
+        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
+    ) -> list[list[Hit]]: ...
+    def topic_entries(self) -> TopicEntries | None: ...
+    def close(self) -> None: ...
+
+
+class Versioned:
+    """The version rules both backends share: naming, listing, rollback, pruning, orphans.
+
+    A backend provides the primitives: `_names`, `_metadata`, `_count`, `current_collection`,
+    `_move_alias` and `_delete_collection`.
+    """
+
+    alias: str
+    keep: int
+
+    def _init_versions(self, alias: str, keep: int) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
+            raise ValueError(f"invalid alias name {alias!r}")
+        self.alias = alias
+        self.keep = max(1, keep)
+        self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
+
+    # --- primitives ------------------------------------------------------------------------------
+
+    def _names(self) -> list[str]:
+        raise NotImplementedError
+
+    def _metadata(self, collection: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _count(self, collection: str) -> int:
+        raise NotImplementedError
+
+    def current_collection(self) -> str | None:
+        raise NotImplementedError
+
+    def _move_alias(self, collection: str) -> None:
+        raise NotImplementedError
+
+    def _delete_collection(self, name: str) -> None:
+        raise NotImplementedError
+
+    # --- shared rules ----------------------------------------------------------------------------
+
+    def info(self) -> IndexInfo:
+        collection = self.current_collection()
+        if collection is None:
+            raise IndexMissingError(
+                f"no index behind alias {self.alias!r}: build one with "
+                "`make index` (or `faq-index build --faq data/faq.jsonl`)"
+            )
+        meta = self._metadata(collection)
+        return IndexInfo(
+            alias=self.alias,
+            collection=collection,
+            fingerprint=str(meta.get("fingerprint", "")),
+            model=str(meta.get("model", "")),
+            content_hash=str(meta.get("content_hash", "")),
+            points=self._count(collection),
+            created_at=str(meta.get("created_at", "")),
+        )
+
+    def check_model(self, fingerprint: str) -> IndexInfo:
+        info = self.info()
+        if info.fingerprint != fingerprint:
+            raise IndexModelMismatchError(
+                f"index {info.collection!r} was built by model {info.fingerprint or 'unknown'!r}"
+                f" but the service runs {fingerprint!r}: rebuild it with `make index` "
+                "(or `faq-index build --faq <file>`) using the served model"
+            )
+        return info
+
+    def versions(self) -> list[tuple[int, str]]:
+        found = []
+        for name in self._names():
+            m = self._version_re.match(name)
+            if m:
+                found.append((int(m.group(1)), name))
+        return sorted(found)
+
+    def _next_name(self) -> str:
+        if self.alias in self._names():
+            # A collection named like the alias would shadow it; refuse rather than guess.
+            raise IndexBuildError(
+                f"a collection is named {self.alias!r} like the alias; rename or delete it"
+            )
+        existing = self.versions()
+        return f"{self.alias}_v{(existing[-1][0] if existing else 0) + 1}"
+
+    def collections(self) -> list[CollectionInfo]:
+        """The versioned collections, oldest first, with their state and which one is live."""
+        live = self.current_collection()
+        out = []
+        for version, name in self.versions():
+            meta = self._metadata(name)
+            out.append(
+                CollectionInfo(
+                    name=name,
+                    version=version,
+                    points=self._count(name),
+                    state=str(meta.get("state", READY)),
+                    fingerprint=str(meta.get("fingerprint", "")),
+                    content_hash=str(meta.get("content_hash", "")),
+                    created_at=str(meta.get("created_at", "")),
+                    live=name == live,
+                )
+            )
+        return out
+
+    def _prune(self) -> None:
+        live = self.current_collection()
+        old = [name for _, name in self.versions() if name != live]
+        for name in old[: max(0, len(old) - (self.keep - 1))]:
+            log.info("removing old collection %s", name)
+            self._delete_collection(name)
+
+    def orphans(self, *, min_age_s: float = 0.0) -> list[str]:
+        """What killed builds left behind, oldest first: collections the alias does not point
+        at that are still `building`. A collection a rollback moved away from is `ready` and
+        kept, so it can be rolled forward to. `min_age_s` spares younger ones, which another
+        process may still be writing."""
+        live = self.current_collection()
+        now = datetime.now(UTC)
+        found = []
+        for _, name in self.versions():
+            if name == live:
+                continue
+            meta = self._metadata(name)
+            if meta.get("state") != BUILDING:
+                continue
+            if min_age_s > 0 and _age_s(meta.get("created_at"), now) < min_age_s:
+                log.info("%s is still being built, or only just stopped: kept for now", name)
+                continue
+            found.append(name)
+        return found
+
+    def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]:
+        """Delete `orphans(min_age_s=...)`; returns the names removed."""
+        removed = self.orphans(min_age_s=min_age_s)
+        for name in removed:
+            log.warning("removing %s: left half-built by an interrupted build", name)
+            self._delete_collection(name)
+        return removed
+
+    def _rollback_target(self, to: str | None, fingerprint: str | None) -> tuple[str, str]:
+        """(live, target) of a rollback: `to`, or the newest kept collection older than the
+        live one. Refuses (RollbackError) when there is none, when the collection is
+        half-built, or when another model than `fingerprint` built it; UnknownCollectionError
+        when `to` is not a kept collection."""
+        live = self.current_collection()
+        kept = self.collections()
+        if to is None:
+            if live is None:
+                raise RollbackError(f"nothing to roll back: alias {self.alias!r} points nowhere")
+            live_version = next(c.version for c in kept if c.name == live)
+            older = [c for c in kept if c.version < live_version and c.state == READY]
+            if not older:
+                raise RollbackError(
+                    f"nothing to roll back to: no kept collection older than {live} "
+                    f"(kept: {', '.join(c.name for c in kept)})"
+                )
+            target = older[-1]
+        else:
+            found = [c for c in kept if c.name == to]
+            if not found:
+                raise UnknownCollectionError(
+                    f"no collection {to!r} behind alias {self.alias!r}; kept: "
+                    f"{', '.join(c.name for c in kept) or 'none'}"
+                )
+            target = found[0]
+            if target.name == live:
+                raise RollbackError(f"{to} is already live")
+            if target.state != READY:
+                raise RollbackError(f"{to} is {target.state}, not a complete index")
+        if fingerprint is not None and target.fingerprint != fingerprint:
+            raise RollbackError(
+                f"{target.name} was built by model {target.fingerprint or 'unknown'!r} but the "
+                f"service runs {fingerprint!r}"
+            )
+        return live or "", target.name
+
+
+def build_metadata(
+    encoder: Encoder, digest: str, count: int, lexicon: str, avg_len: float
+) -> dict[str, Any]:
+    """What a new collection records about itself; `state` stays `building` if the process dies
+    before the end (see `Versioned.orphans`)."""
+    return {
+        "fingerprint": encoder.fingerprint,
+        "model": encoder.name,
+        "content_hash": digest,
+        "created_at": now_iso(),
+        "count": count,
+        "lexical": lexicon,
+        "lexical_avg_len": avg_len,
+        "state": BUILDING,
+    }
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _age_s(created_at: object, now: datetime) -> float:
+    try:
+        created = datetime.fromisoformat(str(created_at))
+    except ValueError:
+        return float("inf")  # no usable timestamp: old enough to judge
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=UTC)
+    return (now - created).total_seconds()
