@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.store.matrix import MatrixSnapshot, Sparse, _Row
+from index_builder.store.matrix import MatrixSnapshot, Sparse, Row
 
 
 def hybrid_snapshot(
@@ -18,8 +18,8 @@ def hybrid_snapshot(
     **options: Any,
 ) -> MatrixSnapshot:
     """A hybrid snapshot whose row i is entry `e-<i>` (English, no market); `options`: the
-    constructor's keyword arguments (threshold, nprobe, answer weight)."""
-    rows = [_Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(len(questions))]
+    constructor's keyword arguments (large_rows, answer_weight)."""
+    rows = [Row(f"e-{i}", "q", "a", "en", None, (), "") for i in range(len(questions))]
     return MatrixSnapshot(
         "c", [r.id for r in rows], questions, rows, answers=answers, lexical=lexical, **options
     )

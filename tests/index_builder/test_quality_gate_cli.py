@@ -1,7 +1,7 @@
 """`faq-index build --golden` and `faq-index golden`: the quality gate on the command line.
 
 The encoder is the hashing `FakeEncoder` put in place of `OnnxEncoder.load` (texts sharing words
-rank each other first), the index a real embedded Qdrant in a temporary directory.
+rank each other first), the index the embedded store in a temporary directory.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from index_builder.cli import cli
-from index_builder.encoder import FakeEncoder, OnnxEncoder
+from index_builder.encoder import OnnxEncoder
 from index_builder.faq import read_faq, topic_of
 from index_builder.quality_gate import load_golden
-from index_builder.store import FaqIndex, open_client
+from index_builder.store import EmbeddedStore
+from tests.fakes import FakeEncoder
 
 FAQ_ROWS = [
     ("order-cancel", "How do I cancel my order?", "en"),
@@ -55,19 +56,18 @@ def write_json(path: Path, data: object) -> Path:
     return path
 
 
-def build(faq: Path, qdrant: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
-    args = ["build", "--faq", str(faq), "--qdrant-path", str(qdrant), *extra]
+def build(faq: Path, store_dir: Path, *extra: str, env: dict[str, str] | None = None) -> Result:
+    args = ["build", "--faq", str(faq), "--index-path", str(store_dir), *extra]
     return CliRunner().invoke(cli, args, env=env)
 
 
-def state(qdrant: Path) -> tuple[str | None, list[str]]:
+def state(store_dir: Path) -> tuple[str | None, list[str]]:
     """(alias target, versioned collections) of the embedded directory."""
-    client = open_client(path=qdrant)
+    index = EmbeddedStore(store_dir)
     try:
-        index = FaqIndex(client)
         return index.current_collection(), [name for _, name in index.versions()]
     finally:
-        client.close()
+        index.close()
 
 
 PASSING = [
@@ -82,24 +82,24 @@ FAILING = {"query": "how long does a refund take", "expected_id": "shipping-cost
 
 
 def test_gate_pass_moves_the_alias(tmp_path: Path, faq: Path, encoder: FakeEncoder) -> None:
-    qdrant = tmp_path / "q"
-    assert build(faq, qdrant).exit_code == 0
+    store_dir = tmp_path / "q"
+    assert build(faq, store_dir).exit_code == 0
     golden = write_json(tmp_path / "golden.json", PASSING)
     # From the environment, like the service's settings of the same names.
     env = {"FAQ_GOLDEN_QUERIES": str(golden), "FAQ_GOLDEN_TOP_K": "3"}
-    result = build(faq, qdrant, "--force", env=env)
+    result = build(faq, store_dir, "--force", env=env)
     assert result.exit_code == 0, result.output
     assert "quality gate: 2/2 golden queries passed" in result.output
-    assert state(qdrant) == ("faq_v2", ["faq_v1", "faq_v2"])
+    assert state(store_dir) == ("faq_v2", ["faq_v1", "faq_v2"])
 
 
 def test_gate_failure_exits_3_and_leaves_the_alias(
     tmp_path: Path, faq: Path, encoder: FakeEncoder
 ) -> None:
-    qdrant = tmp_path / "q"
-    assert build(faq, qdrant).exit_code == 0
+    store_dir = tmp_path / "q"
+    assert build(faq, store_dir).exit_code == 0
     golden = write_json(tmp_path / "golden.json", [*PASSING, FAILING])
-    result = build(faq, qdrant, "--force", "--golden", str(golden))
+    result = build(faq, store_dir, "--force", "--golden", str(golden))
     assert result.exit_code == 3, result.output
     assert "1 of 3 golden queries failed on faq_v2" in result.output
     assert "stays on faq_v1" in result.output
@@ -107,29 +107,29 @@ def test_gate_failure_exits_3_and_leaves_the_alias(
     assert "'how long does a refund take': expected shipping-cost in top 2, got refund-time" in (
         result.output
     )
-    assert state(qdrant) == ("faq_v1", ["faq_v1"])
+    assert state(store_dir) == ("faq_v1", ["faq_v1"])
 
     # Nothing to build (same FAQ, same model): the gate judges the live collection instead.
-    result = build(faq, qdrant, "--golden", str(golden))
+    result = build(faq, store_dir, "--golden", str(golden))
     assert result.exit_code == 3, result.output
     assert "the live faq_v1 fails 1 of 3" in result.output
-    assert state(qdrant) == ("faq_v1", ["faq_v1"])
+    assert state(store_dir) == ("faq_v1", ["faq_v1"])
 
 
 def test_bad_golden_file_exits_2_naming_file_and_entry(
     tmp_path: Path, faq: Path, encoder: FakeEncoder
 ) -> None:
-    qdrant = tmp_path / "q"
+    store_dir = tmp_path / "q"
     golden = write_json(tmp_path / "golden.json", [PASSING[0], {"query": "no expected id"}])
-    result = build(faq, qdrant, "--golden", str(golden))
+    result = build(faq, store_dir, "--golden", str(golden))
     assert result.exit_code == 2, result.output
     assert f"{golden} entry 2: expected_id: Field required" in result.output
     assert "Traceback" not in result.output
-    assert state(qdrant) == (None, [])  # refused before anything was built
+    assert state(store_dir) == (None, [])  # refused before anything was built
 
     topic_with_suffix = {**PASSING[1], "expected_id": "order-cancel.es"}
     write_json(golden, [topic_with_suffix])
-    result = build(faq, qdrant, "--golden", str(golden))
+    result = build(faq, store_dir, "--golden", str(golden))
     assert result.exit_code == 2 and "entry 1" in result.output and "not a topic" in result.output
 
 
@@ -226,11 +226,11 @@ def test_golden_refuses_an_unknown_topic_naming_the_line(
 
 def test_keep_reads_its_faq_setting(encoder: FakeEncoder, faq: Path, tmp_path: Path) -> None:
     # The README says every CLI reads the FAQ_ settings: FAQ_KEEP_COLLECTIONS prunes here too.
-    qdrant = tmp_path / "qdrant"
+    store_dir = tmp_path / "store_dir"
     env = {"FAQ_KEEP_COLLECTIONS": "1"}
-    assert build(faq, qdrant, env=env).exit_code == 0
-    assert build(faq, qdrant, "--force", env=env).exit_code == 0
-    alias_target, versions = state(qdrant)
+    assert build(faq, store_dir, env=env).exit_code == 0
+    assert build(faq, store_dir, "--force", env=env).exit_code == 0
+    alias_target, versions = state(store_dir)
     assert versions == [alias_target]
-    bad = build(faq, qdrant, "--force", env={"FAQ_ENCODE_BATCH_SIZE": "0"})
+    bad = build(faq, store_dir, "--force", env={"FAQ_ENCODE_BATCH_SIZE": "0"})
     assert bad.exit_code == 2
