@@ -92,7 +92,7 @@ COPY data/ /app/data/
 
 ENV FAQ_MODEL_DIR=/app/artifacts/onnx/${MODEL_NAME} \
     FAQ_DEVICE=cuda \
-    FAQ_QDRANT_PATH=/app/var/qdrant \
+    FAQ_INDEX_PATH=/app/var/index \
     FAQ_HOST=0.0.0.0 \
     FAQ_PORT=8000
 

@@ -7,11 +7,11 @@ MODEL_NAME := multilingual-e5-small
 BASE_DIR := artifacts/base/$(MODEL_NAME)
 ONNX_DIR := artifacts/onnx/$(MODEL_NAME)
 FAQ ?= data/faq.jsonl
-QDRANT_PATH ?= var/qdrant
+INDEX_PATH ?= var/index
 PACKAGES := app index_builder model_export tools
 
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
-export FAQ_QDRANT_PATH ?= $(QDRANT_PATH)
+export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
 .PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k ann-recall c1-ratio ab-serve soak gpu-check
 
@@ -202,7 +202,7 @@ bench: index
 	@mkdir -p artifacts/bench; \
 	FAQ_PORT=$(BENCH_PORT) FAQ_LOG_LEVEL=warning $(BIN)/faq-serve > artifacts/bench/serve.log 2>&1 & \
 	pid=$$!; trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null' EXIT; \
-	FAQ_PORT=$(BENCH_PORT) $(BIN)/faq-bench --wait 180 --json artifacts/bench/bench.json $(BENCH_ARGS) \
+	FAQ_PORT=$(BENCH_PORT) $(BIN)/python -m tools.bench --wait 180 --json artifacts/bench/bench.json $(BENCH_ARGS) \
 		|| { tail -20 artifacts/bench/serve.log; exit 1; }
 
 # --- issue 10's benchmark tooling (tools/): run these on a quiet machine ---

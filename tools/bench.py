@@ -40,9 +40,9 @@ from app.api.routes.search import query_spec
 from app.api.schemas.search import SearchRequest
 from app.core.config import Settings
 from app.services.answering import Answering, Shaped
-from app.services.search import QuerySpec, topic_lookup
+from app.services.search import QuerySpec
 from index_builder.encoder import Encoder
-from index_builder.store import FaqIndex, Hit, QdrantLockedError
+from index_builder.store import Hit, Store
 
 cli = typer.Typer(add_completion=False, help=__doc__)
 
@@ -86,10 +86,12 @@ class RawSearch:
     """What the raw measure runs: the service's encoder, index and answering, no HTTP."""
 
     encoder: Encoder
-    index: FaqIndex
+    index: Store
     source: str
     answering: Answering
     max_query_chars: int
+    # One loop for every call: the route's answering awaits the store's search.
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
 
     @staticmethod
     def spec(query: str, top_k: int) -> QuerySpec:
@@ -98,16 +100,17 @@ class RawSearch:
         return query_spec(SearchRequest(query=query, top_k=top_k))
 
     def route(self, spec: QuerySpec) -> Shaped:
-        """What `POST /search` does in process (`SearchService._answer_live`), without the
-        inference thread, the event loop and metrics."""
+        """What `POST /search` does in process (`SearchService._answer_batch`), without the
+        inference thread, HTTP and metrics."""
         vectors = self.encoder.encode([spec.text[: self.max_query_chars]], "query").vectors
-        return self.answering.answer_batch(
+        answer = self.answering.answer_batch(
             [spec],
             vectors,
             self.index.search_batch,
             self.max_query_chars,
-            topic_entries=topic_lookup(self.index, self.index.topic_entries),
-        )[0]
+            topic_entries=self.index.topic_entries(),
+        )
+        return self.loop.run_until_complete(answer)[0]
 
     def vector(self, spec: QuerySpec) -> list[Hit]:
         """Tokenise + ORT + the top_k nearest entries, nothing else."""
@@ -227,50 +230,29 @@ def open_raw(settings: Settings, faq: Path) -> RawSearch:
     service's thread limits."""
     from app.main import limit_threads, load_onnx_encoder
 
-    limit_threads(settings)
+    limit_threads()
     encoder = load_onnx_encoder(settings)
     return raw_search(settings, encoder, *open_raw_index(settings, encoder, faq))
 
 
-def raw_search(settings: Settings, encoder: Encoder, index: FaqIndex, source: str) -> RawSearch:
+def raw_search(settings: Settings, encoder: Encoder, index: Store, source: str) -> RawSearch:
     from app.main import served_answering
 
     answering = served_answering(settings, encoder)
     return RawSearch(encoder, index, source, answering, settings.max_query_chars)
 
 
-def open_raw_index(settings: Settings, encoder: Encoder, faq: Path) -> tuple[FaqIndex, str]:
-    """The service's index, read without disturbing the service; and what it is."""
-    from index_builder.store import open_client
+def open_raw_index(settings: Settings, encoder: Encoder, faq: Path) -> tuple[Store, str]:
+    """The service's index, read without disturbing the service (the embedded store's files
+    are read by any number of processes); and what it is. `faq` is indexed when there is none."""
+    from app.services.index_guard import open_settings_store
+    from index_builder.faq import read_faq
 
-    if settings.qdrant_url:
-        client = open_client(
-            url=settings.qdrant_url,
-            api_key=settings.qdrant_api_key,
-            timeout=settings.qdrant_timeout_s,
-        )
-        return FaqIndex(client, alias=settings.collection_alias), f"server {settings.qdrant_url}"
-    from app.services.replica import load_replica
-
-    try:
-        index, _ = load_replica(
-            settings.qdrant_path,
-            settings.collection_alias,
-            timeout=settings.replica_lock_timeout_s,
-        )
-        return index, f"replica of {settings.qdrant_path} ({index.current_collection()})"
-    except QdrantLockedError:
-        # A one-worker service holds the directory for as long as it runs.
-        from qdrant_client import QdrantClient
-
-        from index_builder.faq import read_faq
-
-        index = FaqIndex(QdrantClient(":memory:"), alias=settings.collection_alias)
-        index.build(read_faq(faq), encoder, progress=False)
-        return index, (
-            f"private in-memory index built from {faq} "
-            f"({settings.qdrant_path} is held by a one-worker service)"
-        )
+    store = open_settings_store(settings)
+    if store.current_collection() is None:
+        store.build(read_faq(faq), encoder, progress=False)
+    where = settings.qdrant_url or settings.index_path
+    return store, f"{where} ({store.current_collection()})"
 
 
 def wait_ready(url: str, headers: dict[str, str], timeout_s: float) -> None:
@@ -463,3 +445,7 @@ def main(
 
 def run() -> None:
     cli()
+
+
+if __name__ == "__main__":
+    run()

@@ -520,7 +520,9 @@ def measure_raw(cfg: OursConfig, query: str, logs: Path) -> dict[str, Any]:
         examples.write_text(json.dumps([query]), encoding="utf-8")
         out = Path(tmp) / "raw.json"
         cmd = [
-            str(VENV_BIN / "faq-bench"),
+            str(VENV_BIN / "python"),
+            "-m",
+            "tools.bench",
             "--url",
             f"http://127.0.0.1:{cfg.port}",
             "--levels",

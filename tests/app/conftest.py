@@ -15,11 +15,11 @@ import uvicorn
 from fastapi import FastAPI
 
 from app.core.config import Settings
-from app.http_protocol import CoalescingHttpToolsProtocol
 from app.main import create_app
-from index_builder.encoder import Encoder, FakeEncoder, OnnxEncoder
+from index_builder.encoder import Encoder, OnnxEncoder
 from index_builder.faq import read_faq
-from index_builder.store import FaqIndex, open_client
+from index_builder.store import EmbeddedStore
+from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_FAQ = REPO / "data" / "faq.jsonl"
@@ -34,14 +34,7 @@ def _free_port() -> int:
 @contextmanager
 def serve(app: FastAPI) -> Iterator[httpx.Client]:
     """Run `app` under uvicorn in a thread (lifespan included) and yield a client for it."""
-    # The HTTP protocol faq-serve runs (app/server.py), so every API test goes through it.
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=_free_port(),
-        log_level="warning",
-        http=CoalescingHttpToolsProtocol,
-    )
+    config = uvicorn.Config(app, host="127.0.0.1", port=_free_port(), log_level="warning")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -62,18 +55,13 @@ def serve(app: FastAPI) -> Iterator[httpx.Client]:
 
 
 def build_index(path: Path, encoder: Encoder, faq: Path = SAMPLE_FAQ) -> None:
-    client = open_client(path=path)
-    try:
-        FaqIndex(client).build(read_faq(faq), encoder, progress=False)
-    finally:
-        # Local mode holds a file lock: release it before a server opens the same directory.
-        client.close()
+    EmbeddedStore(path).build(read_faq(faq), encoder, progress=False)
 
 
 def settings_for(model_dir: Path, qdrant_path: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "model_dir": model_dir,
-        "qdrant_path": qdrant_path,
+        "index_path": qdrant_path,
         "device": "cpu",
     }
     return Settings.model_validate({**values, **overrides})

@@ -8,7 +8,7 @@ from fastapi import FastAPI
 
 from app.core.config import get_settings
 from app.main import create_app
-from index_builder.encoder import FakeEncoder
+from tests.fakes import FakeEncoder
 
 
 def create() -> FastAPI:

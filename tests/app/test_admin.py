@@ -28,10 +28,12 @@ from numpy.typing import NDArray
 from app.core.heap import GEN0_THRESHOLD
 from app.main import create_app
 from app.services.jobs_store import INTERRUPTED, JobRecord, JobStore
-from index_builder.encoder import Encoder, FakeEncoder, OnnxEncoder
+from index_builder.encoder import Encoder, OnnxEncoder
 from index_builder.faq import FaqItem, read_faq
-from index_builder.store import FaqIndex, open_client
+from index_builder.store import EmbeddedStore
+from index_builder.store.embedded import Entries
 from tests.app.conftest import REPO, SAMPLE_FAQ, build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 # The first entries of the sample FAQ (order-cancel among them): writing points to local mode
 # costs a sqlite commit each, and the whole file would make every test seconds slower.
@@ -135,14 +137,9 @@ def search(client: httpx.Client, query: str, top_k: int = 3) -> Any:
 
 def stored(qdrant: Path) -> tuple[str | None, list[str], set[str]]:
     """Opened as a restarted process would: alias target, collections, FAQ ids in faq_v1."""
-    client = open_client(path=qdrant)
-    try:
-        index = FaqIndex(client)
-        points, _ = client.scroll("faq_v1", limit=10_000, with_payload=True)
-        ids = {str((p.payload or {})["id"]) for p in points}
-        return index.current_collection(), [name for _, name in index.versions()], ids
-    finally:
-        client.close()
+    index = EmbeddedStore(qdrant)
+    ids = set(Entries.load(qdrant / "faq_v1").ids)
+    return index.current_collection(), [name for _, name in index.versions()], ids
 
 
 # --- auth -----------------------------------------------------------------------------------
@@ -396,17 +393,15 @@ def test_rollback_moves_the_alias_back_and_forward(tmp_path: Path) -> None:
         assert search(client, "gift wrap my parcel")["index"] == "faq_v2"
 
     # The collection rolled away from is not mistaken for a half-built one at the next start.
-    client_ = open_client(path=tmp_path / "qdrant")
-    try:
-        FaqIndex(client_).rollback()
-    finally:
-        client_.close()
+    EmbeddedStore(tmp_path / "qdrant").rollback()
     with admin_app(tmp_path, build=False) as client:
         names = [c["name"] for c in client.get("/admin/collections", headers=AUTH).json()]
         assert names == ["faq_v1", "faq_v2"]
 
 
-def test_put_and_delete_edit_the_live_collection(tmp_path: Path) -> None:
+def test_put_and_delete_make_a_new_version_and_rollback_undoes_them(tmp_path: Path) -> None:
+    # An edit writes a new version (the live one with the change) and moves the alias, so a
+    # rollback undoes exactly the last edit, and a version a search loaded never changes.
     with admin_app(tmp_path) as client:
         body = {
             "id": "ignored",
@@ -419,7 +414,7 @@ def test_put_and_delete_edit_the_live_collection(tmp_path: Path) -> None:
         assert r.status_code == 201, r.text
         assert r.json() == {
             "id": "refurbished-phones",
-            "collection": "faq_v1",
+            "collection": "faq_v2",
             "created": True,
             "deleted": False,
         }
@@ -438,12 +433,23 @@ def test_put_and_delete_edit_the_live_collection(tmp_path: Path) -> None:
             "Yes, with 24 months warranty."
         ]
         listed = client.get("/admin/collections", headers=AUTH).json()
-        assert listed[0]["points"] == len(SMALL) + 1 and listed[0]["content_hash"] == ""
+        assert [c["name"] for c in listed] == ["faq_v1", "faq_v2", "faq_v3"]
+        assert listed[-1]["live"] and listed[-1]["points"] == len(SMALL) + 1
+        assert listed[-1]["content_hash"] == ""
 
         r = client.delete("/admin/faq/refurbished-phones", headers=AUTH)
         assert r.status_code == 200 and r.json()["deleted"] is True
         ids = [h["id"] for h in search(client, "refurbished phones warranty", 10)["results"]]
         assert "refurbished-phones" not in ids
+        # The rollback restores the version before the delete: the entry as last edited.
+        r = client.post("/admin/rollback", headers=AUTH)
+        assert r.status_code == 200 and r.json() == {"previous": "faq_v4", "current": "faq_v3"}
+        hits = search(client, "refurbished phones warranty", 10)["results"]
+        assert [h["answer"] for h in hits if h["id"] == "refurbished-phones"] == [
+            "Yes, with 24 months warranty."
+        ]
+        r = client.post("/admin/rollback", json={"collection": "faq_v4"}, headers=AUTH)
+        assert r.status_code == 200
         r = client.delete("/admin/faq/refurbished-phones", headers=AUTH)
         assert r.status_code == 404 and "refurbished-phones" in r.json()["error"]["message"]
 
@@ -531,9 +537,9 @@ from pathlib import Path
 from app.services.index_guard import IndexGuard
 from app.services.jobs_store import JobStore
 from app.services.reindex import AdminService
-from index_builder.encoder import FakeEncoder
+from tests.fakes import FakeEncoder
 from index_builder.faq import read_faq
-from index_builder.store import FaqIndex, open_client
+from index_builder.store import EmbeddedStore
 
 class SlowEncoder(FakeEncoder):
     calls = 0
@@ -546,8 +552,8 @@ class SlowEncoder(FakeEncoder):
 
 qdrant, jobs, faq = (Path(p) for p in sys.argv[1:4])
 encoder = SlowEncoder(dim=384)
-index = FaqIndex(open_client(path=qdrant))
-admin = AdminService(index, encoder, IndexGuard(index, encoder.fingerprint, 5.0), JobStore(jobs),
+index = EmbeddedStore(qdrant)
+admin = AdminService(encoder, IndexGuard(index, encoder.fingerprint, 5.0), JobStore(jobs),
                      batch_size=4)
 items = [i.model_copy(update={"answer": "new " + i.answer}) for i in read_faq(faq)]
 job = admin.submit(items, source="inline")
@@ -589,14 +595,11 @@ def test_a_reindex_killed_midway_leaves_the_old_index_serving(tmp_path: Path) ->
     assert proc.returncode == -signal.SIGKILL and job_id is not None
 
     # What the kill left: the alias on faq_v1 and a half-built faq_v2.
-    client = open_client(path=qdrant)
-    try:
-        index = FaqIndex(client)
-        assert index.current_collection() == "faq_v1"
-        half = {c.name: c for c in index.collections()}["faq_v2"]
-        assert half.state == "building" and 0 < half.points < len(old_ids)
-    finally:
-        client.close()
+    index = EmbeddedStore(qdrant)
+    assert index.current_collection() == "faq_v1"
+    half = {c.name: c for c in index.collections()}["faq_v2"]
+    # The embedded store writes a version's rows at the end: killed midway, it holds none.
+    assert half.state == "building"
 
     with admin_app(tmp_path, build=False) as api:
         job = api.get(f"/admin/reindex/{job_id}", headers=AUTH).json()

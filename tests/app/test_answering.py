@@ -14,11 +14,11 @@ from prometheus_client import CollectorRegistry, Counter
 from app.services.answering import Answering, build_answering, served_calibration
 from index_builder.answers import FETCH_FACTOR, hit_topic
 from index_builder.calibration import AbstainRule
-from index_builder.encoder import FakeEncoder
 from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration, ModelManifest
 from index_builder.query_lang import QueryLanguageDetector
 from index_builder.store import Hit, SearchSpec
+from tests.fakes import FakeEncoder
 
 
 def hit(i: str, lang: str, score: float) -> Hit:

@@ -12,8 +12,8 @@ import pytest
 
 from app.core.logging import JsonFormatter
 from app.main import create_app
-from index_builder.encoder import FakeEncoder
 from tests.app.conftest import build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 
 def _fake_app(tmp_path: Path, **overrides: object) -> Iterator[httpx.Client]:

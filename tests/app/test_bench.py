@@ -7,13 +7,13 @@ import math
 from pathlib import Path
 
 import pytest
+from app.bench import cli, load_queries, open_raw_index, raw_search, render, run_bench
 from typer.testing import CliRunner
 
-from app.bench import cli, load_queries, open_raw_index, raw_search, render, run_bench
 from app.main import create_app
-from index_builder.encoder import FakeEncoder
 from index_builder.store import open_client
 from tests.app.conftest import REPO, SAMPLE_FAQ, build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 EXAMPLES = REPO / "data" / "examples.json"
 LEVELS = (1, 8, 32, 64)

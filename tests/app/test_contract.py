@@ -27,8 +27,8 @@ from schemathesis.engine import Status, events, from_schema
 from schemathesis.python import asgi
 
 from app.main import create_app
-from index_builder.encoder import FakeEncoder
 from tests.app.conftest import SAMPLE_FAQ, build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 SEARCH_KEY = "s3arch-key"
 ADMIN_KEY = "adm1n-key"

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from app.main import create_app
-from index_builder.encoder import FakeEncoder, ProviderUnavailableError
+from index_builder.encoder import ProviderUnavailableError
 from tests.app.conftest import build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 
 def _check_unavailable(real_onnx_dir: Path, qdrant_path: Path, needle: str) -> None:

@@ -20,8 +20,9 @@ import pytest
 from app.api.responses import OrjsonResponse
 from app.main import create_app
 from app.services.batcher import QueueFullError
-from index_builder.encoder import EncodeResult, FakeEncoder, Kind, OnnxEncoder, Tokenized
+from index_builder.encoder import EncodeResult, Kind, OnnxEncoder, Tokenized
 from tests.app.conftest import SAMPLE_FAQ, build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 KEY = "s3arch"
 AUTH = {"X-API-Key": KEY}

@@ -14,10 +14,10 @@ import httpx
 from qdrant_client import QdrantClient
 
 from app.main import create_app
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import read_faq
 from index_builder.store import FaqIndex
 from tests.app.conftest import SAMPLE_FAQ, _free_port, serve, settings_for
+from tests.fakes import FakeEncoder
 from tests.qdrant_stub import run_stub
 
 # The limit is "within a second"; the settings below keep a wide margin under it.

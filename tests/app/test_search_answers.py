@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from app.main import create_app
-from index_builder.encoder import FakeEncoder
 from tests.app.conftest import build_index, serve, settings_for
+from tests.fakes import FakeEncoder
 
 # Words of order-cancel's English, Spanish and Portuguese questions: ungrouped, its translations
 # fill the top.

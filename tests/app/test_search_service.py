@@ -17,10 +17,10 @@ import pytest
 from numpy.typing import NDArray
 
 from app.metrics import Metrics, MetricsMiddleware
-from app.services.search import LoopCombiner, QuerySpec, SearchCombiner
-from index_builder.encoder import EncodeResult, FakeEncoder, Tokenized
-from index_builder.store import Hit, SearchSpec
+from app.services.search import QuerySpec, SearchCombiner
+from index_builder.encoder import EncodeResult, Tokenized
 from tests.app.test_admin import AUTH, admin_app
+from tests.fakes import FakeEncoder
 
 
 class OverlapRecorder(FakeEncoder):
@@ -111,79 +111,36 @@ def test_concurrent_searches_answer_like_single_ones(tmp_path: Path) -> None:
 # --- the search combiner ----------------------------------------------------------------------
 
 
-def _echo(spec: SearchSpec, vector: NDArray[np.float32]) -> list[Hit]:
-    top_k, lang, market, *_ = spec
-    return [Hit(f"{vector[0]:.0f}", "", "", lang or "", market, [], float(top_k))]
-
-
-def test_the_combiner_searches_what_queued_meanwhile_in_one_call() -> None:
-    gate = threading.Event()
-    entered = threading.Event()
-    calls: list[int] = []
-
-    def search(vectors: NDArray[np.float32], specs: Sequence[SearchSpec]) -> list[list[Hit]]:
-        calls.append(len(specs))
-        entered.set()
-        assert gate.wait(10)
-        return [_echo(s, v) for v, s in zip(vectors, specs, strict=True)]
-
-    combiner = SearchCombiner(search, max_batch=64)
-
-    def ask(i: int) -> list[list[Hit]]:
-        vectors = np.full((2, 4), float(i), dtype=np.float32)
-        return combiner.search(vectors, [(i, "es", None), (i + 100, None, "mx")])
-
-    with ThreadPoolExecutor(6) as pool:
-        first = pool.submit(ask, 0)
-        assert entered.wait(5)  # the first caller is searching; the others queue behind it
-        rest = [pool.submit(ask, i) for i in range(1, 6)]
-        deadline = time.monotonic() + 5
-        while len(combiner._queue) < 10:
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
-        gate.set()
-        results = [first.result(5)] + [f.result(5) for f in rest]
-    assert calls == [2, 10]  # the five queued requests: one call
-    for i, hits in enumerate(results):
-        assert [h[0].id for h in hits] == [str(i), str(i)]
-        assert [h[0].score for h in hits] == [i, i + 100]
-        assert [(h[0].lang, h[0].market) for h in hits] == [("es", None), ("", "mx")]
-
-
-def test_a_failed_search_fails_its_batch_and_the_combiner_carries_on() -> None:
-    def search(vectors: NDArray[np.float32], specs: Sequence[SearchSpec]) -> list[list[Hit]]:
-        if specs[0][0] == 13:
-            raise ConnectionError("down")
-        return [_echo(s, v) for v, s in zip(vectors, specs, strict=True)]
-
-    combiner = SearchCombiner(search)
-    with pytest.raises(ConnectionError):
-        combiner.search(np.zeros((1, 2), np.float32), [(13, None, None)])
-    assert combiner.search(np.zeros((1, 2), np.float32), [(2, None, None)])[0][0].score == 2
-
-
-def test_the_loop_combiner_answers_a_turn_of_the_loop_in_one_call() -> None:
-    # Coroutines whose vectors are ready in the same turn of the event loop (one model batch)
-    # share one answer call, each getting its own results back in order; a failing call fails
-    # its batch only.
-    calls: list[list[str]] = []
-
-    def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
+def _combiner(
+    calls: list[list[str]], gate: asyncio.Event | None = None, *, max_batch: int, concurrency: int
+) -> SearchCombiner:
+    async def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
         texts = [s.text for s in specs]
         calls.append(texts)
+        if gate is not None and len(calls) <= concurrency:
+            await gate.wait()
         if "boom" in texts:
             raise ConnectionError("down")
         return [f"{t}:{v[0]:g}" for t, v in zip(texts, vectors, strict=True)]
 
-    combiner = LoopCombiner(answer, max_batch=4)
+    return SearchCombiner(answer, max_batch, concurrency)
 
-    async def ask(texts: list[str], value: float) -> list[Any]:
-        specs = [QuerySpec(t, 3) for t in texts]
-        return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
+
+async def _ask(combiner: SearchCombiner, texts: list[str], value: float) -> list[Any]:
+    specs = [QuerySpec(t, 3) for t in texts]
+    return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
+
+
+def test_the_combiner_answers_a_turn_of_the_loop_in_one_call() -> None:
+    # Coroutines whose vectors are ready in the same turn of the event loop (one model batch)
+    # share one answer call, each getting its own results back in order; a failing call fails
+    # its batch only, and the combiner carries on.
+    calls: list[list[str]] = []
+    combiner = _combiner(calls, max_batch=4, concurrency=2)
 
     async def main() -> list[Any]:
         return await asyncio.gather(
-            ask(["a"], 1), ask(["b", "c"], 2), ask(["d", "e"], 3), return_exceptions=True
+            _ask(combiner, ["a"], 1), _ask(combiner, ["b", "c"], 2), _ask(combiner, ["d", "e"], 3)
         )
 
     results = asyncio.run(main())
@@ -192,113 +149,38 @@ def test_the_loop_combiner_answers_a_turn_of_the_loop_in_one_call() -> None:
     assert results == [["a:1"], ["b:2", "c:2"], ["d:3", "e:3"]]
 
     async def failing() -> list[Any]:
-        return await asyncio.gather(ask(["boom"], 1), ask(["x"], 5), return_exceptions=True)
+        return await asyncio.gather(
+            _ask(combiner, ["boom"], 1), _ask(combiner, ["x"], 5), return_exceptions=True
+        )
 
-    calls.clear()
     first, second = asyncio.run(failing())
     assert isinstance(first, ConnectionError) and isinstance(second, ConnectionError)
-    assert asyncio.run(ask(["after"], 7)) == ["after:7"]
+    assert asyncio.run(_ask(combiner, ["after"], 7)) == ["after:7"]
 
 
-def test_a_large_index_s_searches_run_off_the_loop_and_arrivals_form_the_next_batch() -> None:
-    # With offload (a large index), the calls run in one thread of their own: the loop stays
-    # free while a batch runs, the requests arriving meanwhile wait and then share one call.
-    threads: set[str] = set()
+def test_the_combiner_runs_up_to_its_concurrency_and_arrivals_form_the_next_batch() -> None:
+    # A batch that arrives while one runs starts at once (concurrency 2); once both run, the
+    # arrivals wait, and form the next batch together when one finishes.
     calls: list[list[str]] = []
-    started, release = threading.Event(), threading.Event()
-
-    def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
-        texts = [s.text for s in specs]
-        threads.add(threading.current_thread().name)
-        calls.append(texts)
-        if len(calls) == 1:
-            started.set()
-            release.wait(10)
-        if "boom" in texts:
-            raise ConnectionError("down")
-        return [f"{t}:{v[0]:g}" for t, v in zip(texts, vectors, strict=True)]
-
-    combiner = LoopCombiner(answer, max_batch=4, offload=lambda: True)
-
-    async def ask(texts: list[str], value: float) -> list[Any]:
-        specs = [QuerySpec(t, 3) for t in texts]
-        return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
 
     async def main() -> tuple[Any, ...]:
-        first = asyncio.ensure_future(ask(["a"], 1))
-        for _ in range(1000):  # the loop keeps running while the thread holds the batch
-            if started.is_set():
-                break
-            await asyncio.sleep(0.005)
-        assert started.is_set()
-        later = asyncio.gather(ask(["b"], 2), ask(["c", "d"], 3))
+        gate = asyncio.Event()
+        combiner = _combiner(calls, gate, max_batch=4, concurrency=2)
+        first = asyncio.ensure_future(_ask(combiner, ["a"], 1))
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(_ask(combiner, ["b"], 2))
+        await asyncio.sleep(0.01)
+        later = asyncio.gather(_ask(combiner, ["c"], 3), _ask(combiner, ["d", "e"], 4))
         await asyncio.sleep(0.05)
-        assert calls == [["a"]]  # the arrivals wait for the running batch
-        release.set()
-        return await first, await later
-
-    first, later = asyncio.run(main())
-    assert calls == [["a"], ["b", "c", "d"]]
-    assert first == ["a:1"] and later == [["b:2"], ["c:3", "d:3"]]
-    assert len(threads) == 1 and next(iter(threads)).startswith("faq-search")
-
-    async def failing() -> list[Any]:
-        return await asyncio.gather(ask(["boom"], 1), ask(["x"], 5), return_exceptions=True)
-
-    first_error, second_error = asyncio.run(failing())
-    assert isinstance(first_error, ConnectionError) and isinstance(second_error, ConnectionError)
-    assert asyncio.run(ask(["after"], 7)) == ["after:7"]
-    combiner.close()
-
-
-def test_a_large_index_runs_up_to_its_search_threads_batches_at_once() -> None:
-    # With two search threads, a batch that arrives while one runs starts at once in the
-    # other thread; once both run, arrivals wait and form the next batch together.
-    calls: list[list[str]] = []
-    threads: set[str] = set()
-    running = threading.Semaphore(0)
-    release = threading.Event()
-
-    def answer(specs: Sequence[Any], vectors: NDArray[np.float32]) -> list[Any]:
-        texts = [s.text for s in specs]
-        threads.add(threading.current_thread().name)
-        calls.append(texts)
-        if len(calls) <= 2:
-            running.release()
-            release.wait(10)
-        return [f"{t}:{v[0]:g}" for t, v in zip(texts, vectors, strict=True)]
-
-    combiner = LoopCombiner(answer, max_batch=4, offload=lambda: True, threads=2)
-
-    async def ask(texts: list[str], value: float) -> list[Any]:
-        specs = [QuerySpec(t, 3) for t in texts]
-        return await combiner.answer(specs, np.full((len(texts), 2), value, np.float32))
-
-    async def until_running() -> None:
-        for _ in range(1000):  # the loop keeps running while the threads hold their batches
-            if running.acquire(blocking=False):
-                return
-            await asyncio.sleep(0.005)
-        raise AssertionError("a batch did not start")
-
-    async def main() -> tuple[Any, ...]:
-        first = asyncio.ensure_future(ask(["a"], 1))
-        await until_running()
-        second = asyncio.ensure_future(ask(["b"], 2))
-        await until_running()  # started while the first still runs
-        later = asyncio.gather(ask(["c"], 3), ask(["d", "e"], 4))
-        await asyncio.sleep(0.05)
-        assert calls == [["a"], ["b"]]  # both threads busy: the arrivals wait
-        release.set()
+        assert calls == [["a"], ["b"]]  # both running: the arrivals wait
+        gate.set()
         return await first, await second, await later
 
     first, second, later = asyncio.run(main())
     assert calls == [["a"], ["b"], ["c", "d", "e"]]
     assert (first, second, later) == (["a:1"], ["b:2"], [["c:3"], ["d:4", "e:4"]])
-    assert len(threads) == 2 and all(t.startswith("faq-search") for t in threads)
-    combiner.close()
-    with pytest.raises(ValueError, match="threads"):
-        LoopCombiner(answer, threads=0)
+    with pytest.raises(ValueError, match="concurrency"):
+        _combiner(calls, max_batch=4, concurrency=0)
 
 
 # --- the access log ----------------------------------------------------------------------------

@@ -13,19 +13,19 @@ from pathlib import Path
 
 import httpx
 import pytest
-
-from app.main import create_app
-from app.server import bind_socket
-from index_builder.encoder import FakeEncoder
-from index_builder.faq import read_faq
 from index_builder.local_lock import (
     LocalLockTimeoutError,
     directory_lock,
     local_writer,
     read_generation,
 )
+
+from app.main import create_app
+from app.server import bind_socket
+from index_builder.faq import read_faq
 from index_builder.store import FaqIndex, open_client
 from tests.app.conftest import REPO, SAMPLE_FAQ, _free_port, serve, settings_for
+from tests.fakes import FakeEncoder
 
 INTERVAL_S = 0.3
 QUERY = {"query": "where is my order", "top_k": 3}
