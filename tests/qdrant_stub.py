@@ -5,7 +5,7 @@ engine), so the outage test points `QdrantClient(url=...)` at this instead: a Fa
 loopback port answering in Qdrant's REST shapes (`{"result": ..., "status": "ok", "time": ...}`)
 from qdrant-client's own local mode. It covers the version check the client makes at
 construction (`GET /`), `GET /aliases`, `GET /collections/{name}`, `POST .../points/count` and
-`POST .../points/query` and `.../points/query/batch`, which is all `FaqIndex.check_model` and
+`POST .../points/query` and `.../points/query/batch`, which is all `QdrantStore.check_model` and
 the searches use. The real server path is the docker-compose stack.
 """
 

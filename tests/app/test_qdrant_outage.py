@@ -15,7 +15,7 @@ from qdrant_client import QdrantClient
 
 from app.main import create_app
 from index_builder.faq import read_faq
-from index_builder.store import FaqIndex
+from index_builder.store import QdrantStore
 from tests.app.conftest import SAMPLE_FAQ, _free_port, serve, settings_for
 from tests.fakes import FakeEncoder
 from tests.qdrant_stub import run_stub
@@ -68,7 +68,7 @@ def _assert_up(api: httpx.Client) -> None:
 def test_service_waits_for_qdrant_and_reconnects_without_restart(tmp_path: Path) -> None:
     encoder = FakeEncoder(dim=384)
     backend = QdrantClient(":memory:")
-    FaqIndex(backend).build(read_faq(SAMPLE_FAQ), encoder, progress=False)
+    QdrantStore(backend).build(read_faq(SAMPLE_FAQ), encoder, progress=False)
 
     port = _free_port()  # nothing listens here until the stub starts
     settings = settings_for(

@@ -1,5 +1,6 @@
-"""Several workers: TCP_NODELAY on the shared socket, and one embedded directory served by many
-processes through locked in-memory replicas that follow a rebuild."""
+"""Several workers: TCP_NODELAY on the shared socket, and one embedded store served by many
+processes, each loading the live version and following the alias when another process moves
+it."""
 
 from __future__ import annotations
 
@@ -13,21 +14,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from index_builder.local_lock import (
-    LocalLockTimeoutError,
-    directory_lock,
-    local_writer,
-    read_generation,
-)
 
-from app.main import create_app
 from app.server import bind_socket
 from index_builder.faq import read_faq
-from index_builder.store import FaqIndex, open_client
-from tests.app.conftest import REPO, SAMPLE_FAQ, _free_port, serve, settings_for
+from index_builder.store import EmbeddedStore
+from tests.app.conftest import REPO, SAMPLE_FAQ, _free_port
 from tests.fakes import FakeEncoder
 
-INTERVAL_S = 0.3
 QUERY = {"query": "where is my order", "top_k": 3}
 
 
@@ -40,8 +33,7 @@ def small_faq(tmp_path: Path) -> Path:
 
 
 def _build(path: Path, faq: Path) -> None:
-    with local_writer(path, timeout=30) as client:
-        FaqIndex(client).build(read_faq(faq), FakeEncoder(dim=384), progress=False)
+    EmbeddedStore(path).build(read_faq(faq), FakeEncoder(dim=384), progress=False)
 
 
 def _wait_for(api: httpx.Client, collection: str, timeout_s: float = 10) -> httpx.Response:
@@ -67,110 +59,6 @@ def test_accepted_connections_have_tcp_nodelay() -> None:
             assert conn.proto == socket.IPPROTO_TCP
 
 
-def test_writer_lock_excludes_and_times_out(tmp_path: Path) -> None:
-    with (
-        directory_lock(tmp_path),
-        pytest.raises(LocalLockTimeoutError, match="stayed locked"),
-        local_writer(tmp_path, timeout=0.2),
-    ):
-        pass
-    before = read_generation(tmp_path)
-    with local_writer(tmp_path, timeout=1):
-        pass
-    assert read_generation(tmp_path) != before
-
-
-def test_two_replica_apps_share_one_directory_and_follow_a_rebuild(
-    tmp_path: Path, small_faq: Path
-) -> None:
-    qdrant = tmp_path / "qdrant"
-    _build(qdrant, SAMPLE_FAQ)
-    settings = settings_for(
-        tmp_path / "no-model", qdrant, workers=2, index_check_interval_s=INTERVAL_S
-    )
-    encoder = FakeEncoder(dim=384)
-    with (
-        serve(create_app(settings, encoder_factory=lambda _: encoder)) as one,
-        serve(create_app(settings, encoder_factory=lambda _: encoder)) as two,
-    ):
-        for api in (one, two):
-            ready = api.get("/health/ready").json()
-            assert ready["index"] == "faq_v1" and ready["index_points"] == 141
-            r = api.post("/search", json=QUERY)
-            assert r.status_code == 200 and r.json()["index"] == "faq_v1"
-            assert len(r.json()["results"]) == 3
-
-        # Neither holds the directory: a build gets it while both serve.
-        _build(qdrant, small_faq)
-        for api in (one, two):
-            r = _wait_for(api, "faq_v2")
-            assert r.status_code == 200 and r.json()["index"] == "faq_v2", r.text
-            assert api.get("/health/ready").json()["index_points"] == 10
-
-
-def test_a_starting_worker_with_nothing_to_clean_leaves_the_generation_alone(
-    tmp_path: Path,
-) -> None:
-    """Otherwise every worker start would make every other worker reload its replica."""
-    qdrant = tmp_path / "qdrant"
-    _build(qdrant, SAMPLE_FAQ)
-    generation = read_generation(qdrant)
-    settings = settings_for(tmp_path / "m", qdrant, workers=2, jobs_dir=tmp_path / "jobs")
-    with serve(create_app(settings, encoder_factory=lambda _: FakeEncoder(dim=384))) as api:
-        assert api.get("/health/ready").status_code == 200
-    assert read_generation(qdrant) == generation
-
-
-def test_admin_writes_with_replicas_reach_every_worker(tmp_path: Path) -> None:
-    """With replicas the admin routes write the directory itself, under the lock."""
-    qdrant = tmp_path / "qdrant"
-    _build(qdrant, SAMPLE_FAQ)
-    settings = settings_for(
-        tmp_path / "no-model",
-        qdrant,
-        workers=2,
-        index_check_interval_s=INTERVAL_S,
-        admin_api_key="k",
-        jobs_dir=tmp_path / "jobs",
-    )
-    encoder = FakeEncoder(dim=384)
-    auth = {"X-API-Key": "k"}
-    item = {"question": "Can I gift-wrap my zebra order?", "answer": "Yes.", "lang": "en"}
-    zebra = {"query": "gift-wrap zebra order", "top_k": 1}
-    with (
-        serve(create_app(settings, encoder_factory=lambda _: encoder)) as one,
-        serve(create_app(settings, encoder_factory=lambda _: encoder)) as two,
-    ):
-        generation = read_generation(qdrant)
-        assert one.put("/admin/faq/gift-zebra", json=item, headers=auth).status_code == 201
-        assert read_generation(qdrant) != generation
-        for api in (one, two):
-            deadline = time.monotonic() + 10
-            while api.post("/search", json=zebra).json()["results"][0]["id"] != "gift-zebra":
-                assert time.monotonic() < deadline, "the edit never reached this worker"
-                time.sleep(0.05)
-        listed = two.get("/admin/collections", headers=auth).json()
-        assert [(c["name"], c["live"], c["points"]) for c in listed] == [("faq_v1", True, 142)]
-        assert two.delete("/admin/faq/gift-zebra", headers=auth).status_code == 200
-    # The write went to the directory: a fresh reader sees the entry gone and the rest intact.
-    with local_writer(qdrant, timeout=5) as client:
-        assert client.count("faq", exact=True).count == 141
-
-
-def test_replica_refuses_a_directory_held_by_a_single_process_service(tmp_path: Path) -> None:
-    qdrant = tmp_path / "qdrant"
-    _build(qdrant, SAMPLE_FAQ)
-    holder = open_client(path=qdrant)  # what a one-worker service does
-    try:
-        settings = settings_for(tmp_path / "m", qdrant, workers=2, replica_lock_timeout_s=0.5)
-        with serve(create_app(settings, encoder_factory=lambda _: FakeEncoder(dim=384))) as api:
-            ready = api.get("/health/ready")
-            assert ready.status_code == 503
-            assert "held by another process" in ready.json()["problem"]
-    finally:
-        holder.close()
-
-
 Running = tuple[httpx.Client, Path, subprocess.Popen[bytes]]
 
 
@@ -183,9 +71,7 @@ def two_worker_server(tmp_path: Path) -> Iterator[Running]:
         **os.environ,
         "FAQ_WORKERS": "2",
         "FAQ_PORT": str(port),
-        "FAQ_QDRANT_PATH": str(qdrant),
-        "FAQ_INDEX_CHECK_INTERVAL_S": str(INTERVAL_S),
-        "FAQ_LOOP": "asyncio",
+        "FAQ_INDEX_PATH": str(qdrant),
         "FAQ_LOG_LEVEL": "warning",
     }
     code = (
@@ -235,8 +121,7 @@ def test_worker_processes_share_the_directory_and_reload_after_a_rebuild(
     assert proc.pid not in answers  # workers, not the supervisor
     assert all(a["status"] == 200 and a["index"] == "faq_v1" for a in answers.values())
 
-    _build(qdrant, small_faq)
-    time.sleep(INTERVAL_S * 2)
+    _build(qdrant, small_faq)  # by another process, as `faq-index build` would
     deadline = time.monotonic() + 10
     while True:
         answers = _per_worker(base)
@@ -286,35 +171,3 @@ def test_metrics_from_two_workers_add_up(two_worker_server: Running) -> None:
             for k in _samples(text, "process_resident_memory_bytes")
         }
         assert pids == {str(p) for p in served} and str(proc.pid) not in pids
-
-
-@pytest.mark.parametrize("matrix", [True, False])
-def test_a_replica_answers_like_the_directory(tmp_path: Path, matrix: bool) -> None:
-    from app.services.replica import load_replica
-
-    qdrant = tmp_path / "qdrant"
-    _build(qdrant, SAMPLE_FAQ)
-    encoder = FakeEncoder(dim=384)
-    vectors = encoder.encode_queries(["where is my order", "refund", "cancel mi pedido"])
-    specs: list[tuple[int, str | None, str | None]] = [
-        (3, None, None),
-        (5, "es", None),
-        (2, None, "mx"),
-    ]
-    client = open_client(path=qdrant)
-    try:
-        directory = FaqIndex(client, matrix=False)
-        expected_info = directory.info()
-        expected = directory.search_batch(vectors, specs)
-    finally:
-        client.close()
-    replica, _ = load_replica(qdrant, "faq", timeout=10, matrix=matrix)
-    assert replica.matrix is matrix
-    assert replica.info() == expected_info  # the same collection, metadata and point count
-    got = replica.search_batch(vectors, specs)
-    # The fake encoder ties many scores: the same scores, and the same entries above the last.
-    for g, e in zip(got, expected, strict=True):
-        assert [h.score for h in g] == pytest.approx([h.score for h in e], abs=1e-5)
-        last = e[-1].score + 1e-5
-        assert {h.id for h in g if h.score > last} == {h.id for h in e if h.score > last}
-    assert got[0][0].id == expected[0][0].id

@@ -7,13 +7,12 @@ import math
 from pathlib import Path
 
 import pytest
-from app.bench import cli, load_queries, open_raw_index, raw_search, render, run_bench
 from typer.testing import CliRunner
 
 from app.main import create_app
-from index_builder.store import open_client
 from tests.app.conftest import REPO, SAMPLE_FAQ, build_index, serve, settings_for
 from tests.fakes import FakeEncoder
+from tools.bench import cli, load_queries, open_raw_index, raw_search, render, run_bench
 
 EXAMPLES = REPO / "data" / "examples.json"
 LEVELS = (1, 8, 32, 64)
@@ -34,9 +33,10 @@ def test_bench_prints_every_level_with_sane_numbers(
     qdrant, encoder = fake_service
     settings = settings_for(tmp_path / "no-model", qdrant)
     with serve(create_app(settings, encoder_factory=lambda _: encoder)) as api:
-        # The service holds the directory (one worker): the raw side builds a private copy.
+        # The embedded store's files are read by any number of processes: the raw side reads
+        # the service's own index.
         index, source = open_raw_index(settings, encoder, SAMPLE_FAQ)
-        assert "private in-memory index" in source
+        assert "faq_v1" in source
         raw = raw_search(settings, encoder, index, source)
         report = run_bench(
             str(api.base_url).rstrip("/"),
@@ -108,18 +108,6 @@ def test_bench_counts_errors(fake_service: tuple[Path, FakeEncoder], tmp_path: P
     (level,) = report.levels
     assert level.errors == {"401": 10} and level.ok == 0
     assert "| 2 | 10 | 10 (401: 10) |" in render(report)
-
-
-def test_replica_is_the_raw_source_when_workers_share_the_directory(
-    fake_service: tuple[Path, FakeEncoder], tmp_path: Path
-) -> None:
-    qdrant, encoder = fake_service
-    settings = settings_for(tmp_path / "no-model", qdrant, workers=2)
-    with serve(create_app(settings, encoder_factory=lambda _: encoder)):
-        index, source = open_raw_index(settings, encoder, SAMPLE_FAQ)
-    assert source.startswith("replica of") and "faq_v1" in source
-    assert index.info().points == 141
-    open_client(path=qdrant).close()  # and the directory was left unlocked
 
 
 def test_cli_get_route_writes_json(fake_service: tuple[Path, FakeEncoder], tmp_path: Path) -> None:
