@@ -1,31 +1,44 @@
-"""Versioned collections and the alias on real Qdrant local mode; the model is beside the point."""
+"""The store contract on both backends, the embedded store's files (`EmbeddedStore` in a
+temporary directory) and a Qdrant server's API (`QdrantStore` on qdrant-client's in-memory
+mode), then what only the embedded store promises: immutable versions, several processes on
+one directory, the write lock and crash safety. The model is beside the point (FakeEncoder)."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import multiprocessing
+import os
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient, models
 
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.store import (
-    FaqIndex,
+    EmbeddedStore,
     IndexBuildError,
     IndexMissingError,
     IndexModelMismatchError,
-    ReadWriteLock,
+    QdrantStore,
     RollbackError,
+    SearchSpec,
+    Store,
     UnknownCollectionError,
-    open_client,
-    point_id,
 )
+from index_builder.store.embedded import StoreBusyError
+from index_builder.store.fusion import DENSE_ONLY
+from index_builder.store.qdrant import point_id
+from tests.fakes import FakeEncoder
+
+AnyStore = EmbeddedStore | QdrantStore
+LONG_AGO = "2020-01-01T00:00:00+00:00"
 
 
 def _items(n: int, answer: str = "answer") -> list[FaqItem]:
@@ -44,7 +57,7 @@ def _items(n: int, answer: str = "answer") -> list[FaqItem]:
 
 
 class FailingEncoder(FakeEncoder):
-    """Fails on the second batch, like a crash half-way through an embedding run."""
+    """Fails on its second call, like a crash half-way through an embedding run."""
 
     def __init__(self) -> None:
         super().__init__(dim=16)
@@ -57,286 +70,498 @@ class FailingEncoder(FakeEncoder):
         return super().encode_passages(texts)
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[QdrantClient]:
-    c = open_client(path=tmp_path / "qdrant")
-    yield c
-    c.close()
+@pytest.fixture(params=["embedded", "qdrant"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    s: AnyStore
+    if request.param == "embedded":
+        s = EmbeddedStore(tmp_path / "index", retrieval=DENSE_ONLY)
+    else:
+        s = QdrantStore(QdrantClient(":memory:"), retrieval=DENSE_ONLY)
+    yield s
+    s.close()
 
 
-def test_build_then_rebuild_moves_the_alias(client: QdrantClient) -> None:
-    index = FaqIndex(client, alias="faq")
+def _names(store: AnyStore) -> list[str]:
+    return [name for _, name in store.versions()]
+
+
+def _half_built(store: AnyStore, name: str, created_at: str, fingerprint: str = "fake") -> None:
+    """What a build killed after its first batch leaves: a `building` version, part written."""
+    meta = {"fingerprint": fingerprint, "created_at": created_at, "count": 10, "state": "building"}
+    items = _items(3)
+    vectors = FakeEncoder(dim=16).encode_passages([i.question for i in items])
+    if isinstance(store, EmbeddedStore):
+        directory = store.root / name
+        directory.mkdir()
+        (directory / "meta.json").write_text(json.dumps(meta))
+        np.savez(directory / "vectors.npz", question=vectors)  # cut off before the rest
+        return
+    store.client.create_collection(
+        name,
+        vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE),
+        metadata=meta,
+    )
+    store.client.upsert(
+        name,
+        points=[
+            models.PointStruct(id=point_id(i.id), vector=v.tolist(), payload=i.payload())
+            for i, v in zip(items, vectors, strict=True)
+        ],
+    )
+
+
+def _top(store: AnyStore, text: str, k: int = 1, collection: str | None = None) -> list[str]:
+    vector = FakeEncoder(dim=16).encode_queries([text])[0]
+    return [h.id for h in store.search(vector, k, collection=collection)]
+
+
+# --- the contract, on both backends ------------------------------------------------------------
+
+
+def test_build_then_rebuild_moves_the_alias(store: AnyStore) -> None:
     encoder = FakeEncoder(dim=16)
     with pytest.raises(IndexMissingError):
-        index.info()
-    info, built = index.build(_items(10), encoder, progress=False)
+        store.info()
+    assert store.current_collection() is None
+    info, built = store.build(_items(10), encoder, progress=False)
     assert built and info.collection == "faq_v1" and info.points == 10
-    assert info.fingerprint == encoder.fingerprint
+    assert info.fingerprint == encoder.fingerprint and info.model == "fake"
 
     # Same content, same model: nothing to do.
-    again, built = index.build(_items(10), encoder, skip_if_unchanged=True, progress=False)
+    again, built = store.build(_items(10), encoder, skip_if_unchanged=True, progress=False)
     assert not built and again.collection == "faq_v1"
+    # Another model: built again, though the content is the same.
+    other = FakeEncoder(dim=16, name="other")
+    info, built = store.build(_items(10), other, skip_if_unchanged=True, progress=False)
+    assert built and info.collection == "faq_v2"
 
-    info, built = index.build(_items(12, "new"), encoder, skip_if_unchanged=True, progress=False)
-    assert built and info.collection == "faq_v2" and info.points == 12
-    hits = index.search(encoder.encode_queries(["question number 11"])[0], 3)
+    info, built = store.build(_items(12, "new"), encoder, skip_if_unchanged=True, progress=False)
+    assert built and info.collection == "faq_v3" and info.points == 12
+    hits = store.search(encoder.encode_queries(["question number 11"])[0], 3)
     assert hits[0].id == "faq-11" and hits[0].answer == "new 11"
+    assert store.current_collection() == "faq_v3"
 
 
-def test_failed_build_leaves_the_previous_alias_serving(client: QdrantClient) -> None:
-    index = FaqIndex(client)
-    index.build(_items(5), FakeEncoder(dim=16), progress=False)
-    with pytest.raises(RuntimeError, match="boom"):
-        index.build(_items(10), FailingEncoder(), batch_size=4, progress=False)
-    assert index.current_collection() == "faq_v1"
-    assert index.info().points == 5
-    assert [name for _, name in index.versions()] == ["faq_v1"]  # the half-built one is gone
-
-
-def test_old_collections_are_pruned_to_keep(client: QdrantClient) -> None:
-    index = FaqIndex(client, keep=2)
-    for n in range(4):
-        index.build(_items(3 + n), FakeEncoder(dim=16), progress=False)
-    assert [name for _, name in index.versions()] == ["faq_v3", "faq_v4"]
-    assert index.current_collection() == "faq_v4"
-
-
-def test_model_fingerprint_is_checked(client: QdrantClient) -> None:
-    index = FaqIndex(client)
-    index.build(_items(3), FakeEncoder(dim=16), progress=False)
-    assert index.check_model(FakeEncoder(dim=16).fingerprint).points == 3
-    with pytest.raises(IndexModelMismatchError, match="rebuild"):
-        index.check_model("another-model:fp32:0123")
-
-
-def test_filters(client: QdrantClient) -> None:
-    index = FaqIndex(client)
-    encoder = FakeEncoder(dim=16)
-    index.build(_items(12), encoder, progress=False)
-    vector = encoder.encode_queries(["question"])[0]
-    assert {h.lang for h in index.search(vector, 12, lang="es")} == {"es"}
-    both = index.search(vector, 12, lang="id", market="mx")
-    assert both and all(h.lang == "id" and h.market == "mx" for h in both)
-
-
-def test_collection_named_like_the_alias_is_refused(client: QdrantClient) -> None:
-    client.create_collection(
-        "faq", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE)
-    )
-    with pytest.raises(IndexBuildError, match="named 'faq' like the alias"):
-        FaqIndex(client).build(_items(2), FakeEncoder(dim=16), progress=False)
-
-
-def test_empty_build_is_refused(client: QdrantClient) -> None:
-    with pytest.raises(IndexBuildError):
-        FaqIndex(client).build([], FakeEncoder(dim=16), progress=False)
-
-
-# --- build hooks, orphans, rollback, edits ---------------------------------------------------
-
-
-def test_progress_and_validate_hooks(client: QdrantClient) -> None:
-    index = FaqIndex(client)
-    seen: list[tuple[int, int]] = []
-    checked: list[tuple[str, str | None, int]] = []
+def test_the_alias_moves_only_after_validate_passed(store: AnyStore) -> None:
+    store.build(_items(5), FakeEncoder(dim=16), progress=False)
+    seen: list[tuple[str, str | None, list[str], list[str]]] = []
+    progress: list[tuple[int, int]] = []
 
     def validate(name: str) -> None:
-        # Every entry is stored and the alias has not moved yet.
-        checked.append((name, index.current_collection(), client.count(name).count))
+        # Every entry is stored and searchable by name; the alias has not moved yet.
+        live = store.current_collection()
+        ids = _top(store, "question", 100, collection=name)
+        seen.append((name, live, sorted(ids), sorted(_top(store, "question", 100))))
 
-    info, _ = index.build(
-        _items(10),
+    info, _ = store.build(
+        _items(10, "new"),
         FakeEncoder(dim=16),
         batch_size=4,
         progress=False,
-        on_batch=lambda done, total: seen.append((done, total)),
+        on_batch=lambda done, total: progress.append((done, total)),
         validate=validate,
     )
-    assert seen == [(4, 10), (8, 10), (10, 10)]
-    assert checked == [("faq_v1", None, 10)]
-    assert info.collection == "faq_v1"
-    assert [c.state for c in index.collections()] == ["ready"]
+    assert progress == [(4, 10), (8, 10), (10, 10)]
+    # During validate, searches of the alias still answer from faq_v1.
+    assert seen == [
+        ("faq_v2", "faq_v1", sorted(f"faq-{i}" for i in range(10)), [f"faq-{i}" for i in range(5)])
+    ]
+    assert info.collection == "faq_v2" == store.current_collection()
+    assert _top(store, "question number 7") == ["faq-7"]
+    assert [(c.name, c.state, c.live) for c in store.collections()] == [
+        ("faq_v1", "ready", False),
+        ("faq_v2", "ready", True),
+    ]
 
 
-def test_a_refusing_validate_deletes_the_new_collection(client: QdrantClient) -> None:
-    index = FaqIndex(client)
-    index.build(_items(5), FakeEncoder(dim=16), progress=False)
+def test_a_refusing_validate_deletes_the_new_version_and_leaves_the_alias(
+    store: AnyStore,
+) -> None:
+    store.build(_items(5), FakeEncoder(dim=16), progress=False)
 
     def refuse(name: str) -> None:
         raise IndexBuildError(f"{name} is no good")
 
     with pytest.raises(IndexBuildError, match="faq_v2 is no good"):
-        index.build(_items(8), FakeEncoder(dim=16), progress=False, validate=refuse)
-    assert index.current_collection() == "faq_v1"
-    assert [name for _, name in index.versions()] == ["faq_v1"]
+        store.build(_items(8), FakeEncoder(dim=16), progress=False, validate=refuse)
+    assert store.current_collection() == "faq_v1"
+    assert _names(store) == ["faq_v1"]
+    assert store.info().points == 5 and len(_top(store, "question", 50)) == 5
+    # The next build takes the name again.
+    assert store.build(_items(6), FakeEncoder(dim=16), progress=False)[0].collection == "faq_v2"
 
 
-def _half_built(client: QdrantClient, name: str, state: str | None, created_at: str) -> None:
-    """What a build killed after its first batch leaves (or, state None, an older build)."""
-    meta: dict[str, object] = {"fingerprint": "fake", "created_at": created_at, "count": 10}
-    if state is not None:
-        meta["state"] = state
-    client.create_collection(
-        name,
-        vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE),
-        metadata=meta,
-    )
-    vectors = FakeEncoder(dim=16).encode_passages([i.question for i in _items(3)])
-    client.upsert(
-        name,
-        points=[
-            models.PointStruct(id=point_id(i.id), vector=v.tolist(), payload=i.payload())
-            for i, v in zip(_items(3), vectors, strict=True)
-        ],
-    )
+def test_a_failed_build_leaves_the_previous_alias_serving(store: AnyStore) -> None:
+    store.build(_items(5), FakeEncoder(dim=16), progress=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        store.build(_items(10), FailingEncoder(), batch_size=4, progress=False)
+    assert store.current_collection() == "faq_v1"
+    assert store.info().points == 5
+    assert _names(store) == ["faq_v1"]  # the half-built one is gone
+    assert store.orphans() == []
 
 
-def test_remove_orphans_drops_half_built_collections_only(client: QdrantClient) -> None:
-    index = FaqIndex(client, keep=5)
+def test_old_versions_are_pruned_to_keep(store: AnyStore) -> None:
+    store.keep = 2
+    for n in range(4):
+        store.build(_items(3 + n), FakeEncoder(dim=16), progress=False)
+    assert _names(store) == ["faq_v3", "faq_v4"]
+    assert store.current_collection() == "faq_v4"
+    # The live one is never pruned, even when it is the oldest (after a rollback).
+    store.rollback()
+    store.keep = 1
+    store.build(_items(3), FakeEncoder(dim=16), progress=False)
+    assert _names(store) == ["faq_v5"]
+
+
+def test_model_fingerprint_is_checked(store: AnyStore) -> None:
+    store.build(_items(3), FakeEncoder(dim=16), progress=False)
+    assert store.check_model(FakeEncoder(dim=16).fingerprint).points == 3
+    with pytest.raises(IndexModelMismatchError, match="rebuild"):
+        store.check_model("another-model:fp32:0123")
+    with pytest.raises(IndexModelMismatchError):
+        store.upsert(_items(1), FakeEncoder(dim=16, name="other"))
+    assert store.info().points == 3 and _names(store) == ["faq_v1"]
+
+
+def test_filters(store: AnyStore) -> None:
+    encoder = FakeEncoder(dim=16)
+    store.build(_items(12), encoder, progress=False)
+    vector = encoder.encode_queries(["question"])[0]
+    es = store.search(vector, 12, lang="es")
+    assert len(es) == 4 and {h.lang for h in es} == {"es"}
+    mx = store.search(vector, 12, market="mx")
+    assert len(mx) == 6 and {h.market for h in mx} == {"mx"}
+    both = store.search(vector, 12, lang="id", market="mx")
+    assert [h.id for h in both] and all(h.lang == "id" and h.market == "mx" for h in both)
+    assert {h.id for h in both} == {"faq-5", "faq-11"}
+    assert store.search(vector, 12, lang="xx") == []
+
+
+def test_collection_named_like_the_alias_is_refused(store: AnyStore) -> None:
+    if isinstance(store, EmbeddedStore):
+        (store.root / "faq").mkdir()
+        (store.root / "faq" / "meta.json").write_text("{}")
+    else:
+        store.client.create_collection(
+            "faq", vectors_config=models.VectorParams(size=16, distance=models.Distance.COSINE)
+        )
+    with pytest.raises(IndexBuildError, match="named 'faq' like the alias"):
+        store.build(_items(2), FakeEncoder(dim=16), progress=False)
+
+
+def test_empty_build_is_refused(store: AnyStore) -> None:
+    with pytest.raises(IndexBuildError):
+        store.build([], FakeEncoder(dim=16), progress=False)
+    assert store.current_collection() is None and _names(store) == []
+
+
+def test_orphans_are_the_building_versions_the_alias_does_not_point_at(store: AnyStore) -> None:
+    store.keep = 5
     for n in range(3):
-        index.build(_items(4 + n), FakeEncoder(dim=16), progress=False)
-    index.rollback()  # live: faq_v2; faq_v3 is complete and newer: not an orphan
+        store.build(_items(4 + n), FakeEncoder(dim=16), progress=False)
+    store.rollback()  # live: faq_v2; faq_v3 is complete and newer: not an orphan
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    _half_built(client, "faq_v4", "building", "2020-01-01T00:00:00+00:00")
-    _half_built(client, "faq_v5", None, "2020-01-01T00:00:00+00:00")  # legacy, newer than live
-    _half_built(client, "faq_v6", "building", now)
+    _half_built(store, "faq_v4", LONG_AGO)
+    _half_built(store, "faq_v5", now)
+    assert [c.state for c in store.collections()] == ["ready"] * 3 + ["building"] * 2
 
-    # Against a server, a young one may still be written by another process.
-    assert index.remove_orphans(min_age_s=600) == ["faq_v4", "faq_v5"]
-    assert index.remove_orphans() == ["faq_v6"]
-    assert [name for _, name in index.versions()] == ["faq_v1", "faq_v2", "faq_v3"]
-    assert index.current_collection() == "faq_v2"
-    assert index.remove_orphans() == []
+    # A young one may still be written by another process.
+    assert store.orphans(min_age_s=600) == ["faq_v4"]
+    assert store.orphans() == ["faq_v4", "faq_v5"]
+    if isinstance(store, QdrantStore):
+        assert store.remove_orphans(min_age_s=600) == ["faq_v4"]
+        assert store.remove_orphans() == ["faq_v5"]
+    else:
+        # Under the write lock no build runs: every building version is an orphan.
+        assert store.remove_orphans(min_age_s=600) == ["faq_v4", "faq_v5"]
+        assert not (store.root / "faq_v4").exists()
+    assert _names(store) == ["faq_v1", "faq_v2", "faq_v3"]
+    assert store.current_collection() == "faq_v2"
+    assert store.remove_orphans() == []
+    # A new build is numbered after everything kept.
+    assert store.build(_items(2), FakeEncoder(dim=16), progress=False)[0].collection == "faq_v4"
 
 
-def test_rollback(client: QdrantClient) -> None:
-    index = FaqIndex(client, keep=5)
+def test_rollback(store: AnyStore) -> None:
+    store.keep = 5
     encoder = FakeEncoder(dim=16)
     with pytest.raises(RollbackError, match="points nowhere"):
-        index.rollback()
-    index.build(_items(3), encoder, progress=False)
+        store.rollback()
+    store.build(_items(3), encoder, progress=False)
     with pytest.raises(RollbackError, match="nothing to roll back to"):
-        index.rollback()
-    index.build(_items(4), encoder, progress=False)
-    index.build(_items(5), FakeEncoder(dim=16, name="other"), progress=False)
+        store.rollback()
+    store.build(_items(4), encoder, progress=False)
+    store.build(_items(5), FakeEncoder(dim=16, name="other"), progress=False)
 
+    # The older one was built by another model than the one the caller serves.
     with pytest.raises(RollbackError, match="built by model"):
-        index.rollback(fingerprint=FakeEncoder(dim=16, name="other").fingerprint)
-    assert index.rollback() == ("faq_v3", "faq_v2")
-    assert index.info().points == 4
-    assert index.rollback("faq_v3") == ("faq_v2", "faq_v3")
+        store.rollback(fingerprint=FakeEncoder(dim=16, name="other").fingerprint)
+    assert store.current_collection() == "faq_v3"
+    assert store.rollback(fingerprint=encoder.fingerprint) == ("faq_v3", "faq_v2")
+    assert store.info().points == 4 and len(_top(store, "question", 50)) == 4
+    # Older again: to faq_v1; then forward by name.
+    assert store.rollback() == ("faq_v2", "faq_v1")
+    assert store.rollback("faq_v3") == ("faq_v1", "faq_v3")
+    assert store.info().points == 5
     with pytest.raises(UnknownCollectionError, match="kept: faq_v1, faq_v2, faq_v3"):
-        index.rollback("faq_v7")
+        store.rollback("faq_v7")
     with pytest.raises(RollbackError, match="already live"):
-        index.rollback("faq_v3")
-    _half_built(client, "faq_v4", "building", "2020-01-01T00:00:00+00:00")
+        store.rollback("faq_v3")
+    with pytest.raises(RollbackError, match="built by model"):
+        store.rollback("faq_v1", fingerprint="other:fake:16:128")
+    _half_built(store, "faq_v4", LONG_AGO)
     with pytest.raises(RollbackError, match="faq_v4 is building"):
-        index.rollback("faq_v4")
-    assert index.current_collection() == "faq_v3"
+        store.rollback("faq_v4")
+    assert store.current_collection() == "faq_v3"
+    # A half-built version older than the live one is no rollback target either.
+    store.rollback("faq_v1")
+    _half_built(store, "faq_v0", LONG_AGO)
+    with pytest.raises(RollbackError, match="nothing to roll back to"):
+        store.rollback()
 
 
-def test_upsert_and_delete_on_the_live_collection(client: QdrantClient) -> None:
-    index = FaqIndex(client)
+def test_upsert_and_delete_change_what_the_alias_serves(store: AnyStore) -> None:
     encoder = FakeEncoder(dim=16)
-    index.build(_items(3), encoder, progress=False)
+    store.build(_items(3), encoder, progress=False)
     extra = FaqItem(id="new-one", question="brand new question", answer="a", lang="en")
     changed = _items(1, answer="changed")[0]
-    assert index.upsert([extra, changed], encoder) == ("faq_v1", [True, False])
-    info = index.info()
+    name, created = store.upsert([extra, changed], encoder)
+    assert created == [True, False]
+    assert name == store.current_collection()
+    info = store.info()
     assert info.points == 4
-    # An edited collection no longer equals any file: a later build of one is not skipped.
+    # An edited version no longer equals any file: a later build of one is not skipped.
     assert info.content_hash == ""
-    _, built = index.build(_items(3), encoder, skip_if_unchanged=True, progress=False)
-    assert built
-    index.rollback()
-    hits = index.search(encoder.encode_queries(["brand new question"])[0], 2)
-    assert hits[0].id == "new-one"
-    assert {h.answer for h in index.search(encoder.encode_queries(["question"])[0], 4)} >= {
-        "changed 0"
+    assert _top(store, "brand new question") == ["new-one"]
+    answers = {h.id: h.answer for h in store.search(encoder.encode_queries(["q"])[0], 10)}
+    assert answers == {
+        "faq-0": "changed 0",
+        "faq-1": "answer 1",
+        "faq-2": "answer 2",
+        "new-one": "a",
     }
 
-    assert index.delete("new-one") == "faq_v1"
-    assert index.delete("new-one") is None
-    assert index.info().points == 3
-    with pytest.raises(IndexModelMismatchError):
-        index.upsert([extra], FakeEncoder(dim=16, name="other"))
+    _, built = store.build(_items(3), encoder, skip_if_unchanged=True, progress=False)
+    assert built and "new-one" not in _top(store, "question", 10)
+    store.rollback()  # back to the edited content
+    assert _top(store, "brand new question") == ["new-one"]
+
+    removed = store.delete("new-one")
+    assert removed is not None and removed == store.current_collection()
+    assert store.delete("new-one") is None
+    assert store.info().points == 3
+    assert "new-one" not in _top(store, "brand new question", 10)
 
 
-def test_search_a_named_collection(client: QdrantClient) -> None:
-    index = FaqIndex(client)
+def test_search_a_named_collection(store: AnyStore) -> None:
     encoder = FakeEncoder(dim=16)
-    index.build(_items(3), encoder, progress=False)
-    index.build(_items(3, "second"), encoder, progress=False)
+    store.build(_items(3), encoder, progress=False)
+    store.build(_items(3, "second"), encoder, progress=False)
     vector = encoder.encode_queries(["question number 1"])[0]
-    assert index.search(vector, 1)[0].answer == "second 1"
-    assert index.search(vector, 1, collection="faq_v1")[0].answer == "answer 1"
+    assert store.search(vector, 1)[0].answer == "second 1"
+    assert store.search(vector, 1, collection="faq_v1")[0].answer == "answer 1"
 
 
-def test_read_write_lock_lets_readers_share_and_a_writer_wait() -> None:
-    lock = ReadWriteLock()
-    events: list[str] = []
-
-    def writer() -> None:
-        with lock.write():
-            events.append("write")
-
-    def reader(name: str) -> None:
-        with lock.read():
-            events.append(name)
-
-    with lock.read():
-        other = threading.Thread(target=reader, args=("shared read",))
-        other.start()
-        other.join(5)
-        assert events == ["shared read"]  # readers do not wait for each other
-        w = threading.Thread(target=writer)
-        w.start()
-        deadline = time.monotonic() + 5
-        while lock._writers_waiting == 0 and time.monotonic() < deadline:
-            time.sleep(0.005)
-        # A reader arriving while the writer waits queues behind it: no writer starvation.
-        late = threading.Thread(target=reader, args=("late read",))
-        late.start()
-        time.sleep(0.05)
-        assert events == ["shared read"]
-        events.append("first read done")
-    w.join(5)
-    late.join(5)
-    assert events == ["shared read", "first read done", "write", "late read"]
-
-
-def test_local_mode_is_detected(client: QdrantClient) -> None:
-    assert FaqIndex(client).local
-    assert not FaqIndex(QdrantClient(url="http://127.0.0.1:1", check_compatibility=False)).local
-
-
-def test_searches_during_edits_in_local_mode_never_fail(client: QdrantClient) -> None:
-    # Local mode appends a point to a collection's arrays one after the other; unlocked, a
-    # concurrent search sees arrays of different lengths and raises (measured: ~5 per edit).
-    index = FaqIndex(client)
+def test_a_batch_answers_as_the_single_searches(store: AnyStore) -> None:
     encoder = FakeEncoder(dim=16)
-    index.build(_items(10), encoder, progress=False)
-    vector = encoder.encode_queries(["question number 3"])[0]
-    errors: list[Exception] = []
-    done = threading.Event()
+    store.build(_items(12), encoder, progress=False)
+    texts = ["question number 3", "topic7", "question"]
+    specs = [SearchSpec(3), SearchSpec(2, "id"), SearchSpec(5, None, "mx")]
+    vectors = encoder.encode_queries(texts)
+    batch = asyncio.run(store.search_batch(vectors, specs))
+    singles = [
+        store.search(v, s.top_k, lang=s.lang, market=s.market)
+        for v, s in zip(vectors, specs, strict=True)
+    ]
+    assert [[(h.id, round(h.score, 5)) for h in b] for b in batch] == [
+        [(h.id, round(h.score, 5)) for h in s] for s in singles
+    ]
+    assert [len(b) for b in batch] == [3, 2, 5]
 
-    def searching() -> None:
-        while not done.is_set():
-            try:
-                index.search(vector, 5)
-            except Exception as exc:
-                errors.append(exc)
 
-    readers = [threading.Thread(target=searching) for _ in range(2)]
-    for r in readers:
-        r.start()
+def test_topic_entries(store: AnyStore) -> None:
+    items = [
+        FaqItem(id="pay", question="how can I pay", answer="a", lang="en"),
+        FaqItem(id="pay.es", question="como pagar", answer="a", lang="es", market="mx"),
+        FaqItem(id="pay-card.es", question="pagar con tarjeta", answer="a", lang="es", topic="pay"),
+    ]
+    encoder = FakeEncoder(dim=16)
+    store.build(items, encoder, progress=False)
+    if isinstance(store, QdrantStore):
+        assert cast(Store, store).topic_entries() is None  # grouping asks the server instead
+        return
+    store.warm()
+    entries = store.topic_entries()
+    assert entries is not None
+    vector = encoder.encode_queries(["pagar con tarjeta"])[0]
+    found = entries.entry_in(vector, "pay", "es")
+    assert found is not None and found.id == "pay-card.es"
+    mx = entries.entry_in(vector, "pay", "es", market="mx")
+    assert mx is not None and mx.id == "pay.es"
+    assert entries.entry_in(vector, "pay", "de") is None
+
+
+# --- the embedded store ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "index"
+
+
+def test_a_version_is_never_changed_an_edit_makes_a_new_one(root: Path) -> None:
+    store = EmbeddedStore(root, keep=5, retrieval=DENSE_ONLY)
+    encoder = FakeEncoder(dim=16)
+    store.build(_items(3), encoder, progress=False)
+    files = {p.name: p.read_bytes() for p in (root / "faq_v1").iterdir()}
+
+    extra = FaqItem(id="new-one", question="brand new question", answer="a", lang="en")
+    assert store.upsert([extra], encoder) == ("faq_v2", [True])
+    assert store.delete("faq-1") == "faq_v3"
+    assert store.current_collection() == "faq_v3"
+    assert {p.name: p.read_bytes() for p in (root / "faq_v1").iterdir()} == files
+    meta = json.loads((root / "faq_v3" / "meta.json").read_text())
+    assert meta["edited_from"] == "faq_v2" and meta["state"] == "ready" and meta["count"] == 3
+    assert sorted(_top(store, "question", 10, collection="faq_v1")) == ["faq-0", "faq-1", "faq-2"]
+
+    # A rollback after an edit returns to the content before it.
+    assert store.rollback() == ("faq_v3", "faq_v2")
+    assert "faq-1" in _top(store, "question", 10)
+    assert store.rollback("faq_v1") == ("faq_v2", "faq_v1")
+    assert sorted(_top(store, "question", 10)) == ["faq-0", "faq-1", "faq-2"]
+    assert store.info().content_hash != ""
+
+
+def test_an_edit_that_fails_leaves_the_live_version(root: Path) -> None:
+    store = EmbeddedStore(root)
+    encoder = FakeEncoder(dim=16)
+    store.build(_items(3), encoder, progress=False)
+    with pytest.raises(RuntimeError, match="boom"):
+        store.upsert(_items(2, "x"), FailingEncoder())
+    assert store.current_collection() == "faq_v1" and _names(store) == ["faq_v1"]
+
+
+def test_two_stores_on_one_directory_follow_the_alias(root: Path) -> None:
+    writer = EmbeddedStore(root, keep=5, retrieval=DENSE_ONLY)
+    reader = EmbeddedStore(root, keep=5, retrieval=DENSE_ONLY)
+    encoder = FakeEncoder(dim=16)
+    writer.build(_items(3), encoder, progress=False)
+    reader.warm()
+    assert sorted(_top(reader, "question", 10)) == ["faq-0", "faq-1", "faq-2"]
+
+    writer.build(_items(5, "new"), encoder, progress=False)
+    assert len(_top(reader, "question", 10)) == 5  # its next search sees the move
+    writer.upsert(
+        [FaqItem(id="added", question="brand new question", answer="a", lang="en")], encoder
+    )
+    assert _top(reader, "brand new question") == ["added"]
+    writer.rollback("faq_v1")
+    assert sorted(_top(reader, "question", 10)) == ["faq-0", "faq-1", "faq-2"]
+    assert reader.current_collection() == "faq_v1" and reader.info().points == 3
+
+
+def test_a_serving_store_answers_from_the_old_version_while_the_new_one_loads(
+    root: Path,
+) -> None:
+    writer = EmbeddedStore(root, retrieval=DENSE_ONLY)
+    serving = EmbeddedStore(root, retrieval=DENSE_ONLY)
+    encoder = FakeEncoder(dim=16)
+    vector = encoder.encode_queries(["question"])
+
+    def found() -> int:
+        return len(asyncio.run(serving.search_batch(vector, [SearchSpec(10)]))[0])
+
+    writer.build(_items(3), encoder, progress=False)
+    assert found() == 3  # the first search waits for the load
+    writer.build(_items(6), encoder, progress=False)
+    # No search waits for a load: the old version answers while the new one loads.
+    assert found() == 3
+    assert serving._loading is not None
+    serving._loading.result(10)
+    assert found() == 6
+    serving.close()
+
+
+def test_a_second_writer_waits_for_the_lock_then_gives_up(root: Path) -> None:
+    first = EmbeddedStore(root)
+    second = EmbeddedStore(root, lock_timeout_s=0.2)
+    encoder = FakeEncoder(dim=16)
+    started, release = threading.Event(), threading.Event()
+
+    def hold(done: int, total: int) -> None:
+        started.set()
+        assert release.wait(10)
+
+    builder = threading.Thread(
+        target=first.build,
+        args=(_items(4), encoder),
+        kwargs={"progress": False, "batch_size": 2, "on_batch": hold},
+    )
+    builder.start()
     try:
-        for n in range(40):
-            item = FaqItem(id=f"new-{n}", question=f"new question {n}", answer="a", lang="en")
-            index.upsert([item], encoder)
+        assert started.wait(10)
+        with pytest.raises(StoreBusyError, match="being written"):
+            second.build(_items(2), encoder, progress=False)
+        with pytest.raises(StoreBusyError):
+            second.remove_orphans()  # a building version is not an orphan while its build runs
+        assert second.current_collection() is None
     finally:
-        done.set()
-        for r in readers:
-            r.join(5)
-    assert errors == []
-    assert index.info().points == 50
+        release.set()
+        builder.join(10)
+    assert first.current_collection() == "faq_v1"
+    # The lock is free again.
+    assert second.build(_items(2), encoder, progress=False)[0].collection == "faq_v2"
+
+
+def _killed_build(root: str) -> None:
+    """A build process killed after its first batch (no cleanup runs)."""
+    store = EmbeddedStore(Path(root))
+    store.build(_items(6), FakeEncoder(dim=16), progress=False, batch_size=2, on_batch=_die)
+
+
+def _die(done: int, total: int) -> None:
+    os._exit(9)
+
+
+def test_a_killed_build_leaves_an_orphan_and_the_alias(root: Path) -> None:
+    store = EmbeddedStore(root)
+    store.build(_items(3), FakeEncoder(dim=16), progress=False)
+    process = multiprocessing.get_context("fork").Process(target=_killed_build, args=(str(root),))
+    process.start()
+    process.join(30)
+    assert process.exitcode == 9
+    assert store.current_collection() == "faq_v1" and store.info().points == 3
+    assert [(c.name, c.state) for c in store.collections()] == [
+        ("faq_v1", "ready"),
+        ("faq_v2", "building"),
+    ]
+    assert store.orphans() == ["faq_v2"]
+    assert store.remove_orphans() == ["faq_v2"]
+    assert _names(store) == ["faq_v1"] and not (root / "faq_v2").exists()
+    # The lock died with the process: the next build runs.
+    assert store.build(_items(4), FakeEncoder(dim=16), progress=False)[0].collection == "faq_v2"
+
+
+def test_the_alias_file_is_replaced_whole_or_not_at_all(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EmbeddedStore(root)
+    store.build(_items(3), FakeEncoder(dim=16), progress=False)
+    alias = root / "faq.alias"
+    real_fsync = os.fsync
+
+    def crash_on_the_alias(fd: int) -> None:
+        # The process dies while the new alias is being written (before it is on disk).
+        if "faq.alias" in os.readlink(f"/proc/self/fd/{fd}"):
+            raise OSError("power cut")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", crash_on_the_alias)
+    with pytest.raises(OSError, match="power cut"):
+        store.build(_items(5), FakeEncoder(dim=16), progress=False)
+    monkeypatch.undo()
+    assert alias.read_text() == "faq_v1"
+    fresh = EmbeddedStore(root)
+    assert fresh.current_collection() == "faq_v1" and fresh.info().points == 3
+    assert _names(fresh) == ["faq_v1"]
