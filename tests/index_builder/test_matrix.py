@@ -1,37 +1,39 @@
-"""The embedded matrix search against qdrant-client's own exact search, and the cache following
-the alias: build, rollback, edits. Real qdrant-client local mode; the model is beside the point
-(random unit vectors and the fake encoder)."""
+"""The embedded matrix search against Qdrant's own exact search (a `QdrantStore` on
+qdrant-client's in-memory mode) on the same entries, with filters; a batch against single
+searches; the grouping lookup; the lexical prefetch and the top-k. The model is beside the point
+(random vectors per text, the fake encoder)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import hashlib
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-from qdrant_client import QdrantClient, models
+from numpy.typing import NDArray
+from qdrant_client import QdrantClient
 
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
-from index_builder.store import FaqIndex, Hit, SearchSpec, open_client, point_id
+from index_builder.store import EmbeddedStore, Hit, QdrantStore, SearchSpec
 from index_builder.store.fusion import DENSE_ONLY
-from index_builder.store.matrix import MatrixSnapshot, _local_arrays
+from tests.fakes import FakeEncoder
 from tests.index_builder.snapshots import hybrid_snapshot
 
 DIM = 24
 LANGS = ["en", "es", "id", "th"]
 MARKETS = ["mx", "global", None]
 SPECS: list[SearchSpec] = [
-    (5, None, None),
-    (3, "es", None),
-    (7, None, "mx"),
-    (4, "id", "global"),
-    (2, "en", "mx"),
-    (10, "th", None),
-    (3, "xx", None),  # a value no entry has: nothing
-    (500, None, None),  # more than the collection holds: all of it
-    (1, None, "global"),
+    SearchSpec(5, None, None),
+    SearchSpec(3, "es", None),
+    SearchSpec(7, None, "mx"),
+    SearchSpec(4, "id", "global"),
+    SearchSpec(2, "en", "mx"),
+    SearchSpec(10, "th", None),
+    SearchSpec(3, "xx", None),  # a value no entry has: nothing
+    SearchSpec(500, None, None),  # more than the collection holds: all of it
+    SearchSpec(1, None, "global"),
 ]
 
 
@@ -49,197 +51,78 @@ def _items(n: int, prefix: str = "q") -> list[FaqItem]:
     ]
 
 
+class RandomEncoder(FakeEncoder):
+    """A random vector per text (seeded by the text), not normalised: no tied scores."""
+
+    def encode_passages(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        rows = []
+        for text in texts:
+            seed = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little")
+            rng = np.random.default_rng(seed)
+            rows.append(rng.standard_normal(self.dim) * rng.uniform(0.5, 3))
+        return np.asarray(rows, dtype=np.float32)
+
+
 @pytest.fixture
-def client(tmp_path: Path) -> Iterator[QdrantClient]:
-    c = open_client(path=tmp_path / "qdrant")
-    yield c
-    c.close()
+def stores(tmp_path: Path) -> Iterator[tuple[EmbeddedStore, QdrantStore]]:
+    """The same 300 entries in the embedded store and in Qdrant, question vectors only."""
+    encoder = RandomEncoder(dim=DIM)
+    embedded = EmbeddedStore(tmp_path / "index", retrieval=DENSE_ONLY)
+    qdrant = QdrantStore(QdrantClient(":memory:"), retrieval=DENSE_ONLY)
+    for store in (embedded, qdrant):
+        store.build(_items(300), encoder, progress=False)
+    yield embedded, qdrant
+    embedded.close()
+    qdrant.close()
 
 
-def _random_collection(client: QdrantClient, n: int, seed: int = 0) -> np.ndarray:
-    """`n` random (not normalised) vectors with FAQ payloads, written straight through Qdrant."""
-    rng = np.random.default_rng(seed)
-    vectors = rng.standard_normal((n, DIM)).astype(np.float32) * rng.uniform(0.5, 3, (n, 1))
-    client.create_collection(
-        "c", vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE)
-    )
-    client.upsert(
-        "c",
-        points=[
-            models.PointStruct(id=point_id(item.id), vector=v.tolist(), payload=item.payload())
-            for item, v in zip(_items(n), vectors, strict=True)
-        ],
-        wait=True,
-    )
-    return vectors
+def _fields(hits: list[Hit]) -> list[tuple[object, ...]]:
+    return [(h.id, h.question, h.answer, h.lang, h.market, h.tags, h.topic) for h in hits]
 
 
-def _qdrant_search(client: QdrantClient, vector: np.ndarray, spec: SearchSpec) -> list[Hit]:
-    """qdrant-client's own exact search: the reference."""
-    plain = FaqIndex(client, alias="faq", matrix=False)
-    top_k, lang, market = spec
-    return plain.search(vector, top_k, lang=lang, market=market, collection="c")
-
-
-def test_matrix_search_returns_qdrants_exact_results_with_filters(client: QdrantClient) -> None:
-    _random_collection(client, 300)
-    snapshot = MatrixSnapshot.load(client, "c")
-    assert len(snapshot) == 300
+def test_matrix_search_returns_qdrants_exact_results_with_filters(
+    stores: tuple[EmbeddedStore, QdrantStore],
+) -> None:
+    embedded, qdrant = stores
     queries = np.random.default_rng(1).standard_normal((len(SPECS), DIM)).astype(np.float32)
-    got = snapshot.search_batch(queries, SPECS)
+    got = asyncio.run(embedded.search_batch(queries, SPECS))
     for vector, spec, hits in zip(queries, SPECS, got, strict=True):
-        expected = _qdrant_search(client, vector, spec)
-        assert [h.id for h in hits] == [h.id for h in expected], spec
-        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
+        expected = qdrant.search(vector, spec.top_k, lang=spec.lang, market=spec.market)
         # Every field of the hit, not only ids and scores.
-        assert [(h.question, h.answer, h.lang, h.market, h.tags) for h in hits] == [
-            (h.question, h.answer, h.lang, h.market, h.tags) for h in expected
-        ]
+        assert _fields(hits) == _fields(expected), spec
+        assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
     assert [len(h) for h in got][-3:] == [0, 300, 1]
-    for (_, lang, market), hits in zip(SPECS, got, strict=True):
-        assert all(lang is None or h.lang == lang for h in hits)
-        assert all(market is None or h.market == market for h in hits)
-
-
-def _alias(client: QdrantClient, collection: str = "c") -> None:
-    client.update_collection_aliases(
-        change_aliases_operations=[
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name="faq")
-            )
-        ]
-    )
+    for spec, hits in zip(SPECS, got, strict=True):
+        assert all(spec.lang is None or h.lang == spec.lang for h in hits)
+        assert all(spec.market is None or h.market == spec.market for h in hits)
 
 
 def _same(a: list[list[Hit]], b: list[list[Hit]]) -> None:
     """The same hits in the same order; scores equal up to float32 summation order."""
-    assert [[h.id for h in hits] for hits in a] == [[h.id for h in hits] for hits in b]
+    assert [_fields(hits) for hits in a] == [_fields(hits) for hits in b]
     for x, y in zip(a, b, strict=True):
         assert [h.score for h in x] == pytest.approx([h.score for h in y], abs=1e-5)
-        assert [(h.question, h.answer, h.lang, h.market, h.tags) for h in x] == [
-            (h.question, h.answer, h.lang, h.market, h.tags) for h in y
-        ]
 
 
-def test_a_batched_search_returns_exactly_the_single_searches(client: QdrantClient) -> None:
-    _random_collection(client, 300)
-    _alias(client)
+def test_a_batched_search_returns_exactly_the_single_searches(
+    stores: tuple[EmbeddedStore, QdrantStore],
+) -> None:
     vectors = np.random.default_rng(2).standard_normal((len(SPECS), DIM)).astype(np.float32)
-    for matrix in (True, False):
-        index = FaqIndex(client, matrix=matrix)
-        batched = index.search_batch(vectors, SPECS)
+    for store in stores:
+        batched = asyncio.run(store.search_batch(vectors, SPECS))
         singles = [
-            index.search(v, top_k, lang=lang, market=market)
-            for v, (top_k, lang, market) in zip(vectors, SPECS, strict=True)
+            store.search(v, s.top_k, lang=s.lang, market=s.market)
+            for v, s in zip(vectors, SPECS, strict=True)
         ]
         _same(batched, singles)
         # Each query keeps its own top_k and filters.
-        assert [len(h) for h in batched] == [len(h) for h in singles]
-    _same(FaqIndex(client).search_batch(vectors, SPECS), singles)
-
-
-def _ids(index: FaqIndex, text: str, encoder: FakeEncoder, top_k: int = 50) -> set[str]:
-    return {h.id for h in index.search(encoder.encode_queries([text])[0], top_k)}
-
-
-def test_the_matrix_follows_the_alias_through_build_rollback_and_edits(
-    client: QdrantClient,
-) -> None:
-    # Cosine scores (question vectors only), so that an exact match scores 1.
-    index = FaqIndex(client, retrieval=DENSE_ONLY)
-    assert index.matrix
-    encoder = FakeEncoder(dim=DIM)
-    index.build(_items(20, "old"), encoder, progress=False)
-    assert _ids(index, "question", encoder) == {f"old-{i}" for i in range(20)}
-
-    index.build(_items(15, "new"), encoder, progress=False)  # the alias moves to faq_v2
-    assert _ids(index, "question", encoder) == {f"new-{i}" for i in range(15)}
-
-    index.rollback()  # back to faq_v1
-    assert _ids(index, "question", encoder) == {f"old-{i}" for i in range(20)}
-    index.rollback("faq_v2")
-    assert _ids(index, "question", encoder) == {f"new-{i}" for i in range(15)}
-
-    # Single-entry edits patch the cached matrix: the next search sees them.
-    added = FaqItem(id="added", question="a brand new question", answer="a", lang="th")
-    index.upsert([added], encoder)
-    assert "added" in _ids(index, "brand new", encoder)
-    hits = index.search(encoder.encode_queries(["a brand new question"])[0], 1, lang="th")
-    assert hits[0].id == "added" and hits[0].score == pytest.approx(1.0, abs=1e-5)
-    changed = FaqItem(id="new-3", question="completely different words", answer="b", lang="es")
-    index.upsert([changed], encoder)
-    top = index.search(encoder.encode_queries(["completely different words"])[0], 1)
-    assert top[0].id == "new-3" and top[0].answer == "b" and top[0].lang == "es"
-    assert index.delete("new-4") is not None
-    assert "new-4" not in _ids(index, "question", encoder)
-    assert len(_ids(index, "question", encoder)) == 15  # 15 + added - deleted
-
-    # A fresh reader of the same directory (qdrant-client itself) agrees with the cache.
-    vectors = encoder.encode_queries(["question 3", "brand new", "different"])
-    specs: list[SearchSpec] = [(10, None, None), (5, "th", None), (5, None, None)]
-    # (The fake encoder ties many scores, so which of the tied entries fill the last places may
-    # differ: compare the scores, and the ids of the hits that beat the last place.)
-    by_qdrant = FaqIndex(client, matrix=False, retrieval=DENSE_ONLY).search_batch(vectors, specs)
-    for got, expected in zip(index.search_batch(vectors, specs), by_qdrant, strict=True):
-        assert [h.score for h in got] == pytest.approx([h.score for h in expected], abs=1e-5)
-        last = expected[-1].score + 1e-5
-        assert {h.id for h in got if h.score > last} == {h.id for h in expected if h.score > last}
-
-
-def test_a_failed_build_leaves_the_matrix_on_the_live_collection(client: QdrantClient) -> None:
-    index = FaqIndex(client)
-    encoder = FakeEncoder(dim=DIM)
-    index.build(_items(10, "live"), encoder, progress=False)
-    assert _ids(index, "question", encoder) == {f"live-{i}" for i in range(10)}
-
-    def refuse(collection: str) -> None:
-        # The gate searches the new collection (its own snapshot) before refusing it.
-        vector = encoder.encode_queries(["question"])[0]
-        assert {h.id for h in index.search(vector, 50, collection=collection)} == {
-            f"refused-{i}" for i in range(10)
-        }
-        raise RuntimeError("gate says no")
-
-    with pytest.raises(RuntimeError):
-        index.build(_items(10, "refused"), encoder, progress=False, validate=refuse)
-    assert _ids(index, "question", encoder) == {f"live-{i}" for i in range(10)}
-
-
-def test_a_server_client_never_uses_the_matrix() -> None:
-    server = QdrantClient(url="http://127.0.0.1:1", check_compatibility=False)
-    assert not FaqIndex(server).matrix
-
-
-def test_the_direct_read_of_local_mode_equals_the_scroll(client: QdrantClient) -> None:
-    _random_collection(client, 200)
-    client.delete(
-        "c", points_selector=models.PointIdsList(points=[point_id("q-3"), point_id("q-50")])
-    )
-    moved = _items(1, "q")[0].model_copy(update={"answer": "moved"})
-    client.upsert(
-        "c",
-        points=[
-            models.PointStruct(id=point_id("q-0"), vector=[1.0] * DIM, payload=moved.payload())
-        ],
-        wait=True,
-    )
-    assert _local_arrays(client, "c", DIM) is not None  # the fast path is the one taken
-    direct = MatrixSnapshot.load(client, "c")
-    scrolled = MatrixSnapshot._scroll(client, "c", DIM)
-
-    def content(s: MatrixSnapshot) -> dict[str, tuple[Any, ...]]:
-        return {
-            pid: (row, tuple(np.round(vector, 6)))
-            for pid, row, vector in zip(s.point_ids, s.rows, s.matrix, strict=True)
-        }
-
-    assert len(direct) == 198 and content(direct) == content(scrolled)
-    assert point_id("q-3") not in direct.point_ids
-    assert dict(zip(direct.point_ids, direct.rows, strict=True))[point_id("q-0")].answer == "moved"
+        assert [len(h) for h in batched] == [5, 3, 7, 4, 2, 10, 0, 300, 1]
+    # And the embedded batch is Qdrant's single searches.
+    _same(asyncio.run(stores[0].search_batch(vectors, SPECS)), singles)
 
 
 def test_entry_in_finds_a_topic_s_entry_in_a_language_under_the_market_filter(
-    client: QdrantClient,
+    tmp_path: Path,
 ) -> None:
     """What grouping shows for a topic that ranked by another language's entry: its entry in
     the wanted language, the closest to the query of several, in the query's market."""
@@ -250,8 +133,10 @@ def test_entry_in_finds_a_topic_s_entry_in_a_language_under_the_market_filter(
         FaqItem(id="ship", question="shipping", answer="a", lang="en"),
     ]
     encoder = FakeEncoder(dim=DIM)
-    index = FaqIndex(client)
+    index = EmbeddedStore(tmp_path / "index")
     index.build(items, encoder, progress=False)
+    assert index.topic_entries() is None  # nothing served yet
+    index.warm()
     snapshot = index.topic_entries()
     assert snapshot is not None
     for text, closest in (("como pagar", "pay.es"), ("pagar con tarjeta", "pay-card.es")):
@@ -305,7 +190,6 @@ def test_the_exact_fused_search_takes_only_rows_some_prefetch_returned() -> None
     vectors = -np.eye(4, dtype=np.float32)[0] + rng.normal(0, 0.1, (n, 4)).astype(np.float32)
     lexical = [([7], [1.0]) if i == 0 else ([100 + i], [1.0]) for i in range(n)]
     snapshot = hybrid_snapshot(vectors, vectors, lexical)
-    assert not snapshot.approximate
     query = np.eye(4, dtype=np.float32)[:1]
     hits = snapshot.search_batch(query, [SearchSpec(20, None, None, (7,))], Retrieval())[0]
     cosines = snapshot.matrix @ query[0]
