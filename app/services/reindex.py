@@ -214,15 +214,14 @@ class AdminService:
                     validate=validate,
                 )
                 self.guard.invalidate()
+            # Before the record says succeeded, so a client that sees it finds it settled.
+            self._settle_new_collection()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
             log.info("reindex job %s: alias now on %s", record.id, info.collection)
         except BaseException as exc:
             if not isinstance(exc, QualityGateError | ShutdownError):
                 log.exception("reindex job %s failed", record.id)
             self._finish(record, started, marks, state="failed", error=str(exc) or repr(exc))
-        else:
-            # After the record says succeeded: nothing here can turn the job into a failure.
-            self._settle_new_collection()
         finally:
             with self._state:
                 self._active = None

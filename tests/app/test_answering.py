@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,7 +144,7 @@ def test_served_calibration_only_for_the_model_it_describes(
 class Spec:
     text: str
     top_k: int
-    lang: str | None = None
+    lang_filter: str | None = None
     market: str | None = None
     group: bool = True
     prefer_lang: str | None = None
@@ -161,7 +162,7 @@ class FakeSearch:
     def __init__(self) -> None:
         self.calls: list[list[SearchSpec]] = []
 
-    def __call__(self, vectors: np.ndarray, specs: Sequence[SearchSpec]) -> list[list[Hit]]:
+    async def __call__(self, vectors: np.ndarray, specs: Sequence[SearchSpec]) -> list[list[Hit]]:
         assert len(vectors) == len(specs)
         self.calls.append(list(specs))
         return [
@@ -190,22 +191,19 @@ def test_answer_batch_finds_the_wanted_language_beyond_the_fetched_hits() -> Non
         Spec("quero cancelar o meu pedido agora", 2),  # Portuguese: pt entries rank low
         Spec("cancel", 2, prefer_lang="pt", market="br"),
         Spec("cancel", 2, prefer_lang="pt", group=False),
-        Spec("cancel", 2, prefer_lang="pt", lang="en"),  # filtered: English only
+        Spec("cancel", 2, prefer_lang="pt", lang_filter="en"),  # filtered: English only
         Spec("cancel", 2, prefer_lang="en"),  # English entries already fetched
     ]
     vectors = np.ones((len(specs), 4), dtype=np.float32)
-    search, entries, calls = FakeSearch(), FakeEntries(), []
+    search, entries = FakeSearch(), FakeEntries()
 
-    def snapshot() -> FakeEntries:
-        calls.append(1)
-        return entries
-
-    shaped = answering.answer_batch(specs, vectors, search, 2000, topic_entries=snapshot)
+    shaped = asyncio.run(
+        answering.answer_batch(specs, vectors, search, 2000, topic_entries=entries)
+    )
     # In-process: one search for the batch; the pt entries that were not fetched are looked up
-    # in the snapshot (asked for once), with the query's market filter.
+    # in the snapshot, with the query's market filter.
     assert len(search.calls) == 1 and len(search.calls[0]) == len(specs)
     assert "order-cancel.pt" not in {h.id for h in ALL[: 2 * FETCH_FACTOR]}
-    assert calls == [1]
     assert ("order-cancel", "pt", "br") in entries.asked
     assert {lang for _, lang, _ in entries.asked} == {"pt"}
     assert shaped[0].query_lang == "pt"
@@ -220,17 +218,19 @@ def test_answer_batch_finds_the_wanted_language_beyond_the_fetched_hits() -> Non
     assert [r for r in shaped[4].lang_reasons] == ["requested", "requested"]
     # Against a server: the pt-restricted searches in the same one call, same answers.
     remote = FakeSearch()
-    again = answering.answer_batch(specs, vectors, remote, 2000)
+    again = asyncio.run(answering.answer_batch(specs, vectors, remote, 2000))
     assert len(remote.calls) == 1
     assert [s[:3] for s in remote.calls[0][len(specs) :]] == [
         (2 * FETCH_FACTOR, "pt", None),
         (2 * FETCH_FACTOR, "pt", "br"),
     ]
     assert [[h.id for h in s.hits] for s in again] == [[h.id for h in s.hits] for s in shaped]
-    # Nothing to look up: the snapshot is not even asked for.
-    calls.clear()
-    answering.answer_batch(specs[4:], vectors[4:], FakeSearch(), 2000, topic_entries=snapshot)
-    assert calls == []
+    # Nothing to look up: the snapshot is not asked.
+    entries.asked.clear()
+    asyncio.run(
+        answering.answer_batch(specs[4:], vectors[4:], FakeSearch(), 2000, topic_entries=entries)
+    )
+    assert entries.asked == []
 
 
 def test_answer_batch_cuts_the_text_it_reads() -> None:
@@ -244,8 +244,10 @@ def test_answer_batch_cuts_the_text_it_reads() -> None:
             seen.append(text)
             return None
 
-    Answering(AbstainRule(None), Recording()).answer_batch(
-        [Spec("x" * 50, 1)], np.ones((1, 4), np.float32), FakeSearch(), max_query_chars=10
+    asyncio.run(
+        Answering(AbstainRule(None), Recording()).answer_batch(
+            [Spec("x" * 50, 1)], np.ones((1, 4), np.float32), FakeSearch(), max_query_chars=10
+        )
     )
     assert seen == ["x" * 10]
 
@@ -261,11 +263,15 @@ def test_answer_batch_sends_the_lexical_tokens_of_each_query() -> None:
         lexicon=lexicon,
     )
     text = "quero cancelar o meu pedido agora"
-    answering.answer_batch([Spec(text, 2)], np.ones((1, 4), dtype=np.float32), search, 2000)
+    asyncio.run(
+        answering.answer_batch([Spec(text, 2)], np.ones((1, 4), dtype=np.float32), search, 2000)
+    )
     assert [s.lexical for s in search.calls[0]] == [lexicon.query(text)] * 2
     plain = FakeSearch()
-    Answering(AbstainRule(None)).answer_batch(
-        [Spec(text, 2)], np.ones((1, 4), dtype=np.float32), plain, 2000
+    asyncio.run(
+        Answering(AbstainRule(None)).answer_batch(
+            [Spec(text, 2)], np.ones((1, 4), dtype=np.float32), plain, 2000
+        )
     )
     assert [s.lexical for s in plain.calls[0]] == [()]
 
@@ -293,9 +299,9 @@ def test_answers_do_not_depend_on_how_many_hits_were_fetched_on_the_real_model(
     )
     searched: list[int] = []
 
-    def search(v: np.ndarray, specs: Sequence[SearchSpec]) -> list[list[Hit]]:
+    async def search(v: np.ndarray, specs: Sequence[SearchSpec]) -> list[list[Hit]]:
         searched.append(len(specs))
-        return faq.index.search_batch(v, specs)
+        return faq.snapshot.search_batch(v, specs, faq.retrieval)
 
     def answers(shaped: list[Any], k: int) -> list[Any]:
         return [([h.id for h in a.hits][:k], a.lang_reasons[:k], a.scores[:k]) for a in shaped]
@@ -303,12 +309,14 @@ def test_answers_do_not_depend_on_how_many_hits_were_fetched_on_the_real_model(
     looked_up = 0
     for prefer in (None, "de"):
         three, ten = (
-            answering.answer_batch(
-                [Spec(t, k, prefer_lang=prefer) for t in texts],
-                vectors,
-                search,
-                2000,
-                topic_entries=faq.index.topic_entries,
+            asyncio.run(
+                answering.answer_batch(
+                    [Spec(t, k, prefer_lang=prefer) for t in texts],
+                    vectors,
+                    search,
+                    2000,
+                    topic_entries=faq.snapshot,
+                )
             )
             for k in (3, 10)
         )
