@@ -1,9 +1,11 @@
-"""Answer and lexical retrieval: the embedded matrix computes Qdrant's fused query exactly, and
-each part changes what is found. Real qdrant-client local mode evaluates the reference query
-(prefetches + formula, sparse vectors with the IDF modifier); the fake encoder hashes words."""
+"""Answer and lexical retrieval: the embedded store's matrix search computes Qdrant's fused query
+exactly, and each part changes what is found. The reference is Qdrant's own evaluation of the
+query (prefetches + formula, sparse vectors with the IDF modifier): a `QdrantStore` on
+qdrant-client's in-memory mode holding the same entries; the fake encoder hashes words."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,11 +13,11 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.lexical import Lexicon, bm25_doc, idf
-from index_builder.store import FaqIndex, Hit, SearchSpec, open_client
+from index_builder.store import EmbeddedStore, Hit, QdrantStore, SearchSpec
 from index_builder.store.fusion import DENSE_ONLY, Retrieval
+from tests.fakes import FakeEncoder
 
 DIM = 32
 LANGS = ["en", "es", "de"]
@@ -45,11 +47,7 @@ def _items(n: int, prefix: str = "e") -> list[FaqItem]:
     return out
 
 
-@pytest.fixture
-def client(tmp_path: Path) -> Iterator[QdrantClient]:
-    c = open_client(path=tmp_path / "qdrant")
-    yield c
-    c.close()
+AnyStore = EmbeddedStore | QdrantStore
 
 
 QUERIES = [
@@ -62,11 +60,11 @@ QUERIES = [
 ]
 
 
-def _search(index: FaqIndex, encoder: FakeEncoder) -> list[list[Hit]]:
+def _search(index: AnyStore, encoder: FakeEncoder) -> list[list[Hit]]:
     lexicon = Lexicon.for_encoder(encoder)
     vectors = encoder.encode_queries([q for q, *_ in QUERIES])
     specs = [SearchSpec(k, lang, market, lexicon.query(q)) for q, k, lang, market in QUERIES]
-    return index.search_batch(vectors, specs)
+    return asyncio.run(index.search_batch(vectors, specs))
 
 
 # A small prefetch, so that entries missing from one part's prefetch (its default 0) matter.
@@ -83,34 +81,57 @@ def _same(got: list[list[Hit]], expected: list[list[Hit]]) -> None:
         ], query
 
 
-def test_matrix_fusion_equals_qdrants_formula_query_through_edits(client: QdrantClient) -> None:
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[EmbeddedStore, QdrantStore]]:
+    """The fused search in process, and Qdrant evaluating the same query."""
+    embedded = EmbeddedStore(tmp_path / "index", retrieval=FUSED)
+    qdrant = QdrantStore(QdrantClient(":memory:"), retrieval=FUSED)
+    yield embedded, qdrant
+    embedded.close()
+    qdrant.close()
+
+
+def test_matrix_fusion_equals_qdrants_formula_query_through_edits(
+    stores: tuple[EmbeddedStore, QdrantStore],
+) -> None:
+    embedded, qdrant = stores
     encoder = FakeEncoder(dim=DIM)
-    matrix = FaqIndex(client, retrieval=FUSED)
-    plain = FaqIndex(client, retrieval=FUSED, matrix=False)  # Qdrant evaluates the query
-    matrix.build(_items(60), encoder, progress=False)
-    assert matrix.matrix and not plain.matrix
-    first = _search(matrix, encoder)
-    _same(first, _search(plain, encoder))
+    for store in stores:
+        store.build(_items(60), encoder, progress=False)
+    first = _search(embedded, encoder)
+    _same(first, _search(qdrant, encoder))
     assert sum(len(h) for h in first) > 20
+    # Each part counts somewhere: scores are not the question's cosines alone.
+    question_only = EmbeddedStore(embedded.root, retrieval=DENSE_ONLY)
+    assert [h.score for h in _search(question_only, encoder)[0]] != pytest.approx(
+        [h.score for h in first[0]], abs=1e-5
+    )
     # Filters hold in the fused search too.
     for (_, _, lang, market), hits in zip(QUERIES, first, strict=True):
+        assert hits or lang is None
         assert all(lang is None or h.lang == lang for h in hits)
         assert all(market is None or h.market == market for h in hits)
 
     # Edits change the answer and lexical vectors and the IDF: still the same as Qdrant.
-    matrix.upsert(
-        [
-            FaqItem(id="e-3", question="how paypal", answer="paypal paypal refund", lang="en"),
-            FaqItem(id="new", question="coupon size", answer="coupon mx", lang="en", market="mx"),
-        ],
-        encoder,
-    )
-    matrix.delete("e-10")
-    _same(_search(matrix, encoder), _search(plain, encoder))
+    for store in stores:
+        store.upsert(
+            [
+                FaqItem(id="e-3", question="how paypal", answer="paypal paypal refund", lang="en"),
+                FaqItem(
+                    id="new", question="coupon size", answer="coupon mx", lang="en", market="mx"
+                ),
+            ],
+            encoder,
+        )
+        store.delete("e-10")
+    edited = _search(embedded, encoder)
+    _same(edited, _search(qdrant, encoder))
+    assert "new" in {h.id for h in edited[2]} and "e-10" not in {h.id for h in edited[-1]}
 
 
+@pytest.mark.parametrize("backend", ["embedded", "qdrant"])
 def test_each_part_changes_the_ranking_and_dense_only_is_plain_cosine(
-    client: QdrantClient,
+    backend: str, tmp_path: Path
 ) -> None:
     encoder = FakeEncoder(dim=256)  # wide: no hash collisions between these few words
     items = [
@@ -123,13 +144,20 @@ def test_each_part_changes_the_ranking_and_dense_only_is_plain_cosine(
         FaqItem(id="other", question="gift card payment", answer="yes at checkout", lang="en"),
         FaqItem(id="far", question="where is my parcel", answer="track it", lang="en"),
     ]
-    FaqIndex(client).build(items, encoder, progress=False)
+    client = QdrantClient(":memory:")
+
+    def store(retrieval: Retrieval | None = None) -> AnyStore:
+        if backend == "embedded":
+            return EmbeddedStore(tmp_path / "index", retrieval=retrieval)
+        return QdrantStore(client, retrieval=retrieval)
+
+    store().build(items, encoder, progress=False)
     query = "payment with paypal"
     vector = encoder.encode_queries([query])[0]
     tokens = Lexicon.for_encoder(encoder).query(query)
 
     def top(retrieval: Retrieval) -> list[Hit]:
-        return FaqIndex(client, retrieval=retrieval).search(vector, 3, lexical=tokens)
+        return store(retrieval).search(vector, 3, lexical=tokens)
 
     dense = top(DENSE_ONLY)
     # The question alone prefers the gift card entry (fewer other words); "PayPal" is only in
