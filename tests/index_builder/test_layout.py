@@ -1,5 +1,5 @@
 """Cluster layout of new collections (shard_number, replication_factor, write_consistency_factor):
-read from settings and the CLI, handed to a Qdrant server, left out in local mode."""
+read from settings and the CLI, handed to a Qdrant server; the embedded store has none."""
 
 from __future__ import annotations
 
@@ -11,13 +11,12 @@ from pydantic import ValidationError
 from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
-import index_builder.store.index as store_index
 from app.core.config import Settings
-from app.services.index_guard import open_index_guard
+from app.services.index_guard import open_settings_store
 from index_builder.cli import cli
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
-from index_builder.store import CollectionLayout, FaqIndex
+from index_builder.store import CollectionLayout, EmbeddedStore, QdrantStore, open_store
+from tests.fakes import FakeEncoder
 
 ITEMS = [
     FaqItem(id="order-cancel", question="How do I cancel my order?", answer="a", lang="en"),
@@ -45,19 +44,25 @@ def _layout_of(created: dict[str, Any]) -> tuple[object, object, object]:
     )
 
 
-def test_a_server_gets_the_layout(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The same client seen as a server: the layout travels with create_collection.
-    monkeypatch.setattr(store_index, "is_local", lambda client: False)
+def test_a_server_gets_the_layout() -> None:
     client = _Recording()
-    index = FaqIndex(client, layout=CollectionLayout(3, 2, 2), matrix=False)
-    index.build(ITEMS, FakeEncoder(), progress=False)
+    store = QdrantStore(client, layout=CollectionLayout(3, 2, 2))
+    store.build(ITEMS, FakeEncoder(), progress=False)
     assert [_layout_of(c) for c in client.created] == [(3, 2, 2)]
+    store.build(ITEMS, FakeEncoder(), progress=False)
+    assert [_layout_of(c) for c in client.created] == [(3, 2, 2)] * 2
+    # Without one: a single node.
+    plain = _Recording()
+    QdrantStore(plain).build(ITEMS, FakeEncoder(), progress=False)
+    assert [_layout_of(c) for c in plain.created] == [(1, 1, 1)]
 
 
-def test_local_mode_gets_no_layout() -> None:
-    client = _Recording()
-    FaqIndex(client, layout=CollectionLayout(3, 2, 1)).build(ITEMS, FakeEncoder(), progress=False)
-    assert [_layout_of(c) for c in client.created] == [(None, None, None)]
+def test_the_embedded_store_is_opened_without_a_url(tmp_path: Path) -> None:
+    store = open_store(path=tmp_path / "index", layout=CollectionLayout(3, 2, 1), keep=2)
+    assert isinstance(store, EmbeddedStore) and store.keep == 2
+    assert store.root == tmp_path / "index"
+    with pytest.raises(ValueError, match="URL or a local data path"):
+        open_store()
 
 
 def test_write_consistency_above_replication_is_refused() -> None:
@@ -69,16 +74,22 @@ def test_write_consistency_above_replication_is_refused() -> None:
 
 def test_the_service_builds_with_the_settings_layout(tmp_path: Path) -> None:
     settings = Settings(
-        qdrant_path=tmp_path / "q", shard_number=4, replication_factor=2, write_consistency_factor=2
+        qdrant_url="http://127.0.0.1:1",
+        index_path=tmp_path / "index",
+        shard_number=4,
+        replication_factor=2,
+        write_consistency_factor=2,
     )
-    guard = open_index_guard(settings, "fake:fingerprint")
-    assert guard.index.layout == CollectionLayout(4, 2, 2)
+    store = open_settings_store(settings)
+    assert isinstance(store, QdrantStore) and store.layout == CollectionLayout(4, 2, 2)
+    embedded = open_settings_store(settings.model_copy(update={"qdrant_url": None}))
+    assert isinstance(embedded, EmbeddedStore) and embedded.root == tmp_path / "index"
 
 
 def test_cli_reads_the_layout_from_the_environment(tmp_path: Path) -> None:
     # Refused before anything is read or loaded: the FAQ file and the model do not exist.
     env = {"FAQ_REPLICATION_FACTOR": "1", "FAQ_WRITE_CONSISTENCY_FACTOR": "2"}
-    args = ["build", "--faq", str(tmp_path / "none.jsonl"), "--qdrant-path", str(tmp_path / "q")]
+    args = ["build", "--faq", str(tmp_path / "none.jsonl"), "--index-path", str(tmp_path / "q")]
     result = CliRunner().invoke(cli, args, env=env)
     assert result.exit_code == 2, result.output
     assert "exceeds replication_factor" in result.output
