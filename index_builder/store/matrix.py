@@ -11,12 +11,10 @@ query: each part's best `prefetch_limit` entries under the filter (the lexical p
 sharing a token, scored by BM25 with Qdrant's IDF over the snapshot), the weighted sum with 0
 for a part that did not return the entry, best first.
 
-Above `LARGE_ROWS` rows the dense parts are scored uncut, as one product with question +
-w x answer (`_search_large`): exact scores for every row, so the best hits are those of the
-formula with a dense prefetch of any size. There is no approximate index: an exact scan is the
-only search that finds the exact best hit for every query (IVF found it for about 93% of the
-shopper dev queries at 100k entries, HNSW 49-77%: docs/design.md), and batched it is one BLAS
-product per batch.
+Above `LARGE_ROWS` rows the dense parts are scored uncut, as one inner product with question +
+w x answer, and their best rows come from an IVF index over those rows (`ivf.py`): exact
+scores, and the exact best hit found for at least 99% of the shopper dev queries
+(docs/design.md); an exact scan of 100k rows costs more than the model.
 """
 
 from __future__ import annotations
@@ -36,6 +34,7 @@ from index_builder.faq import topic_of
 from index_builder.lexical import idf
 from index_builder.store.base import Hit, SearchSpec
 from index_builder.store.fusion import Retrieval
+from index_builder.store.ivf import IvfIndex, Selector
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +44,9 @@ _MAX_SELECTIONS = 256
 # A filter: (lang, market), None = any.
 _FilterKey = tuple[str | None, str | None]
 _V = TypeVar("_V")
-# Above this many rows a fused search scores its dense parts uncut, as one product with the
-# fused rows (`MatrixSnapshot._search_large`): half the memory read of two products, which is
-# what a batch's search costs at 100k rows. Below it, the parts are prefetched separately, as
+# Above this many rows a fused search scores its dense parts uncut, as one inner product with
+# the fused rows, proposed by an IVF index (`MatrixSnapshot._search_large`). Below it one exact
+# pass costs about 1.4 ms (20,000 x 384 float32), and the parts are prefetched separately, as
 # Qdrant evaluates the formula query, row for row.
 LARGE_ROWS = 20_000
 # Lexical tokens in more than this share of the rows are also kept as dense rows, up to this many.
@@ -235,8 +234,11 @@ class MatrixSnapshot:
         # The fused rows, question + answer_weight x answer: one product scores both dense
         # parts (`_search_large`).
         self._fused_rows: NDArray[np.float32] | None = None
+        self._ivf: IvfIndex | None = None
+        self._selectors: dict[_FilterKey, Selector] = {}
         if len(self.rows) > large_rows and self.answers is not None and answer_weight > 0:
             self._fused_rows = _weighted_sum(self.matrix, self.answers, answer_weight)
+            self._ivf = IvfIndex(self._fused_rows)
 
     def _uncut(self, retrieval: Retrieval) -> bool:
         """Whether a fused search takes the large-index path (`_search_large`)."""
@@ -395,35 +397,51 @@ class MatrixSnapshot:
         self, queries: NDArray[np.float32], specs: Sequence[SearchSpec], retrieval: Retrieval
     ) -> list[list[Hit]]:
         """Above `LARGE_ROWS` with the served answer weight: the dense parts uncut, as one
-        product with the fused rows (question + w x answer: wq x q.(Q + wA) = wq q.Q + wa q.A),
-        which reads each row once where two products read two; the lexical part as Qdrant's
-        prefetch gives it. Every entry's dense score is exact, so the best hits are those of an
-        exact search of the formula with a dense prefetch of any size."""
-        assert self._fused_rows is not None
-        dense_all = _products(self._fused_rows, queries)
+        inner product with the fused rows (question + w x answer: wq x q.(Q + wA) = wq q.Q +
+        wa q.A), their best rows proposed by the IVF index (`ivf.py`, exact scores); the lexical
+        part as Qdrant's prefetch gives it, its rows scored on the dense parts too."""
+        assert self._fused_rows is not None and self._ivf is not None
         out: list[list[Hit]] = []
-        for i, spec in enumerate(specs):
+        for query, spec in zip(queries, specs, strict=True):
             selection = self._selection(spec.lang, spec.market)
-            if spec.top_k <= 0 or (selection is not None and len(selection) == 0):
+            wanted = min(spec.top_k, len(self.rows) if selection is None else len(selection))
+            if wanted <= 0:
                 out.append([])
                 continue
             wq, _, wl = retrieval.weights(bool(spec.lexical))
-            row = dense_all[i]
-            best, _ = _top(row if selection is None else row[selection], spec.top_k)
-            pool = np.sort(best if selection is None else selection[best])
-            lexical_rows: NDArray[np.intp] | None = None
+            pool, dense = self._ivf.search(query, wanted, self._selector(spec, selection))
+            if len(pool) < wanted:  # the lists scanned hold too few of the filter's rows
+                rows = np.arange(len(self.rows)) if selection is None else selection
+                best, dense = _top(self._fused_rows[rows] @ query, wanted)
+                pool = rows[best]
             if wl > 0 and self._postings is not None:
                 fetch = retrieval.prefetch_limit(spec.top_k)
                 lexical_rows, lexical = self._postings.best(spec.lexical, fetch, selection)
-                pool = np.union1d(pool, lexical_rows)
-            total = np.float32(wq) * row[pool]
-            if lexical_rows is not None:
+                extra = np.setdiff1d(lexical_rows, pool)
+                pool = np.concatenate([pool, extra])
+                dense = np.concatenate([dense, self._fused_rows[extra] @ query])
+                order = np.argsort(pool)
+                pool, dense = pool[order], dense[order]
+                total = np.float32(wq) * dense
                 total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
+            else:
+                total = np.float32(wq) * dense
             best, scores = _top(total, spec.top_k)
             out.append(
                 [self.rows[r].hit(float(x)) for r, x in zip(pool[best], scores, strict=True)]
             )
         return out
+
+    def _selector(self, spec: SearchSpec, selection: NDArray[np.intp] | None) -> Selector | None:
+        """The faiss selector of a filter (None = all rows), built once per snapshot and filter."""
+        if selection is None:
+            return None
+        key = (spec.lang, spec.market)
+        found = self._selectors.get(key)
+        if found is None:
+            found = Selector(selection, len(self.rows))
+            self._remember(self._selectors, key, found)
+        return found
 
 
 def _weighted_sum(
