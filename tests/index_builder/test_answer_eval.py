@@ -16,10 +16,10 @@ from index_builder.answer_eval import (
     rule_for,
 )
 from index_builder.calibration import LabelledQuery, OffTopicQuery
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import FaqItem
 from index_builder.query_lang import QueryLanguageDetector
 from index_builder.store.fusion import DENSE_ONLY
+from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,8 +15,9 @@ from typer.testing import CliRunner
 
 from index_builder.calibration import offtopic_split
 from index_builder.cli import cli
-from index_builder.encoder import FakeEncoder, OnnxEncoder
+from index_builder.encoder import OnnxEncoder
 from index_builder.manifest import ModelManifest
+from tests.fakes import FakeEncoder
 
 FAQ = [
     ("order-cancel", "how do I cancel my order", "en"),

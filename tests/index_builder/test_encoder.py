@@ -16,7 +16,6 @@ from index_builder.encoder import (
     CPU,
     CUDA,
     Encoder,
-    FakeEncoder,
     ModelIntegrityError,
     OnnxEncoder,
     ProviderUnavailableError,
@@ -25,6 +24,7 @@ from index_builder.encoder import (
     resolve_providers,
 )
 from index_builder.manifest import ManifestError, ModelManifest
+from tests.fakes import FakeEncoder
 
 TEXTS = [
     "where is my order",
@@ -206,46 +206,6 @@ def test_the_service_loads_its_model_without_spinning(tiny_onnx_dir: Path) -> No
     served = load_onnx_encoder(Settings(model_dir=tiny_onnx_dir))
     assert isinstance(served, OnnxEncoder)
     assert _spinning(served) == "0"
-    asked = load_onnx_encoder(Settings(model_dir=tiny_onnx_dir, ort_spinning=True))
-    assert isinstance(asked, OnnxEncoder)
-    assert _spinning(asked) == "1"
-
-
-def test_batches_beside_a_large_index_s_search_run_on_one_thread(tiny_onnx_dir: Path) -> None:
-    # While the predicate holds, a batch of several queries runs on a second session with one
-    # intra-op thread (loaded on first use) and gives the same vectors; a lone query, or any
-    # batch while the predicate does not hold, runs on the session of every thread.
-    encoder = OnnxEncoder.load(tiny_onnx_dir, intra_op_threads=2, spinning=False)
-    texts = ["wo ist meine bestellung", "cancel mi pedido", "refund please"]
-    before = encoder.encode(texts, "query").vectors
-    large = [False]
-    assert encoder.run_lean_when(lambda: large[0])
-    assert encoder._lean_session is None
-    np.testing.assert_array_equal(encoder.encode(texts, "query").vectors, before)
-    assert encoder._lean_session is None  # the predicate never held: nothing loaded
-    large[0] = True
-    encoder.encode(texts[:1], "query")
-    assert encoder._lean_session is None  # a lone query keeps every thread
-    np.testing.assert_allclose(encoder.encode(texts, "query").vectors, before, atol=1e-6)
-    lean = encoder._lean_session
-    assert lean is not None
-    assert lean.get_session_options().intra_op_num_threads == 1
-    assert lean.get_session_options().get_session_config_entry(SPINNING) == "0"
-    assert encoder._session.get_session_options().intra_op_num_threads == 2
-    # One thread already: no second session to run.
-    assert not OnnxEncoder.load(tiny_onnx_dir, intra_op_threads=1).run_lean_when(lambda: True)
-
-
-def test_the_service_runs_int8_batches_lean_beside_a_large_index() -> None:
-    from app.core.config import Settings
-    from app.wiring import lean_model_beside_search
-
-    assert lean_model_beside_search(Settings(model_variant="int8"))
-    assert not lean_model_beside_search(Settings(model_variant="fp32"))
-    assert lean_model_beside_search(Settings(model_variant="fp32", lean_model_beside_search="on"))
-    assert not lean_model_beside_search(
-        Settings(model_variant="int8", lean_model_beside_search="off")
-    )
 
 
 def test_resolve_providers() -> None:
