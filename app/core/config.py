@@ -42,28 +42,35 @@ class Settings(BaseSettings):
         description="ONNX Runtime intra-op threads per worker (default: the runtime's choice, "
         "every core). On 2 cores, 1 thread served short int8 queries at c=32 1.2-1.4x faster "
         "(the event loop keeps a core), but the soak's mix with long queries 0.66x as fast, "
-        "and fp32 0.77x: README 'Measured'.",
+        "and fp32 0.77x (docs/benchmarks.md).",
     )
-    encode_batch_size: int = Field(32, ge=1, le=1024)
+    encode_batch_size: int = Field(
+        32, ge=1, le=1024, description="Texts per model run when indexing passages."
+    )
 
     # Qdrant
     qdrant_url: str | None = Field(
         None,
         validation_alias=AliasChoices("FAQ_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
-        description="Qdrant server URL; unset = the embedded store in qdrant_path.",
+        description="Qdrant server URL; unset = the embedded store in index_path.",
     )
     qdrant_api_key: str | None = Field(
         None,
         validation_alias=AliasChoices("FAQ_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key"),
+        description="API key of the Qdrant server, when it has one.",
     )
     index_path: Path = Field(
         Path("var/index"),
-        validation_alias=AliasChoices("FAQ_INDEX_PATH", "FAQ_QDRANT_PATH", "index_path"),
+        validation_alias=AliasChoices("FAQ_INDEX_PATH", "FAQ_QDRANT_PATH"),
         description="Directory of the embedded store, used when no Qdrant URL is set "
         "(FAQ_QDRANT_PATH is read too).",
     )
     qdrant_timeout_s: float = Field(2.0, gt=0, description="Per-call timeout against a server.")
-    collection_alias: str = Field("faq", pattern=r"^[A-Za-z0-9_-]+$")
+    collection_alias: str = Field(
+        "faq",
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="Name of the alias; versions are <alias>_v1, <alias>_v2, ...",
+    )
 
     # Search
     max_query_chars: int = Field(
@@ -169,9 +176,13 @@ class Settings(BaseSettings):
     )
 
     # HTTP
-    host: str = "127.0.0.1"
-    port: int = Field(8000, ge=1, le=65535)
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    host: str = Field(
+        "127.0.0.1", description="Address to listen on (0.0.0.0 in a container, behind a proxy)."
+    )
+    port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="Lowest level logged."
+    )
     log_json: bool = Field(True, description="One JSON object per log line (with request_id).")
     access_log_sample: float = Field(
         1.0,
