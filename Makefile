@@ -282,11 +282,12 @@ bench-100k: venv synth-faq
 	$(BIN)/python -m tools.bench_100k --large $(SYNTH_FAQ) --sample $(FAQ) $(BENCH_100K_ARGS)
 
 ANN_RECALL_ARGS ?=
-## ann-recall: recall of the approximate search of the 100k index (built by bench-100k) on the
-## shopper dev queries, against the fused formula with its dense parts uncut (tools/ann_recall.py)
-ann-recall: venv
-	test -d var/bench-100k/qdrant-large-int8 || $(MAKE) bench-100k
-	$(BIN)/python -m tools.ann_recall $(ANN_RECALL_ARGS)
+## ann-recall: per backend (embedded, Qdrant), the share of the shopper dev queries whose exact
+## best hit the store returns and recall@10 by score, against a brute-force numpy reference, on
+## the 100k synthetic FAQ built by the embedded store in var/index-recall (tools/index_recall.py)
+ann-recall: venv $(SYNTH_FAQ)
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	$(BIN)/python -m tools.index_recall --faq $(SYNTH_FAQ) --index-dir var/index-recall $(ANN_RECALL_ARGS)
 
 SOAK_ARGS ?=
 ## soak: faq-serve (int8, the sample index) under wrk at c=32 for 10 minutes with a mix of valid

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.store.matrix import MatrixSnapshot, Sparse, Row
+from index_builder.store.matrix import MatrixSnapshot, Row, Sparse
 
 
 def hybrid_snapshot(
