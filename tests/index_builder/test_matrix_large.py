@@ -1,8 +1,10 @@
 """The large-index path of the embedded search (`MatrixSnapshot._search_large`, above
-`large_rows` with the served answer weight): the dense parts scored uncut as one product with
-question + w x answer. Its best hits and scores are those of the exact path with a dense
-prefetch of every row; filters hold; below the threshold, or with another answer weight, the
-exact path runs. Random unit vectors around random topics, `large_rows` lowered to 1,000."""
+`large_rows` with the served answer weight): the dense parts scored as one inner product with
+question + w x answer, their best rows proposed by the IVF index (`ivf.py`). Its best hits and
+scores are those of the exact path with a dense prefetch of every row; filters hold; a search
+wanting more rows than the lists scanned hold gets them all; below the threshold, or with
+another answer weight, the exact path runs. Random unit vectors around random topics,
+`large_rows` lowered to 1,000."""
 
 from __future__ import annotations
 
@@ -192,3 +194,18 @@ def test_the_large_path_runs_only_above_large_rows_with_the_served_weight(
         )
     with pytest.raises(AssertionError, match="the large path ran"):
         large.search_batch(data.queries, specs, SERVED)
+
+
+def test_a_search_wanting_more_rows_than_the_lists_scanned_hold_gets_them_all(
+    data: Data, large: MatrixSnapshot
+) -> None:
+    # Half the rows: more than the lists an unfiltered query scans hold, so the rows come from
+    # an exact pass; all of them, with the formula's scores, best first.
+    k = N // 2
+    w = SERVED.answer_weight
+    queries = data.queries[:3]
+    got = large.search_batch(queries, [SearchSpec(k, None, None, ())] * 3, SERVED)
+    for query, hits in zip(queries, got, strict=True):
+        formula = (data.questions @ query + w * (data.answers @ query)) / (1 + w)
+        assert len(hits) == k
+        assert [h.score for h in hits] == pytest.approx(np.sort(formula)[::-1][:k], abs=1e-6)
