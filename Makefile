@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k ann-recall c1-ratio ab-serve soak gpu-check
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -282,10 +282,10 @@ bench-100k: venv synth-faq
 	$(BIN)/python -m tools.bench_100k --large $(SYNTH_FAQ) --sample $(FAQ) $(BENCH_100K_ARGS)
 
 ANN_RECALL_ARGS ?=
-## ann-recall: per backend (embedded, Qdrant), the share of the shopper dev queries whose exact
+## index-recall (ann-recall): per backend (embedded, Qdrant), the share of the shopper dev queries whose exact
 ## best hit the store returns and recall@10 by score, against a brute-force numpy reference, on
 ## the 100k synthetic FAQ built by the embedded store in var/index-recall (tools/index_recall.py)
-ann-recall: venv $(SYNTH_FAQ)
+index-recall ann-recall: venv $(SYNTH_FAQ)
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	$(BIN)/python -m tools.index_recall --faq $(SYNTH_FAQ) --index-dir var/index-recall $(ANN_RECALL_ARGS)
 

@@ -3,13 +3,14 @@ large-index path (`MatrixSnapshot._search_large`).
 
 Builds one random hybrid snapshot (question + answer vectors, lexical weights) twice, with the
 row threshold at its size (every part prefetched, as Qdrant evaluates the formula) and below it
-(the large path: the dense parts uncut as one product with question + w x answer), and times
+(the large path: the dense parts as one inner product with question + w x answer, their best
+rows proposed by the IVF index of `index_builder/store/ivf.py`), and times
 single fused searches (top_k 24, the served weights), unfiltered and filtered by one language
 of six, one thread (the service caps numpy's BLAS at its worker threads). It prints the build
 times, p50/p99 per search, the recall@24 of the large path's results against the prefetch
 path's, and of both against the formula computed over every row (no prefetch cut: under a
 narrow filter the prefetch path's per-part prefetches reorder the flat tail of the scores,
-which the large path, scoring both dense parts of every row, does not).
+which the large path, scoring both dense parts of every row it finds, does not).
 
 The vectors are random unit vectors grouped around random topics with a shared component (a
 sentence encoder's vectors are anisotropic and clustered; uniform random vectors have no
