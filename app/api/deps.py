@@ -99,6 +99,13 @@ async def _require_search_key(
         _check(request, header_value, keys.search)
 
 
+def check_search_key(request: Request) -> None:
+    """The search key check, for a route that reads its request itself (`routes/search.py`)."""
+    keys = _api_keys(request)
+    if keys.search is not None:
+        _check(request, request.headers.get(API_KEY_HEADER), keys.search)
+
+
 async def _require_admin_key(
     request: Request, header_value: Annotated[str | None, Security(_admin_key)]
 ) -> None:

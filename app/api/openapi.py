@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from app.api.deps import SEARCH_SCHEME
+from app.api.schemas.search import BatchSearchRequest, SearchRequest
 from app.core.config import Settings
 from app.core.security import ApiKeys
 
@@ -78,6 +79,16 @@ def _limits(doc: dict[str, Any], settings: Settings, model_names: list[str] | No
             reindex["required"] = ["items"]
 
 
+def _bodies_read_by_routes(doc: dict[str, Any]) -> None:
+    """The request bodies the hot routes validate themselves (`routes/search.py`), which
+    FastAPI therefore does not list."""
+    schemas = doc.setdefault("components", {}).setdefault("schemas", {})
+    for model in (SearchRequest, BatchSearchRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+
+
 def _bodiless_head(doc: dict[str, Any]) -> None:
     for method, op in _operations(doc):
         if method == "head":
@@ -102,6 +113,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     encoder = getattr(app.state, "encoder", None)
     names = [encoder.name, encoder.fingerprint] if encoder is not None else None
     _drop_fastapi_validation(doc)
+    _bodies_read_by_routes(doc)
     if keys.search is None:
         _open_search(doc)
     _limits(doc, settings, names)
