@@ -253,7 +253,7 @@ $(EXPORT_VENV)/.installed: tools/peer-export-constraints.txt
 	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/python -m pip install -q --upgrade pip
 	$(EXPORT_VENV)/bin/python -m pip install -q -c tools/peer-export-constraints.txt \
-		torch==2.13.0 optimum-onnx
+		torch==2.13.0 optimum-onnx onnxruntime
 	touch $@
 $(PEER_DIR)/export-fp32/model.onnx: $(EXPORT_VENV)/.installed
 	test -f $(BASE_DIR)/config.json || $(MAKE) model
