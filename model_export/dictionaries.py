@@ -11,12 +11,15 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+# Re-exported: the lookup form is part of this module's interface (callers import it from here).
+from model_export.lookup_key import normalise_key as normalise_key
+from model_export.segmentation import words as segment
 
 DictFormat = Literal["freedict", "muse", "tsv", "auto"]
 
@@ -24,11 +27,6 @@ _DICTD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _DICTD_B64_VALUE = {c: i for i, c in enumerate(_DICTD_B64)}
 _ANNOTATION_RE = re.compile(r"<[^>]*>|\[[^\]]*\]|\([^)]*\)|\{[^}]*\}")
 _SENSE_NUMBER_RE = re.compile(r"^\d+\.\s*")
-
-
-def normalise_key(text: str) -> str:
-    """The lookup form of a word or phrase: NFKC, casefolded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def decode_dictd_number(text: str) -> int:
@@ -272,8 +270,6 @@ def coverage(
 
     Words come from the same segmenter the code-switcher uses for `lang`.
     """
-    from model_export.segmentation import words as segment
-
     max_n = dictionary.max_phrase_words
     vocabulary = frozenset(dictionary.entries)
     counts: Counter[str] = Counter()
