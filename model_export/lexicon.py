@@ -173,6 +173,14 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
         pada dalam atau tetapi jika kalau kerana apa siapa mana bila bagaimana mengapa kenapa
         tidak bukan ya sudah belum akan boleh dapat harus juga sahaja lagi sangat adalah"""
     ),
+    # Hindi as shoppers type it in Latin script (the romanised tables, `codeswitch.romanise`):
+    # "mera order kaha hai" must keep "mera" and "hai", as English text keeps "my" and "is".
+    "hi": _closed(
+        """mera meri mere tera teri tere uska uski uske hamara hamari hamare aapka aapki aapke
+        main mai mujhe hum humein tum aap woh wo yeh ye is us ka ki ke ko se me mein par pe aur
+        ya lekin kya kaun kaise kab kaha kahan kyu kyun nahi na haan hai hain tha thi the ho hu
+        hoon hoga hogi raha rahi rahe bhi hi to toh"""
+    ),
     "tr": _closed(
         """bir bu şu o ben sen biz siz onlar benim senin onun bizim sizin ve veya ya da ile için
         gibi kadar ama fakat çünkü eğer ne kim nerede neden nasıl ne zaman değil evet hayır mi mı

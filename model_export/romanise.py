@@ -94,8 +94,9 @@ def romanise_dictionary(d: Dictionary, lang: str, *, side: str = "target") -> Di
     for src, targets in d.entries.items():
         for tgt in targets:
             tags = d.tags.get((src, tgt), ())
+            # FreeDict eng-hin joins the words of a phrase with "~" ("आज्ञा~देना").
             if side == "target":
-                out.add(src, romanise(tgt, lang), tags)
+                out.add(src, romanise(tgt.replace("~", " "), lang), tags)
             else:
-                out.add(romanise(src, lang), tgt, tags)
+                out.add(romanise(src.replace("~", " "), lang), tgt, tags)
     return out

