@@ -81,7 +81,10 @@ train-smoke: train-data $(BASE_DIR)/config.json
 	$(BIN)/faq-model export --model artifacts/train/cpu-smoke/model \
 		--out artifacts/onnx/cs-smoke --name cs-smoke
 
-SHOP_DEBS := $(FREEDICT_DEBS) dict-freedict-eng-tur dict-freedict-eng-ind dict-freedict-eng-jpn
+# The shop lexicons (docs/lexicons.md): Ding de-en, EDICT, Apertium eng-spa (read by lt-proc from
+# lttoolbox) and FreeDict eng-hin (romanised); `faq-model dict-coverage --shop` reads them all.
+SHOP_DEBS := $(FREEDICT_DEBS) dict-freedict-eng-tur dict-freedict-eng-ind dict-freedict-eng-jpn \
+	dict-freedict-eng-hin trans-de-en edict apertium-eng-spa lttoolbox
 SHOP_DATA := artifacts/train-data/shop-logs.jsonl artifacts/train-data/shop-faq.jsonl
 SHOPPER_TRAIN := data/shopper/train.jsonl
 ## shop-data: the shop's training pairs: the shopper log's train split joined to the FAQ (questions
@@ -253,7 +256,7 @@ $(EXPORT_VENV)/.installed: tools/peer-export-constraints.txt
 	test -x $(EXPORT_VENV)/bin/python || $(PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/python -m pip install -q --upgrade pip
 	$(EXPORT_VENV)/bin/python -m pip install -q -c tools/peer-export-constraints.txt \
-		torch==2.13.0 optimum-onnx
+		torch==2.13.0 optimum-onnx onnxruntime
 	touch $@
 $(PEER_DIR)/export-fp32/model.onnx: $(EXPORT_VENV)/.installed
 	test -f $(BASE_DIR)/config.json || $(MAKE) model

@@ -11,24 +11,22 @@ from __future__ import annotations
 import gzip
 import json
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-DictFormat = Literal["freedict", "muse", "tsv", "auto"]
+# Re-exported: the lookup form is part of this module's interface (callers import it from here).
+from model_export.lookup_key import normalise_key as normalise_key
+from model_export.segmentation import words as segment
+
+DictFormat = Literal["freedict", "muse", "tsv", "ding", "edict", "cedict", "apertium", "auto"]
 
 _DICTD_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
 _DICTD_B64_VALUE = {c: i for i, c in enumerate(_DICTD_B64)}
 _ANNOTATION_RE = re.compile(r"<[^>]*>|\[[^\]]*\]|\([^)]*\)|\{[^}]*\}")
 _SENSE_NUMBER_RE = re.compile(r"^\d+\.\s*")
-
-
-def normalise_key(text: str) -> str:
-    """The lookup form of a word or phrase: NFKC, casefolded, whitespace collapsed."""
-    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
 def decode_dictd_number(text: str) -> int:
@@ -56,14 +54,21 @@ def encode_dictd_number(value: int) -> str:
 
 @dataclass
 class Dictionary:
-    """Source phrase (normalised) -> translations, in the order the dictionaries listed them."""
+    """Source phrase (normalised) -> translations, in the order the dictionaries listed them.
+
+    `tags` holds what a source says about one sense, keyed by (normalised source, translation):
+    subject fields (Ding's "econ.", EDICT's "bus"), register ("obs", "coll") and frequency marks
+    (EDICT's "common", "sense1"); `model_export.lexicons.tags` scores them for sense ranking.
+    Readers without such marks leave it empty.
+    """
 
     src_lang: str
     tgt_lang: str
     entries: dict[str, list[str]] = field(default_factory=dict)
     sources: list[str] = field(default_factory=list)
+    tags: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
 
-    def add(self, src: str, tgt: str) -> None:
+    def add(self, src: str, tgt: str, tags: Iterable[str] = ()) -> None:
         key = normalise_key(src)
         value = " ".join(tgt.split())
         if not key or not value or normalise_key(value) == key:
@@ -72,6 +77,13 @@ class Dictionary:
         targets = self.entries.setdefault(key, [])
         if value not in targets:
             targets.append(value)
+        tags = frozenset(tags)
+        if tags:
+            # The same pair from two entries (or two sources) keeps every mark.
+            self.tags[(key, value)] = self.tags.get((key, value), frozenset()) | tags
+
+    def tags_of(self, src: str, tgt: str) -> frozenset[str]:
+        return self.tags.get((normalise_key(src), " ".join(tgt.split())), frozenset())
 
     def lookup(self, phrase: str) -> list[str]:
         return self.entries.get(normalise_key(phrase), [])
@@ -90,6 +102,7 @@ class Dictionary:
         """Keep the first k translations: FreeDict lists the common senses first."""
         out = Dictionary(self.src_lang, self.tgt_lang, sources=list(self.sources))
         out.entries = {k: v[:max_translations] for k, v in self.entries.items()}
+        out.tags = {k: t for k, t in self.tags.items() if k[1] in out.entries.get(k[0], ())}
         return out
 
 
@@ -106,7 +119,7 @@ def merge(dictionaries: Iterable[Dictionary]) -> Dictionary:
         out.sources.extend(d.sources)
         for key, targets in d.entries.items():
             for tgt in targets:
-                out.add(key, tgt)
+                out.add(key, tgt, d.tags.get((key, tgt), ()))
     return out
 
 
@@ -202,11 +215,21 @@ def load_tsv(path: str | Path, *, src_lang: str = "src", tgt_lang: str = "tgt") 
 
 
 def detect_format(path: str | Path) -> DictFormat:
-    name = Path(path).name
+    """The format by file name, as the Debian and PyPI packages name their files."""
+    path = Path(path)
+    name = path.name
     if name.endswith(".index"):
         return "freedict"
     if name.endswith(".tsv"):
         return "tsv"
+    if path.parent.name == "trans" and re.fullmatch(r"[a-z]{2}-[a-z]{2}", name):
+        return "ding"  # /usr/share/trans/de-en
+    if name == "edict":
+        return "edict"
+    if "cedict" in name:
+        return "cedict"
+    if name.endswith(".autobil.bin"):
+        return "apertium"
     return "muse"
 
 
@@ -221,6 +244,9 @@ def load_dictionary(
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "freedict":
         return load_freedict(path, src_lang=src_lang, tgt_lang=tgt_lang)
+    if fmt in ("ding", "edict", "cedict", "apertium"):
+        # Their readers build on this module; `model_export.lexicons.loading` dispatches to them.
+        raise ValueError(f"{path}: {fmt} files load through model_export.lexicons.loading")
     tgt = tgt_lang or "tgt"
     if fmt == "tsv":
         return load_tsv(path, src_lang=src_lang, tgt_lang=tgt)
@@ -272,8 +298,6 @@ def coverage(
 
     Words come from the same segmenter the code-switcher uses for `lang`.
     """
-    from model_export.segmentation import words as segment
-
     max_n = dictionary.max_phrase_words
     vocabulary = frozenset(dictionary.entries)
     counts: Counter[str] = Counter()

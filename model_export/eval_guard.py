@@ -19,11 +19,14 @@ import html
 import json
 import logging
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar
+
+# Re-exported: callers and tests compare texts by the guard's key under this name.
+from model_export.guard_key import normalise as normalise
+from model_export.shopper_data import guarded_texts
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +37,6 @@ DEBIAN_FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 DEFAULT_SHOPPER_DIR = Path(__file__).resolve().parents[1] / "data" / "shopper"
 GuardMode = Literal["raise", "drop"]
 
-_PREFIX_RE = re.compile(r"^(query|passage):\s*", re.IGNORECASE)
-# printf-style (%(name)s, %s, %d) and str.format ({name}, {0}) placeholders of gettext strings.
-_PLACEHOLDER_RE = re.compile(r"%\(\w+\)[sdifr]|%[sdifr]|\{\w*\}")
-# Punctuation, symbols, separators and controls become spaces; letters, combining marks (Thai,
-# Hindi vowel signs) and digits stay.
-_DROPPED_CATEGORIES = frozenset("PSZC")
 _HEADING_RE = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>", re.IGNORECASE | re.DOTALL)
 _TAG_RE = re.compile(r"<[^>]+>")
 _SECTION_NUMBER_RE = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?)\s+")
@@ -58,15 +55,6 @@ P = TypeVar("P", bound=TextPair)
 
 class EvalLeakError(ValueError):
     """Training pairs overlap an evaluation set."""
-
-
-def normalise(text: str) -> str:
-    text = _PREFIX_RE.sub("", unicodedata.normalize("NFKC", text).strip())
-    text = "".join(
-        " " if unicodedata.category(c)[0] in _DROPPED_CATEGORIES else c
-        for c in _PLACEHOLDER_RE.sub(" ", text)
-    )
-    return " ".join(text.casefold().split())
 
 
 def eval_jsonl_texts(eval_dir: Path) -> Iterable[str]:
@@ -124,8 +112,6 @@ class EvalGuard:
         # On by default: the trainer and every builder call this with their own arguments, and a
         # shopper test query must be refused by all of them (None turns it off, for tests).
         if shopper_dir is not None and Path(shopper_dir).is_dir():
-            from model_export.shopper_data import guarded_texts
-
             texts.update(normalise(t) for t in guarded_texts(shopper_dir))
             sources.append(str(shopper_dir))
         for d in eval_dirs:

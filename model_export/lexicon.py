@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from model_export.dictionaries import Dictionary, normalise_key
+from model_export.lexicons.tags import tag_score
 
 # Placeholders of dictionary usage notes ("jdm etw geben", "to give sb sth"), not words.
 NOTE_WORDS = frozenset(
@@ -172,6 +173,14 @@ FUNCTION_WORDS: dict[str, frozenset[str]] = {
         pada dalam atau tetapi jika kalau kerana apa siapa mana bila bagaimana mengapa kenapa
         tidak bukan ya sudah belum akan boleh dapat harus juga sahaja lagi sangat adalah"""
     ),
+    # Hindi as shoppers type it in Latin script (the romanised tables, `codeswitch.romanise`):
+    # "mera order kaha hai" must keep "mera" and "hai", as English text keeps "my" and "is".
+    "hi": _closed(
+        """mera meri mere tera teri tere uska uski uske hamara hamari hamare aapka aapki aapke
+        main mai mujhe hum humein tum aap woh wo yeh ye is us ka ki ke ko se me mein par pe aur
+        ya lekin kya kaun kaise kab kaha kahan kyu kyun nahi na haan hai hain tha thi the ho hu
+        hoon hoga hogi raha rahi rahe bhi hi to toh"""
+    ),
     "tr": _closed(
         """bir bu şu o ben sen biz siz onlar benim senin onun bizim sizin ve veya ya da ile için
         gibi kadar ama fakat çünkü eğer ne kim nerede neden nasıl ne zaman değil evet hayır mi mı
@@ -210,6 +219,8 @@ class CleaningReport:
 
 
 Ranker = Callable[[str], float]
+# Sort key of a translation `tgt` of `src`, best highest (booleans and scores, compared in order).
+SenseOrder = Callable[[str, str], tuple[float, ...]]
 
 
 @functools.cache
@@ -260,6 +271,33 @@ def sense_key(
     return key
 
 
+def domain_sense_key(
+    d: Dictionary,
+    *,
+    in_domain: Callable[[str], bool] | None,
+    src_rank: Ranker | None,
+    tgt_rank: Ranker | None,
+) -> SenseOrder:
+    """Sort key for a shop: in-domain first, then subject tags, then `sense_key`'s frequency.
+
+    1. the translation occurs in the shop's own text in the target language (its FAQ
+       translations, the shopper log's train split): the shop's word for the thing;
+    2. the source's marks (`lexicons.tags.tag_score`: a shop subject field, a common word,
+       not archaic or slang);
+    3. mutual best and target-language frequency (`sense_key`, wordfreq), where wordfreq has
+       the language.
+    """
+    frequency = sense_key(d, src_rank, tgt_rank) if tgt_rank is not None else None
+
+    def key(src: str, tgt: str) -> tuple[float, ...]:
+        shop = in_domain is not None and in_domain(tgt)
+        marks = tag_score(d.tags.get((src, tgt), ()))
+        mutual, zipf = frequency(src, tgt) if frequency is not None else (False, 0.0)
+        return (shop, marks, mutual, zipf)
+
+    return key
+
+
 def clean(
     d: Dictionary,
     *,
@@ -268,29 +306,39 @@ def clean(
     max_words: int = 2,
     rank: Ranker | None = None,
     min_zipf: float = 0.0,
-    order: Callable[[str, str], tuple[bool, float]] | None = None,
+    order: SenseOrder | None = None,
+    max_phrase_words: int = 0,
+    in_domain: Callable[[str], bool] | None = None,
 ) -> tuple[Dictionary, CleaningReport]:
     """Primary senses of plausible headwords; stop headwords, xrefs, glosses, fragments dropped.
 
     `stop` holds normalised source-side words that are never switched (function words). With
     `rank` (a target-language frequency) translations below `min_zipf` are dropped as "rare";
-    `order` (see `sense_key`) sorts the survivors, best first (ties in dictionary order);
-    without it they keep the dictionary's order. The first `max_translations` survivors are
-    kept (0 keeps all).
+    `order` (see `sense_key`, `domain_sense_key`) sorts the survivors, best first (ties in
+    dictionary order); without it they keep the dictionary's order. The first
+    `max_translations` survivors are kept (0 keeps all).
+
+    Phrases: headwords of up to `max_phrase_words` words (0: `max_words`) are kept whole, so
+    "cash on delivery" switches as one unit instead of word by word or not at all; a
+    translation longer than `max_words` is a gloss unless the shop's own text has it
+    (`in_domain`: "Zahlung bei Lieferung"). A translation the shop's text has is never "rare":
+    "Sendungsnummer" is rarer in general German than the zipf floor, and exactly the word.
     """
+    phrase_words = max_phrase_words or max_words
     out = Dictionary(d.src_lang, d.tgt_lang, sources=list(d.sources))
     report = CleaningReport(headwords_in=len(d))
     for src, targets in d.entries.items():
         if src in stop:
             report.dropped["function word"] += 1
             continue
-        if not plausible(src, max_words):
+        if not plausible(src, phrase_words):
             report.dropped["headword"] += 1
             continue
         survivors: list[str] = []
         for tgt in targets:
-            reason = rejection(tgt, max_words)
-            if reason is None and rank is not None and rank(tgt) < min_zipf:
+            shop_word = in_domain is not None and in_domain(tgt)
+            reason = rejection(tgt, phrase_words if shop_word else max_words)
+            if reason is None and rank is not None and not shop_word and rank(tgt) < min_zipf:
                 reason = "rare"
             if reason is not None:
                 report.dropped[reason] += 1
@@ -302,7 +350,7 @@ def clean(
         kept = 0
         for tgt in survivors:
             if max_translations <= 0 or kept < max_translations:
-                out.add(src, tgt)
+                out.add(src, tgt, d.tags.get((src, tgt), ()))
                 kept += 1
             else:
                 report.dropped["later sense"] += 1
@@ -321,7 +369,7 @@ def invert(d: Dictionary, casing: Mapping[str, str] | None = None) -> Dictionary
     out = Dictionary(d.tgt_lang, d.src_lang, sources=list(d.sources))
     for src, targets in d.entries.items():
         for tgt in targets:
-            out.add(tgt, casing.get(src, src) if casing else src)
+            out.add(tgt, casing.get(src, src) if casing else src, d.tags.get((src, tgt), ()))
     return out
 
 

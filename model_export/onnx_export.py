@@ -39,6 +39,7 @@ from index_builder.manifest import (
     ModelManifest,
     sha256_file,
 )
+from model_export.reproducible_onnx import strip_build_metadata, strip_file
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +331,9 @@ def _export_graph(
         raise ExportError("torch.onnx.export returned no program")
     # One self-contained file: the hash in the manifest then covers every weight.
     program.save(str(path), external_data=False)
+    # Without the exporter's stack traces (absolute paths of the checkout and the venv), so
+    # that two clones exporting the same weights write the same bytes and fingerprint.
+    strip_file(path)
 
 
 def _check_graph(path: Path, input_names: Sequence[str], opset: int) -> None:
@@ -362,6 +366,9 @@ def _quantize_int8(fp32: Path, int8: Path) -> None:
     # MiniLM here (BRIEF, section 3).
     with _quiet_exporter():
         quantize_dynamic(fp32, int8, per_channel=True, weight_type=QuantType.QInt8)
+    # The quantiser copies the fp32 graph's metadata; stripped again in case a caller hands it
+    # a graph exported elsewhere (rebuild_variants on a carried directory).
+    strip_file(int8)
 
 
 def _pooling_tail(model: Any) -> list[str]:
@@ -474,7 +481,7 @@ def _convert_fp16(fp32: Path, fp16: Path, op_block_list: Sequence[str] = ()) -> 
         )
     _tidy_fp16(converted)
     onnx.checker.check_model(converted, full_check=True)
-    onnx.save(converted, str(fp16))
+    onnx.save(strip_build_metadata(converted), str(fp16))
 
 
 def _report_providers() -> list[str]:

@@ -34,7 +34,7 @@ from typing import Protocol
 
 import regex
 
-from model_export.dictionaries import normalise_key
+from model_export.lookup_key import normalise_key
 
 __all__ = [
     "WORD_PATTERN",

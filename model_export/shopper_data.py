@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from index_builder.faq import topic_of
-from model_export.eval_guard import normalise
+from model_export.guard_key import normalise
 
 Split = Literal["train", "dev", "test"]
 SPLITS: tuple[Split, ...] = ("train", "dev", "test")

@@ -135,12 +135,34 @@ def register(app: typer.Typer) -> None:
         config: Annotated[
             Path | None, typer.Option(help="run config whose [codeswitch] to use")
         ] = None,
+        script: Annotated[
+            str | None,
+            typer.Option(
+                help="latn: Hindi (bn, mr) in the informal Latin spelling shoppers type; the "
+                "text and the dictionary's side of that language are romanised"
+            ),
+        ] = None,
     ) -> None:
         """Switch one text as training would, and list each swap (word -> translation)."""
         from model_export.codeswitch import ENGLISH
         from model_export.training.switching import build_switcher, load_tables
 
         cs = _codeswitch_config(config)
+        if script is not None:
+            from model_export.romanise import LATIN, romanise, supported
+
+            indic = lang if lang != ENGLISH else to
+            if script != LATIN or indic is None or not supported(indic):
+                _fail(f"--script {script}: only 'latn' for hi, bn or mr (--lang, or --to)")
+            cs.romanise = [*cs.romanise, indic]
+            if indic not in cs.dictionaries:
+                from model_export.lexicons.sources import BEFORE
+                from model_export.training.config import LanguageDictionaries
+
+                cs.dictionaries[indic] = LanguageDictionaries(from_en=list(BEFORE.get(indic, [])))
+            if lang == indic:
+                # The romanised table's headwords are Latin: the text must be too.
+                text = romanise(text, indic)
         if policy is not None:
             if policy not in ("official", "rate"):
                 _fail(f"--policy must be official or rate, got {policy!r}")
@@ -190,6 +212,24 @@ def register(app: typer.Typer) -> None:
             list[str] | None, typer.Option(help="only these languages (repeatable)")
         ] = None,
         top: Annotated[int, typer.Option(help="how many uncovered words to list")] = 10,
+        shop: Annotated[
+            bool,
+            typer.Option(
+                "--shop",
+                help="the English FAQ's content words with an in-domain translation, per "
+                "language and direction: FreeDict (before), all lexicons, + in-domain ranking, "
+                "phrases and romanisation (after)",
+            ),
+        ] = False,
+        faq: Annotated[Path, typer.Option(help="--shop: the FAQ (JSONL)")] = Path("data/faq.jsonl"),
+        shop_text: Annotated[
+            list[Path] | None,
+            typer.Option(
+                help="--shop: the shop's text (FAQ, shopper log train split; repeatable); "
+                "the eval guard drops dev/test texts"
+            ),
+        ] = None,
+        markdown: Annotated[bool, typer.Option(help="--shop: a table instead of JSON")] = False,
     ) -> None:
         """Per language and direction: entries loaded, dropped by cleaning (and why), coverage."""
         from model_export.codeswitch import ENGLISH
@@ -197,6 +237,19 @@ def register(app: typer.Typer) -> None:
         from model_export.training.data import read_pairs
         from model_export.training.switching import load_tables
 
+        if shop:
+            from model_export.lexicons.shop_coverage import measure
+            from model_export.lexicons.shop_coverage import table as coverage_table
+
+            shop_files = [str(p) for p in (shop_text or [faq, Path("data/shopper/train.jsonl")])]
+            langs = lang or ["de", "fr", "es", "pt", "id", "ja", "zh", "it", "nl", "tr", "hi"]
+            shop_report = _load(measure, langs, faq, shop_files)
+            typer.echo(
+                coverage_table(shop_report)
+                if markdown
+                else json.dumps(shop_report, indent=2, ensure_ascii=False)
+            )
+            return
         cs = _codeswitch_config(config)
         files = list(corpus or [])
         if config is not None and not files:

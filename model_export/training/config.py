@@ -79,6 +79,16 @@ class CodeSwitchConfig:
     # frequency (wordfreq) and drop those rarer than min_zipf ("mailorder" 1.6, "order" 5.5).
     rank_by_frequency: bool = True
     min_zipf: float = 2.5
+    # The shop's own text (FAQ JSONL with lang/question/answer, shopper log JSONL with
+    # lang/query; train split only, the eval guard drops anything it knows): a translation it
+    # contains ranks first and is never dropped as rare (model_export/lexicons/shop_text.py).
+    shop_text: list[str] = field(default_factory=list)
+    # Headwords of up to this many words switch as one unit ("cash on delivery" -> "Nachnahme");
+    # 0 keeps max_words. Longer translations only where the shop's text has them.
+    max_phrase_words: int = 0
+    # Languages whose dictionary side is romanised into informal Latin spelling (hi, bn, mr):
+    # en->hi switches English text into Hinglish words ("where is mera order").
+    romanise: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -40,7 +40,7 @@ from typing import Any
 
 from index_builder import faq as faq_file
 from index_builder.faq import FaqFileError, topic_of
-from model_export.eval_guard import normalise
+from model_export.guard_key import normalise
 from model_export.shopper_data import LANGUAGES as SHOPPER_LANGUAGES
 from model_export.training.data import Pair, normalise_lang
 

