@@ -9,7 +9,6 @@ from typing import Any, ClassVar
 
 import pytest
 
-from index_builder.encoder import FakeEncoder
 from model_export.evaluation import runner
 from model_export.evaluation.datasets import AlignedItem, Corpus, Entry
 from model_export.evaluation.encoders import (
@@ -23,6 +22,7 @@ from model_export.evaluation.queries import EvalQuery, write_eval_set
 from model_export.evaluation.report import to_json, to_markdown, write_reports
 from model_export.evaluation.runner import EvalConfig, evaluate
 from tests.evaluation.fixtures import SearchStandIn, serving
+from tests.fakes import FakeEncoder
 
 ENTRIES = [
     Entry("e1", "cancel my order", "cancel my order"),

@@ -10,7 +10,6 @@ from typing import Any, ClassVar
 import pytest
 from typer.testing import CliRunner
 
-from index_builder.encoder import FakeEncoder
 from index_builder.faq import read_faq
 from model_export.cli import cli
 from model_export.evaluation import encoders, runner, task
@@ -19,6 +18,7 @@ from model_export.evaluation.encoders import DenseRetriever, ModelSpec, Retrieve
 from model_export.evaluation.queries import EvalQuery, write_eval_set
 from model_export.shopper_data import DEFAULT_FAQ, faq_topics
 from tests.evaluation.fixtures import SearchStandIn, serving
+from tests.fakes import FakeEncoder
 
 # Three topics, two of them translated: the dedup cases need a topic with two entries.
 FAQ = [
