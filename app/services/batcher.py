@@ -38,7 +38,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -77,24 +77,6 @@ class DeadlineExceededError(BatcherError):
 
 class BatcherClosedError(BatcherError):
     """The batcher is stopped (the service is shutting down)."""
-
-
-class QueryEncoding(Protocol):
-    """How `SearchService` turns query texts into vectors.
-
-    `start()` and `stop()` belong to the app's lifespan.
-    """
-
-    @property
-    def batching(self) -> bool: ...
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def encode(self, texts: Sequence[str]) -> EncodeResult: ...
-
-    async def encode_async(self, texts: Sequence[str]) -> EncodeResult: ...
 
 
 @dataclass(frozen=True)
@@ -169,8 +151,6 @@ class InferenceWorker:
     `start()` and `stop()` belong to the app's lifespan; `encode()` is called from request
     threads (FastAPI's threadpool) and blocks until its vectors are ready or its deadline passes.
     """
-
-    batching = True
 
     def __init__(
         self,
@@ -268,29 +248,16 @@ class InferenceWorker:
             self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
         return self.submit(tokens)
 
-    def encode(self, texts: Sequence[str]) -> EncodeResult:
-        """Tokenise here (one call), encode in the worker's next batches, wait for the vectors."""
-        futures = self._tokenize_and_submit(texts)
-        deadline = self._clock() + self.config.deadline_s
-        try:
-            encoded = [self._wait(f, deadline) for f in futures]
-        except BaseException:
-            # The request failed as a whole: its other queries are dropped, not encoded.
-            for f in futures:
-                f.cancel()
-            raise
-        return _results(encoded, self.encoder.dim)
-
     async def encode_async(self, texts: Sequence[str]) -> EncodeResult:
-        """`encode` for a coroutine on the event loop: the same queue and deadline, awaited
-        without a thread (the worker resolves the futures through the loop)."""
+        """Tokenise here (one call), encode in the worker's next batches, await the vectors
+        until the deadline (the worker resolves the futures through the loop)."""
         futures = self._tokenize_and_submit(texts)
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             _, late = await asyncio.wait(waiting, timeout=self.config.deadline_s)
             if late:
-                # As in `_wait`: a query still queued is dropped; one whose batch is running
-                # now ends within one model run and is awaited.
+                # A query still queued is dropped; one whose batch is running now ends within
+                # one model run and is awaited.
                 if any(f.cancel() for f in futures if not f.done()):
                     raise DeadlineExceededError(self._deadline_message())
                 await asyncio.wait(late)
@@ -350,17 +317,6 @@ class InferenceWorker:
     def _check_open_locked(self) -> None:
         if self._closed or self._thread is None:
             raise BatcherClosedError("the inference worker is not running (service stopping)")
-
-    def _wait(self, future: Future[EncodedQuery], deadline: float) -> EncodedQuery:
-        try:
-            return future.result(timeout=max(0.0, deadline - self._clock()))
-        except TimeoutError:
-            if future.cancel():
-                raise DeadlineExceededError(self._deadline_message()) from None
-            # Too late to cancel: its batch is running now and ends within one model run.
-            return future.result()
-        except CancelledError:
-            raise BatcherClosedError("the query was cancelled (service stopping)") from None
 
     def _deadline_message(self) -> str:
         return (

@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
 from app.services.answering import Answering, Shaped
-from app.services.batcher import QueryEncoding
+from app.services.batcher import InferenceWorker
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
 from index_builder.store import FaqIndexError, Hit, SearchSpec
@@ -146,7 +146,7 @@ class SearchService:
         guard: IndexGuard,
         metrics: Metrics,
         max_query_chars: int,
-        queries: QueryEncoding,
+        queries: InferenceWorker,
         *,
         answering: Answering | None = None,
     ) -> None:
