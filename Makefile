@@ -131,7 +131,7 @@ GOLDEN_DEV := artifacts/golden/$(notdir $(TRAINED))-dev.json
 run-trained:
 	@test -f $(TRAINED)/manifest.json || { echo "no $(TRAINED)/manifest.json: run make train first" >&2; exit 2; }
 	@mkdir -p $(dir $(GOLDEN_DEV))
-	$(BIN)/faq-index golden --queries data/shopper/dev.jsonl --faq $(FAQ) \
+	$(BIN)/faq-model golden --queries data/shopper/dev.jsonl --faq $(FAQ) \
 		--model-dir $(TRAINED) --out $(GOLDEN_DEV)
 	FAQ_MODEL_DIR=$(TRAINED) $(BIN)/faq-index build --faq $(FAQ) --golden $(GOLDEN_DEV)
 	FAQ_MODEL_DIR=$(TRAINED) FAQ_GOLDEN_QUERIES=$(GOLDEN_DEV) $(BIN)/faq-serve

@@ -8,7 +8,7 @@ forced onto the nearest FAQ language: restricted to the six FAQ languages, Lingu
 the queries in other languages "right" (none), with them 86-88%. `detect()` answers only with a
 language the FAQ has, else None.
 
-Cost and accuracy, shopper dev+test splits (1,006 queries; `faq-index evaluate-answers` prints
+Cost and accuracy, shopper dev+test splits (1,006 queries; `faq-model evaluate-answers` prints
 the test split's): low-accuracy mode (trigrams only) loads in about 0.1 s and about 25 MB for
 17 languages and takes about 0.1 ms a query; high-accuracy mode about 0.9 s, about 320 MB and
 0.15 ms. Right: English 85% / 97%, monolingual 87% / 94%, code-mixed 71% / 82%, other languages

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from pathlib import Path
@@ -9,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from model_export.evaluation.answers import register as register_answers
 from model_export.evaluation.cli import register as register_evaluation
 from model_export.training.cli import register as register_training
 
@@ -105,9 +107,73 @@ def merge(
     typer.echo(f"merged {model} ({weight:g}) with {base} ({1 - weight:g}) into {out}")
 
 
+@cli.command()
+def golden(
+    queries: Annotated[
+        Path, typer.Option(help="Labelled queries, JSONL {query, faq_id (the topic), ...}.")
+    ],
+    faq: Annotated[Path, typer.Option(help="FAQ file (.jsonl or .csv) the index is built from.")],
+    out: Annotated[Path, typer.Option(help="Golden queries file to write (JSON list).")],
+    model_dir: Annotated[
+        Path, typer.Option(envvar="FAQ_MODEL_DIR", help="Exported ONNX model directory.")
+    ] = Path("artifacts/onnx/multilingual-e5-small"),
+    variant: Annotated[
+        list[str] | None,
+        typer.Option(help="Model variant; repeat it to keep queries every variant answers."),
+    ] = None,
+    per_topic: Annotated[int, typer.Option(min=1, help="Golden queries per topic, at most.")] = 1,
+    top_k: Annotated[
+        int, typer.Option(min=1, max=100, help="Rank the topic must reach, written per query.")
+    ] = 5,
+) -> None:
+    """Draw golden queries for `faq-index build --golden` from labelled queries (e.g. a dev split).
+
+    Per topic, the first `--per-topic` queries in a stable hash order that the model answers
+    with the topic (any of its entries) within `--top-k`. Draw them with the model that serves
+    now, and gate the next one with them: it has to keep what this one could do.
+    """
+    from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+    from index_builder.faq import FaqFileError, read_faq, topic_of
+    from index_builder.manifest import ManifestError
+    from index_builder.quality_gate import GoldenFileError
+    from index_builder.store import FaqIndexError
+    from model_export.golden import draw_golden, load_labelled
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if logging.getLogger().level > logging.DEBUG:  # warnings only, as faq-index ran it; -v: all
+        logging.getLogger().setLevel(logging.WARNING)
+    try:
+        items = read_faq(faq)
+        rows = load_labelled(queries, [topic_of(i.id) for i in items])
+        encoders = [OnnxEncoder.load(model_dir, variant=v) for v in variant or ["fp32"]]
+        drawn = draw_golden(rows, items, encoders, per_topic=per_topic, top_k=top_k)
+    except (FaqFileError, ManifestError, FaqIndexError, GoldenFileError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    typer.echo(
+        f"{drawn.topics - len(drawn.missing)} of {drawn.topics} topics got a golden query "
+        f"({len(drawn.golden)} queries); {drawn.tried} labelled queries tried, "
+        f"{drawn.within} within top {top_k}"
+    )
+    if drawn.missing:
+        typer.echo(f"no golden query for: {', '.join(drawn.missing)}")
+    if not drawn.golden:
+        # load_golden refuses an empty file, so writing one would only move the failure.
+        typer.echo(
+            f"error: no labelled query is answered within top {top_k}: nothing written", err=True
+        )
+        raise typer.Exit(1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows_out = [g.model_dump(exclude_none=True) for g in drawn.golden]
+    out.write_text(json.dumps(rows_out, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    typer.echo(f"written to {out}")
+
+
 register_training(cli)
 # eval-data, eval-prepare, eval: `faq-model eval --config ...` (the table) or the task form.
 register_evaluation(cli)
+# evaluate-answers: abstain, grouping, served language and fusion parts per model.
+register_answers(cli)
 
 
 def main() -> None:

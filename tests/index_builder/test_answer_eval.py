@@ -1,4 +1,5 @@
-"""The figures of `index_builder.answer_eval` on hand-made vectors."""
+"""The served search and the abstain calibration of `index_builder.answer_eval` on hand-made
+vectors (the figures built on them: tests/evaluation/test_answers.py)."""
 
 from __future__ import annotations
 
@@ -7,29 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.answer_eval import (
-    FaqSearch,
-    calibrate_model,
-    detection_figures,
-    expected_lang,
-    grouping_figures,
-    rule_for,
-)
+from index_builder.answer_eval import FaqSearch, calibrate_model, rule_for
 from index_builder.calibration import LabelledQuery, OffTopicQuery
 from index_builder.faq import FaqItem
-from index_builder.query_lang import QueryLanguageDetector
 from index_builder.store.fusion import DENSE_ONLY
 from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class StubDetector(QueryLanguageDetector):
-    def __init__(self, lang: str | None) -> None:
-        self.lang = lang
-
-    def detect(self, text: str) -> str | None:
-        return self.lang
 
 
 def items(rows: Sequence[tuple[str, str, str]]) -> list[FaqItem]:
@@ -45,31 +30,6 @@ FAQ = items(
         ("shipping-cost", "shipping cost", "en"),
     ]
 )
-
-
-def test_expected_language_falls_back_to_english() -> None:
-    assert expected_lang(["es", "en"], {"en", "es"}) == {"es", "en"}
-    assert expected_lang(["ja"], {"en", "es"}) == {"en"}
-    assert expected_lang(["ja"], {"es"}) == {"es"}
-
-
-def test_grouping_figures_count_distinct_topics_and_languages() -> None:
-    faq = FaqSearch(FAQ, FakeEncoder(dim=128))
-    figures = grouping_figures(
-        faq, ["cancel order"], ["order-cancel"], [["es"]], StubDetector("es"), request_lang="de"
-    )
-    assert figures.queries == 1
-    assert figures.distinct3_on == 1  # order-cancel, then the two other topics
-    assert figures.distinct3_off == 0  # three order-cancel entries
-    assert figures.top1_on == 1 and figures.top3_on == 1 and figures.top3_off == 1
-    assert figures.lang_follows == 1  # served in es, the query's language
-    assert figures.lang_requested == 1  # the de entry when de is asked for
-    assert figures.reasons == {"query": 1}
-    wrong = grouping_figures(
-        faq, ["cancel order"], ["order-cancel"], [["es"]], StubDetector("de"), request_lang=None
-    )
-    assert wrong.lang_follows == 0
-    assert figures.pct(1) == pytest.approx(100.0)
 
 
 def test_search_ranks_by_the_served_score() -> None:
@@ -106,21 +66,6 @@ def test_dense_search_restricted_to_a_language() -> None:
     q = faq.encoder.encode_queries(["shipping cost"])
     row = faq.search(["shipping cost"], q, 2, "es")[0]
     assert [e.id for e in row] == ["order-cancel.es"]
-
-
-def test_detection_figures_by_kind() -> None:
-    rows = [
-        LabelledQuery("a", "t", "es", "monolingual"),
-        LabelledQuery("b", "t", "es", "code_mixed"),
-        LabelledQuery("c", "t", "ja", "monolingual"),
-        LabelledQuery("d", "t", "ja", "code_mixed"),
-    ]
-    assert detection_figures(StubDetector("es"), rows, ["en", "es"]) == {
-        "monolingual": (1, 1),
-        "code_mixed": (1, 1),
-        "other language": (0, 2),
-    }
-    assert detection_figures(StubDetector(None), rows, ["en", "es"])["other language"] == (2, 2)
 
 
 SHOP_MODEL = REPO / "artifacts" / "onnx" / "shop"
