@@ -177,7 +177,7 @@ def run(
             expected = [reference.scores(vectors[i], s) for i, s in zip(rows, specs, strict=True)]
             for name, store in stores.items():
                 got = [
-                    store.search(vectors[i], s.top_k, lang=s.lang, lexical=s.lexical)
+                    store.search(vectors[i], s.limit, lang=s.lang, lexical=s.lexical)
                     for i, s in zip(rows, specs, strict=True)
                 ]
                 out[name][label] = measure(got, expected, reference.position, k, eps)
@@ -220,7 +220,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             langs,
             fusion,
             index_dir,
-            k=args.top_k,
+            k=args.limit,
             eps=args.eps,
             qdrant=client,
         )

@@ -134,14 +134,14 @@ def whole_formula(
         rows = snapshot._selection(spec.lang, spec.market)
         if lexical_prefetch:
             lexical = np.zeros(len(snapshot), dtype=np.float32)
-            fetch = retrieval.prefetch_limit(spec.top_k)
+            fetch = retrieval.prefetch_limit(spec.limit)
             prefetched, scores = postings.best(spec.lexical, fetch, rows)
             lexical[prefetched] = scores
         else:
             lexical = postings.scores(spec.lexical)
         total = wq * (snapshot.matrix @ query) + wa * (snapshot.answers @ query) + wl * lexical
         rows = np.arange(len(total)) if rows is None else rows
-        best = rows[np.argsort(-total[rows])[: spec.top_k]]
+        best = rows[np.argsort(-total[rows])[: spec.limit]]
         found.append([snapshot.rows[i].hit(float(total[i])) for i in best])
     return found
 

@@ -117,7 +117,7 @@ class Settings(BaseSettings):
         None,
         description="JSON list or JSONL of {query, expected_id, top_k?, match?} that a new "
         "collection must pass before the alias moves to it (index_builder.quality_gate; "
-        "`faq-index golden` draws them); unset = no quality gate.",
+        "`faq-model golden` draws them); unset = no quality gate.",
     )
     golden_top_k: int = Field(5, ge=1, le=100, description="top_k of golden queries without one.")
     keep_collections: int = Field(

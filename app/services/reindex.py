@@ -170,6 +170,9 @@ class AdminService:
                 setattr(record, key, value)
             if persist:
                 self.store.save(record)
+            if record.state in ("succeeded", "failed") and self._active is record:
+                # Once a client can read that the job ended, a new one may start.
+                self._active = None
 
     def _run(self, record: JobRecord, items: list[FaqItem]) -> None:
         created = started = time.perf_counter()

@@ -102,10 +102,11 @@ class Hit:
 
 
 class SearchSpec(NamedTuple):
-    """One search of a batch: how many hits, the filters, and the query's lexical token ids
-    (`index_builder.lexical`; empty: no lexical part)."""
+    """One search of a batch: how many hits to fetch (`limit`: the answering asks for more hits
+    than the request's top_k answers, `answers.fetch_limit`), the filters, and the query's
+    lexical token ids (`index_builder.lexical`; empty: no lexical part)."""
 
-    top_k: int
+    limit: int
     lang: str | None = None
     market: str | None = None
     lexical: tuple[int, ...] = ()

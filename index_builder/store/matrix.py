@@ -340,7 +340,7 @@ class MatrixSnapshot:
         )
         out: list[list[Hit]] = []
         for i, spec in enumerate(specs):
-            if scores is None or spec.top_k <= 0:
+            if scores is None or spec.limit <= 0:
                 out.append([])
                 continue
             selection = self._selection(spec.lang, spec.market)
@@ -348,7 +348,7 @@ class MatrixSnapshot:
                 found, row = self._fuse(i, spec, selection, scores, answer_scores, retrieval)
             else:
                 found, row = _top(
-                    scores[i] if selection is None else scores[i, selection], spec.top_k
+                    scores[i] if selection is None else scores[i, selection], spec.limit
                 )
                 if selection is not None:
                     found = selection[found]
@@ -366,7 +366,7 @@ class MatrixSnapshot:
     ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
         """Rows and scores of one fused search, as Qdrant evaluates the formula query."""
         wq, wa, wl = retrieval.weights(bool(spec.lexical))
-        fetch = retrieval.prefetch_limit(spec.top_k)
+        fetch = retrieval.prefetch_limit(spec.limit)
         n = len(self.rows) if selection is None else len(selection)
         total = np.zeros(n, dtype=np.float32)
         candidate = np.zeros(n, dtype=bool)
@@ -389,7 +389,7 @@ class MatrixSnapshot:
             total[best] += np.float32(weight) * values[best]
             candidate[best] = True
         pool = np.flatnonzero(candidate)
-        best, row = _top(total[pool], spec.top_k)
+        best, row = _top(total[pool], spec.limit)
         found = pool[best]
         return (found if selection is None else selection[found]), row
 
@@ -404,7 +404,7 @@ class MatrixSnapshot:
         out: list[list[Hit]] = []
         for query, spec in zip(queries, specs, strict=True):
             selection = self._selection(spec.lang, spec.market)
-            wanted = min(spec.top_k, len(self.rows) if selection is None else len(selection))
+            wanted = min(spec.limit, len(self.rows) if selection is None else len(selection))
             if wanted <= 0:
                 out.append([])
                 continue
@@ -415,7 +415,7 @@ class MatrixSnapshot:
                 best, dense = _top(self._fused_rows[rows] @ query, wanted)
                 pool = rows[best]
             if wl > 0 and self._postings is not None:
-                fetch = retrieval.prefetch_limit(spec.top_k)
+                fetch = retrieval.prefetch_limit(spec.limit)
                 lexical_rows, lexical = self._postings.best(spec.lexical, fetch, selection)
                 extra = np.setdiff1d(lexical_rows, pool)
                 pool = np.concatenate([pool, extra])
@@ -426,7 +426,7 @@ class MatrixSnapshot:
                 total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
             else:
                 total = np.float32(wq) * dense
-            best, scores = _top(total, spec.top_k)
+            best, scores = _top(total, spec.limit)
             out.append(
                 [self.rows[r].hit(float(x)) for r, x in zip(pool[best], scores, strict=True)]
             )

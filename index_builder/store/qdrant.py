@@ -296,13 +296,13 @@ class QdrantStore(Versioned):
         prefetch, formula = fused_query(
             vector.astype(np.float32).tolist(),
             spec.lexical,
-            spec.top_k,
+            spec.limit,
             qdrant_filter(spec.lang, spec.market),
             self.retrieval,
             EXACT,
         )
         return models.QueryRequest(
-            prefetch=prefetch, query=formula, limit=spec.top_k, with_payload=True
+            prefetch=prefetch, query=formula, limit=spec.limit, with_payload=True
         )
 
     def search(

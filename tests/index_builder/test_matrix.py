@@ -87,7 +87,7 @@ def test_matrix_search_returns_qdrants_exact_results_with_filters(
     queries = np.random.default_rng(1).standard_normal((len(SPECS), DIM)).astype(np.float32)
     got = asyncio.run(embedded.search_batch(queries, SPECS))
     for vector, spec, hits in zip(queries, SPECS, got, strict=True):
-        expected = qdrant.search(vector, spec.top_k, lang=spec.lang, market=spec.market)
+        expected = qdrant.search(vector, spec.limit, lang=spec.lang, market=spec.market)
         # Every field of the hit, not only ids and scores.
         assert _fields(hits) == _fields(expected), spec
         assert [h.score for h in hits] == pytest.approx([h.score for h in expected], abs=1e-5)
@@ -111,7 +111,7 @@ def test_a_batched_search_returns_exactly_the_single_searches(
     for store in stores:
         batched = asyncio.run(store.search_batch(vectors, SPECS))
         singles = [
-            store.search(v, s.top_k, lang=s.lang, market=s.market)
+            store.search(v, s.limit, lang=s.lang, market=s.market)
             for v, s in zip(vectors, SPECS, strict=True)
         ]
         _same(batched, singles)

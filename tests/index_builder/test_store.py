@@ -371,7 +371,7 @@ def test_a_batch_answers_as_the_single_searches(store: AnyStore) -> None:
     vectors = encoder.encode_queries(texts)
     batch = asyncio.run(store.search_batch(vectors, specs))
     singles = [
-        store.search(v, s.top_k, lang=s.lang, market=s.market)
+        store.search(v, s.limit, lang=s.lang, market=s.market)
         for v, s in zip(vectors, specs, strict=True)
     ]
     assert [[(h.id, round(h.score, 5)) for h in b] for b in batch] == [
