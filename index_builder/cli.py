@@ -1,7 +1,7 @@
 """`faq-index`: build the FAQ index from a file with the exported encoder.
 
-Exit codes: 0 done; 2 bad input (a FAQ, golden or labelled queries file, a model directory, an
-index that cannot be written); 3 the new collection failed the quality gate (`build --golden`):
+Exit codes: 0 done; 2 bad input (a FAQ or golden queries file, a model directory, an index that
+cannot be written); 3 the new collection failed the quality gate (`build --golden`):
 it is deleted and the alias stays where it was, so a pipeline can tell "fix the input" from
 "the model got worse".
 """
@@ -26,7 +26,6 @@ from index_builder.quality_gate import (
     load_golden,
 )
 from index_builder.store import CollectionLayout, EmbeddedStore, FaqIndexError, open_store
-from index_builder.store.fusion import Retrieval
 
 GATE_FAILED = 3
 
@@ -192,93 +191,3 @@ def build(
 
 def main() -> None:
     cli()
-
-
-# --- answers: abstain calibration (`faq-model evaluate-answers` measures it) ------------------
-
-_FUSION = Retrieval()
-AnswerWeight = Annotated[
-    float,
-    typer.Option(
-        envvar="FAQ_ANSWER_WEIGHT",
-        min=0.0,
-        help="Weight of the answer vector in the fused score (0: questions only).",
-    ),
-]
-LexicalWeight = Annotated[
-    float,
-    typer.Option(
-        envvar="FAQ_LEXICAL_WEIGHT", min=0.0, help="Weight of the lexical (BM25) score (0: off)."
-    ),
-]
-
-
-@cli.command()
-def calibrate(
-    faq: Annotated[Path, typer.Option(help="FAQ file (.jsonl or .csv) the index is built from.")],
-    model_dir: Annotated[
-        Path, typer.Option(envvar="FAQ_MODEL_DIR", help="Exported ONNX model directory.")
-    ] = Path("artifacts/onnx/multilingual-e5-small"),
-    variant: Annotated[str, typer.Option(envvar="FAQ_MODEL_VARIANT")] = "fp32",
-    answerable: Annotated[
-        Path, typer.Option(help="Answerable dev queries, JSONL {query, faq_id (the topic)}.")
-    ] = Path("data/shopper/dev.jsonl"),
-    offtopic: Annotated[
-        Path, typer.Option(help="Off-topic queries, JSONL {query, ...}; its dev split is used.")
-    ] = Path("data/offtopic/queries.jsonl"),
-    refusal_budget: Annotated[
-        float,
-        typer.Option(min=0.0, max=0.5, help="Share of answerable dev queries it may refuse."),
-    ] = 0.02,
-    write: Annotated[
-        bool, typer.Option(help="Store the rule in the model's manifest.json (else print only).")
-    ] = True,
-    answer_weight: AnswerWeight = _FUSION.answer_weight,
-    lexical_weight: LexicalWeight = _FUSION.lexical_weight,
-) -> None:
-    """Compute the default min_score (and off-topic weight) from dev data; store it with the model.
-
-    The service reads it from the manifest as the default of `min_score`; FAQ_MIN_SCORE
-    overrides it. Calibrate again after a new export or a changed FAQ.
-    """
-    from index_builder.answer_eval import FaqSearch, calibrate_model
-    from index_builder.calibration import CalibrationDataError, load_labelled, load_offtopic
-    from index_builder.encoder import OnnxEncoder
-    from index_builder.manifest import ModelManifest
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        items = read_faq(faq)
-        dev = load_labelled(answerable)
-        off = load_offtopic("dev", offtopic)
-        encoder = OnnxEncoder.load(model_dir, variant=variant)
-        fusion = Retrieval(answer_weight=answer_weight, lexical_weight=lexical_weight)
-        result, stored = calibrate_model(
-            FaqSearch(items, encoder, fusion),
-            dev,
-            off,
-            refusal_budget=refusal_budget,
-            variant=variant,
-        )
-    except (FaqFileError, ManifestError, CalibrationDataError) as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(2) from None
-    for t in result.trials:
-        typer.echo(
-            f"  weight {t.weight:.2f}: min_score {t.min_score:.4f}, dev refused "
-            f"{100 * t.refused:.1f}%, off-topic dev abstained {100 * t.abstained:.1f}%"
-        )
-    typer.echo(
-        f"{encoder.name}: min_score {stored.min_score:.4f}, off-topic weight "
-        f"{stored.offtopic_weight} ({len(stored.anchors)} anchors); dev: "
-        f"{100 * stored.dev_refused:.1f}% of {len(dev)} answerable refused, "
-        f"{100 * stored.dev_abstained:.1f}% of {len(off)} off-topic abstained "
-        f"(score: {stored.retrieval})"
-    )
-    if write:
-        manifest = ModelManifest.read(model_dir)
-        manifest.abstain = stored
-        path = manifest.write(model_dir)
-        typer.echo(f"stored in {path}")
-    else:
-        typer.echo(f"FAQ_MIN_SCORE={stored.min_score:.4f}")

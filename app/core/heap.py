@@ -1,23 +1,15 @@
 """The long-lived heap kept out of Python's full garbage collections.
 
-A serving process holds many long-lived objects (the matrix snapshot's rows, qdrant-client's
-local points and payloads, the tokenizer's and Lingua's Python side). Every full (generation 2)
-collection walks all of them while the request path waits, and under load requests allocate
-fast enough to trigger one often. `make bench-100k` at c=32 measured it, with and without the
-freeze in one sitting: p99 132-150 ms -> 54 ms on the sample index and about 1.9 s -> 127 ms at
-100k entries. `gc.freeze()` moves everything alive now to a permanent generation that
-collections skip; frozen objects are still freed by reference counting when dropped (only a
-reference cycle among them waits, until the next call here). It runs once the service is
-loaded, again after a reindex has loaded the new collection and after a worker's replica
-reload, and `thaw` undoes it at shutdown.
+A serving process holds many long-lived objects (the loaded index's rows, the tokenizer's and
+Lingua's Python side); every full collection walks them all while requests wait. `gc.freeze()`
+moves everything alive now to a permanent generation that collections skip (frozen objects are
+still freed by reference counting): run once the service is loaded and after a reindex, undone
+by `thaw` at shutdown. On the old store it cut the c=32 p99 from 132-150 ms to 54 ms on the
+sample index and from about 1.9 s to 127 ms at 100k entries (`make bench-100k`).
 
-The same calls raise the young generation's threshold: Python collects generation 0 every 700
-net allocations of container objects, and a `/search` request makes a few thousand (dicts,
-lists, the hits, pydantic's and Starlette's objects), so several young collections ran per
-request. At 20,000 (`make ab-serve`, the code before as B, `docs/bench/2026-11-26-ab-paired/`):
-c=32 5% more req/s (12 of 12 pairs), but a lone query's p50 4% higher (19 of 20), and as much at
-5,000; kept for the throughput. Reference cycles are still reclaimed, in larger and rarer
-passes: request garbage is freed by reference counting, not by the collector.
+The young generation's threshold goes up too (a /search request allocates a few thousand
+containers, so several young collections ran per request): at 20,000, c=32 served 5% more
+req/s and a lone query's p50 rose 4% (`make ab-serve`); kept for the throughput.
 """
 
 from __future__ import annotations

@@ -25,9 +25,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
+from index_builder.faq import FaqItem, content_hash
+
 if TYPE_CHECKING:
     from index_builder.encoder import Encoder
-    from index_builder.faq import FaqItem
 
 log = logging.getLogger(__name__)
 
@@ -137,6 +138,19 @@ class Store(Protocol):
     def current_collection(self) -> str | None: ...
     def info(self) -> IndexInfo: ...
     def check_model(self, fingerprint: str) -> IndexInfo: ...
+    def _up_to_date(
+        self, items: Sequence[FaqItem], encoder: Encoder, skip_if_unchanged: bool
+    ) -> tuple[str, IndexInfo | None]:
+        """The content hash of `items`, and the live index when a build of them with `encoder`
+        can be skipped (`skip_if_unchanged`, same model, same content)."""
+        digest = content_hash(items)
+        if skip_if_unchanged and self.current_collection() is not None:
+            live = self.info()
+            if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
+                log.info("index %s is up to date (%d entries)", live.collection, live.points)
+                return digest, live
+        return digest, None
+
     def collections(self) -> list[CollectionInfo]: ...
     def build(
         self,
@@ -256,6 +270,19 @@ class Versioned:
             )
         existing = self.versions()
         return f"{self.alias}_v{(existing[-1][0] if existing else 0) + 1}"
+
+    def _up_to_date(
+        self, items: Sequence[FaqItem], encoder: Encoder, skip_if_unchanged: bool
+    ) -> tuple[str, IndexInfo | None]:
+        """The content hash of `items`, and the live index when a build of them with `encoder`
+        can be skipped (`skip_if_unchanged`, same model, same content)."""
+        digest = content_hash(items)
+        if skip_if_unchanged and self.current_collection() is not None:
+            live = self.info()
+            if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
+                log.info("index %s is up to date (%d entries)", live.collection, live.points)
+                return digest, live
+        return digest, None
 
     def collections(self) -> list[CollectionInfo]:
         """The versioned collections, oldest first, with their state and which one is live."""

@@ -40,7 +40,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from index_builder.encoder import Encoder
-from index_builder.faq import FaqItem, content_hash
+from index_builder.faq import FaqItem
 from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.base import (
     BUILDING,
@@ -309,12 +309,9 @@ class EmbeddedStore(Versioned):
         if not items:
             raise IndexBuildError("no FAQ items to index")
         with self._writing():
-            digest = content_hash(items)
-            if skip_if_unchanged and self.current_collection() is not None:
-                live = self.info()
-                if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
-                    log.info("index %s is up to date (%d entries)", live.collection, live.points)
-                    return live, False
+            digest, live = self._up_to_date(items, encoder, skip_if_unchanged)
+            if live is not None:
+                return live, False
             lexicon = Lexicon.for_encoder(encoder)
             # BM25 weighs a document's tokens against the average length of the collection's.
             sparse, avg_len = lexicon.documents([i.lexical_text for i in items])

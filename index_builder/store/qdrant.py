@@ -29,7 +29,7 @@ from qdrant_client import QdrantClient, models
 from tqdm import tqdm
 
 from index_builder.encoder import Encoder
-from index_builder.faq import FaqItem, content_hash
+from index_builder.faq import FaqItem
 from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.base import (
     FILTER_FIELDS,
@@ -187,12 +187,9 @@ class QdrantStore(Versioned):
         one was built). On any failure the new collection is removed and the alias stays."""
         if not items:
             raise IndexBuildError("no FAQ items to index")
-        digest = content_hash(items)
-        if skip_if_unchanged and self.current_collection() is not None:
-            live = self.info()
-            if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
-                log.info("index %s is up to date (%d entries)", live.collection, live.points)
-                return live, False
+        digest, live = self._up_to_date(items, encoder, skip_if_unchanged)
+        if live is not None:
+            return live, False
         lexicon = Lexicon.for_encoder(encoder)
         sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
         name = self._next_name()
