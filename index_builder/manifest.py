@@ -25,7 +25,7 @@ class ManifestError(RuntimeError):
 
 
 class AbstainCalibration(BaseModel):
-    """When this model's best answer is too weak to show: written by `faq-index calibrate`.
+    """When this model's best answer is too weak to show: written by `faq-model calibrate`.
 
     The answer score of a query is its top hit's score minus `offtopic_weight` times its
     similarity to the nearest of `anchors` (off-topic texts, encoded as passages); below

@@ -1,4 +1,4 @@
-"""`faq-model`: materialise the base encoder, export it to ONNX, train and evaluate (`--help`)."""
+"""`faq-model`: materialise the base encoder, export to ONNX, train, calibrate, evaluate."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from model_export.calibrate import register as register_calibrate
 from model_export.evaluation.answers import register as register_answers
 from model_export.evaluation.cli import register as register_evaluation
 from model_export.training.cli import register as register_training
@@ -174,6 +175,8 @@ register_training(cli)
 register_evaluation(cli)
 # evaluate-answers: abstain, grouping, served language and fusion parts per model.
 register_answers(cli)
+# calibrate: the abstain rule from dev data, stored in the model's manifest.
+register_calibrate(cli)
 
 
 def main() -> None:

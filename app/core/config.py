@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     min_score: float | None = Field(
         None,
         description="Default min_score of a search: below it the answer is answered=false with "
-        "no results. Unset: the model's calibrated value (faq-index calibrate), else none.",
+        "no results. Unset: the model's calibrated value (faq-model calibrate), else none.",
     )
     query_languages: list[str] = Field(
         default_factory=lambda: list(OTHER_LANGUAGES),

@@ -10,7 +10,7 @@
   restricted to those languages in the same call (a server);
 * abstain (`index_builder.calibration`): the top hit's score, lowered by the query's closeness
   to the model's off-topic anchors, must reach `min_score` (the request's, else
-  `FAQ_MIN_SCORE`, else the model's calibrated default from `faq-index calibrate`); below it the
+  `FAQ_MIN_SCORE`, else the model's calibrated default from `faq-model calibrate`); below it the
   answer is `answered: false` with no results, and `faq_search_abstained_total` counts it. With
   no threshold anywhere the service always answers.
 """
@@ -249,7 +249,7 @@ def served_calibration(
     if calibration.variant != variant:
         log.warning(
             "the abstain rule was calibrated on the %s variant and %s is served: run "
-            "faq-index calibrate --variant %s",
+            "faq-model calibrate --variant %s",
             calibration.variant,
             variant,
             variant,
@@ -290,14 +290,14 @@ def build_answering(
         "nothing" if rule.min_score is None else f"{rule.min_score:.4f}",
         "FAQ_MIN_SCORE"
         if min_score is not None
-        else ("calibrated" if calibration else "not calibrated: faq-index calibrate"),
+        else ("calibrated" if calibration else "not calibrated: faq-model calibrate"),
     )
     fusion = retrieval or Retrieval()
     if calibration is not None and min_score is None and calibration.retrieval != fusion.describe():
         # The score a threshold reads depends on the fusion weights it was calibrated with.
         log.warning(
             "the abstain rule was calibrated with %s and the service fuses with %s: run "
-            "faq-index calibrate with the served weights",
+            "faq-model calibrate with the served weights",
             calibration.retrieval or "question vectors only",
             fusion.describe(),
         )

@@ -2,8 +2,8 @@
 
 Both abstain figures (off-topic test split abstained, shopper test split wrongly refused),
 grouping on/off, the served language, and the answer and lexical parts on/off. Scores are the
-served ones: `index_builder.answer_eval.FaqSearch` searches the FAQ as the service does, and the
-abstain rule is the one `faq-index calibrate` stores with the model (calibrated on dev here when
+served ones: `model_export.calibrate.FaqSearch` searches the FAQ as the service does, and the
+abstain rule is the one `faq-model calibrate` stores with the model (calibrated on dev here when
 none is stored for this FAQ and these weights).
 
 Mounted on `faq-model` by `register(app)`.
@@ -20,20 +20,13 @@ from typing import Annotated
 
 import typer
 
-from index_builder.answer_eval import FaqSearch, ScoredEntry
 from index_builder.answers import ENGLISH, Answer, fetch_limit, group_by_topic
-from index_builder.calibration import (
-    SHOPPER_DIR,
-    AbstainRule,
-    LabelledQuery,
-    OffTopicQuery,
-    Vectors,
-    load_labelled,
-)
-from index_builder.cli import AnswerWeight, LexicalWeight
+from index_builder.calibration import AbstainRule, Vectors
 from index_builder.encoder import Encoder
 from index_builder.query_lang import QueryLanguageDetector
 from index_builder.store.fusion import Retrieval
+from model_export.calibrate import AnswerWeight, FaqSearch, LexicalWeight, ScoredEntry
+from model_export.calibration import SHOPPER_DIR, LabelledQuery, OffTopicQuery, load_labelled
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "data" / "examples.json"
@@ -253,13 +246,13 @@ def evaluate_answers(
     """Both abstain figures (off-topic test split abstained, shopper test split wrongly refused),
     grouping on/off, the served language, and the answer and lexical parts on/off, per model,
     in one run."""
-    from index_builder.answer_eval import calibrate_model, rule_for
-    from index_builder.calibration import CalibrationDataError, load_offtopic
     from index_builder.encoder import OnnxEncoder
     from index_builder.faq import FaqFileError, content_hash, read_faq
     from index_builder.manifest import ManifestError, ModelManifest
     from index_builder.query_lang import build_detector
     from index_builder.store.fusion import retrieval_variants
+    from model_export.calibrate import calibrate_model, rule_for
+    from model_export.calibration import CalibrationDataError, load_offtopic
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if logging.getLogger().level > logging.DEBUG:  # faq-model's INFO; -v keeps its DEBUG

@@ -282,11 +282,11 @@ def test_answers_do_not_depend_on_how_many_hits_were_fetched_on_the_real_model(
     """The shopper test split, served by the base model on the sample FAQ: each topic's entry
     is in the first wanted language the topic has (requested, the query's, English), and the
     answers to top_k 3 are the first three of those to top_k 10, with one search per query."""
-    from index_builder.answer_eval import FaqSearch
     from index_builder.answers import wanted_languages
-    from index_builder.calibration import SHOPPER_DIR, load_labelled
     from index_builder.encoder import OnnxEncoder
     from index_builder.faq import read_faq
+    from model_export.calibrate import FaqSearch
+    from model_export.calibration import SHOPPER_DIR, load_labelled
 
     repo = Path(__file__).resolve().parents[2]
     encoder = OnnxEncoder.load(real_onnx_dir)

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from index_builder.answer_eval import FaqSearch
-from index_builder.calibration import LabelledQuery
 from index_builder.faq import FaqItem
 from index_builder.query_lang import QueryLanguageDetector
+from model_export.calibrate import FaqSearch
+from model_export.calibration import LabelledQuery
 from model_export.evaluation.answers import detection_figures, expected_lang, grouping_figures
 from tests.fakes import FakeEncoder
 

@@ -2,7 +2,7 @@
 
 FakeEncoder vectors are bags of hashed words, so queries that share words with a question score
 high and the off-topic queries (no shop words) score low: enough to see the command wire the
-data, the calibration (`faq-index calibrate`), the manifest and the figures together.
+data, the calibration (`faq-model calibrate`), the manifest and the figures together.
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from index_builder.cli import cli as index_cli
 from model_export.cli import cli
-from tests.index_builder.answers_setup import write_setup
+from tests.model_export.answers_setup import write_setup
 
 
 @pytest.fixture
@@ -35,7 +34,7 @@ def test_evaluate_answers_prints_both_done_when_figures(setup: dict[str, Path]) 
     assert "| shopper test | 6 |" in out and "| README examples | 1 |" in out
     # After `calibrate` the stored rule is used.
     CliRunner().invoke(
-        index_cli,
+        cli,
         ["calibrate", "--faq", str(setup["faq"]), "--model-dir", str(setup["model"]),
          "--answerable", str(setup["shopper"] / "dev.jsonl"), "--offtopic", str(setup["offtopic"])],
     )  # fmt: skip

@@ -1,4 +1,4 @@
-"""`faq-index calibrate` on a hashing FakeEncoder (the data: `answers_setup`).
+"""`faq-model calibrate` on a hashing FakeEncoder (the data: `answers_setup`).
 
 FakeEncoder vectors are bags of hashed words, so queries that share words with a question score
 high and the off-topic queries (no shop words) score low: enough to see the command wire the
@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from index_builder.calibration import offtopic_split
-from index_builder.cli import cli
 from index_builder.manifest import ModelManifest
-from tests.index_builder.answers_setup import OFFTOPIC, SHOPPER, write_setup
+from model_export.calibration import offtopic_split
+from model_export.cli import cli
+from tests.model_export.answers_setup import OFFTOPIC, SHOPPER, write_setup
 
 
 @pytest.fixture

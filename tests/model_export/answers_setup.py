@@ -1,4 +1,4 @@
-"""The toy data of the answers commands (`faq-index calibrate`, `faq-model evaluate-answers`).
+"""The toy data of the answers commands (`faq-model calibrate`, `faq-model evaluate-answers`).
 
 FakeEncoder vectors are bags of hashed words, so queries that share words with a question score
 high and the off-topic queries (no shop words) score low.
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.calibration import offtopic_split
 from index_builder.encoder import OnnxEncoder
 from index_builder.manifest import ModelManifest
+from model_export.calibration import offtopic_split
 from tests.fakes import FakeEncoder
 
 FAQ = [

@@ -1,4 +1,4 @@
-"""The served search and the abstain calibration of `index_builder.answer_eval` on hand-made
+"""The served search and the abstain calibration of `model_export.calibrate` on hand-made
 vectors (the figures built on them: tests/evaluation/test_answers.py)."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.answer_eval import FaqSearch, calibrate_model, rule_for
-from index_builder.calibration import LabelledQuery, OffTopicQuery
 from index_builder.faq import FaqItem
 from index_builder.store.fusion import DENSE_ONLY
+from model_export.calibrate import FaqSearch, calibrate_model, rule_for
+from model_export.calibration import LabelledQuery, OffTopicQuery
 from tests.fakes import FakeEncoder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -83,7 +83,7 @@ def test_issue_examples_on_the_calibrated_trained_model() -> None:
 
     calibration = ModelManifest.read(SHOP_MODEL).abstain
     if calibration is None:
-        pytest.skip("not calibrated: faq-index calibrate --model-dir artifacts/onnx/shop")
+        pytest.skip("not calibrated: faq-model calibrate --model-dir artifacts/onnx/shop")
     faq = FaqSearch(read_faq(REPO / "data" / "faq.jsonl"), OnnxEncoder.load(SHOP_MODEL))
     rule = rule_for(faq, calibration)
     for query, answered in [

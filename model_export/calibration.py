@@ -1,0 +1,189 @@
+"""Abstain calibration on labelled dev data (`faq-model calibrate`): the dev and off-topic
+files, and the weight and threshold of the served rule (`index_builder.calibration.AbstainRule`).
+
+The served answer score is `top hit score - offtopic_weight * max_j cos(query, anchor_j)`, the
+anchors being the off-topic dev split (`data/offtopic/`) encoded as passages. `calibrate` picks
+the weight (from `WEIGHTS`) and `min_score` on dev data: for each weight, the highest threshold
+that refuses at most `refusal_budget` of the answerable dev queries (the shopper dev split),
+then the weight that abstains on most off-topic dev queries (each scored leave-one-out against
+the other anchors). The test splits are never read here.
+
+Stdlib and numpy only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from index_builder.calibration import Scores
+from index_builder.jsonl import json_objects
+
+REPO = Path(__file__).resolve().parents[1]
+OFFTOPIC_QUERIES = REPO / "data" / "offtopic" / "queries.jsonl"
+SHOPPER_DIR = REPO / "data" / "shopper"
+
+OffTopicSplit = Literal["dev", "test"]
+# Share of the hash range that is dev; the rest is test. The salt is fixed so published figures
+# stay comparable; changing either re-draws the split.
+OFFTOPIC_DEV_SHARE = 0.40
+OFFTOPIC_SALT = "offtopic-split-v1"
+
+DEFAULT_REFUSAL_BUDGET = 0.02
+WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
+
+
+class CalibrationDataError(ValueError):
+    """A dev or test file that cannot be used; `str()` names the file and the problem."""
+
+
+# --- data ---------------------------------------------------------------------------------------
+
+
+def _normalise(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return " ".join(text.split())
+
+
+def offtopic_split(text: str) -> OffTopicSplit:
+    """dev or test, a function of the text alone (stable under re-ordering and additions)."""
+    digest = hashlib.sha256(f"{OFFTOPIC_SALT}\x1f{_normalise(text)}".encode()).digest()
+    position = int.from_bytes(digest[:8], "big") / 2**64
+    return "dev" if position < OFFTOPIC_DEV_SHARE else "test"
+
+
+@dataclass(frozen=True)
+class OffTopicQuery:
+    query: str
+    lang: str
+    kind: str
+    code_mixed: bool
+
+
+@dataclass(frozen=True)
+class LabelledQuery:
+    """A shopper query and its topic (`faq_id` in data/shopper is the topic)."""
+
+    query: str
+    topic: str
+    lang: str
+    kind: str
+
+
+def _jsonl(path: Path) -> list[tuple[int, dict[str, object]]]:
+    if not path.is_file():
+        raise CalibrationDataError(f"{path}: file not found")
+    text = path.read_text(encoding="utf-8")
+    rows = list(json_objects(text, lambda n, msg: CalibrationDataError(f"{path}:{n}: {msg}")))
+    for lineno, row in rows:
+        if not isinstance(row.get("query"), str):
+            raise CalibrationDataError(f"{path}:{lineno}: expected an object with a query")
+    if not rows:
+        raise CalibrationDataError(f"{path}: no queries")
+    return rows
+
+
+def load_offtopic(
+    split: OffTopicSplit | None = None, path: Path = OFFTOPIC_QUERIES
+) -> list[OffTopicQuery]:
+    """The off-topic queries of one split (both when `split` is None)."""
+    out = [
+        OffTopicQuery(
+            query=str(row["query"]),
+            lang=str(row.get("lang", "und")),
+            kind=str(row.get("kind", "")),
+            code_mixed=bool(row.get("code_mixed", False)),
+        )
+        for _, row in _jsonl(path)
+    ]
+    return [q for q in out if split is None or offtopic_split(q.query) == split]
+
+
+def load_labelled(path: Path) -> list[LabelledQuery]:
+    """A shopper split file (`data/shopper/{dev,test}.jsonl`)."""
+    out = []
+    for lineno, row in _jsonl(path):
+        topic = row.get("faq_id") or row.get("topic")
+        if not isinstance(topic, str) or not topic:
+            raise CalibrationDataError(f"{path}:{lineno}: no faq_id (topic)")
+        out.append(
+            LabelledQuery(
+                query=str(row["query"]),
+                topic=topic,
+                lang=str(row.get("lang", "")),
+                kind=str(row.get("kind", "")),
+            )
+        )
+    return out
+
+
+# --- calibration --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightTrial:
+    weight: float
+    min_score: float
+    refused: float
+    abstained: float
+
+
+@dataclass(frozen=True)
+class Calibration:
+    min_score: float
+    offtopic_weight: float
+    refused: float
+    abstained: float
+    trials: list[WeightTrial]
+
+
+def threshold_for(scores: Scores, budget: float) -> float:
+    """The highest threshold under which at most `budget` of `scores` fall (strictly below)."""
+    if scores.size == 0:
+        raise CalibrationDataError("no answerable queries to calibrate on")
+    ordered = np.sort(scores)
+    allowed = math.floor(budget * ordered.size + 1e-9)
+    return float(ordered[min(allowed, ordered.size - 1)])
+
+
+def calibrate(
+    answerable_top: Scores,
+    answerable_background: Scores,
+    offtopic_top: Scores,
+    offtopic_background: Scores,
+    *,
+    refusal_budget: float = DEFAULT_REFUSAL_BUDGET,
+    weights: Sequence[float] = WEIGHTS,
+) -> Calibration:
+    """Weight and threshold that abstain on most off-topic queries within the refusal budget.
+
+    `*_top`: each query's top hit score; `*_background`: its highest similarity to the anchors
+    (for the off-topic queries, leave-one-out when they are the anchors themselves).
+    """
+    if not 0.0 <= refusal_budget < 1.0:
+        raise ValueError("refusal_budget must be in [0, 1)")
+    if offtopic_top.size == 0:
+        raise CalibrationDataError("no off-topic queries to calibrate on")
+    trials = []
+    for weight in weights:
+        ans = answerable_top - weight * answerable_background
+        off = offtopic_top - weight * offtopic_background
+        threshold = threshold_for(ans, refusal_budget)
+        trials.append(
+            WeightTrial(
+                weight=weight,
+                min_score=threshold,
+                refused=float(np.mean(ans < threshold)),
+                abstained=float(np.mean(off < threshold)),
+            )
+        )
+    # Most abstentions; on a tie the smaller weight (the simpler rule).
+    best = max(trials, key=lambda t: (t.abstained, -t.weight))
+    return Calibration(best.min_score, best.weight, best.refused, best.abstained, trials)
