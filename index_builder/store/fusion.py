@@ -10,7 +10,7 @@ query API and fuses them with a weighted formula:
 with a = answer_weight and l = lexical_weight, and
 where a part that did not return the entry among its `prefetch_limit` best counts 0 (the
 formula's defaults). Dividing by 1 + answer_weight keeps the score on the cosine's scale, so a
-min_score still reads like one (it is calibrated on this score: `faq-index calibrate`).
+min_score still reads like one (it is calibrated on this score: `faq-model calibrate`).
 
 Why a weighted formula and not RRF: a rank fusion has no score an abstain threshold can read,
 and on the shopper dev split (a development run) RRF lost top-1 against the question alone,
