@@ -351,7 +351,7 @@ def step_serving(
             "FAQ_MODEL_DIR": str(model_dir),
             "FAQ_MODEL_VARIANT": variant,
             "FAQ_DEVICE": device,
-            "FAQ_QDRANT_PATH": str(qdrant),
+            "FAQ_INDEX_PATH": str(qdrant),
             "FAQ_LOG_LEVEL": "warning",
             "FAQ_JOBS_DIR": str(work / f"jobs-{name}"),
             "FAQ_WORKERS": str(workers),

@@ -58,7 +58,7 @@ PEER_NAME = "multilingual-e5-small"
 COSINE_MIN = 0.99
 # Settings this tool sets itself for faq-serve (the others come from the calling shell).
 OWN_SETTINGS = frozenset(
-    {"FAQ_MODEL_DIR", "FAQ_MODEL_VARIANT", "FAQ_QDRANT_PATH", "FAQ_HOST", "FAQ_PORT"}
+    {"FAQ_MODEL_DIR", "FAQ_MODEL_VARIANT", "FAQ_INDEX_PATH", "FAQ_HOST", "FAQ_PORT"}
     | {"FAQ_LOG_LEVEL"}
 )
 
@@ -491,13 +491,14 @@ def our_env(cfg: OursConfig) -> dict[str, str]:
     env.update(
         FAQ_MODEL_DIR=str(cfg.model_dir),
         FAQ_MODEL_VARIANT=cfg.variant,
-        FAQ_QDRANT_PATH=str(cfg.qdrant_path),
+        FAQ_INDEX_PATH=str(cfg.qdrant_path),
         FAQ_HOST="127.0.0.1",
         FAQ_PORT=str(cfg.port),
         FAQ_LOG_LEVEL="warning",
     )
     env.pop("FAQ_QDRANT_URL", None)
     env.pop("QDRANT_URL", None)
+    env.pop("FAQ_QDRANT_PATH", None)  # the old name, read after FAQ_INDEX_PATH
     return env
 
 
