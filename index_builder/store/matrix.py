@@ -49,6 +49,9 @@ _V = TypeVar("_V")
 # pass costs about 1.4 ms (20,000 x 384 float32), and the parts are prefetched separately, as
 # Qdrant evaluates the formula query, row for row.
 LARGE_ROWS = 20_000
+# Dense candidates the IVF index proposes: twice the top_k, at least this many (the 8-bit codes
+# rank rows coarsely, and a row just below the dense top_k can make it with its lexical part).
+PROPOSED_MIN = 40
 # Lexical tokens in more than this share of the rows are also kept as dense rows, up to this many.
 _DENSE_SHARE = 0.1
 _DENSE_TOKENS = 64
@@ -409,23 +412,25 @@ class MatrixSnapshot:
                 out.append([])
                 continue
             wq, _, wl = retrieval.weights(bool(spec.lexical))
-            pool, dense = self._ivf.search(query, wanted, self._selector(spec, selection))
-            if len(pool) < wanted:  # the lists scanned hold too few of the filter's rows
+            available = len(self.rows) if selection is None else len(selection)
+            proposed = min(max(2 * wanted, PROPOSED_MIN), available)
+            pool = self._ivf.search(query, proposed, self._selector(spec, selection))
+            if pool is None or len(pool) < proposed:
+                # Every list would be scanned, or the lists scanned hold too few of the
+                # filter's rows: an exact pass over them.
                 rows = np.arange(len(self.rows)) if selection is None else selection
-                best, dense = _top(self._fused_rows[rows] @ query, wanted)
+                best, _ = _top(self._fused_rows[rows] @ query, wanted)
                 pool = rows[best]
             if wl > 0 and self._postings is not None:
                 fetch = retrieval.prefetch_limit(spec.limit)
                 lexical_rows, lexical = self._postings.best(spec.lexical, fetch, selection)
-                extra = np.setdiff1d(lexical_rows, pool)
-                pool = np.concatenate([pool, extra])
-                dense = np.concatenate([dense, self._fused_rows[extra] @ query])
-                order = np.argsort(pool)
-                pool, dense = pool[order], dense[order]
-                total = np.float32(wq) * dense
-                total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
+                pool = np.union1d(pool, lexical_rows)
             else:
-                total = np.float32(wq) * dense
+                pool = np.sort(pool)
+            # Exact scores of every candidate (the codes only chose them).
+            total = np.float32(wq) * (self._fused_rows[pool] @ query)
+            if wl > 0 and self._postings is not None:
+                total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
             best, scores = _top(total, spec.limit)
             out.append(
                 [self.rows[r].hit(float(x)) for r, x in zip(pool[best], scores, strict=True)]

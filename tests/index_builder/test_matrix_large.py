@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
-from index_builder.store import Hit, SearchSpec
+from index_builder.store import Hit, SearchSpec, ivf
 from index_builder.store.fusion import Retrieval
 from index_builder.store.matrix import LARGE_ROWS, MatrixSnapshot, Row, normalise
 
@@ -77,6 +77,22 @@ class Data:
         )
 
 
+@pytest.fixture(autouse=True)
+def _scan_a_few_lists(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 16 of the ~219 lists of N rows, so the IVF proposal runs (the served 256 would scan every
+    # list here, which is the exact pass).
+    monkeypatch.setattr(ivf, "NPROBE", 16)
+
+
+def test_scanning_every_list_is_the_exact_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    index = ivf.IvfIndex(np.eye(64, dtype=np.float32))
+    monkeypatch.setattr(ivf, "NPROBE", index.nlist)
+    assert index.search(np.eye(64, dtype=np.float32)[0], 5) is None
+    monkeypatch.setattr(ivf, "NPROBE", 1)
+    found = index.search(np.eye(64, dtype=np.float32)[0], 5)
+    assert found is not None and 0 in found.tolist()
+
+
 @pytest.fixture(scope="module")
 def data() -> Data:
     return Data()
@@ -112,7 +128,9 @@ FILTERS = [(None, None), ("es", None), (None, RARE), ("de", RARE), ("xx", None)]
 
 
 @pytest.mark.parametrize(("lang", "market"), FILTERS)
-@pytest.mark.parametrize("k", [10, 40])
+# 16 lists propose the top 10 on this clustered data; a top 40 needs more of them, and with
+# every list (the exact pass) any k is exact.
+@pytest.mark.parametrize(("k", "nprobe"), [(10, 16), (40, 10**6)])
 def test_the_large_path_finds_the_exact_best_hits(
     data: Data,
     large: MatrixSnapshot,
@@ -120,7 +138,10 @@ def test_the_large_path_finds_the_exact_best_hits(
     lang: str | None,
     market: str | None,
     k: int,
+    nprobe: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(ivf, "NPROBE", nprobe)
     # Rare tokens (a few rows each): the lexical prefetch holds every row sharing one, so the
     # served prefetch and one of every row agree on the lexical part.
     specs = _specs(data.rare_tokens, k, lang, market)
