@@ -84,11 +84,11 @@ class Reference:
         self.retrieval = retrieval
         n = len(self.ids)
         df: dict[int, int] = {}
-        for tokens, _ in entries.lexical:
+        for tokens, _ in entries.lexical.rows():
             for t in set(tokens):
                 df[int(t)] = df.get(int(t), 0) + 1
         self.lexical: dict[int, NDArray[np.float64]] = {}
-        for row, (tokens, weights) in enumerate(entries.lexical):
+        for row, (tokens, weights) in enumerate(entries.lexical.rows()):
             for t, w in zip(tokens, weights, strict=True):
                 column = self.lexical.setdefault(int(t), np.zeros(n))
                 column[row] += float(w) * idf(df[int(t)], n)

@@ -59,7 +59,7 @@ from index_builder.store.base import (
     now_iso,
 )
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import MatrixSnapshot, Row, Sparse
+from index_builder.store.matrix import FlatSparse, MatrixSnapshot, Row
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Entries:
     payloads: list[dict[str, Any]]
     question: NDArray[np.float32]
     answer: NDArray[np.float32]
-    lexical: list[Sparse]
+    lexical: FlatSparse
 
     @property
     def ids(self) -> list[str]:
@@ -115,7 +115,7 @@ class Entries:
             [i.payload() for i in items],
             np.concatenate(questions).astype(np.float32),
             np.concatenate(answers).astype(np.float32),
-            [(d.indices, d.values) for d in sparse],
+            FlatSparse.of([(d.indices, d.values) for d in sparse]),
         )
 
     def snapshot(self, name: str, retrieval: Retrieval) -> MatrixSnapshot:
@@ -132,31 +132,24 @@ class Entries:
         )
 
     def save(self, directory: Path) -> None:
-        lengths = [len(tokens) for tokens, _ in self.lexical]
         np.savez(
             directory / "vectors.npz",
             question=self.question,
             answer=self.answer,
-            lexical_offsets=np.cumsum([0, *lengths], dtype=np.int64),
-            lexical_tokens=np.fromiter(
-                (t for tokens, _ in self.lexical for t in tokens), np.int64, sum(lengths)
-            ),
-            lexical_weights=np.fromiter(
-                (w for _, weights in self.lexical for w in weights), np.float32, sum(lengths)
-            ),
+            lexical_offsets=np.cumsum([0, *self.lexical.lengths.tolist()], dtype=np.int64),
+            lexical_tokens=self.lexical.tokens,
+            lexical_weights=self.lexical.weights,
         )
         (directory / "entries.json").write_bytes(orjson.dumps(self.payloads))
 
     @classmethod
     def load(cls, directory: Path) -> Entries:
         with np.load(directory / "vectors.npz") as arrays:
-            offsets = arrays["lexical_offsets"]
-            tokens = arrays["lexical_tokens"].tolist()
-            weights = arrays["lexical_weights"].tolist()
-            lexical: list[Sparse] = [
-                (tokens[a:b], weights[a:b])
-                for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist(), strict=True)
-            ]
+            lexical = FlatSparse(
+                np.diff(arrays["lexical_offsets"]).astype(np.intp),
+                arrays["lexical_tokens"].astype(np.int64),
+                arrays["lexical_weights"].astype(np.float32),
+            )
             question, answer = arrays["question"], arrays["answer"]
         payloads = orjson.loads((directory / "entries.json").read_bytes())
         if not (len(payloads) == len(question) == len(answer) == len(lexical)):
@@ -172,6 +165,7 @@ class Entries:
     ) -> list[bool]:
         """Replace entries by id or append them; per item, whether it was new."""
         position = {pid: i for i, pid in enumerate(self.ids)}
+        lexical = self.lexical.rows()
         created = []
         extra: list[int] = []
         for k, item in enumerate(items):
@@ -182,12 +176,13 @@ class Entries:
                 continue
             self.payloads[row] = item.payload()
             self.question[row], self.answer[row] = questions[k], answers[k]
-            self.lexical[row] = (sparse[k].indices, sparse[k].values)
+            lexical[row] = (sparse[k].indices, sparse[k].values)
         if extra:
             self.payloads += [items[k].payload() for k in extra]
             self.question = np.concatenate([self.question, questions[extra]])
             self.answer = np.concatenate([self.answer, answers[extra]])
-            self.lexical += [(sparse[k].indices, sparse[k].values) for k in extra]
+            lexical += [(sparse[k].indices, sparse[k].values) for k in extra]
+        self.lexical = FlatSparse.of(lexical)
         return created
 
     def without(self, faq_id: str) -> Entries | None:
@@ -195,11 +190,12 @@ class Entries:
         keep = [i for i, pid in enumerate(self.ids) if pid != faq_id]
         if len(keep) == len(self.payloads):
             return None
+        rows = self.lexical.rows()
         return Entries(
             [self.payloads[i] for i in keep],
             self.question[keep],
             self.answer[keep],
-            [self.lexical[i] for i in keep],
+            FlatSparse.of([rows[i] for i in keep]),
         )
 
 

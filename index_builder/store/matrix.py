@@ -25,7 +25,7 @@ import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -115,6 +115,35 @@ def normalise(vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:
 Sparse = tuple[Sequence[int], Sequence[float]]
 
 
+class FlatSparse(NamedTuple):
+    """Every entry's sparse vector in three arrays (no Python object per token: at 100k
+    entries the per-row lists held about 0.3 GB): tokens per row, then all tokens and weights."""
+
+    lengths: NDArray[np.intp]
+    tokens: NDArray[np.int64]
+    weights: NDArray[np.float32]
+
+    @classmethod
+    def of(cls, docs: Sequence[Sparse]) -> FlatSparse:
+        lengths = np.fromiter((len(t) for t, _ in docs), dtype=np.intp, count=len(docs))
+        if any(len(w) != len(t) for t, w in docs):
+            raise ValueError("a lexical vector has as many weights as token ids")
+        total = int(lengths.sum())
+        return cls(
+            lengths,
+            np.fromiter((t for ts, _ in docs for t in ts), dtype=np.int64, count=total),
+            np.fromiter((w for _, ws in docs for w in ws), dtype=np.float32, count=total),
+        )
+
+    def rows(self) -> list[Sparse]:
+        ends = np.cumsum(self.lengths).tolist()
+        tokens, weights = self.tokens.tolist(), self.weights.tolist()
+        return [(tokens[a:b], weights[a:b]) for a, b in zip([0, *ends[:-1]], ends, strict=True)]
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+
 class _Postings:
     """The lexical vectors of a snapshot by token: rows and weights times Qdrant's IDF.
 
@@ -126,18 +155,11 @@ class _Postings:
     order (a row without the token adds 0), so the scores are bit for bit those of the postings.
     """
 
-    def __init__(self, docs: Sequence[Sparse]) -> None:
-        n = len(docs)
+    def __init__(self, docs: FlatSparse | Sequence[Sparse]) -> None:
+        flat = docs if isinstance(docs, FlatSparse) else FlatSparse.of(docs)
+        n = len(flat)
         self.n = n
-        lengths = np.fromiter((len(indices) for indices, _ in docs), dtype=np.intp, count=n)
-        tokens = np.fromiter(
-            (t for indices, _ in docs for t in indices), dtype=np.int64, count=int(lengths.sum())
-        )
-        weights = np.fromiter(
-            (w for _, values in docs for w in values), dtype=np.float32, count=len(tokens)
-        )
-        if any(len(values) != length for (_, values), length in zip(docs, lengths, strict=True)):
-            raise ValueError("a lexical vector has as many weights as token ids")
+        lengths, tokens, weights = flat
         rows = np.repeat(np.arange(n, dtype=np.intp), lengths)
         order = np.argsort(tokens, kind="stable")  # by token, each token's rows ascending
         tokens, rows, weights = tokens[order], rows[order], weights[order]
@@ -201,7 +223,7 @@ class MatrixSnapshot:
         *,
         dim: int | None = None,
         answers: NDArray[np.floating[Any]] | None = None,
-        lexical: Sequence[Sparse] | None = None,
+        lexical: Sequence[Sparse] | FlatSparse | None = None,
         large_rows: int = LARGE_ROWS,
         answer_weight: float = Retrieval.answer_weight,
     ) -> None:
@@ -216,14 +238,12 @@ class MatrixSnapshot:
         empty = np.zeros((0, width), dtype=np.float32)
         self.matrix = normalise(vectors) if len(rows) else empty
         self.answers: NDArray[np.float32] | None = None
-        self.lexical: tuple[Sparse, ...] | None = None
         self._postings: _Postings | None = None
         if answers is not None and lexical is not None:
             if len(answers) != len(rows) or len(lexical) != len(rows):
                 raise ValueError("answer or lexical vectors differ in length from the points")
             self.answers = normalise(answers) if len(rows) else empty
-            self.lexical = tuple(lexical)
-            self._postings = _Postings(self.lexical)
+            self._postings = _Postings(lexical)
         self.point_ids: tuple[str, ...] = tuple(point_ids)
         self.rows: tuple[Row, ...] = tuple(rows)
         self._codes: dict[str, tuple[dict[str, int], NDArray[np.int32]]] = {
@@ -234,18 +254,16 @@ class MatrixSnapshot:
         self._selections_lock = threading.Lock()
         self.large_rows = large_rows
         self.answer_weight = answer_weight
-        # The fused rows, question + answer_weight x answer: one product scores both dense
-        # parts (`_search_large`).
-        self._fused_rows: NDArray[np.float32] | None = None
+        # Rows go to the IVF index as question + answer_weight x answer; not kept: candidates
+        # are scored from the question and answer rows (`_dense`), a copy less in memory.
         self._ivf: IvfIndex | None = None
         self._selectors: dict[_FilterKey, Selector] = {}
         if len(self.rows) > large_rows and self.answers is not None and answer_weight > 0:
-            self._fused_rows = _weighted_sum(self.matrix, self.answers, answer_weight)
-            self._ivf = IvfIndex(self._fused_rows)
+            self._ivf = IvfIndex(_weighted_sum(self.matrix, self.answers, answer_weight))
 
     def _uncut(self, retrieval: Retrieval) -> bool:
         """Whether a fused search takes the large-index path (`_search_large`)."""
-        return self._fused_rows is not None and retrieval.answer_weight == self.answer_weight
+        return self._ivf is not None and retrieval.answer_weight == self.answer_weight
 
     @property
     def hybrid(self) -> bool:
@@ -403,7 +421,7 @@ class MatrixSnapshot:
         inner product with the fused rows (question + w x answer: wq x q.(Q + wA) = wq q.Q +
         wa q.A), their best rows proposed by the IVF index (`ivf.py`, exact scores); the lexical
         part as Qdrant's prefetch gives it, its rows scored on the dense parts too."""
-        assert self._fused_rows is not None and self._ivf is not None
+        assert self._ivf is not None
         out: list[list[Hit]] = []
         for query, spec in zip(queries, specs, strict=True):
             selection = self._selection(spec.lang, spec.market)
@@ -419,7 +437,7 @@ class MatrixSnapshot:
                 # Every list would be scanned, or the lists scanned hold too few of the
                 # filter's rows: an exact pass over them.
                 rows = np.arange(len(self.rows)) if selection is None else selection
-                best, _ = _top(self._fused_rows[rows] @ query, wanted)
+                best, _ = _top(self._dense(rows, query), wanted)
                 pool = rows[best]
             if wl > 0 and self._postings is not None:
                 fetch = retrieval.prefetch_limit(spec.limit)
@@ -428,7 +446,7 @@ class MatrixSnapshot:
             else:
                 pool = np.sort(pool)
             # Exact scores of every candidate (the codes only chose them).
-            total = np.float32(wq) * (self._fused_rows[pool] @ query)
+            total = np.float32(wq) * self._dense(pool, query)
             if wl > 0 and self._postings is not None:
                 total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
             best, scores = _top(total, spec.limit)
@@ -436,6 +454,12 @@ class MatrixSnapshot:
                 [self.rows[r].hit(float(x)) for r, x in zip(pool[best], scores, strict=True)]
             )
         return out
+
+    def _dense(self, rows: NDArray[np.intp], query: NDArray[np.float32]) -> NDArray[np.float32]:
+        """q.question + w x q.answer of `rows`, the served weight's dense parts unscaled."""
+        assert self.answers is not None
+        weight = np.float32(self.answer_weight)
+        return np.asarray(self.matrix[rows] @ query + weight * (self.answers[rows] @ query))
 
     def _selector(self, spec: SearchSpec, selection: NDArray[np.intp] | None) -> Selector | None:
         """The faiss selector of a filter (None = all rows), built once per snapshot and filter."""
