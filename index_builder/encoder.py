@@ -1,11 +1,8 @@
 """Sentence encoders for the service and the indexer: ONNX Runtime + `tokenizers`, no torch.
 
 `OnnxEncoder` serves a directory written by `model_export.onnx_export` (see `manifest.py`):
-the graph already pools and normalises, so encoding is tokenise -> pad -> run. `FakeEncoder`
-is a deterministic stand-in for tests where the model is beside the point.
-
-Importing torch and transformers costs about 2 s and several hundred MB; the serving install
-has neither, and `tests/app/test_not_ready.py` checks that this module keeps it that way.
+the graph already pools and normalises, so encoding is tokenise -> pad -> run. The serving
+install has neither torch nor transformers (about 2 s and several hundred MB to import).
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ can read. A query with no letters ("????", "12345") is undecided.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -84,24 +83,3 @@ class QueryLanguageDetector:
         """The query's language if the FAQ has entries in it, else None."""
         code = self.detect_any(text)
         return code if code in self.faq_languages else None
-
-    def ms_per_query(self, texts: Sequence[str]) -> float:
-        """Average milliseconds of `detect` over `texts` (one thread, models loaded)."""
-        start = time.perf_counter()
-        for text in texts:
-            self.detect(text)
-        return (time.perf_counter() - start) * 1000.0 / max(1, len(texts))
-
-
-def build_detector(
-    faq_languages: Iterable[str],
-    *,
-    other_languages: Sequence[str] = OTHER_LANGUAGES,
-    low_accuracy: bool = False,
-) -> tuple[QueryLanguageDetector, float]:
-    """A detector and the seconds its construction (model loading) took."""
-    start = time.perf_counter()
-    detector = QueryLanguageDetector(
-        faq_languages, other_languages=other_languages, low_accuracy=low_accuracy
-    )
-    return detector, time.perf_counter() - start

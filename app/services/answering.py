@@ -1,18 +1,11 @@
 """From search hits to what a shopper is shown: one answer per topic in their language, or none.
 
-`Answering.answer_batch` runs the index searches of a batch of queries for the search service
-(`app/services/search.py`) and shapes each query's hits (`Answering.shape`):
-
-* grouping (`index_builder.answers`): it fetches `fetch_limit(top_k)` hits; at most one entry
-  per topic is kept, in the requested language, else the query's (Lingua, built once here),
-  else English, else the best scoring; an entry in a wanted language that ranked below the
-  fetched hits is looked up in the live snapshot (in-process), or comes from searches
-  restricted to those languages in the same call (a server);
-* abstain (`index_builder.calibration`): the top hit's score, lowered by the query's closeness
-  to the model's off-topic anchors, must reach `min_score` (the request's, else
-  `FAQ_MIN_SCORE`, else the model's calibrated default from `faq-model calibrate`); below it the
-  answer is `answered: false` with no results, and `faq_search_abstained_total` counts it. With
-  no threshold anywhere the service always answers.
+`Answering.answer_batch` runs a batch's searches and shapes each query's hits: grouping
+(`index_builder.answers`: one entry per topic, in the requested language, else the query's,
+else English; an entry that ranked below the fetched hits comes from the in-process snapshot,
+or from searches restricted to those languages in the same call to a server) and abstain
+(`index_builder.calibration`: below `min_score`, the request's, else `FAQ_MIN_SCORE`, else the
+model's calibrated one, the answer is `answered: false`; `faq_search_abstained_total` counts it).
 """
 
 from __future__ import annotations

@@ -1,29 +1,13 @@
-"""One owner of the model: a single inference thread runs every model call, in batches.
+"""One owner of the model: a single inference thread runs every model call, in batches
+(continuous batching, modelled on text-embeddings-inference's `core/src/queue.rs`; the design
+and its figures: docs/design.md "One owner of the model").
 
-Modelled on Hugging Face text-embeddings-inference's continuous batching (`core/src/queue.rs`,
-`core/src/infer.rs`):
-
-- One thread per process (`InferenceWorker`) owns the model session; nothing else runs it, so
-  ONNX Runtime never sees two `run` calls at once (on 2 cores, 32 concurrent runs only thrash).
-- Requests are tokenised in the caller's thread, in one call per request (so tokenising one
-  request overlaps with the model run of another), and wait in a bounded queue; a full queue
-  is refused at once (`QueueFullError`, the route's 429) instead of growing latency unbounded.
-- Continuous batching: whenever the worker is free it takes whatever is queued, up to
-  `max_batch_size` queries and `max_batch_tokens` tokens counted the way the model pays for
-  them, padding included (queries x longest query). With nothing else queued it does not wait
-  (`max_wait_s` = 0, the default): an idle service adds no latency, and under load batches form
-  by themselves while the previous batch runs. `max_wait_s` > 0 is an optional extra wait for
-  company (Triton's max queue delay), useful on a GPU. The same code runs on CPU and CUDA.
-- Queries are grouped by token length (power-of-two classes, everything up to 16 tokens in one),
-  and a batch takes queries of one class only, so a short query is never padded to a long one.
-- A query whose caller gave up (its future was cancelled) or whose deadline passed while it
-  waited is dropped, never encoded (TEI drops entries whose response channel is closed); the
-  caller gets `DeadlineExceededError` (the route's 503).
-- Other model work (a reindex encoding passages, an edit, the quality gate's golden queries)
-  goes through the same thread: while the worker runs, the encoder's model step
-  (`encode_tokenized`) is routed to it as a job, whoever calls the encoder; jobs alternate with
-  query batches, so a reindex neither runs the session concurrently nor starves the queries
-  (a reindex's passages are model runs of `encode_batch_size` texts each).
+Requests tokenise in their own thread and queue their queries, bounded (a full queue is a 429
+at once); whenever the thread is free it takes what is queued, one token-length class at a
+time, up to `max_batch_size` queries and `max_batch_tokens` tokens counted with padding, after
+an optional `max_wait_s`. A query whose caller left or whose deadline passed is dropped, never
+encoded (the caller gets a 503). Other model work (reindex, edits, the quality gate) runs on the
+same thread as jobs that alternate with query batches.
 """
 
 from __future__ import annotations

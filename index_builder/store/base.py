@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -127,17 +128,98 @@ Validate = Callable[[str], None]
 OnBatch = Callable[[int, int], None]
 
 
-class Store(Protocol):
+class Store(ABC):
     """One alias and its versioned collections: what the service, the admin routes and the CLI
-    ask of an index, whichever backend holds it."""
+    ask of an index, whichever backend holds it, and the version rules both backends share
+    (naming, listing, rollback, pruning, orphans). A backend provides the primitives
+    (`_names`, `_metadata`, `_count`, `current_collection`, `_move_alias`, `_delete_collection`)
+    and the operations marked abstract."""
 
     alias: str
+    keep: int
     # Search batches worth running at once (threads of an in-process scan, server round trips).
     search_concurrency: int
 
+    def _init_versions(self, alias: str, keep: int) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
+            raise ValueError(f"invalid alias name {alias!r}")
+        self.alias = alias
+        self.keep = max(1, keep)
+        self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
+
+    # --- primitives ------------------------------------------------------------------------------
+
+    @abstractmethod
+    def _names(self) -> list[str]: ...
+
+    @abstractmethod
+    def _metadata(self, collection: str) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def _count(self, collection: str) -> int: ...
+
+    @abstractmethod
     def current_collection(self) -> str | None: ...
-    def info(self) -> IndexInfo: ...
-    def check_model(self, fingerprint: str) -> IndexInfo: ...
+
+    @abstractmethod
+    def _move_alias(self, collection: str) -> None: ...
+
+    @abstractmethod
+    def _delete_collection(self, name: str) -> None: ...
+
+    @abstractmethod
+    def build(
+        self,
+        items: Sequence[FaqItem],
+        encoder: Encoder,
+        *,
+        batch_size: int = 64,
+        skip_if_unchanged: bool = False,
+        progress: bool = True,
+        on_batch: OnBatch | None = None,
+        validate: Validate | None = None,
+    ) -> tuple[IndexInfo, bool]:
+        """Embed `items` into a new version and move the alias to it; (live index, whether a
+        version was built). On any failure the new version is removed and the alias stays."""
+
+    @abstractmethod
+    def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
+        """Move the alias to `to`, or to the newest kept version older than the live one."""
+
+    @abstractmethod
+    def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
+        """Replace entries by id or add them; (the live collection, per item whether new)."""
+
+    @abstractmethod
+    def delete(self, faq_id: str) -> str | None:
+        """Remove one entry; the live collection, or None when the id is absent."""
+
+    @abstractmethod
+    def search(
+        self,
+        vector: NDArray[np.float32],
+        top_k: int,
+        *,
+        lang: str | None = None,
+        market: str | None = None,
+        lexical: tuple[int, ...] = (),
+        collection: str | None = None,
+    ) -> list[Hit]:
+        """The best entries of the live collection (or `collection`), blocking."""
+
+    @abstractmethod
+    async def search_batch(
+        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
+    ) -> list[list[Hit]]:
+        """Several searches of the live collection, awaited by the request path."""
+
+    @abstractmethod
+    def topic_entries(self) -> TopicEntries | None:
+        """The loaded live version for grouping's lookups; None for a server."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
     def _up_to_date(
         self, items: Sequence[FaqItem], encoder: Encoder, skip_if_unchanged: bool
     ) -> tuple[str, IndexInfo | None]:
@@ -150,79 +232,6 @@ class Store(Protocol):
                 log.info("index %s is up to date (%d entries)", live.collection, live.points)
                 return digest, live
         return digest, None
-
-    def collections(self) -> list[CollectionInfo]: ...
-    def build(
-        self,
-        items: Sequence[FaqItem],
-        encoder: Encoder,
-        *,
-        batch_size: int = 64,
-        skip_if_unchanged: bool = False,
-        progress: bool = True,
-        on_batch: OnBatch | None = None,
-        validate: Validate | None = None,
-    ) -> tuple[IndexInfo, bool]: ...
-    def rollback(
-        self, to: str | None = None, *, fingerprint: str | None = None
-    ) -> tuple[str, str]: ...
-    def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]: ...
-    def delete(self, faq_id: str) -> str | None: ...
-    def orphans(self, *, min_age_s: float = 0.0) -> list[str]: ...
-    def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]: ...
-    def search(
-        self,
-        vector: NDArray[np.float32],
-        top_k: int,
-        *,
-        lang: str | None = None,
-        market: str | None = None,
-        lexical: tuple[int, ...] = (),
-        collection: str | None = None,
-    ) -> list[Hit]: ...
-    async def search_batch(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
-    ) -> list[list[Hit]]: ...
-    def topic_entries(self) -> TopicEntries | None: ...
-    def close(self) -> None: ...
-
-
-class Versioned:
-    """The version rules both backends share: naming, listing, rollback, pruning, orphans.
-
-    A backend provides the primitives: `_names`, `_metadata`, `_count`, `current_collection`,
-    `_move_alias` and `_delete_collection`.
-    """
-
-    alias: str
-    keep: int
-
-    def _init_versions(self, alias: str, keep: int) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
-            raise ValueError(f"invalid alias name {alias!r}")
-        self.alias = alias
-        self.keep = max(1, keep)
-        self._version_re = re.compile(rf"^{re.escape(alias)}_v(\d+)$")
-
-    # --- primitives ------------------------------------------------------------------------------
-
-    def _names(self) -> list[str]:
-        raise NotImplementedError
-
-    def _metadata(self, collection: str) -> dict[str, Any]:
-        raise NotImplementedError
-
-    def _count(self, collection: str) -> int:
-        raise NotImplementedError
-
-    def current_collection(self) -> str | None:
-        raise NotImplementedError
-
-    def _move_alias(self, collection: str) -> None:
-        raise NotImplementedError
-
-    def _delete_collection(self, name: str) -> None:
-        raise NotImplementedError
 
     # --- shared rules ----------------------------------------------------------------------------
 
@@ -270,19 +279,6 @@ class Versioned:
             )
         existing = self.versions()
         return f"{self.alias}_v{(existing[-1][0] if existing else 0) + 1}"
-
-    def _up_to_date(
-        self, items: Sequence[FaqItem], encoder: Encoder, skip_if_unchanged: bool
-    ) -> tuple[str, IndexInfo | None]:
-        """The content hash of `items`, and the live index when a build of them with `encoder`
-        can be skipped (`skip_if_unchanged`, same model, same content)."""
-        digest = content_hash(items)
-        if skip_if_unchanged and self.current_collection() is not None:
-            live = self.info()
-            if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
-                log.info("index %s is up to date (%d entries)", live.collection, live.points)
-                return digest, live
-        return digest, None
 
     def collections(self) -> list[CollectionInfo]:
         """The versioned collections, oldest first, with their state and which one is live."""

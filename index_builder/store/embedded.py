@@ -52,9 +52,9 @@ from index_builder.store.base import (
     IndexMissingError,
     OnBatch,
     SearchSpec,
+    Store,
     UnknownCollectionError,
     Validate,
-    Versioned,
     build_metadata,
     now_iso,
 )
@@ -199,7 +199,7 @@ class Entries:
         )
 
 
-class EmbeddedStore(Versioned):
+class EmbeddedStore(Store):
     """One alias and its versions in a directory of this service's own files."""
 
     def __init__(

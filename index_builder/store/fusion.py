@@ -77,6 +77,7 @@ class Retrieval:
         return f"{weights} prefetch={self.prefetch_min}" if self.fused else weights
 
 
+# Every part but the question's switched off: the question vectors alone.
 DENSE_ONLY = Retrieval(answer_weight=0.0, lexical_weight=0.0)
 
 
@@ -121,14 +122,3 @@ def fused_query(
         defaults={f"$score[{i}]": 0.0 for i in range(len(parts))},
     )
     return [p for _, p in parts], formula
-
-
-def retrieval_variants(served: Retrieval) -> list[tuple[str, Retrieval]]:
-    """The served weights and each part switched off, for the on/off figures."""
-    a, lex = served.answer_weight, served.lexical_weight
-    return [
-        ("question only", DENSE_ONLY),
-        (f"+ answer ({a:g})", Retrieval(answer_weight=a, lexical_weight=0.0)),
-        (f"+ lexical ({lex:g})", Retrieval(answer_weight=0.0, lexical_weight=lex)),
-        (f"+ answer + lexical (served: {served.describe()})", served),
-    ]

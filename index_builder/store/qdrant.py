@@ -39,8 +39,8 @@ from index_builder.store.base import (
     IndexInfo,
     OnBatch,
     SearchSpec,
+    Store,
     Validate,
-    Versioned,
     build_metadata,
     now_iso,
 )
@@ -107,7 +107,7 @@ def hit_from_point(point: Any) -> Hit:
     )
 
 
-class QdrantStore(Versioned):
+class QdrantStore(Store):
     """One alias and its versioned collections on a Qdrant server."""
 
     def __init__(

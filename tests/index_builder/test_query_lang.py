@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from index_builder.query_lang import QueryLanguageDetector
+from model_export.evaluation.answers import ms_per_query
 
 FAQ_LANGS = ["en", "es", "id", "de", "fr", "pt"]
 
@@ -66,4 +67,4 @@ def test_single_language_faq_and_unknown_codes() -> None:
 
 
 def test_cost_is_measured_per_query(detector: QueryLanguageDetector) -> None:
-    assert detector.ms_per_query(["hello there"] * 20) > 0.0
+    assert ms_per_query(detector, ["hello there"] * 20) > 0.0
