@@ -300,8 +300,6 @@ class EmbeddedStore(Store):
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
     ) -> tuple[IndexInfo, bool]:
-        """Embed `items` into a new version and move the alias to it; (live index, whether a
-        version was built). On any failure the new version is removed and the alias stays."""
         if not items:
             raise IndexBuildError("no FAQ items to index")
         with self._writing():

@@ -183,8 +183,6 @@ class QdrantStore(Store):
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
     ) -> tuple[IndexInfo, bool]:
-        """Embed `items` into a new collection and move the alias to it; (live index, whether
-        one was built). On any failure the new collection is removed and the alias stays."""
         if not items:
             raise IndexBuildError("no FAQ items to index")
         digest, live = self._up_to_date(items, encoder, skip_if_unchanged)
@@ -258,7 +256,8 @@ class QdrantStore(Store):
         return live, target
 
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
-        """Embed `items` and write them into the live collection, replacing entries by id."""
+        # In place: a server's collection is edited, not copied (rollback returns to the
+        # version before the last build).
         live = self.check_model(encoder.fingerprint).collection
         ids = [point_id(i.id) for i in items]
         found = self.client.retrieve(live, ids=ids, with_payload=False, with_vectors=False)
