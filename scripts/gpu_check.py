@@ -327,7 +327,7 @@ def step_serving(
 ) -> dict[str, Any]:
     from index_builder.encoder import CPU, CUDA, OnnxEncoder
     from index_builder.faq import read_faq
-    from index_builder.store import FaqIndex, open_client
+    from index_builder.store import EmbeddedStore
     from tools.loadgen import Server
 
     result: dict[str, Any] = {"queries": QUERIES, "duration_s": duration, "mps": mps}
@@ -339,12 +339,8 @@ def step_serving(
         if not lv:
             continue
         qdrant = work / f"qdrant-{name}"
-        client = open_client(path=qdrant)
-        try:
-            encoder = OnnxEncoder.load(model_dir, variant=variant, providers=providers)
-            FaqIndex(client).build(read_faq(SAMPLE_FAQ), encoder, progress=False)
-        finally:
-            client.close()
+        encoder = OnnxEncoder.load(model_dir, variant=variant, providers=providers)
+        EmbeddedStore(qdrant).build(read_faq(SAMPLE_FAQ), encoder, progress=False)
         port = _free_port()
         env = {
             **os.environ,
