@@ -5,12 +5,13 @@ Above `matrix.LARGE_ROWS` an exact scan costs more than the model (100k x 384 fu
 2). The rows are filed under `nlist` k-means centroids, and a query scans the rows of its
 `NPROBE` nearest lists, coded in 8 bits per dimension; the caller rescores the rows it proposes
 exactly, so a score is never approximate, only which rows are found. Measured on the 100k
-synthetic FAQ with the shopper dev queries (int8 model) against the scan of every list: 64
-lists found the exact best hit for 98.3% of queries (recall@10 0.952, 0.9 ms), 128 for 99.0%
-(0.979, 1.3 ms), 256 for 99.3% (0.993, 1.7 ms); the misses are queries (Thai, Japanese mixed
-with English) whose best entry lies in lists far from the query, as e5's query and passage
-vectors sit apart. 256 is the first setting that meets the bar (99% of best hits, recall@10
-0.98): quality first. `make index-recall` measures it.
+synthetic FAQ with the shopper dev queries (int8 model) against the scan of every list
+(`make index-recall`): with centroids trained on 16 rows per list, 64 lists found the exact best
+hit for 98.3% of queries and even 256 only for 99.3% (recall@10 0.993, 1.7 ms a search); the
+misses were mixed-language queries whose best entry lay in lists far from the query, as e5's
+query and passage vectors sit apart. Trained on 64 rows per list (about 10 s at 100k rows, in
+a search thread while the previous version answers), 96 lists find it for 100% (recall@10
+0.988, 1.3 ms a search, the lexical prefetch included) and 128 for 100% (0.993, 1.6 ms).
 
 A filter is applied while the lists are scanned (faiss's bitmap selector), and when the lists
 scanned hold fewer rows of the filter than wanted, the caller scans the filter's rows exactly.
@@ -27,11 +28,12 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-# Lists scanned per query (at 100k rows 256 of ~1,265 lists of ~80 rows: a fifth of the rows).
-NPROBE = 256
+# Lists scanned per query (at 100k rows 96 of ~1,265 lists of ~80 rows: about 8% of the rows).
+NPROBE = 96
 CODE = faiss.ScalarQuantizer.QT_8bit
-# k-means on a sample: training points per list, iterations (about a second at 100k x 384).
-_SAMPLE_PER_LIST = 16
+# k-means on a sample: training points per list (16 left the query's best entry in lists far
+# from it, see above), iterations.
+_SAMPLE_PER_LIST = 64
 _KMEANS_ITERATIONS = 10
 
 
