@@ -285,12 +285,16 @@ bench-100k: venv synth-faq
 	$(BIN)/python -m tools.bench_100k --large $(SYNTH_FAQ) --sample $(FAQ) $(BENCH_100K_ARGS)
 
 ANN_RECALL_ARGS ?=
-## index-recall (ann-recall): per backend (embedded, Qdrant), the share of the shopper dev queries whose exact
-## best hit the store returns and recall@10 by score, against a brute-force numpy reference, on
-## the 100k synthetic FAQ built by the embedded store in var/index-recall (tools/index_recall.py)
+INDEX_RECALL_ARGS ?=
+## index-recall (ann-recall): the share of the shopper dev queries whose exact best hit the store
+## returns, and recall@10 by score: the embedded store on the 100k synthetic FAQ (int8, the index
+## bench-100k builds) against its own exact pass, then both backends (embedded, Qdrant) on the
+## sample FAQ against a brute-force numpy reference of the formula (tools/index_recall.py)
 index-recall ann-recall: venv $(SYNTH_FAQ)
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
-	$(BIN)/python -m tools.index_recall --faq $(SYNTH_FAQ) --index-dir var/index-recall $(ANN_RECALL_ARGS)
+	$(BIN)/python -m tools.index_recall --faq $(SYNTH_FAQ) --variant int8 --exhaustive \
+		--index-dir var/bench-100k/qdrant-large-int8 $(INDEX_RECALL_ARGS)
+	$(BIN)/python -m tools.index_recall --faq $(FAQ) $(INDEX_RECALL_ARGS)
 
 SOAK_ARGS ?=
 ## soak: faq-serve (int8, the sample index) under wrk at c=32 for 10 minutes with a mix of valid

@@ -4,14 +4,12 @@ Above `matrix.LARGE_ROWS` an exact scan costs more than the model (100k x 384 fu
 2.8 ms of one core per query in batches of 32, 12 ms alone, where the int8 model takes about
 2). The rows are filed under `nlist` k-means centroids, and a query scans the rows of its
 `NPROBE` nearest lists, coded in 8 bits per dimension; the caller rescores the rows it proposes
-exactly, so a score is never approximate, only which rows are found. Measured on the 100k
-synthetic FAQ with the shopper dev queries (int8 model) against the scan of every list
-(`make index-recall`): with centroids trained on 16 rows per list, 64 lists found the exact best
-hit for 98.3% of queries and even 256 only for 99.3% (recall@10 0.993, 1.7 ms a search); the
-misses were mixed-language queries whose best entry lay in lists far from the query, as e5's
-query and passage vectors sit apart. Trained on 64 rows per list (about 10 s at 100k rows, in
-a search thread while the previous version answers), 96 lists find it for 100% (recall@10
-0.988, 1.3 ms a search, the lexical prefetch included) and 128 for 100% (0.993, 1.6 ms).
+exactly, so a score is never approximate, only which rows are found. On the 100k synthetic
+FAQ with the shopper dev queries (int8 model), against the scan of every list (`make
+index-recall`): 96 lists find the exact best hit for every query, recall@10 by score 0.989
+(64 lists: 0.979), about 1.3 ms a search. The centroids are trained on 64 rows a list: with 16,
+the best entry of mixed-language queries lay in lists far from the query (e5's query and
+passage vectors sit apart) and even 256 lists found it for only 99.3% (docs/design.md).
 
 A filter is applied while the lists are scanned (faiss's bitmap selector), and when the lists
 scanned hold fewer rows of the filter than wanted, the caller scans the filter's rows exactly.
