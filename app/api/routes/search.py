@@ -28,7 +28,7 @@ from app.api.schemas.search import (
     SearchResponse,
 )
 from app.services.answering import Shaped
-from app.services.search import QuerySpec
+from app.services.search import BatchOutcome, QuerySpec
 
 router = APIRouter(tags=["search"])
 
@@ -112,6 +112,21 @@ async def _body(request: Request, model: type[_Body]) -> _Body:
     raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in errors])
 
 
+async def _answer_all(
+    request: Request, specs: list[QuerySpec]
+) -> tuple[BatchOutcome, dict[str, Any]]:
+    """The search service's answers to `specs`, and the fields every search response has."""
+    state = request.app.state
+    with service_errors(state.metrics):
+        outcome: BatchOutcome = await state.search.answer(specs)
+    common = {
+        "model": state.encoder.fingerprint,
+        "index": outcome.collection,
+        "took_ms": round(outcome.took_ms, 3),
+    }
+    return outcome, common
+
+
 @router.post(
     "/search",
     response_model=SearchResponse,
@@ -121,17 +136,12 @@ async def _body(request: Request, model: type[_Body]) -> _Body:
 async def search(request: Request) -> OrjsonResponse:
     """The best FAQ entries for one question."""
     body = await _body(request, SearchRequest)
-    state = request.app.state
-    service, encoder = state.search, state.encoder
-    with service_errors(state.metrics):
-        outcome = await service.answer([query_spec(body)])
+    outcome, common = await _answer_all(request, [query_spec(body)])
     shaped = outcome.shaped[0]
     return OrjsonResponse(
         {
             "results": _results(shaped),
-            "model": encoder.fingerprint,
-            "index": outcome.collection,
-            "took_ms": round(outcome.took_ms, 3),
+            **common,
             "truncated": outcome.truncated[0],
             **_answer(shaped),
         }
@@ -147,25 +157,16 @@ async def search(request: Request) -> OrjsonResponse:
 async def search_batch(request: Request) -> OrjsonResponse:
     """Several questions in one request, answered in order."""
     body = await _body(request, BatchSearchRequest)
-    state = request.app.state
-    service, encoder = state.search, state.encoder
-    limit = state.settings.search_batch_max_queries
+    limit = request.app.state.settings.search_batch_max_queries
     if len(body.queries) > limit:
         raise ApiError(
             422,
             f"invalid request: queries: {len(body.queries)} queries, at most {limit} per "
             "batch (FAQ_SEARCH_BATCH_MAX_QUERIES)",
         )
-    with service_errors(state.metrics):
-        outcome = await service.answer([query_spec(q) for q in body.queries])
-    return OrjsonResponse(
-        {
-            "results": [
-                {"results": _results(shaped), "truncated": truncated, **_answer(shaped)}
-                for shaped, truncated in zip(outcome.shaped, outcome.truncated, strict=True)
-            ],
-            "model": encoder.fingerprint,
-            "index": outcome.collection,
-            "took_ms": round(outcome.took_ms, 3),
-        }
-    )
+    outcome, common = await _answer_all(request, [query_spec(q) for q in body.queries])
+    results = [
+        {"results": _results(shaped), "truncated": truncated, **_answer(shaped)}
+        for shaped, truncated in zip(outcome.shaped, outcome.truncated, strict=True)
+    ]
+    return OrjsonResponse({"results": results, **common})
