@@ -25,7 +25,7 @@ from index_builder.quality_gate import (
     QualityGateError,
     load_golden,
 )
-from index_builder.store import CollectionLayout, EmbeddedStore, FaqIndexError, open_store
+from index_builder.store import CollectionLayout, FaqIndexError, open_store
 
 GATE_FAILED = 3
 
@@ -131,9 +131,8 @@ def build(
             alias=alias,
             keep=keep,
             layout=layout,
+            lock_timeout_s=lock_timeout,
         )
-        if isinstance(index, EmbeddedStore):
-            index.lock_timeout_s = lock_timeout
         try:
             gate = QualityGate(queries, encoder, golden_top_k) if queries else None
             previous = index.current_collection()

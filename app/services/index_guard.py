@@ -134,11 +134,9 @@ def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
     """The guard over the settings' store; an embedded store's live version is loaded here,
     so the first search does not wait for it. The lifespan closes it."""
     store = open_settings_store(settings)
-    warm = getattr(store, "warm", None)
-    if callable(warm):
-        try:
-            warm()
-        except (FaqIndexError, OSError, ValueError) as exc:
-            # The guard reports it (not ready); searches load the version once it can.
-            log.warning("index not loaded at startup: %s", exc)
+    try:
+        store.warm()
+    except (FaqIndexError, OSError, ValueError) as exc:
+        # The guard reports it (not ready); searches load the version once it can.
+        log.warning("index not loaded at startup: %s", exc)
     return IndexGuard(store, fingerprint)

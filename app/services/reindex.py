@@ -29,15 +29,12 @@ from index_builder.quality_gate import (
     QualityGateError,
     load_golden,
 )
-from index_builder.store import CollectionInfo, EmbeddedStore, FaqIndexError, Store
+from index_builder.store import CollectionInfo, FaqIndexError, Store
 
 log = logging.getLogger(__name__)
 
 # What a best-effort startup cleanup may meet: Qdrant down, the embedded store busy elsewhere.
 _RECOVERABLE: tuple[type[BaseException], ...] = (*QDRANT_ERRORS, FaqIndexError)
-# Against a Qdrant server, half-built collections younger than this are not removed: another
-# process may be writing them. The embedded store knows (its write lock) and removes at once.
-ORPHAN_MIN_AGE_S = 600.0
 # Finished job records kept in the jobs directory.
 JOBS_KEPT = 100
 
@@ -79,7 +76,7 @@ class AdminService:
         self.store = store
         self.gate = gate
         self.batch_size = batch_size
-        self.orphan_min_age_s = 0.0 if isinstance(self.index, EmbeddedStore) else ORPHAN_MIN_AGE_S
+        self.orphan_min_age_s = self.index.orphan_min_age_s
         self.lock_timeout_s = lock_timeout_s
         self._write_lock = threading.Lock()
         # Guards _active and _thread; never held while waiting for the write lock.

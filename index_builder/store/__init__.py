@@ -36,15 +36,17 @@ def open_store(
     timeout_s: float = 5.0,
     layout: CollectionLayout | None = None,
     retrieval: Retrieval | None = None,
+    lock_timeout_s: float = 30.0,
 ) -> EmbeddedStore | QdrantStore:
-    """A Qdrant server's store when `url` is set, else the embedded one in `path`."""
+    """A Qdrant server's store when `url` is set, else the embedded one in `path` (its writers
+    wait up to `lock_timeout_s` for another's build or edit)."""
     if url:
         return QdrantStore.connect(
             url, api_key, timeout_s, alias=alias, keep=keep, layout=layout, retrieval=retrieval
         )
     if path is None:
         raise ValueError("either a Qdrant URL or a local data path is required")
-    return EmbeddedStore(path, alias, keep, retrieval=retrieval)
+    return EmbeddedStore(path, alias, keep, retrieval=retrieval, lock_timeout_s=lock_timeout_s)
 
 
 __all__ = [

@@ -1,5 +1,5 @@
 """The store's interface (`Store`), what it hands out and raises, and the version rules both
-backends share (`Versioned`).
+backends share.
 
 An index is an alias (e.g. `faq`) and the versioned collections behind it (`faq_v1`, `faq_v2`,
 ...). A build writes `<alias>_v<N+1>`, checks it, then moves the alias in one atomic step, so
@@ -27,6 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from index_builder.faq import FaqItem, content_hash
+from index_builder.lexical import Lexicon, SparseDoc
 
 if TYPE_CHECKING:
     from index_builder.encoder import Encoder
@@ -139,6 +140,9 @@ class Store(ABC):
     keep: int
     # Search batches worth running at once (threads of an in-process scan, server round trips).
     search_concurrency: int
+    # Half-built collections younger than this are spared by a startup cleanup: another process
+    # may still be writing them (a backend that knows better sets 0).
+    orphan_min_age_s: float = 600.0
 
     def _init_versions(self, alias: str, keep: int) -> None:
         if not re.fullmatch(r"[A-Za-z0-9_-]+", alias):
@@ -220,18 +224,39 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def _up_to_date(
+    def _plan(
         self, items: Sequence[FaqItem], encoder: Encoder, skip_if_unchanged: bool
-    ) -> tuple[str, IndexInfo | None]:
-        """The content hash of `items`, and the live index when a build of them with `encoder`
-        can be skipped (`skip_if_unchanged`, same model, same content)."""
+    ) -> IndexInfo | BuildPlan:
+        """What a build of `items` writes: the live index when it can be skipped
+        (`skip_if_unchanged`, same model, same content), else the new collection's metadata
+        and the entries' lexical vectors."""
+        if not items:
+            raise IndexBuildError("no FAQ items to index")
         digest = content_hash(items)
         if skip_if_unchanged and self.current_collection() is not None:
             live = self.info()
             if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
                 log.info("index %s is up to date (%d entries)", live.collection, live.points)
-                return digest, live
-        return digest, None
+                return live
+        lexicon = Lexicon.for_encoder(encoder)
+        # BM25 weighs a document's tokens against the average length of the collection's.
+        sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
+        meta = {
+            "fingerprint": encoder.fingerprint,
+            "model": encoder.name,
+            "content_hash": digest,
+            "created_at": now_iso(),
+            "count": len(items),
+            "lexical": lexicon.name,
+            "lexical_avg_len": avg_len,
+            # Stays `building` if the process dies before the end (see `orphans`).
+            "state": BUILDING,
+        }
+        return BuildPlan(meta, sparse)
+
+    def warm(self) -> None:
+        """Load what searches need before the first one asks (nothing for a server)."""
+        return None
 
     # --- shared rules ----------------------------------------------------------------------------
 
@@ -373,21 +398,12 @@ class Store(ABC):
         return live or "", target.name
 
 
-def build_metadata(
-    encoder: Encoder, digest: str, count: int, lexicon: str, avg_len: float
-) -> dict[str, Any]:
-    """What a new collection records about itself; `state` stays `building` if the process dies
-    before the end (see `Versioned.orphans`)."""
-    return {
-        "fingerprint": encoder.fingerprint,
-        "model": encoder.name,
-        "content_hash": digest,
-        "created_at": now_iso(),
-        "count": count,
-        "lexical": lexicon,
-        "lexical_avg_len": avg_len,
-        "state": BUILDING,
-    }
+@dataclass(frozen=True)
+class BuildPlan:
+    """A build that is not skipped: the new collection's metadata, the entries' lexical vectors."""
+
+    meta: dict[str, Any]
+    sparse: list[SparseDoc]
 
 
 def now_iso() -> str:

@@ -55,18 +55,13 @@ from index_builder.store.base import (
     Store,
     UnknownCollectionError,
     Validate,
-    build_metadata,
     now_iso,
 )
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import FlatSparse, MatrixSnapshot, Row
+from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot, Row
 
 log = logging.getLogger(__name__)
 
-# Up to this many entries a batch is searched on the event loop: a scan of a few thousand rows
-# takes well under a millisecond, less than a hand-off to a thread. Larger ones (the IVF path
-# above `matrix.ANN_THRESHOLD`) run in the search threads, so the loop keeps serving HTTP.
-INLINE_MAX_ROWS = 20_000
 # Search threads of a large index: one made the search a serial stage that left a core idle
 # under load (100k entries, c=32: two served 1.06x the req/s of one on 2 cores).
 SEARCH_THREADS = 2
@@ -119,10 +114,11 @@ class Entries:
         )
 
     def snapshot(self, name: str, retrieval: Retrieval) -> MatrixSnapshot:
-        rows = [Row.from_payload(pid, p) for pid, p in zip(self.ids, self.payloads, strict=True)]
+        ids = self.ids
+        rows = [Row.from_payload(pid, p) for pid, p in zip(ids, self.payloads, strict=True)]
         return MatrixSnapshot(
             name,
-            self.ids,
+            ids,
             self.question,
             rows,
             dim=self.question.shape[1],
@@ -226,6 +222,11 @@ class EmbeddedStore(Store):
         self._loading: Future[MatrixSnapshot | None] | None = None
         self._pool: ThreadPoolExecutor | None = None
         self.search_concurrency = SEARCH_THREADS
+        # Its write lock tells whether a build is running, so no half-built version is spared.
+        self.orphan_min_age_s = 0.0
+        # Metadata of `ready` versions, which never change: the model check reads it every few
+        # seconds.
+        self._ready_meta: dict[str, dict[str, Any]] = {}
 
     # --- the files ---------------------------------------------------------------------------
 
@@ -233,10 +234,15 @@ class EmbeddedStore(Store):
         return sorted(p.parent.name for p in self.root.glob("*/meta.json"))
 
     def _metadata(self, collection: str) -> dict[str, Any]:
+        cached = self._ready_meta.get(collection)
+        if cached is not None:
+            return cached
         try:
             meta: dict[str, Any] = json.loads((self.root / collection / "meta.json").read_text())
         except FileNotFoundError:
             raise UnknownCollectionError(f"no collection {collection!r} in {self.root}") from None
+        if meta.get("state") == READY:
+            self._ready_meta[collection] = meta
         return meta
 
     def _write_metadata(self, collection: str, meta: dict[str, Any]) -> None:
@@ -264,6 +270,7 @@ class EmbeddedStore(Store):
     def _delete_collection(self, name: str) -> None:
         shutil.rmtree(self.root / name, ignore_errors=True)
         self._snapshots.pop(name, None)
+        self._ready_meta.pop(name, None)
 
     @contextmanager
     def _writing(self, timeout_s: float | None = None) -> Iterator[None]:
@@ -300,23 +307,17 @@ class EmbeddedStore(Store):
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
     ) -> tuple[IndexInfo, bool]:
-        if not items:
-            raise IndexBuildError("no FAQ items to index")
         with self._writing():
-            digest, live = self._up_to_date(items, encoder, skip_if_unchanged)
-            if live is not None:
-                return live, False
-            lexicon = Lexicon.for_encoder(encoder)
-            # BM25 weighs a document's tokens against the average length of the collection's.
-            sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
-            meta = build_metadata(encoder, digest, len(items), lexicon.name, avg_len)
+            plan = self._plan(items, encoder, skip_if_unchanged)
+            if isinstance(plan, IndexInfo):
+                return plan, False
             started = time.perf_counter()
             name = self._commit(
-                meta,
+                plan.meta,
                 lambda name: Entries.encode(
                     items,
                     encoder,
-                    sparse,
+                    plan.sparse,
                     batch_size=batch_size,
                     on_batch=on_batch,
                     desc=f"indexing {name}" if progress else None,
@@ -463,7 +464,10 @@ class EmbeddedStore(Store):
         snapshot = self._ready_snapshot()
         if snapshot is None:  # nothing loaded yet: the first search waits for the load
             snapshot = await loop.run_in_executor(self._threads(), self._live)
-        if len(snapshot) <= INLINE_MAX_ROWS:
+        if len(snapshot) <= LARGE_ROWS:
+            # An exact scan of this many rows takes well under a millisecond, less than a
+            # hand-off to a thread; the IVF path above it runs in the search threads, so the
+            # loop keeps serving HTTP.
             return snapshot.search_batch(vectors, specs, self.retrieval)
         return await loop.run_in_executor(
             self._threads(), snapshot.search_batch, vectors, specs, self.retrieval

@@ -41,7 +41,6 @@ from index_builder.store.base import (
     SearchSpec,
     Store,
     Validate,
-    build_metadata,
     now_iso,
 )
 from index_builder.store.fusion import ANSWER, LEXICAL, QUESTION, Retrieval, fused_query
@@ -183,13 +182,10 @@ class QdrantStore(Store):
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
     ) -> tuple[IndexInfo, bool]:
-        if not items:
-            raise IndexBuildError("no FAQ items to index")
-        digest, live = self._up_to_date(items, encoder, skip_if_unchanged)
-        if live is not None:
-            return live, False
-        lexicon = Lexicon.for_encoder(encoder)
-        sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
+        plan = self._plan(items, encoder, skip_if_unchanged)
+        if isinstance(plan, IndexInfo):
+            return plan, False
+        sparse = plan.sparse
         name = self._next_name()
         started = time.perf_counter()
         self.client.create_collection(
@@ -205,7 +201,7 @@ class QdrantStore(Store):
             shard_number=self.layout.shard_number,
             replication_factor=self.layout.replication_factor,
             write_consistency_factor=self.layout.write_consistency_factor,
-            metadata=build_metadata(encoder, digest, len(items), lexicon.name, avg_len),
+            metadata=plan.meta,
         )
         try:
             with warnings.catch_warnings():
