@@ -3,16 +3,14 @@ vectors."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
-from index_builder.faq import FaqItem
 from index_builder.query_lang import QueryLanguageDetector
 from model_export.calibrate import FaqSearch
 from model_export.calibration import LabelledQuery
 from model_export.evaluation.answers import detection_figures, expected_lang, grouping_figures
 from tests.fakes import FakeEncoder
+from tests.model_export.answers_setup import HAND_FAQ as FAQ
 
 
 class StubDetector(QueryLanguageDetector):
@@ -21,21 +19,6 @@ class StubDetector(QueryLanguageDetector):
 
     def detect(self, text: str) -> str | None:
         return self.lang
-
-
-def items(rows: Sequence[tuple[str, str, str]]) -> list[FaqItem]:
-    return [FaqItem(id=i, question=q, answer="a", lang=lang) for i, q, lang in rows]
-
-
-FAQ = items(
-    [
-        ("order-cancel", "cancel order now", "en"),
-        ("order-cancel.es", "cancel order ahora", "es"),
-        ("order-cancel.de", "cancel order jetzt", "de"),
-        ("refund-time", "refund time", "en"),
-        ("shipping-cost", "shipping cost", "en"),
-    ]
-)
 
 
 def test_expected_language_falls_back_to_english() -> None:

@@ -7,11 +7,13 @@ high and the off-topic queries (no shop words) score low.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from index_builder.encoder import OnnxEncoder
+from index_builder.faq import FaqItem
 from index_builder.manifest import ModelManifest
 from model_export.calibration import offtopic_split
 from tests.fakes import FakeEncoder
@@ -71,3 +73,19 @@ def write_setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Pa
     return {
         "model": model, "shopper": shopper, "offtopic": offtopic, "faq": faq, "examples": examples,
     }  # fmt: skip
+
+
+def items(rows: Sequence[tuple[str, str, str]]) -> list[FaqItem]:
+    return [FaqItem(id=i, question=q, answer="a", lang=lang) for i, q, lang in rows]
+
+
+# Hand-made entries for the served search and the figures built on it.
+HAND_FAQ = items(
+    [
+        ("order-cancel", "cancel order now", "en"),
+        ("order-cancel.es", "cancel order ahora", "es"),
+        ("order-cancel.de", "cancel order jetzt", "de"),
+        ("refund-time", "refund time", "en"),
+        ("shipping-cost", "shipping cost", "en"),
+    ]
+)

@@ -3,33 +3,17 @@ vectors (the figures built on them: tests/evaluation/test_answers.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from index_builder.faq import FaqItem
 from index_builder.store.fusion import DENSE_ONLY
 from model_export.calibrate import FaqSearch, calibrate_model, rule_for
 from model_export.calibration import LabelledQuery, OffTopicQuery
 from tests.fakes import FakeEncoder
+from tests.model_export.answers_setup import HAND_FAQ as FAQ
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def items(rows: Sequence[tuple[str, str, str]]) -> list[FaqItem]:
-    return [FaqItem(id=i, question=q, answer="a", lang=lang) for i, q, lang in rows]
-
-
-FAQ = items(
-    [
-        ("order-cancel", "cancel order now", "en"),
-        ("order-cancel.es", "cancel order ahora", "es"),
-        ("order-cancel.de", "cancel order jetzt", "de"),
-        ("refund-time", "refund time", "en"),
-        ("shipping-cost", "shipping cost", "en"),
-    ]
-)
 
 
 def test_search_ranks_by_the_served_score() -> None:
