@@ -90,7 +90,6 @@ def _openapi(model: type[BaseModel]) -> dict[str, Any]:
 
 async def _body(request: Request, model: type[_Body]) -> _Body:
     """The request's JSON body as `model`, or the API's 422 (FastAPI's error shape)."""
-    check_search_key(request)
     content_type = request.headers.get("content-type", "")
     raw = await request.body()
     if not raw or "json" not in content_type:
@@ -135,6 +134,7 @@ async def _answer_all(
 )
 async def search(request: Request) -> OrjsonResponse:
     """The best FAQ entries for one question."""
+    check_search_key(request)
     body = await _body(request, SearchRequest)
     outcome, common = await _answer_all(request, [query_spec(body)])
     shaped = outcome.shaped[0]
@@ -156,6 +156,7 @@ async def search(request: Request) -> OrjsonResponse:
 )
 async def search_batch(request: Request) -> OrjsonResponse:
     """Several questions in one request, answered in order."""
+    check_search_key(request)
     body = await _body(request, BatchSearchRequest)
     limit = request.app.state.settings.search_batch_max_queries
     if len(body.queries) > limit:
