@@ -85,19 +85,43 @@ def _load_settings() -> Settings:
         _fail("invalid setting " + "; ".join(problems))
 
 
+def keyed(settings: Settings) -> bool:
+    return bool(settings.search_api_key or settings.search_api_key_file)
+
+
+def open_to_others(settings: Settings) -> bool:
+    """Listening beyond this machine (0.0.0.0, a LAN address) without a search key."""
+    loopback = settings.host in ("localhost", "::1") or settings.host.startswith("127.")
+    return not loopback and not keyed(settings)
+
+
+def banner(settings: Settings) -> str:
+    """Where the service listens and a curl line that works against it (the key's header
+    when a search key is set: the key itself is never printed)."""
+    base = f"http://{settings.host}:{settings.port}"
+    example = json.dumps({"query": "can I cancel mi pedido", "top_k": 3})
+    key = ' -H "X-API-Key: $FAQ_SEARCH_API_KEY"' if keyed(settings) else ""
+    return (
+        f"\nFAQ search on {base}  (docs: {base}/docs, metrics: {base}/metrics)\n"
+        f"Try:\n  curl -s {base}/search -H 'Content-Type: application/json'{key} "
+        f"-d '{example}'\n"
+        f"({settings.workers} worker{'s' if settings.workers > 1 else ''})\n"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     apply_options(argv, os.environ)
     settings = _load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    base = f"http://{settings.host}:{settings.port}"
-    example = json.dumps({"query": "can I cancel mi pedido", "top_k": 3})
-    print(
-        f"\nFAQ search on {base}  (docs: {base}/docs, metrics: {base}/metrics)\n"
-        f"Try:\n  curl -s {base}/search -H 'Content-Type: application/json' "
-        f"-d '{example}'\n"
-        f"({settings.workers} worker{'s' if settings.workers > 1 else ''})\n",
-        flush=True,
-    )
+    print(banner(settings), flush=True)
+    if open_to_others(settings):
+        print(
+            f"{PROG}: warning: listening on {settings.host} with no search key: anyone who "
+            "can reach this port can search and embed (set FAQ_SEARCH_API_KEY or "
+            "FAQ_SEARCH_API_KEY_FILE, or FAQ_HOST=127.0.0.1)",
+            file=sys.stderr,
+            flush=True,
+        )
     # Workers are separate processes: each builds its own app and reads the same settings.
     try:
         serve(settings)

@@ -103,7 +103,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         {"fingerprint": encoder.fingerprint, "name": encoder.name, "dim": str(encoder.dim)}
     )
 
-    guard = open_index_guard(settings, encoder.fingerprint)
+    guard = open_index_guard(settings, encoder.fingerprint, on_check=metrics.set_index)
     try:
         info = guard.current()
         log.info(
@@ -126,8 +126,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
-    # Its model calls run on the inference worker too: nothing else runs the session.
-    app.state.admin = create_admin(settings, queries.encoder_view(), guard, app.state.golden)
+    # Its model calls run on the inference worker too (the worker owns the encoder's model
+    # step from start() on): nothing else runs the session.
+    app.state.admin = create_admin(settings, encoder, guard, app.state.golden)
     freeze_long_lived("service loaded")
     try:
         yield
@@ -160,9 +161,15 @@ def create_app(
     # Resolved here so that an unreadable key file stops the service before it listens.
     app.state.api_keys = ApiKeys.from_settings(settings)
     app.state.golden = load_gate_queries(settings)  # likewise a bad golden queries file
+    # Middlewares, innermost first: the 500 handler, the body limit (its 413 and 408 are then
+    # timed and logged like any answer), metrics and the access log, CORS, the request id.
     install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        read_timeout_s=settings.body_read_timeout_s,
+    )
     install_metrics_middleware(app, app.state.metrics)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

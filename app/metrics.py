@@ -39,6 +39,8 @@ from prometheus_client.multiprocess import MultiProcessCollector, mark_process_d
 from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from index_builder.store import IndexInfo
+
 access_log = logging.getLogger("app.access")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -93,6 +95,25 @@ class InfoGauge:
         self._current = key
 
 
+def _file_pids(path: Path) -> set[int]:
+    """The pids that wrote values into a multiprocess directory (`<kind>_<pid>.db`)."""
+    tails = (file.stem.rsplit("_", 1)[-1] for file in path.glob("*.db"))
+    return {int(tail) for tail in tails if tail.isdigit()}
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+def forget_dead_workers(path: Path | None) -> None:
+    """Drop the live gauges of workers that died without their atexit (SIGKILL, OOM): else a
+    dead worker's queue depth or index info would be summed into /metrics forever."""
+    if path is not None:
+        for pid in _file_pids(path):
+            if not _alive(pid):
+                mark_process_dead(pid, str(path))  # type: ignore[no-untyped-call]
+
+
 class WorkerProcessCollector(Collector):
     """Process metrics of every live worker writing to a multiprocess directory, by `pid`."""
 
@@ -100,12 +121,7 @@ class WorkerProcessCollector(Collector):
         self.path = path
 
     def _pids(self) -> list[int]:
-        pids = set()
-        for file in self.path.glob("*.db"):
-            tail = file.stem.rsplit("_", 1)[-1]
-            if tail.isdigit():
-                pids.add(int(tail))
-        return sorted(p for p in pids if Path(f"/proc/{p}").exists())
+        return sorted(p for p in _file_pids(self.path) if _alive(p))
 
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
@@ -230,6 +246,11 @@ class Metrics:
         for reason in ("queue_full", "deadline"):
             # Exported at 0 from the start, so rate() and alerts see the series before a spike.
             self.rejected.labels(reason)
+
+    def set_index(self, info: IndexInfo) -> None:
+        """The live index as this worker last checked it (every worker, every check)."""
+        self.index_points.set(info.points)
+        self.index_info.info({"collection": info.collection, "fingerprint": info.fingerprint})
 
 
 @contextmanager

@@ -6,8 +6,10 @@ in and refuse before more than the limit is held in memory.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 import uuid
 from contextvars import ContextVar
 
@@ -51,29 +53,34 @@ class RequestIdMiddleware:
 
 
 class BodySizeLimitMiddleware:
-    """Answers 413 when Content-Length, or the bytes actually received, pass `max_bytes`.
+    """Answers 413 when Content-Length, or the bytes actually received, pass `max_bytes`, and
+    408 when the whole body has not arrived within `read_timeout_s` (a slowloris client would
+    otherwise hold a connection and its buffer for as long as it likes).
 
     The body is read here, up to the limit, and replayed to the app: FastAPI turns any error
     raised while it reads a body into a 400, so the decision has to be made before the app
     runs. Bodies are small (the limit defaults to 64 KiB), so buffering costs nothing.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.read_timeout_s = read_timeout_s
 
-    async def _reject(self, send: Send) -> None:
-        body = _error_body("payload_too_large", f"request body larger than {self.max_bytes} bytes")
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
+    async def _reject(self, send: Send, status: int = 413) -> None:
+        if status == 408:
+            body = _error_body(
+                "request_timeout",
+                f"the request body did not arrive within {self.read_timeout_s:g} s",
+            )
+        else:
+            body = _error_body(
+                "payload_too_large", f"request body larger than {self.max_bytes} bytes"
+            )
+        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+        if status == 408:
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -87,8 +94,13 @@ class BodySizeLimitMiddleware:
 
         chunks: list[bytes] = []
         received = 0
+        deadline = time.monotonic() + self.read_timeout_s
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), deadline - time.monotonic())
+            except TimeoutError:
+                await self._reject(send, 408)
+                return
             if message["type"] != "http.request":
                 # The client went away before sending its body: nothing to answer.
                 return

@@ -21,6 +21,7 @@ from app.api.errors import ApiError
 from app.core.config import Settings
 from app.core.security import API_KEY_HEADER, ApiKeys, key_matches, presented_key
 from app.metrics import Metrics
+from app.services.batcher import InferenceWorker
 from app.services.index_guard import IndexGuard
 from app.services.reindex import AdminService
 from app.services.search import SearchService
@@ -57,11 +58,8 @@ async def _encoder(request: Request) -> Encoder:
     return cast(Encoder, request.app.state.encoder)
 
 
-async def _inference_encoder(request: Request) -> Encoder:
-    """The encoder to run a request's texts on: the inference worker's view of the model when
-    the service has one (then nothing else runs the session), else the encoder itself."""
-    view = getattr(getattr(request.app.state, "queries", None), "encoder_view", None)
-    return cast(Encoder, view()) if callable(view) else cast(Encoder, request.app.state.encoder)
+async def _queries(request: Request) -> InferenceWorker:
+    return cast(InferenceWorker, request.app.state.queries)
 
 
 async def _guard(request: Request) -> IndexGuard:
@@ -106,6 +104,15 @@ def check_search_key(request: Request) -> None:
         _check(request, request.headers.get(API_KEY_HEADER), keys.search)
 
 
+def may_see_details(request: Request) -> bool:
+    """Whether a request may read the service's internals (/health/ready's problem, index
+    and model): always when no key is configured, else with the search or the admin key."""
+    keys = _api_keys(request)
+    configured = [k for k in (keys.search, keys.admin) if k is not None]
+    given = presented_key(request.headers.get(API_KEY_HEADER), request.headers.get("authorization"))
+    return not configured or any(key_matches(given, k) for k in configured)
+
+
 async def _require_admin_key(
     request: Request, header_value: Annotated[str | None, Security(_admin_key)]
 ) -> None:
@@ -118,7 +125,7 @@ async def _require_admin_key(
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 EncoderDep = Annotated[Encoder, Depends(_encoder)]
-InferenceEncoderDep = Annotated[Encoder, Depends(_inference_encoder)]
+QueriesDep = Annotated[InferenceWorker, Depends(_queries)]
 GuardDep = Annotated[IndexGuard, Depends(_guard)]
 SearchServiceDep = Annotated[SearchService, Depends(_search_service)]
 AdminDep = Annotated[AdminService, Depends(_admin)]

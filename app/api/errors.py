@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.api.responses import OrjsonResponse
 from app.metrics import Metrics
@@ -28,6 +29,7 @@ _STATUS_TYPES = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     422: "validation_error",
@@ -158,8 +160,35 @@ def install_error_handlers(app: FastAPI) -> None:
         type_ = _STATUS_TYPES.get(exc.status_code, "error")
         return error_response(exc.status_code, type_, str(exc.detail), headers=headers)
 
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> OrjsonResponse:
-        # Logged with the traceback for operators; the client gets no stack trace.
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error")
+    # Added first, so innermost: the request id, CORS, the histogram and the access log (the
+    # middlewares outside it) see its 500 like any other answer. Starlette's own handler for
+    # Exception runs outside every middleware, where none of them would.
+    app.add_middleware(UnexpectedErrorMiddleware)
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unexpected exception with the one JSON error shape, no stack trace."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracked(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracked)
+        except Exception:
+            # Logged with the traceback for operators; the client gets no stack trace.
+            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+            if started:  # part of a response is out: the connection can only be dropped
+                raise
+            response = error_response(500, "internal_error", "internal server error")
+            await response(scope, receive, send)

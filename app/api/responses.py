@@ -35,6 +35,7 @@ _MEANING: dict[int, str] = {
     403: "Admin routes are disabled: the service has no admin key (FAQ_ADMIN_API_KEY).",
     404: "Not found.",
     409: "The request conflicts with the current state.",
+    408: "The request body did not arrive in full within FAQ_BODY_READ_TIMEOUT_S.",
     413: "The request body is larger than FAQ_MAX_BODY_BYTES.",
     422: "The request breaks the schema, or its body is not decodable JSON (`details` names "
     "the fields).",
@@ -60,6 +61,8 @@ def errors(*codes: int, **meaning: str) -> dict[int | str, dict[str, Any]]:
     `meaning` overrides the text of a status for this route: `errors(404, 409, s404="...")`.
     """
     out: dict[int | str, dict[str, Any]] = {}
+    if 413 in codes and 408 not in codes:  # both come from reading the body (middleware.py)
+        codes = tuple(sorted((*codes, 408)))
     for code in codes:
         entry: dict[str, Any] = {
             "model": ErrorResponse,

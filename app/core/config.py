@@ -180,6 +180,13 @@ class Settings(BaseSettings):
         "127.0.0.1", description="Address to listen on (0.0.0.0 in a container, behind a proxy)."
     )
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    body_read_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=300,
+        description="Longest wait for a request body to arrive in full; a slower client "
+        "(slowloris) gets 408 and its connection is closed.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="Lowest level logged."
     )

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.encoder import Encoder, EncodeResult, Tokenized, TokenizingEncoder
+from index_builder.encoder import Encoder, EncodeResult, Kind, Tokenized, TokenizingEncoder
 
 if TYPE_CHECKING:
     from app.core.config import Settings
@@ -39,8 +39,6 @@ _T = TypeVar("_T")
 
 # Token-length classes: 2**4 = 16 tokens covers nearly every shopper query in one class.
 _MIN_BUCKET_BITS = 4
-# Texts per model job of `encoder_view()`: a reindex chunk runs between two query batches.
-_JOB_CHUNK = 32
 
 
 class BatcherError(RuntimeError):
@@ -225,17 +223,18 @@ class InferenceWorker:
             self._cond.notify_all()
         return [p.future for p in pending]
 
-    def _tokenize_and_submit(self, texts: Sequence[str]) -> list[Future[EncodedQuery]]:
+    def _tokenize_and_submit(self, texts: Sequence[str], kind: Kind) -> list[Future[EncodedQuery]]:
         t0 = time.perf_counter()
-        tokens = self.encoder.tokenize(texts, "query")
+        tokens = self.encoder.tokenize(texts, kind)
         if self.metrics is not None:
             self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
         return self.submit(tokens)
 
-    async def encode_async(self, texts: Sequence[str]) -> EncodeResult:
+    async def encode_async(self, texts: Sequence[str], kind: Kind = "query") -> EncodeResult:
         """Tokenise here (one call), encode in the worker's next batches, await the vectors
-        until the deadline (the worker resolves the futures through the loop)."""
-        futures = self._tokenize_and_submit(texts)
+        until the deadline (the worker resolves the futures through the loop). Searches and
+        /v1/embeddings both come here: one bounded queue, one deadline for every caller."""
+        futures = self._tokenize_and_submit(texts, kind)
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             _, late = await asyncio.wait(waiting, timeout=self.config.deadline_s)
@@ -270,15 +269,6 @@ class InferenceWorker:
             return future.result()
         except CancelledError:
             raise BatcherClosedError("the model job was cancelled (service stopping)") from None
-
-    def encoder_view(self) -> Encoder:
-        """The encoder for everything but the query path (reindex, edits, the quality gate).
-
-        It is the encoder itself: while the worker runs, its `encode_tokenized` (the one step
-        that runs the model, which every `encode*` call ends in) is routed to this thread as a
-        job; tokenising and the rest stay in the caller's thread.
-        """
-        return self.encoder
 
     def _own_model(self) -> None:
         """Route the encoder's model runs through this thread, whoever calls them."""

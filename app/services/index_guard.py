@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
@@ -42,8 +43,12 @@ class IndexGuard:
         fingerprint: str,
         interval_s: float = CHECK_INTERVAL_S,
         failure_ttl_s: float | None = None,
+        on_check: Callable[[IndexInfo], None] | None = None,
     ) -> None:
+        """`on_check(info)` after every good check: each worker keeps its own gauges of the
+        live index current (not only the one a readiness probe happened to reach)."""
         self.store = store
+        self.on_check = on_check
         self.fingerprint = fingerprint
         self.interval_s = interval_s
         # Requests during an outage answer 503 at once instead of each paying Qdrant's timeout;
@@ -81,6 +86,8 @@ class IndexGuard:
             self._info = info
             self._failure = None
             self._checked_at = time.monotonic()
+            if self.on_check is not None:
+                self.on_check(info)
             return info
         finally:
             self._lock.release()
@@ -130,7 +137,9 @@ def open_settings_store(settings: Settings) -> Store:
     )
 
 
-def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
+def open_index_guard(
+    settings: Settings, fingerprint: str, on_check: Callable[[IndexInfo], None] | None = None
+) -> IndexGuard:
     """The guard over the settings' store; an embedded store's live version is loaded here,
     so the first search does not wait for it. The lifespan closes it."""
     store = open_settings_store(settings)
@@ -139,4 +148,4 @@ def open_index_guard(settings: Settings, fingerprint: str) -> IndexGuard:
     except (FaqIndexError, OSError, ValueError) as exc:
         # The guard reports it (not ready); searches load the version once it can.
         log.warning("index not loaded at startup: %s", exc)
-    return IndexGuard(store, fingerprint)
+    return IndexGuard(store, fingerprint, on_check=on_check)

@@ -9,14 +9,17 @@ running when the service starts belongs to a job the previous process did not fi
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import re
+import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -61,11 +64,53 @@ class JobRecord(BaseModel):
     error: str | None = None
 
 
+class AdminLock:
+    """Admin writes one at a time, across this worker's threads and across worker processes:
+    a thread lock, then `flock` on `<jobs_dir>/.admin.lock`. The kernel drops a file lock when
+    its holder dies (SIGKILL included), so a dead worker never leaves it held. Not reentrant;
+    a reindex takes it in the request thread and its job thread releases it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread_lock = threading.Lock()
+        self._handle: Any = None
+
+    def acquire(self, timeout_s: float = 0.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        if not self._thread_lock.acquire(timeout=timeout_s):
+            return False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+b")  # noqa: SIM115 - held until release()
+        except OSError:
+            self._thread_lock.release()
+            raise
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    handle.close()
+                    self._thread_lock.release()
+                    return False
+                time.sleep(0.05)
+                continue
+            self._handle = handle
+            return True
+
+    def release(self) -> None:
+        handle, self._handle = self._handle, None
+        if handle is not None:
+            handle.close()  # closing the file releases the flock
+        self._thread_lock.release()
+
+
 class JobStore:
     def __init__(self, directory: Path, keep: int = 100) -> None:
         # Created on the first write: a service whose admin routes are off never needs it.
         self.directory = directory
         self.keep = keep
+        self.lock = AdminLock(directory / ".admin.lock")
 
     def _record_path(self, job_id: str) -> Path:
         return self.directory / f"{job_id}.json"
@@ -114,8 +159,13 @@ class JobStore:
                 records.append(record)
         return sorted(records, key=lambda r: r.created_at, reverse=True)
 
+    def unfinished(self) -> JobRecord | None:
+        """A job some worker has queued or is running, if any."""
+        return next((r for r in self.all() if r.state in ("queued", "running")), None)
+
     def recover(self) -> list[JobRecord]:
-        """Mark the jobs a previous process left queued or running as failed."""
+        """Mark the jobs a previous process left queued or running as failed. Only with the
+        admin lock held: a job another live worker runs holds it, and is not touched."""
         interrupted = []
         for record in self.all():
             if record.state in ("queued", "running"):

@@ -1,9 +1,10 @@
 """Admin writes on the live index: background reindex jobs, rollback and single-entry edits.
 
-Everything goes through the service's one store. One lock serialises this process's writes: a
-reindex job holds it from start to finish, so an edit or a rollback during a reindex is refused
-(409) rather than made on a collection the reindex is about to replace. Across processes (other
-workers, a CLI build) the embedded store's own file lock serialises them.
+Everything goes through the service's one store. One lock serialises the admin writes of every
+worker process (`jobs_store.AdminLock`, a file lock in the jobs directory): a reindex job holds
+it from start to finish, so a second reindex, an edit or a rollback meanwhile is refused (409),
+on whichever worker it lands, rather than made on a collection the reindex is about to replace.
+A CLI build beside the service is serialised by the embedded store's own file lock.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ class AdminService:
         self.batch_size = batch_size
         self.orphan_min_age_s = self.index.orphan_min_age_s
         self.lock_timeout_s = lock_timeout_s
-        self._write_lock = threading.Lock()
+        self._write_lock = store.lock
         # Guards _active and _thread; never held while waiting for the write lock.
         self._state = threading.Lock()
         self._active: JobRecord | None = None
@@ -88,19 +89,27 @@ class AdminService:
     # --- startup and shutdown ------------------------------------------------------------------
 
     def recover(self) -> None:
-        """After a restart: fail the jobs the last process left unfinished, drop orphans."""
+        """After a restart: fail the jobs a dead process left unfinished, drop orphans. Skipped
+        while another worker holds the admin lock: what is unfinished is its own live job."""
         try:
-            self.store.recover()
+            if not self._write_lock.acquire(0.0):
+                log.info("another worker is writing: its jobs and collections are left alone")
+                return
         except OSError as exc:
             # Searching does not need the job records; the admin routes say what is wrong.
-            log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
+            log.warning("cannot open the jobs directory %s: %s", self.store.directory, exc)
+            return
         try:
+            self.store.recover()
             if self.index.orphans(min_age_s=self.orphan_min_age_s):
-                with self._write_lock:
-                    self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
+                self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
+        except OSError as exc:
+            log.warning("cannot read the job records in %s: %s", self.store.directory, exc)
         except _RECOVERABLE as exc:
             # Not fatal (Qdrant down, the directory held elsewhere): the next reindex cleans up.
             log.warning("could not look for orphaned collections: %s", exc)
+        finally:
+            self._write_lock.release()
 
     def shutdown(self, timeout_s: float = 30.0) -> None:
         """Stop a running job (its new collection is deleted, the alias stays) and wait for it."""
@@ -121,30 +130,47 @@ class AdminService:
                 raise ReindexRunningError(self._active.id)
             if self._stop.is_set():
                 raise AdminConflictError("the service is shutting down")
-            job_id = uuid.uuid4().hex
-            record = JobRecord(
-                id=job_id,
-                state="queued",
-                source=source,
-                source_path=str(source_path) if source_path else None,
-                progress=Progress(total=len(items)),
-                created_at=now_iso(),
-            )
+            self._take_lock(0.0)  # released by the job's thread when it ends
             try:
-                if source == "inline":
-                    # On disk before the job starts: a crash from here on loses nothing submitted.
-                    record.items_file = str(self.store.save_items(job_id, items))
-                self.store.save(record)
-            except OSError as exc:
-                raise JobStoreError(
-                    f"cannot record the job in {self.store.directory}: {exc}; nothing was started"
-                ) from exc
-            self._active = record
-            self._thread = threading.Thread(
-                target=self._run, args=(record, list(items)), name=f"reindex-{job_id}", daemon=True
-            )
-            self._thread.start()
-            return record.model_copy(deep=True)
+                return self._start(items, source, source_path)
+            except BaseException:
+                self._write_lock.release()
+                raise
+
+    def _take_lock(self, timeout_s: float) -> None:
+        """The admin lock, or a 409 naming what holds it (a job of any worker, an edit)."""
+        if self._write_lock.acquire(timeout_s):
+            return
+        running = self.store.unfinished()
+        if running is not None:
+            raise ReindexRunningError(running.id)
+        raise AdminConflictError("another admin write is in progress: try again")
+
+    def _start(self, items: Sequence[FaqItem], source: str, source_path: Path | None) -> JobRecord:
+        job_id = uuid.uuid4().hex
+        record = JobRecord(
+            id=job_id,
+            state="queued",
+            source=source,
+            source_path=str(source_path) if source_path else None,
+            progress=Progress(total=len(items)),
+            created_at=now_iso(),
+        )
+        try:
+            if source == "inline":
+                # On disk before the job starts: a crash from here on loses nothing submitted.
+                record.items_file = str(self.store.save_items(job_id, items))
+            self.store.save(record)
+        except OSError as exc:
+            raise JobStoreError(
+                f"cannot record the job in {self.store.directory}: {exc}; nothing was started"
+            ) from exc
+        self._active = record
+        self._thread = threading.Thread(
+            target=self._run, args=(record, list(items)), name=f"reindex-{job_id}", daemon=True
+        )
+        self._thread.start()
+        return record.model_copy(deep=True)
 
     def job(self, job_id: str) -> JobRecord | None:
         with self._state:
@@ -193,27 +219,26 @@ class AdminService:
                 raise QualityGateError(report)
 
         try:
-            with self._write_lock:
-                index = self.index
-                started = time.perf_counter()
-                self._update(
-                    record,
-                    state="running",
-                    started_at=now_iso(),
-                    timings={"queued": round(started - created, 3)},
-                )
-                removed = index.remove_orphans(min_age_s=self.orphan_min_age_s)
-                previous = index.current_collection()
-                self._update(record, removed_orphans=removed, previous_collection=previous)
-                info, _ = index.build(
-                    items,
-                    self.encoder,
-                    batch_size=self.batch_size,
-                    progress=False,
-                    on_batch=on_batch,
-                    validate=validate,
-                )
-                self.guard.invalidate()
+            index = self.index
+            started = time.perf_counter()
+            self._update(
+                record,
+                state="running",
+                started_at=now_iso(),
+                timings={"queued": round(started - created, 3)},
+            )
+            removed = index.remove_orphans(min_age_s=self.orphan_min_age_s)
+            previous = index.current_collection()
+            self._update(record, removed_orphans=removed, previous_collection=previous)
+            info, _ = index.build(
+                items,
+                self.encoder,
+                batch_size=self.batch_size,
+                progress=False,
+                on_batch=on_batch,
+                validate=validate,
+            )
+            self.guard.invalidate()
             # Before the record says succeeded, so a client that sees it finds it settled.
             self._settle_new_collection()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
@@ -225,6 +250,7 @@ class AdminService:
         finally:
             with self._state:
                 self._active = None
+            self._write_lock.release()
             try:
                 self.store.prune()
             except OSError as exc:
@@ -257,8 +283,7 @@ class AdminService:
         with self._state:
             if self._active is not None:
                 raise ReindexRunningError(self._active.id)
-        if not self._write_lock.acquire(timeout=self.lock_timeout_s):
-            raise AdminConflictError("another admin write is in progress: try again")
+        self._take_lock(self.lock_timeout_s)
         try:
             yield
         finally:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,10 +21,9 @@ import pytest
 
 from app.api.responses import OrjsonResponse
 from app.main import create_app
-from app.services.batcher import QueueFullError
 from index_builder.encoder import EncodeResult, Kind, OnnxEncoder, Tokenized
 from tests.app.conftest import SAMPLE_FAQ, build_index, serve, settings_for
-from tests.fakes import FakeEncoder
+from tests.fakes import FakeEncoder, FakeTokens
 
 KEY = "s3arch"
 AUTH = {"X-API-Key": KEY}
@@ -38,12 +39,9 @@ class RecordingEncoder(FakeEncoder):
         self.kinds: list[tuple[str, Kind]] = []
         self.threads: set[str] = set()
 
-    def encode(self, texts: Sequence[str], kind: Kind) -> EncodeResult:
-        if "overload" in texts:
-            # What the inference worker raises when its queue is full.
-            raise QueueFullError("the encoder's queue is full", retry_after_s=2)
+    def tokenize(self, texts: Sequence[str], kind: Kind) -> list[FakeTokens]:
         self.kinds.extend((t, kind) for t in texts)
-        return super().encode(texts, kind)
+        return super().tokenize(texts, kind)
 
     def encode_tokenized(self, encodings: Sequence[Tokenized]) -> EncodeResult:
         self.threads.add(threading.current_thread().name)
@@ -153,10 +151,49 @@ def test_limits_and_bad_bodies_are_422(client: httpx.Client, body: dict[str, Any
     assert r.json()["error"]["type"] == "validation_error"
 
 
-def test_a_full_encoder_queue_is_429_with_retry_after(client: httpx.Client) -> None:
-    r = _embed(client, input=["overload"])
-    assert r.status_code == 429 and r.headers["retry-after"] == "2"
-    assert r.json()["error"]["type"] == "too_many_requests"
+class SlowEncoder(FakeEncoder):
+    """The fake encoder taking `seconds` per model run, as a busy model does."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(dim=DIM)
+        self.seconds = seconds
+
+    def encode_tokenized(self, encodings: Sequence[Tokenized]) -> EncodeResult:
+        time.sleep(self.seconds)
+        return super().encode_tokenized(encodings)
+
+
+def test_an_embeddings_flood_is_refused_by_the_real_queue_and_deadline(tmp_path: Path) -> None:
+    """Embeddings go through the inference worker's bounded queue and deadline, as searches
+    do: a flood gets 429 (queue full, with Retry-After) or 503 (deadline), and no call waits
+    much past the deadline, whereas model jobs without a bound all waited their turn."""
+    build_index(tmp_path / "index", FakeEncoder(dim=DIM))
+    settings = settings_for(
+        tmp_path / "unused-model",
+        tmp_path / "index",
+        batch_queue_size=16,
+        batch_deadline_s=0.5,
+        batch_max_size=8,
+    )
+    encoder = SlowEncoder(0.1)
+    with serve(create_app(settings, encoder_factory=lambda s: encoder)) as client:
+        body = {"model": "fake", "input": [f"text {i}" for i in range(8)]}
+
+        def call(_: int) -> tuple[int, float, str | None]:
+            t0 = time.perf_counter()
+            r = client.post("/v1/embeddings", json=body)
+            return r.status_code, time.perf_counter() - t0, r.headers.get("retry-after")
+
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(call, range(20)))
+    statuses = [s for s, _, _ in results]
+    assert set(statuses) <= {200, 429, 503}, statuses
+    assert statuses.count(429) >= 5, statuses  # 20 x 8 texts, a queue of 16
+    assert all(retry for s, _, retry in results if s == 429)
+    assert 200 in statuses
+    # Deadline 0.5 s, plus at most one model run in progress and HTTP: nobody waits for the
+    # whole flood (20 x 8 texts at 0.1 s per 8 would be 2 s for the last one).
+    assert max(t for _, t, _ in results) < 1.2, results
 
 
 def test_long_texts_are_cut_like_queries(client: httpx.Client) -> None:

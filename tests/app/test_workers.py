@@ -5,6 +5,7 @@ it."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -171,3 +172,29 @@ def test_metrics_from_two_workers_add_up(two_worker_server: Running) -> None:
             for k in _samples(text, "process_resident_memory_bytes")
         }
         assert pids == {str(p) for p in served} and str(proc.pid) not in pids
+
+
+def test_a_killed_workers_gauges_go_and_every_worker_reports_the_live_index(
+    two_worker_server: Running, small_faq: Path
+) -> None:
+    """A SIGKILLed worker runs no atexit: its live gauges (queue depth, index info) must not
+    stay summed into /metrics; and each worker sets the index gauges on its own checks, not
+    only the one a readiness probe reached, so after a rebuild one collection reads 1."""
+    api, qdrant, _ = two_worker_server
+    base = str(api.base_url)
+    victim = next(iter(_per_worker(base)))
+    os.kill(victim, signal.SIGKILL)
+    _build(qdrant, small_faq)  # faq_v2, by another process
+    deadline = time.monotonic() + 20
+    while True:
+        answers = _per_worker(base, pids=2, tries=40)
+        live = {pid: a for pid, a in answers.items() if pid != victim}
+        if live and all(a.get("index") == "faq_v2" for a in live.values()):
+            break
+        assert time.monotonic() < deadline, answers
+        time.sleep(0.2)
+    for _ in range(4):  # whichever worker answers the scrape
+        with httpx.Client(base_url=base, timeout=10) as fresh:
+            info = _samples(fresh.get("/metrics").text, "faq_index_info")
+        shown = {k for k, v in info.items() if v == 1}
+        assert len(shown) == 1 and 'collection="faq_v2"' in next(iter(shown)), info

@@ -1,16 +1,23 @@
-"""Probes: /health/live and /health/ready (GET and HEAD), and /metrics for the scraper."""
+"""Probes: /health/live and /health/ready (GET and HEAD), and /metrics for the scraper.
+
+Every route here is `async def`: a sync route would wait for a thread of the pool that
+embeddings, admin routes and server-mode work share, and a probe must answer under load. The
+one check that may block (a Qdrant round trip, files) runs in asyncio's own executor.
+"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.responses import Response
 
-from app.api.deps import EncoderDep, GuardDep, MetricsDep
+from app.api.deps import EncoderDep, GuardDep, MetricsDep, may_see_details
 from app.api.responses import OrjsonResponse
 from app.api.schemas.health import LiveResponse, ReadyResponse
+from app.metrics import forget_dead_workers
 from app.services.index_guard import IndexUnavailableError
 
 router = APIRouter(tags=["health"])
@@ -25,19 +32,19 @@ _READY_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 @router.get("/health/live", response_model=LiveResponse)
-def live() -> OrjsonResponse:
+async def live() -> OrjsonResponse:
     """The process answers; says nothing about the model or the index."""
     return OrjsonResponse({"status": "ok"})
 
 
 @router.head("/health/live", responses={200: {"description": "The process answers."}})
-def live_head() -> Response:
+async def live_head() -> Response:
     """As GET /health/live, without a body."""
     return Response(status_code=200)
 
 
-def _ready(
-    request: Request, encoder: EncoderDep, guard: GuardDep, metrics: MetricsDep
+async def _ready(
+    request: Request, encoder: EncoderDep, guard: GuardDep
 ) -> tuple[dict[str, Any], int]:
     providers = list(getattr(encoder, "providers", []))
     body: dict[str, Any] = {
@@ -49,35 +56,36 @@ def _ready(
         "problem": None,
     }
     try:
-        info = guard.current(force=True)
+        info = await asyncio.to_thread(guard.current, force=True)
     except IndexUnavailableError as exc:
         body["problem"] = str(exc)
-        return body, 503
-    body["ready"] = bool(request.app.state.warm)
-    body["index"], body["index_points"] = info.collection, info.points
-    metrics.index_points.set(info.points)
-    metrics.index_info.info({"collection": info.collection, "fingerprint": info.fingerprint})
-    return body, 200 if body["ready"] else 503
+    else:
+        body["ready"] = bool(request.app.state.warm)
+        body["index"], body["index_points"] = info.collection, info.points
+    status = 200 if body["ready"] else 503
+    if not may_see_details(request):
+        # Open to probes, but store errors, the collection and the fingerprint are for
+        # operators: without a key only the verdict.
+        body = {"ready": body["ready"], "problem": None if body["ready"] else "not ready"}
+    return body, status
 
 
 @router.get("/health/ready", response_model=ReadyResponse, responses=_READY_RESPONSES)
-def ready(
-    request: Request, encoder: EncoderDep, guard: GuardDep, metrics: MetricsDep
-) -> OrjsonResponse:
-    """Ready = the model is loaded and warm, Qdrant answers and the alias serves this model."""
-    body, status = _ready(request, encoder, guard, metrics)
+async def ready(request: Request, encoder: EncoderDep, guard: GuardDep) -> OrjsonResponse:
+    """Ready = the model is loaded and warm, Qdrant answers and the alias serves this model.
+    Without a key (when keys are configured) only `ready` and a generic `problem`."""
+    body, status = await _ready(request, encoder, guard)
     return OrjsonResponse(body, status_code=status)
 
 
 @router.head("/health/ready", responses=_READY_RESPONSES)
-def ready_head(
-    request: Request, encoder: EncoderDep, guard: GuardDep, metrics: MetricsDep
-) -> Response:
+async def ready_head(request: Request, encoder: EncoderDep, guard: GuardDep) -> Response:
     """As GET /health/ready (same status), without a body."""
-    _, status = _ready(request, encoder, guard, metrics)
+    _, status = await _ready(request, encoder, guard)
     return Response(status_code=status)
 
 
 @router.get("/metrics", include_in_schema=False)
-def prometheus(metrics: MetricsDep) -> Response:
+async def prometheus(metrics: MetricsDep) -> Response:
+    forget_dead_workers(metrics.multiprocess_dir)
     return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

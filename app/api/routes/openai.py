@@ -2,7 +2,8 @@
 
 Same key (the search key) and the same limits as /search: the body limit, at most
 FAQ_SEARCH_BATCH_MAX_QUERIES texts, each cut to FAQ_MAX_QUERY_CHARS characters and to the
-model's token limit, and the encoder's queue (429 when it is full).
+model's token limit, and the encoder's queue and deadline (429 when it is full, 503 past
+FAQ_BATCH_DEADLINE_S).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter
 
-from app.api.deps import EncoderDep, InferenceEncoderDep, MetricsDep, SearchAuth, SettingsDep
+from app.api.deps import EncoderDep, MetricsDep, QueriesDep, SearchAuth, SettingsDep
 from app.api.errors import ApiError, service_errors
 from app.api.responses import OrjsonResponse, errors
 from app.api.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList
@@ -49,9 +50,10 @@ def created_at(encoder: Encoder) -> int:
         s503="The encoder is shutting down or too slow now: retry after Retry-After seconds.",
     ),
 )
-def embeddings(
+async def embeddings(
     body: EmbeddingsRequest,
-    encoder: InferenceEncoderDep,
+    encoder: EncoderDep,
+    queries: QueriesDep,
     settings: SettingsDep,
     metrics: MetricsDep,
     _auth: SearchAuth,
@@ -72,8 +74,10 @@ def embeddings(
             f"({encoder.fingerprint})",
         )
     cut = [t[: settings.max_query_chars] for t in texts]
+    # Through the inference worker's bounded queue, as searches are: a flood of embeddings is
+    # refused (429) or dropped at its deadline (503) instead of holding the model.
     with service_errors(metrics):
-        encoded = encoder.encode(cut, body.input_type)
+        encoded = await queries.encode_async(cut, body.input_type)
     vectors = np.ascontiguousarray(encoded.vectors, dtype="<f4")
     data: list[dict[str, Any]] = [
         {
