@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak gpu-check
+.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -300,6 +300,11 @@ SOAK_ARGS ?=
 ## soak: faq-serve (int8, the sample index) under wrk at c=32 for 10 minutes with a mix of valid
 ## and invalid requests; prints 5xx, socket errors and RSS growth after the first minute, and
 ## fails on any 5xx or socket error or growth >= 5% (e.g. SOAK_ARGS='--minutes 1')
+## chaos: the fault-injection suite (slow/hanging/raising store, SIGKILL mid-reindex and
+## mid-edit, disk full, embeddings flood, slowloris); report in artifacts/chaos/results.{json,md}
+chaos: venv
+	$(BIN)/pytest -m chaos -q tests/chaos
+
 soak: venv
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh wrk

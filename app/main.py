@@ -122,7 +122,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     queries.start()
     app.state.queries = queries
     app.state.search = SearchService(
-        guard, metrics, settings.max_query_chars, queries, answering=answering
+        guard,
+        metrics,
+        settings.max_query_chars,
+        queries,
+        answering=answering,
+        deadline_s=settings.batch_deadline_s,
     )
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.

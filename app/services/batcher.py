@@ -158,8 +158,10 @@ class InferenceWorker:
         self.metrics = metrics
         self._clock = clock
         self._cond = threading.Condition()
-        self._buckets: dict[int, deque[_Pending]] = {}
+        # Queued texts by (bulk, length class): searches' classes before embeddings' ones.
+        self._buckets: dict[tuple[bool, int], deque[_Pending]] = {}
         self._size = 0
+        self._bulk = 0  # embedding texts in flight (encode_async's `bulk`)
         self._jobs: deque[_Job] = deque()
         self._job_turn = False
         self._closed = False
@@ -203,8 +205,11 @@ class InferenceWorker:
 
     # --- callers ----------------------------------------------------------------------------
 
-    def submit(self, tokens: Sequence[Tokenized]) -> list[Future[EncodedQuery]]:
-        """Queue tokenised queries, all or none; the futures resolve when they are encoded."""
+    def submit(
+        self, tokens: Sequence[Tokenized], *, bulk: bool = False
+    ) -> list[Future[EncodedQuery]]:
+        """Queue tokenised queries, all or none; the futures resolve when they are encoded.
+        `bulk` texts (embeddings) run only when no search is ready to."""
         now = self._clock()
         deadline = now + self.config.deadline_s
         pending = [_Pending(t, len(t.ids), now, deadline, Future[EncodedQuery]()) for t in tokens]
@@ -217,24 +222,50 @@ class InferenceWorker:
                     retry_after_s=max(1, round(self.config.deadline_s / 2)),
                 )
             for p in pending:
-                self._buckets.setdefault(length_bucket(p.n_tokens), deque()).append(p)
+                key = (bulk, length_bucket(p.n_tokens))
+                self._buckets.setdefault(key, deque()).append(p)
             self._size += len(pending)
             self._set_depth_locked()
             self._cond.notify_all()
         return [p.future for p in pending]
 
-    def _tokenize_and_submit(self, texts: Sequence[str], kind: Kind) -> list[Future[EncodedQuery]]:
+    def _tokenize_and_submit(
+        self, texts: Sequence[str], kind: Kind, bulk: bool
+    ) -> list[Future[EncodedQuery]]:
         t0 = time.perf_counter()
         tokens = self.encoder.tokenize(texts, kind)
         if self.metrics is not None:
             self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
-        return self.submit(tokens)
+        return self.submit(tokens, bulk=bulk)
 
-    async def encode_async(self, texts: Sequence[str], kind: Kind = "query") -> EncodeResult:
+    async def encode_async(
+        self, texts: Sequence[str], kind: Kind = "query", *, bulk: bool = False
+    ) -> EncodeResult:
         """Tokenise here (one call), encode in the worker's next batches, await the vectors
         until the deadline (the worker resolves the futures through the loop). Searches and
-        /v1/embeddings both come here: one bounded queue, one deadline for every caller."""
-        futures = self._tokenize_and_submit(texts, kind)
+        /v1/embeddings both come here: one bounded queue, one deadline for every caller.
+
+        `bulk` (embeddings): such texts in flight are held to half the queue, so a flood of
+        them is refused (429) while searches still find room."""
+        if not bulk:
+            return await self._encode(texts, kind, bulk)
+        with self._cond:
+            if self._bulk + len(texts) > self.config.max_queue_size // 2:
+                raise QueueFullError(
+                    f"{self._bulk} embedding texts are in flight, at most "
+                    f"{self.config.max_queue_size // 2} (half of FAQ_BATCH_QUEUE_SIZE); "
+                    "retry shortly",
+                    retry_after_s=max(1, round(self.config.deadline_s / 2)),
+                )
+            self._bulk += len(texts)
+        try:
+            return await self._encode(texts, kind, bulk)
+        finally:
+            with self._cond:
+                self._bulk -= len(texts)
+
+    async def _encode(self, texts: Sequence[str], kind: Kind, bulk: bool) -> EncodeResult:
+        futures = self._tokenize_and_submit(texts, kind, bulk)
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             _, late = await asyncio.wait(waiting, timeout=self.config.deadline_s)
@@ -328,7 +359,8 @@ class InferenceWorker:
                     return None
                 self._cond.wait()
                 continue
-            ready: tuple[float, int, int] | None = None  # (oldest arrival, bucket, count)
+            # (bulk, oldest arrival, bucket, count): a search batch first, then the oldest.
+            ready: tuple[bool, float, tuple[bool, int], int] | None = None
             first_due = float("inf")
             for bucket, queue in self._buckets.items():
                 if not queue:
@@ -336,13 +368,14 @@ class InferenceWorker:
                 count, full = self._fill(queue)
                 due = queue[0].enqueued_at + self.config.max_wait_s
                 if full or due <= now or self._closed:
-                    if ready is None or queue[0].enqueued_at < ready[0]:
-                        ready = (queue[0].enqueued_at, bucket, count)
+                    candidate = (bucket[0], queue[0].enqueued_at, bucket, count)
+                    if ready is None or candidate[:2] < ready[:2]:
+                        ready = candidate
                 else:
                     first_due = min(first_due, due)
             if ready is not None:
                 self._job_turn = bool(self._jobs)
-                return self._take_locked(ready[1], ready[2], now)
+                return self._take_locked(ready[2], ready[3], now)
             self._cond.wait(timeout=max(0.0, first_due - now))
 
     def _fill(self, queue: deque[_Pending]) -> tuple[int, bool]:
@@ -360,7 +393,7 @@ class InferenceWorker:
             count += 1
         return count, count == self.config.max_batch_size
 
-    def _take_locked(self, bucket: int, count: int, now: float) -> list[_Pending]:
+    def _take_locked(self, bucket: tuple[bool, int], count: int, now: float) -> list[_Pending]:
         queue = self._buckets[bucket]
         taken = [queue.popleft() for _ in range(count)]
         if not queue:

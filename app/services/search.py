@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
 from app.services.answering import Answering, Shaped
-from app.services.batcher import InferenceWorker
+from app.services.batcher import DeadlineExceededError, InferenceWorker
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
 from index_builder.store import FaqIndexError, Hit, SearchSpec
@@ -149,7 +149,10 @@ class SearchService:
         queries: InferenceWorker,
         *,
         answering: Answering | None = None,
+        deadline_s: float = 2.0,
     ) -> None:
+        """`deadline_s`: longest wait for the store's answer to one batch (a hanging store is
+        a 503 then, never a request that waits forever)."""
         # Grouping, the answer's language and abstain (app/services/answering.py); without
         # one, every hit as ranked and never an abstention.
         self.answering = answering or Answering(AbstainRule(None))
@@ -157,6 +160,7 @@ class SearchService:
         self.metrics = metrics
         self.max_query_chars = max_query_chars
         self.queries = queries
+        self.deadline_s = deadline_s
         self._combiner = SearchCombiner(
             self._answer_batch, MAX_SEARCH_BATCH, guard.store.search_concurrency
         )
@@ -198,8 +202,19 @@ class SearchService:
     ) -> list[list[Hit]]:
         """One batched search of the live index, timed; an unreachable Qdrant is a 503."""
         t0 = time.perf_counter()
+        budget = asyncio.timeout(self.deadline_s)
         try:
-            result = await self.guard.store.search_batch(vectors, specs)
+            async with budget:
+                result = await self.guard.store.search_batch(vectors, specs)
+        except TimeoutError as exc:
+            if not budget.expired():  # the client's own timeout: an unreachable server
+                self.guard.invalidate()
+                raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
+            self.metrics.rejected.labels("deadline").inc()
+            raise DeadlineExceededError(
+                f"the index did not answer within {self.deadline_s:g} s "
+                "(FAQ_BATCH_DEADLINE_S): retry shortly"
+            ) from exc
         except QDRANT_ERRORS as exc:
             # Re-checked on the next request, so the service recovers once Qdrant answers.
             self.guard.invalidate()
@@ -207,6 +222,13 @@ class SearchService:
         except FaqIndexError as exc:
             self.guard.invalidate()
             raise IndexUnavailableError(str(exc)) from exc
+        except Exception as exc:
+            # Anything else from the store (a MemoryError loading a version, a collection
+            # deleted under a search, a bug): the index cannot answer now, a 503 with
+            # Retry-After like an outage, and the traceback for the operator.
+            log.exception("the store failed a search of %d queries", len(specs))
+            self.guard.invalidate()
+            raise IndexUnavailableError(f"the index failed: {type(exc).__name__}") from exc
         self.metrics.search_duration.observe(time.perf_counter() - t0)
         self.metrics.search_batch_size.observe(len(specs))
         return result

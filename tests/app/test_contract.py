@@ -176,9 +176,9 @@ def test_every_error_is_documented_in_the_one_error_shape(doc: dict[str, Any]) -
 @pytest.mark.parametrize(
     ("path", "method", "statuses"),
     [
-        ("/search", "post", {"200", "401", "413", "422", "429", "503"}),
-        ("/search/batch", "post", {"200", "401", "413", "422", "429", "503"}),
-        ("/v1/embeddings", "post", {"200", "401", "404", "413", "422", "429", "503"}),
+        ("/search", "post", {"200", "401", "408", "413", "422", "429", "503"}),
+        ("/search/batch", "post", {"200", "401", "408", "413", "422", "429", "503"}),
+        ("/v1/embeddings", "post", {"200", "401", "404", "408", "413", "422", "429", "503"}),
         ("/v1/models", "get", {"200", "401"}),
         ("/v1/models/{model}", "get", {"200", "401", "404"}),
         ("/info", "get", {"200", "401"}),
@@ -186,12 +186,20 @@ def test_every_error_is_documented_in_the_one_error_shape(doc: dict[str, Any]) -
         ("/health/live", "head", {"200"}),
         ("/health/ready", "get", {"200", "503"}),
         ("/health/ready", "head", {"200", "503"}),
-        ("/admin/reindex", "post", {"202", "401", "403", "409", "413", "422", "503"}),
+        ("/admin/reindex", "post", {"202", "401", "403", "409", "408", "413", "422", "503"}),
         ("/admin/reindex", "get", {"200", "401", "403"}),
         ("/admin/reindex/{job_id}", "get", {"200", "401", "403", "404"}),
-        ("/admin/rollback", "post", {"200", "401", "403", "404", "409", "413", "422", "503"}),
+        (
+            "/admin/rollback",
+            "post",
+            {"200", "401", "403", "404", "409", "408", "413", "422", "503"},
+        ),
         ("/admin/collections", "get", {"200", "401", "403", "409", "503"}),
-        ("/admin/faq/{faq_id}", "put", {"200", "201", "401", "403", "409", "413", "422", "503"}),
+        (
+            "/admin/faq/{faq_id}",
+            "put",
+            {"200", "201", "401", "403", "409", "408", "413", "422", "503"},
+        ),
         ("/admin/faq/{faq_id}", "delete", {"200", "401", "403", "404", "409", "422", "503"}),
     ],
 )

@@ -102,7 +102,7 @@ def test_a_body_that_does_not_arrive_in_time_is_408(failing: httpx.Client) -> No
     with socket.create_connection((host, port), timeout=5) as sock:
         sock.sendall(
             b"POST /search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Content-Length: 100\r\n\r\n{\"query\": "
+            b'Content-Length: 100\r\n\r\n{"query": '
         )
         t0 = time.perf_counter()
         answer = sock.recv(4096)
@@ -122,7 +122,7 @@ def test_ready_shows_its_details_only_to_a_key_holder(tmp_path: Path) -> None:
 
 def test_the_banner_shows_the_key_header_and_an_open_service_is_named() -> None:
     keyed = Settings.model_validate({"search_api_key": "s3cret", "host": "0.0.0.0"})
-    assert 'X-API-Key: $FAQ_SEARCH_API_KEY' in banner(keyed) and "s3cret" not in banner(keyed)
+    assert "X-API-Key: $FAQ_SEARCH_API_KEY" in banner(keyed) and "s3cret" not in banner(keyed)
     assert not open_to_others(keyed)
     open_ = Settings.model_validate({"host": "0.0.0.0"})
     assert "X-API-Key" not in banner(open_) and open_to_others(open_)
@@ -143,7 +143,9 @@ def _worker_admin(tmp_path: Path) -> AdminService:
     encoder = SlowEncoder(dim=DIM)
     index = EmbeddedStore(tmp_path / "index")
     guard = IndexGuard(index, encoder.fingerprint, 5.0)
-    return AdminService(encoder, guard, JobStore(tmp_path / "jobs"), batch_size=4, lock_timeout_s=0.2)
+    return AdminService(
+        encoder, guard, JobStore(tmp_path / "jobs"), batch_size=4, lock_timeout_s=0.2
+    )
 
 
 def _items() -> list[FaqItem]:

@@ -77,7 +77,7 @@ async def embeddings(
     # Through the inference worker's bounded queue, as searches are: a flood of embeddings is
     # refused (429) or dropped at its deadline (503) instead of holding the model.
     with service_errors(metrics):
-        encoded = await queries.encode_async(cut, body.input_type)
+        encoded = await queries.encode_async(cut, body.input_type, bulk=True)
     vectors = np.ascontiguousarray(encoded.vectors, dtype="<f4")
     data: list[dict[str, Any]] = [
         {
