@@ -54,10 +54,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("FAQ_QDRANT_URL", "QDRANT_URL", "qdrant_url"),
         description="Qdrant server URL; unset = the embedded store in index_path.",
     )
-    qdrant_api_key: str | None = Field(
+    qdrant_api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("FAQ_QDRANT_API_KEY", "QDRANT_API_KEY", "qdrant_api_key"),
-        description="API key of the Qdrant server, when it has one.",
+        description="API key of the Qdrant server, when it has one; a warning is logged when "
+        "it would travel over plain http to another machine.",
     )
     index_path: Path = Field(
         Path("var/index"),
@@ -65,7 +66,12 @@ class Settings(BaseSettings):
         description="Directory of the embedded store, used when no Qdrant URL is set "
         "(FAQ_QDRANT_PATH is read too).",
     )
-    qdrant_timeout_s: float = Field(2.0, gt=0, description="Per-call timeout against a server.")
+    qdrant_timeout_s: float = Field(
+        2.0,
+        gt=0,
+        description="Longest wait for one call to the server, in seconds (fractions kept); a "
+        "read tried again after a quick fault (refused connection, 5xx) stays within it.",
+    )
     collection_alias: str = Field(
         "faq",
         pattern=r"^[A-Za-z0-9_-]+$",

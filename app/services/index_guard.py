@@ -127,7 +127,7 @@ def open_settings_store(settings: Settings) -> Store:
     embedded one in `FAQ_INDEX_PATH`."""
     return open_store(
         url=settings.qdrant_url,
-        api_key=settings.qdrant_api_key,
+        api_key=key.get_secret_value() if (key := settings.qdrant_api_key) else None,
         path=settings.index_path,
         alias=settings.collection_alias,
         keep=settings.keep_collections,

@@ -8,24 +8,32 @@ m=32 / hnsw_ef 512 (docs/design.md), and the service's quality bar is the exact 
 server scales an exact search by shards (`FAQ_SHARD_NUMBER`).
 
 One synchronous client serves the admin writes and the searches; a batch of searches runs in
-the store's own threads, so the service awaits it like the embedded store's.
+the store's own threads, so the service awaits it like the embedded store's. Every call waits at
+most `timeout_s` (fractions kept); reads are tried again once after a fault that a second try
+may not meet, within that same deadline (`_read`); writes never are.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import ipaddress
 import logging
+import math
 import time
 import uuid
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
+import httpx
 import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 from tqdm import tqdm
 
 from index_builder.encoder import Encoder
@@ -53,6 +61,23 @@ _POINT_NAMESPACE = uuid.UUID("6f1d2a52-8e8c-4c33-9d0b-5d9f3b1f6a10")
 EXACT = models.SearchParams(exact=True)
 # Threads that wait on the server's answers to search batches.
 SEARCH_THREADS = 8
+# A read (search, alias or collection lookup, count, retrieve) is tried at most this often, the
+# second try after a short pause: a dropped connection, a restarting node's 503 or a proxy's 502
+# is often gone by then. All tries share one deadline (`timeout_s`).
+READ_TRIES = 2
+RETRY_PAUSE_S = 0.05
+# A second try with less time than this left could not get an answer: not started.
+MIN_TRY_S = 0.05
+
+T = TypeVar("T")
+
+# When the read under way in this thread must end; the client's middleware
+# (`_timeout_middleware`) gives each request what is left of it.
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "qdrant_read_deadline", default=None
+)
+# Hosts already warned about receiving the API key over plain http: once per process.
+_warned_plain_http: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -117,6 +142,7 @@ class QdrantStore(Store):
         *,
         layout: CollectionLayout | None = None,
         retrieval: Retrieval | None = None,
+        timeout_s: float = 5.0,
     ) -> None:
         self._init_versions(alias, keep)
         self.client = client
@@ -124,6 +150,7 @@ class QdrantStore(Store):
         self.retrieval = retrieval or Retrieval()
         self._pool: ThreadPoolExecutor | None = None
         self.search_concurrency = SEARCH_THREADS
+        self.timeout_s = timeout_s
 
     @classmethod
     def connect(
@@ -131,23 +158,54 @@ class QdrantStore(Store):
     ) -> QdrantStore:
         # The client does not connect until the first call: a server down at startup only makes
         # the service not ready.
-        return cls(
-            QdrantClient(url=url, api_key=api_key or None, timeout=int(max(1, timeout_s))), **kw
-        )
+        if api_key:
+            _warn_plain_http(url)
+        with warnings.catch_warnings():
+            # Said once, in the log, and only for a remote host (`_warn_plain_http`).
+            warnings.filterwarnings("ignore", "Api key is used with an insecure connection")
+            # qdrant-client takes whole seconds (it rounds 0.5 up to 1); the middleware sets
+            # every REST request's own timeout instead, fractions kept.
+            client = QdrantClient(url=url, api_key=api_key or None, timeout=math.ceil(timeout_s))
+        client.http.client.add_middleware(_timeout_middleware(timeout_s))
+        return cls(client, timeout_s=timeout_s, **kw)
+
+    def _read(self, call: Callable[[], T]) -> T:
+        """`call`, a read (safe to repeat), tried again after a connection error, a timeout or
+        a 5xx while time is left: every try shares one deadline, `timeout_s` from now (or the
+        enclosing read's), so a slow server costs one timeout, never one per try. A try that
+        timed out has spent the deadline; in practice quick faults are the ones tried again."""
+        outer = _DEADLINE.get()
+        deadline = time.monotonic() + self.timeout_s
+        token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
+        try:
+            tries = 1
+            while True:
+                try:
+                    return call()
+                except (ResponseHandlingException, UnexpectedResponse) as exc:
+                    left = deadline - time.monotonic() - RETRY_PAUSE_S
+                    if tries >= READ_TRIES or left < MIN_TRY_S or not _transient(exc):
+                        raise
+                    log.warning("Qdrant read failed, trying again: %s", _describe(exc))
+                time.sleep(RETRY_PAUSE_S)
+                tries += 1
+        finally:
+            _DEADLINE.reset(token)
 
     # --- primitives --------------------------------------------------------------------------
 
     def _names(self) -> list[str]:
-        return [c.name for c in self.client.get_collections().collections]
+        return [c.name for c in self._read(self.client.get_collections).collections]
 
     def _metadata(self, collection: str) -> dict[str, Any]:
-        return dict(self.client.get_collection(collection).config.metadata or {})
+        info = self._read(lambda: self.client.get_collection(collection))
+        return dict(info.config.metadata or {})
 
     def _count(self, collection: str) -> int:
-        return self.client.count(collection, exact=True).count
+        return self._read(lambda: self.client.count(collection, exact=True)).count
 
     def current_collection(self) -> str | None:
-        for a in self.client.get_aliases().aliases:
+        for a in self._read(self.client.get_aliases).aliases:
             if a.alias_name == self.alias:
                 return a.collection_name
         return None
@@ -256,7 +314,9 @@ class QdrantStore(Store):
         # version before the last build).
         live = self.check_model(encoder.fingerprint).collection
         ids = [point_id(i.id) for i in items]
-        found = self.client.retrieve(live, ids=ids, with_payload=False, with_vectors=False)
+        found = self._read(
+            lambda: self.client.retrieve(live, ids=ids, with_payload=False, with_vectors=False)
+        )
         existing = {str(p.id) for p in found}
         avg_len = float(self._metadata(live).get("lexical_avg_len") or 0.0) or None
         docs, _ = Lexicon.for_encoder(encoder).documents([i.lexical_text for i in items], avg_len)
@@ -267,7 +327,10 @@ class QdrantStore(Store):
     def delete(self, faq_id: str) -> str | None:
         live = self.info().collection
         pid = point_id(faq_id)
-        if not self.client.retrieve(live, ids=[pid], with_payload=False, with_vectors=False):
+        found = self._read(
+            lambda: self.client.retrieve(live, ids=[pid], with_payload=False, with_vectors=False)
+        )
+        if not found:
             return None
         self.client.delete(
             collection_name=live, points_selector=models.PointIdsList(points=[pid]), wait=True
@@ -308,12 +371,15 @@ class QdrantStore(Store):
         collection: str | None = None,
     ) -> list[Hit]:
         request = self._request(vector, SearchSpec(top_k, lang, market, lexical))
-        response = self.client.query_points(
-            collection_name=collection or self.alias,
-            query=request.query,
-            prefetch=request.prefetch,
-            limit=top_k,
-            with_payload=True,
+        # Qdrant resolves the alias itself: one round trip, no alias lookup first.
+        response = self._read(
+            lambda: self.client.query_points(
+                collection_name=collection or self.alias,
+                query=request.query,
+                prefetch=request.prefetch,
+                limit=top_k,
+                with_payload=True,
+            )
         )
         return [hit_from_point(p) for p in response.points]
 
@@ -321,7 +387,9 @@ class QdrantStore(Store):
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
     ) -> list[list[Hit]]:
         requests = [self._request(v, s) for v, s in zip(vectors, specs, strict=True)]
-        responses = self.client.query_batch_points(collection_name=self.alias, requests=requests)
+        responses = self._read(
+            lambda: self.client.query_batch_points(collection_name=self.alias, requests=requests)
+        )
         return [[hit_from_point(p) for p in r.points] for r in responses]
 
     async def search_batch(
@@ -340,6 +408,61 @@ class QdrantStore(Store):
         if self._pool is not None:
             self._pool.shutdown(wait=False)
         self.client.close()
+
+
+def _transient(exc: ResponseHandlingException | UnexpectedResponse) -> bool:
+    """Whether a second try may succeed: the connection failed or timed out (not an answer
+    that could not be parsed), or the server or a proxy in front of it answered 5xx."""
+    if isinstance(exc, UnexpectedResponse):
+        return (exc.status_code or 0) >= 500
+    return isinstance(exc.source, httpx.TransportError)
+
+
+def _describe(exc: ResponseHandlingException | UnexpectedResponse) -> str:
+    if isinstance(exc, UnexpectedResponse):
+        return f"HTTP {exc.status_code}"
+    return f"{type(exc.source).__name__}: {exc.source}"
+
+
+Send = Callable[[httpx.Request], httpx.Response]
+
+
+def _timeout_middleware(timeout_s: float) -> Callable[[httpx.Request, Send], httpx.Response]:
+    """Sets each REST request's timeout (httpx's `timeout` request extension): what is left of
+    the read under way (`_DEADLINE`), else `timeout_s`. httpx applies it to each phase
+    (connect, write, read)."""
+
+    def middleware(request: httpx.Request, call_next: Send) -> httpx.Response:
+        deadline = _DEADLINE.get()
+        budget = timeout_s if deadline is None else max(deadline - time.monotonic(), MIN_TRY_S)
+        request.extensions["timeout"] = httpx.Timeout(budget).as_dict()
+        return call_next(request)
+
+    return middleware
+
+
+def _warn_plain_http(url: str) -> None:
+    """Log once per host when the API key would cross the network unencrypted: plain http
+    (qdrant-client's default without a scheme) to a host other than this machine."""
+    parts = urlsplit(url if "://" in url else f"http://{url}")
+    host = parts.hostname or ""
+    if parts.scheme != "http" or _is_local(host) or host in _warned_plain_http:
+        return
+    _warned_plain_http.add(host)
+    log.warning(
+        "the Qdrant API key is sent to %s over plain http, readable on the network: "
+        "use an https:// URL",
+        host,
+    )
+
+
+def _is_local(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _points(
