@@ -71,10 +71,12 @@ def _fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
-def _load_settings() -> Settings:
+def load_settings(overrides: dict[str, object] | None = None, prog: str = PROG) -> Settings:
+    """The settings from the environment and .env (`overrides` win), or exit 2 naming every
+    invalid one by its FAQ_ variable."""
     get_settings.cache_clear()
     try:
-        return get_settings()
+        return Settings(**overrides) if overrides else get_settings()  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
@@ -82,7 +84,8 @@ def _load_settings() -> Settings:
             if not name.upper().startswith("FAQ_"):
                 name = f"FAQ_{name}"
             problems.append(f"{name.upper()}: {err['msg']}")
-        _fail("invalid setting " + "; ".join(problems))
+        print(f"{prog}: error: invalid setting " + "; ".join(problems), file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 def keyed(settings: Settings) -> bool:
@@ -111,7 +114,7 @@ def banner(settings: Settings) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     apply_options(argv, os.environ)
-    settings = _load_settings()
+    settings = load_settings()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     print(banner(settings), flush=True)
     if open_to_others(settings):

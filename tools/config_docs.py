@@ -116,7 +116,8 @@ def render(cls: type[BaseSettings]) -> str:
             "     by hand. `tests/test_config_docs.py` fails when this page is stale. -->",
             "",
             f"Every setting of the service, one class (`Settings` in `{where}`), read {read_from}.",
-            "The `faq-index` command reads the same variables for the model and index options.",
+            "`faq-index build` reads the same settings (its --model-dir, --variant, "
+            "--index-path and --golden override them for one run).",
             "A sample `.env` is [`.env.example`](../.env.example); the quick start and the two",
             "keys are in the [README](../README.md#quick-start).",
             "",

@@ -122,9 +122,9 @@ def retrieval(settings: Settings) -> Retrieval:
     return Retrieval(answer_weight=settings.answer_weight, lexical_weight=settings.lexical_weight)
 
 
-def open_settings_store(settings: Settings) -> Store:
+def open_settings_store(settings: Settings, lock_timeout_s: float = 30.0) -> Store:
     """The store the settings name: a Qdrant server when `FAQ_QDRANT_URL` is set, else the
-    embedded one in `FAQ_INDEX_PATH`."""
+    embedded one in `FAQ_INDEX_PATH` (whose writers wait `lock_timeout_s` for another's)."""
     return open_store(
         url=settings.qdrant_url,
         api_key=key.get_secret_value() if (key := settings.qdrant_api_key) else None,
@@ -134,6 +134,7 @@ def open_settings_store(settings: Settings) -> Store:
         timeout_s=settings.qdrant_timeout_s,
         layout=collection_layout(settings),
         retrieval=retrieval(settings),
+        lock_timeout_s=lock_timeout_s,
     )
 
 

@@ -12,6 +12,7 @@ The fake encoder serves: the contract is about HTTP, not about the model.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -36,8 +37,10 @@ SEARCH = {"X-API-Key": SEARCH_KEY}
 ADMIN = {"X-API-Key": ADMIN_KEY}
 DIM = 384
 # Examples per operation and phase: about 900 requests in about 25 s on two cores.
-MAX_EXAMPLES = 25
-SEED = 11
+# A long run: CONTRACT_SEED=1 CONTRACT_MAX_EXAMPLES=70 pytest tests/app/test_contract.py -k
+# schemathesis -s (about 1,100 cases per seed).
+MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "25"))
+SEED = int(os.environ.get("CONTRACT_SEED", "11"))
 
 
 def _small_faq(directory: Path) -> Path:

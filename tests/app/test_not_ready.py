@@ -57,7 +57,7 @@ def test_serving_imports_neither_torch_nor_transformers() -> None:
     import sys
 
     code = (
-        "import sys, app.main, app.cli, index_builder.cli, index_builder.encoder;"
+        "import sys, app.main, app.cli, app.index_cli, index_builder.encoder;"
         "bad = {'torch', 'transformers'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

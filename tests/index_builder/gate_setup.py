@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner, Result
 
-from index_builder.cli import cli
+from app.index_cli import cli
 from index_builder.encoder import OnnxEncoder
 from tests.fakes import FakeEncoder
 

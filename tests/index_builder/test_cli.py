@@ -4,7 +4,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from index_builder.cli import cli
+from app.index_cli import cli
 
 
 def test_bad_faq_row_exits_2_with_file_and_line(tmp_path: Path) -> None:

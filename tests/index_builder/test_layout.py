@@ -12,8 +12,8 @@ from qdrant_client import QdrantClient
 from typer.testing import CliRunner
 
 from app.core.config import Settings
+from app.index_cli import cli
 from app.services.index_guard import open_settings_store
-from index_builder.cli import cli
 from index_builder.faq import FaqItem
 from index_builder.store import CollectionLayout, EmbeddedStore, QdrantStore, open_store
 from tests.fakes import FakeEncoder
