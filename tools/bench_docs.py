@@ -80,6 +80,8 @@ def kinds_of(data: Json) -> list[str]:
         return [f"c1-ratio {data.get('variant', '')}".strip()]
     if "rss_growth_pct" in data:
         return ["soak"]
+    if "faults" in data:
+        return ["chaos"]
     if "steps" in data:
         steps = data["steps"]
         found = [key for key in ("parity", "gpu_tests", "training") if key in steps]
@@ -207,10 +209,26 @@ def figure_rows(results: dict[str, Result], summary: Json | None) -> list[tuple[
         rows.append(
             (
                 f"Soak: {d['seconds'] / 60:.0f} min at c={d['concurrency']}, valid and invalid "
-                "requests",
-                f"{d['requests']:,} requests, {d['server_errors_5xx']} 5xx, "
-                f"RSS {d['rss_growth_pct']:+.2f} %",
+                "requests"
+                + (", an embeddings flood, a reindex a minute" if d.get("reindex_jobs") else ""),
+                f"{d['requests']:,} requests, {d.get('undocumented_5xx', d['server_errors_5xx'])} "
+                f"5xx other than 503, RSS {d['rss_growth_pct']:+.2f} %",
                 "`make soak`",
+            )
+        )
+    chaos = results.get("chaos")
+    if chaos:
+        faults = chaos.data["faults"]
+        lost = sum(f["lost_writes"] for f in faults)
+        late = sum(f["past_deadline"] for f in faults)
+        slowest = max((f["recovery_s"] or 0.0) for f in faults)
+        rows.append(
+            (
+                f"Faults injected ({len(faults)}: store slow, hanging, raising; SIGKILL; disk "
+                "full; floods)",
+                f"{lost} writes lost, {late} answers past the deadline, "
+                f"recovery <= {slowest:.1f} s",
+                "`make chaos`",
             )
         )
     gpu = _best_gpu(results)
@@ -334,15 +352,36 @@ def _soak(r: Result) -> list[str]:
     d = r.data
     statuses = ", ".join(f"{k}: {v:,}" for k, v in d["statuses"].items())
     sockets = sum(d["socket_errors"].values())
-    return [
+    out = [
         f"Source: {r.link}.",
         "",
         f"{d['requests']:,} requests in {d['seconds']:.0f} s at c={d['concurrency']} "
-        f"({statuses}); **{d['server_errors_5xx']} 5xx, {sockets} socket errors**; RSS "
-        f"{d['rss_baseline_mb']} MB after {d['rss_baseline_s']:.0f} s, {d['rss_end_mb']} MB at "
-        f"the end ({d['rss_growth_pct']:+.2f} %): {'PASS' if d.get('pass') else '**FAIL**'}.",
+        f"({statuses}); **{d.get('undocumented_5xx', d['server_errors_5xx'])} 5xx other than "
+        f"503, {sockets} socket errors**; RSS {d['rss_baseline_mb']} MB after "
+        f"{d['rss_baseline_s']:.0f} s, {d['rss_end_mb']} MB at the end "
+        f"({d['rss_growth_pct']:+.2f} %): {'PASS' if d.get('pass') else '**FAIL**'}.",
         "",
     ]
+    if d.get("reindex_jobs") is not None:
+        out.insert(
+            -1,
+            f"Beside it: embeddings flood answers {d['flood_statuses']}; reindex jobs "
+            f"{d['reindex_jobs']}.",
+        )
+    return out
+
+
+def _chaos(r: Result) -> list[str]:
+    cols = ("sent", "2xx", "4xx", "5xx", "lost_writes", "past_deadline", "recovery_s")
+    out = [
+        f"Source: {r.link}. Past the deadline = answered after {r.data['answer_limit_s']} s.",
+        "",
+        "| fault | " + " | ".join(cols) + " | notes |",
+        "|---|" + "---:|" * len(cols) + "---|",
+    ]
+    for f in r.data["faults"]:
+        out.append(f"| {f['name']} | " + " | ".join(str(f[c]) for c in cols) + f" | {f['notes']} |")
+    return [*out, ""]
 
 
 def _ab(r: Result) -> list[str]:
@@ -477,9 +516,17 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[Result], list[str]]], ...] = (
     (
         "soak",
         "`make soak`: 10 minutes under load",
-        "int8, the sample index, c=32, two valid requests for each invalid one; fails on any "
-        "5xx, socket error or RSS growth >= 5 %.",
+        "int8, the sample index, c=32, two valid requests for each invalid one, an embeddings "
+        "flood beside them and a reindex every minute; fails on any 5xx but a 503, a socket "
+        "error, a reindex that did not succeed or RSS growth >= 5 %.",
         _soak,
+    ),
+    (
+        "chaos",
+        "`make chaos`: faults injected",
+        "Per fault: requests sent and answered, writes acknowledged and then missing, answers "
+        "past the deadline, seconds from the fault's end to the first good answer.",
+        _chaos,
     ),
     (
         "ab-serve",

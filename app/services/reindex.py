@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from app.core.config import Settings
-from app.core.heap import freeze_long_lived
+from app.core.heap import freeze_long_lived, release_free_memory
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
 from index_builder.encoder import Encoder
@@ -138,9 +138,15 @@ class AdminService:
                 raise
 
     def _take_lock(self, timeout_s: float) -> None:
-        """The admin lock, or a 409 naming what holds it (a job of any worker, an edit)."""
-        if self._write_lock.acquire(timeout_s):
-            return
+        """The admin lock, or a 409 naming what holds it (a job of any worker, an edit); a
+        jobs directory that cannot hold the lock file is a JobStoreError (503)."""
+        try:
+            if self._write_lock.acquire(timeout_s):
+                return
+        except OSError as exc:
+            raise JobStoreError(
+                f"cannot take the admin lock in {self.store.directory}: {exc}; nothing was done"
+            ) from exc
         running = self.store.unfinished()
         if running is not None:
             raise ReindexRunningError(running.id)
@@ -258,8 +264,10 @@ class AdminService:
 
     def _settle_new_collection(self) -> None:
         """Keep the new collection's loaded version (the store loads what it makes live) out of
-        full garbage collections like the rest of the loaded service."""
+        full garbage collections like the rest of the loaded service, and give what the build
+        and the old version freed back to the system."""
         freeze_long_lived("reindexed")
+        release_free_memory()
 
     def _finish(
         self, record: JobRecord, started: float, marks: dict[str, float], **changes: object

@@ -68,6 +68,8 @@ def _write_errors() -> Iterator[None]:
         raise ApiError(409, str(exc)) from exc
     except QDRANT_ERRORS as exc:
         raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
+    except JobStoreError as exc:
+        raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from exc
 
 
 def _job(record: JobRecord, status_code: int = 200) -> OrjsonResponse:
