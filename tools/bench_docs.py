@@ -380,7 +380,9 @@ def _chaos(r: Result) -> list[str]:
         "|---|" + "---:|" * len(cols) + "---|",
     ]
     for f in r.data["faults"]:
-        out.append(f"| {f['name']} | " + " | ".join(str(f[c]) for c in cols) + f" | {f['notes']} |")
+        statuses = ", ".join(f"{k}: {v}" for k, v in f.get("statuses", {}).items())
+        notes = "; ".join(x for x in (f"statuses {statuses}", f["notes"]) if x)
+        out.append(f"| {f['name']} | " + " | ".join(str(f[c]) for c in cols) + f" | {notes} |")
     return [*out, ""]
 
 

@@ -29,12 +29,15 @@ def chaos_report() -> Iterator[list[dict[str, Any]]]:
         "",
         f"A request is past its deadline when answered after {ANSWER_LIMIT_S} s (the encoder's "
         "deadline plus the store's, FAQ_BATCH_DEADLINE_S = 1 s each, plus 0.5 s). Recovery: "
-        "from the fault's end to the first good answer.",
+        "from the fault's end to the first good answer. Status 0: the connection dropped (the "
+        "process was killed under that request).",
         "",
         "| fault | " + " | ".join(COLUMNS[1:]) + " | notes |",
         "|---|" + "---:|" * (len(COLUMNS) - 1) + "---|",
     ]
     for row in rows:
         cells = [str(row[c]) for c in COLUMNS]
-        lines.append("| " + " | ".join(cells) + f" | {row.get('notes', '')} |")
+        statuses = ", ".join(f"{k}: {v}" for k, v in row["statuses"].items())
+        notes = "; ".join(x for x in (f"statuses {statuses}", row.get("notes", "")) if x)
+        lines.append("| " + " | ".join(cells) + f" | {notes} |")
     (OUT / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
