@@ -2,8 +2,9 @@
 
 The guard loads every text of the evaluation sets (JSONL files with a `query`, `text` or
 `question` field under an evaluation directory such as `artifacts/eval/`, the Debian FAQ
-question headings when `debian-faq*` is installed, and the dev and test queries of the shopper
-query log under `data/shopper/`, see `model_export.shopper_data`), normalises them (NFKC,
+question headings when `debian-faq*` is installed, the dev and test queries of the shopper
+query log under `data/shopper/`, see `model_export.shopper_data`, and those of the hard FAQ under
+`data/hard_faq/`, see `model_export.hard_faq`), normalises them (NFKC,
 casefold, e5 prefixes, format placeholders and punctuation removed, single spaces) and refuses
 any training pair whose query or label matches one. Punctuation and placeholders go because the
 evaluation builders clean strings that training keeps raw: "Is public" in the django-oscar
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
 # Re-exported: callers and tests compare texts by the guard's key under this name.
+from model_export import hard_faq
 from model_export.guard_key import normalise as normalise
 from model_export.shopper_data import guarded_texts
 
@@ -35,6 +37,8 @@ DEFAULT_EVAL_DIR = Path("artifacts/eval")
 DEBIAN_FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 # The shopper query log (dev/test splits are evaluation data); beside the package, not the cwd.
 DEFAULT_SHOPPER_DIR = Path(__file__).resolve().parents[1] / "data" / "shopper"
+# The hard FAQ's query set (dev/test are evaluation data, like the shopper log's).
+DEFAULT_HARD_FAQ_DIR = hard_faq.DEFAULT_DIR
 GuardMode = Literal["raise", "drop"]
 
 _HEADING_RE = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>", re.IGNORECASE | re.DOTALL)
@@ -105,6 +109,7 @@ class EvalGuard:
         debian_faq_dir: str | Path | None = DEBIAN_FAQ_DIR,
         extra_texts: Iterable[str] = (),
         shopper_dir: str | Path | None = DEFAULT_SHOPPER_DIR,
+        hard_faq_dir: str | Path | None = DEFAULT_HARD_FAQ_DIR,
         mode: GuardMode = "raise",
     ) -> EvalGuard:
         texts: set[str] = {normalise(t) for t in extra_texts}
@@ -114,6 +119,10 @@ class EvalGuard:
         if shopper_dir is not None and Path(shopper_dir).is_dir():
             texts.update(normalise(t) for t in guarded_texts(shopper_dir))
             sources.append(str(shopper_dir))
+        # The same for the hard FAQ: it exists to measure what training does not see.
+        if hard_faq_dir is not None and Path(hard_faq_dir).is_dir():
+            texts.update(normalise(t) for t in hard_faq.guarded_texts(hard_faq_dir))
+            sources.append(str(hard_faq_dir))
         for d in eval_dirs:
             d = Path(d)
             if d.is_dir():

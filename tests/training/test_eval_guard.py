@@ -87,7 +87,10 @@ def test_guard_drops_and_logs(tmp_path: Path, caplog: pytest.LogCaptureFixture) 
 
 def test_guard_without_sources_accepts_everything(tmp_path: Path) -> None:
     guard = EvalGuard.from_sources(
-        [tmp_path / "missing"], debian_faq_dir=None, shopper_dir=tmp_path / "missing"
+        [tmp_path / "missing"],
+        debian_faq_dir=None,
+        shopper_dir=tmp_path / "missing",
+        hard_faq_dir=tmp_path / "missing",
     )
     assert guard.texts == frozenset()
     assert guard.filter([Pair("a", "b")])[1] == 0

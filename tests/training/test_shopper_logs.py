@@ -136,7 +136,9 @@ def test_guard_refuses_dev_and_test_queries(queries: list[ShopperQuery], tmp_pat
     kept, dropped = guard.filter(pairs)
     assert dropped == len(held) + 2
     assert {p.query for p in kept} == {q.query for q in train}
-    off = EvalGuard.from_sources([tmp_path / "none"], debian_faq_dir=None, shopper_dir=None)
+    off = EvalGuard.from_sources(
+        [tmp_path / "none"], debian_faq_dir=None, shopper_dir=None, hard_faq_dir=None
+    )
     assert off.texts == frozenset()
 
 
