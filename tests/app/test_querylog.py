@@ -422,7 +422,7 @@ def test_a_writer_that_sleeps_does_not_slow_a_search(
         slow = timed(client)
         # 30 searches against a writer that needs 1 s a batch: the queue fills, entries are
         # dropped and counted, and no search waited for it.
-        assert statistics.median(slow) < statistics.median(normal) + 0.02, (normal, slow)
+        assert statistics.median(slow) < statistics.median(normal) + 0.05, (normal, slow)
         assert max(slow) < 0.5, slow
         metrics = client.get("/metrics").text
         line = next(
