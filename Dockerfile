@@ -64,7 +64,7 @@ RUN python -m venv /opt/venv
 COPY --from=wheel /wheels/ /tmp/wheels/
 # The check after the install fails the build if the serving image picked up the training stack
 # or the CPU onnxruntime (the two onnxruntime wheels overwrite each other's files).
-RUN pip install "$(ls /tmp/wheels/cs_faq_search-*.whl)[gpu]" \
+RUN pip install "$(ls /tmp/wheels/cs_faq_search-*.whl)[gpu,postgres]" \
  && rm -rf /tmp/wheels \
  && python -c "import importlib.metadata as m, importlib.util as u, sys; \
 bad = [p for p in ('torch', 'transformers') if u.find_spec(p)]; \

@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -31,11 +31,11 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX_ARG = $(shell [ -n "$(TORCH_CPU_INDEX)" ] && $(PYTHON) -c "import urllib.request as u; u.urlopen('$(TORCH_CPU_INDEX)/torch/', timeout=5)" 2>/dev/null && echo --extra-index-url $(TORCH_CPU_INDEX))
 # One environment for the tools and the service: `cpu` for serving, `train` to materialise and
 # export the model (torch pinned, CPU build), `dev` for the tests, `eval` for the report chart
-# (a test draws one).
+# (a test draws one), `postgres` for the query log on a PostgreSQL server.
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_INDEX_ARG) -e '.[cpu,train,dev,eval]'
+	$(BIN)/python -m pip install -q $(TORCH_INDEX_ARG) -e '.[cpu,train,dev,eval,postgres]'
 	touch $@
 
 model: $(ONNX_DIR)/manifest.json
@@ -57,7 +57,10 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
+# The query log's storage tests run on a real PostgreSQL server (tests/app/test_querylog.py).
+TEST_DEBS := postgresql
 pytest: venv
+	scripts/ensure-debs.sh $(TEST_DEBS)
 	$(BIN)/pytest -m "not slow" -q
 
 ## test-slow: the long runs (real-model training smoke run, full evaluations)
@@ -87,13 +90,21 @@ SHOP_DEBS := $(FREEDICT_DEBS) dict-freedict-eng-tur dict-freedict-eng-ind dict-f
 	dict-freedict-eng-hin trans-de-en edict apertium-eng-spa lttoolbox
 SHOP_DATA := artifacts/train-data/shop-logs.jsonl artifacts/train-data/shop-faq.jsonl
 SHOPPER_TRAIN := data/shopper/train.jsonl
+# QUERYLOG_DB=<the service's FAQ_QUERY_LOG URL>, e.g. sqlite:///var/querylog.db: its clicked and
+# voted-helpful searches join the shopper log's pairs (rebuilt on every run: a database has no
+# date make can compare).
+QUERYLOG_DB ?=
 ## shop-data: the shop's training pairs: the shopper log's train split joined to the FAQ (questions
-## and answers), the FAQ's own question->answer and translation pairs, base-model hard negatives
+## and answers), the FAQ's own question->answer and translation pairs, base-model hard negatives;
+## with QUERYLOG_DB, the service's logged searches that shoppers confirmed
 shop-data: $(SHOP_DATA)
-$(SHOP_DATA) &: $(FAQ) $(SHOPPER_TRAIN) $(ONNX_DIR)/manifest.json
+$(SHOP_DATA) &: $(FAQ) $(SHOPPER_TRAIN) $(ONNX_DIR)/manifest.json $(if $(QUERYLOG_DB),FORCE)
 	scripts/ensure-debs.sh $(SHOP_DEBS)
 	$(BIN)/faq-model build-data --source logs --faq $(FAQ) --logs $(SHOPPER_TRAIN) \
 		--with-answers --out artifacts/train-data/shop-logs.raw.jsonl
+	$(if $(QUERYLOG_DB),$(BIN)/faq-model build-data --source querylog --db '$(QUERYLOG_DB)' \
+		--faq $(FAQ) --with-answers --out artifacts/train-data/shop-querylog.raw.jsonl \
+		&& cat artifacts/train-data/shop-querylog.raw.jsonl >> artifacts/train-data/shop-logs.raw.jsonl)
 	$(BIN)/faq-model build-data --source faq-task --input $(FAQ) \
 		--out artifacts/train-data/shop-faq.raw.jsonl
 	$(BIN)/faq-model mine-negatives --pairs artifacts/train-data/shop-logs.raw.jsonl --faq $(FAQ) \
@@ -116,6 +127,8 @@ define train_run
 	$(BIN)/faq-model export --model artifacts/train/$(1)/model --out artifacts/onnx/$(1)-unmerged \
 		--name $(1)-unmerged --overwrite --no-fp16
 endef
+
+FORCE:
 
 ## train: the shop recipe end to end on the CPU (data, training, averaging with the base, export
 ## to artifacts/onnx/shop)

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from app.api.errors import install_error_handlers
 from app.api.openapi import build_openapi
 from app.api.responses import OrjsonResponse
-from app.api.routes import admin, health, info, openai, search
+from app.api.routes import admin, feedback, health, info, openai, search
 from app.core.config import Settings, get_settings
 from app.core.heap import freeze_long_lived, thaw
 from app.core.security import ApiKeys
@@ -129,6 +129,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         answering=answering,
         deadline_s=settings.batch_deadline_s,
     )
+    # --- the query log, off by default; imported only when on (it loads SQLAlchemy) ---
+    app.state.query_log = None
+    if settings.query_log != "off":
+        from app.services.querylog import QueryLog
+
+        app.state.query_log = QueryLog.from_settings(settings, answering.detector, metrics)
     # --- admin: reindex, rollback, edits ---
     # Also fails jobs a killed process left running and removes its half-built collection.
     # Its model calls run on the inference worker too (the worker owns the encoder's model
@@ -138,6 +144,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        if app.state.query_log is not None:
+            app.state.query_log.close()
         app.state.admin.shutdown()
         queries.stop()
         guard.close()
@@ -186,6 +194,7 @@ def create_app(
     # Added last = outermost: every response, a 413 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
     app.include_router(search.router)
+    app.include_router(feedback.router)
     app.include_router(openai.router)
     app.include_router(info.router)
     app.include_router(health.router)

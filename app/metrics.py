@@ -246,6 +246,15 @@ class Metrics:
         for reason in ("queue_full", "deadline"):
             # Exported at 0 from the start, so rate() and alerts see the series before a spike.
             self.rejected.labels(reason)
+        self.querylog_dropped = Counter(
+            "faq_querylog_dropped",
+            "Searches the query log did not keep, by reason: queue_full (the writer is behind; "
+            "the search was answered), write_failed (the database refused a batch).",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in ("queue_full", "write_failed"):
+            self.querylog_dropped.labels(reason)
 
     def set_index(self, info: IndexInfo) -> None:
         """The live index as this worker last checked it (every worker, every check)."""

@@ -181,6 +181,25 @@ class Settings(BaseSettings):
         32, ge=1, le=1024, description="Most queries in one POST /search/batch."
     )
 
+    # --- the query log (app/services/querylog.py, index_builder/querylog.py) ---
+    query_log: str = Field(
+        "off",
+        pattern=r"^(off|sqlite|sqlite:///.+|postgresql(\+psycopg)?://.+)$",
+        description="Log every search (scrubbed text, language, code-mixed, answered, top "
+        "answers and scores, latency, request id) for POST /feedback and the training export: "
+        "off, sqlite (var/querylog.db) or a database URL, sqlite:///PATH or "
+        "postgresql://USER@HOST/DB (the `postgres` extra; the password in PGPASSWORD).",
+    )
+    query_log_retention_days: int = Field(
+        30, ge=1, description="Searches older than this are deleted (at start and hourly)."
+    )
+    query_log_queue_size: int = Field(
+        10000,
+        ge=1,
+        description="Searches waiting for the log's writer; beyond it they are not logged "
+        "(faq_querylog_dropped_total), the search never waits.",
+    )
+
     # HTTP
     host: str = Field(
         "127.0.0.1", description="Address to listen on (0.0.0.0 in a container, behind a proxy)."

@@ -53,25 +53,33 @@ def _load(fn: Callable[..., T], *args: Any) -> T:
 def _log_pairs(
     faq: Path | None,
     logs: Path | None,
+    db: str | None,
     with_answers: bool,
     min_clicks: int,
     max_unknown: float,
     detect_lang: list[str] | None,
 ) -> tuple[list[Any], dict[str, Any]]:
-    """`--source logs`: the pairs and the log summary; bad rows and files exit 2 with file:line."""
+    """`--source logs` (a log file) or `querylog` (the service's query log, `db`): the pairs and
+    the log summary; bad rows, files and databases exit 2 with what is wrong."""
     from model_export.training.logs import (
         DEFAULT_DETECT_LANGUAGES,
         LogError,
         UnknownIdsError,
-        build_log_pairs,
+        pairs_from_rows,
+        querylog_rows,
+        read_log,
     )
 
-    if faq is None or logs is None:
-        raise typer.BadParameter("--source logs needs --faq FILE and --logs FILE")
+    if faq is None or (logs is None) == (db is None):
+        raise typer.BadParameter(
+            "--source logs needs --faq FILE and --logs FILE; querylog --faq FILE and --db URL"
+        )
     try:
-        pairs, summary = build_log_pairs(
-            logs,
+        pairs, summary = pairs_from_rows(
+            read_log(logs) if logs is not None else querylog_rows(str(db)),
             faq,
+            str(logs or db),
+            source="logs" if logs is not None else "querylog",
             with_answers=with_answers,
             min_clicks=min_clicks,
             max_unknown=max_unknown,
@@ -90,6 +98,7 @@ class Source(StrEnum):
     debian_reference = "debian-reference"
     jsonl = "jsonl"
     logs = "logs"
+    querylog = "querylog"
     faq_task = "faq-task"
 
 
@@ -303,8 +312,15 @@ def register(app: typer.Typer) -> None:
             Path | None,
             typer.Option(help="logs: CSV or JSONL with query, faq_id[, lang, clicks]"),
         ] = None,
+        db: Annotated[
+            str | None,
+            typer.Option(
+                help="querylog: the service's FAQ_QUERY_LOG database URL (sqlite:///var/"
+                "querylog.db, postgresql://...): its clicked and voted-helpful searches"
+            ),
+        ] = None,
         with_answers: Annotated[
-            bool, typer.Option(help="logs: also pair each query with the FAQ answer")
+            bool, typer.Option(help="logs, querylog: also pair each query with the FAQ answer")
         ] = False,
         min_clicks: Annotated[
             int, typer.Option(min=0, help="logs: drop rows with fewer clicks (0 keeps all)")
@@ -344,9 +360,15 @@ def register(app: typer.Typer) -> None:
         langs = lang or list(DEFAULT_LANGUAGES)
         pairs: list[Pair]
         report: dict[str, Any] = {}
-        if source is Source.logs:
+        if source is Source.logs or source is Source.querylog:
             pairs, report = _log_pairs(
-                faq, logs, with_answers, min_clicks, max_unknown, detect_lang
+                faq,
+                logs if source is Source.logs else None,
+                db if source is Source.querylog else None,
+                with_answers,
+                min_clicks,
+                max_unknown,
+                detect_lang,
             )
         elif input_path is None:
             raise typer.BadParameter(f"--source {source.value} needs --input")

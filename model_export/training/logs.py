@@ -33,7 +33,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -317,13 +317,37 @@ def build_log_pairs(
     Raises `LogError` on a bad row/file and `UnknownIdsError` when the share of rows with an
     unknown `faq_id` exceeds `max_unknown`.
     """
+    return pairs_from_rows(
+        read_log(log_path),
+        faq_path,
+        str(log_path),
+        with_answers=with_answers,
+        min_clicks=min_clicks,
+        max_unknown=max_unknown,
+        detect_languages=detect_languages,
+    )
+
+
+def pairs_from_rows(
+    rows: Iterable[LogRow],
+    faq_path: str | Path,
+    name: str,
+    *,
+    source: str = "logs",
+    with_answers: bool = False,
+    min_clicks: int = 1,
+    max_unknown: float = DEFAULT_MAX_UNKNOWN,
+    detect_languages: Sequence[str] = DEFAULT_DETECT_LANGUAGES,
+) -> tuple[list[Pair], LogSummary]:
+    """`build_log_pairs` on rows from anywhere (`name` says where, in errors); the pairs'
+    source is `source` (with `:answer` for the answer pairs)."""
     entries = read_faq(faq_path)
     labels = topic_labels(entries)
     detector: LanguageDetector | None = None
     summary = LogSummary()
     pairs: list[Pair] = []
     seen: set[tuple[str, str]] = set()
-    for row in read_log(log_path):
+    for row in rows:
         summary.rows += 1
         entry = entries.get(row.faq_id)
         label = labels.get(entry.topic if entry else row.faq_id)
@@ -346,9 +370,9 @@ def build_log_pairs(
             summary.detected += 1
             summary.detected_by_lang[lang] += 1
         summary.by_lang[lang] += 1
-        targets = [(label.question, "logs")]
+        targets = [(label.question, source)]
         if with_answers and label.answer:
-            targets.append((label.answer, "logs:answer"))
+            targets.append((label.answer, f"{source}:answer"))
         pairs.extend(
             Pair(row.query, text, lang, source, label_lang=label.lang, topic=label.topic)
             for text, source in targets
@@ -356,9 +380,59 @@ def build_log_pairs(
     if summary.unknown_share > max_unknown:
         examples = ", ".join(i for i, _ in summary.unknown_ids.most_common(5))
         raise UnknownIdsError(
-            f"{log_path}: {summary.unknown_rows} of {summary.rows} rows "
+            f"{name}: {summary.unknown_rows} of {summary.rows} rows "
             f"({summary.unknown_share:.1%}) name a faq_id that {faq_path} does not have "
             f"(e.g. {examples}); above --max-unknown {max_unknown:g}"
         )
     summary.pairs = len(pairs)
     return pairs, summary
+
+
+# --- the service's query log (FAQ_QUERY_LOG) ------------------------------------------------------
+
+
+def querylog_rows(db_url: str) -> Iterator[LogRow]:
+    """The logged searches a shopper confirmed, as log rows (`line`: the search's id): one per
+    answer clicked, else the first answer shown when voted helpful. A search voted not helpful
+    gives none, its clicks included (the shopper said the answer did not help). The language is
+    left to the export's detector, whose script rules read short Asian-script queries better
+    than the service's."""
+    from itertools import groupby
+
+    from sqlalchemy import exc, select
+    from sqlalchemy.engine import make_url
+
+    from index_builder.querylog import connect, feedback, searches
+
+    try:
+        url = make_url(db_url)
+    except exc.ArgumentError as error:
+        raise LogError(f"{db_url}: not a database URL ({error})") from None
+    # connect() would make a new, empty file: a mistyped path must not export nothing quietly.
+    if url.get_backend_name() == "sqlite" and not Path(url.database or "").is_file():
+        raise LogError(f"{db_url}: no such SQLite file")
+    try:
+        engine = connect(db_url)
+    except exc.DBAPIError as error:
+        raise LogError(f"{db_url}: cannot open the query log ({error.orig})") from None
+    query = (
+        select(searches.c.id, searches.c.query, searches.c.top_id, feedback.c.clicked_id)
+        .add_columns(feedback.c.helpful)
+        .join(feedback, feedback.c.search_id == searches.c.id)
+        .order_by(searches.c.id)
+    )
+    try:
+        with engine.connect() as conn:
+            for (search_id, text, top_id), group in groupby(
+                conn.execute(query), key=lambda r: (r[0], r[1], r[2])
+            ):
+                events = [(clicked, helpful) for *_, clicked, helpful in group]
+                if any(helpful is False for _, helpful in events):
+                    continue
+                clicked = sorted({c for c, _ in events if c})
+                if not clicked and top_id is not None and any(h for _, h in events):
+                    clicked = [top_id]
+                for faq_id in clicked:
+                    yield LogRow(" ".join(text.split()), faq_id, None, None, search_id)
+    finally:
+        engine.dispose()

@@ -158,7 +158,7 @@ def test_schemathesis_finds_no_failure(tmp_path: Path) -> None:
     print(f"schemathesis: {len(operations)} operations, {cases} cases, {len(failures)} failures")
     print(f"schemathesis: {took:.1f} s")
     assert not failures, "\n\n".join(failures)
-    assert len(operations) == 17 and cases > 10 * len(operations)
+    assert len(operations) == 18 and cases > 10 * len(operations)
 
 
 # --- the document ----------------------------------------------------------------------------
@@ -181,6 +181,7 @@ def test_every_error_is_documented_in_the_one_error_shape(doc: dict[str, Any]) -
     [
         ("/search", "post", {"200", "401", "408", "413", "422", "429", "503"}),
         ("/search/batch", "post", {"200", "401", "408", "413", "422", "429", "503"}),
+        ("/feedback", "post", {"201", "401", "404", "408", "409", "413", "422", "503"}),
         ("/v1/embeddings", "post", {"200", "401", "404", "408", "413", "422", "429", "503"}),
         ("/v1/models", "get", {"200", "401"}),
         ("/v1/models/{model}", "get", {"200", "401", "404"}),

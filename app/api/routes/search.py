@@ -27,6 +27,7 @@ from app.api.schemas.search import (
     SearchRequest,
     SearchResponse,
 )
+from app.middleware import request_id_var
 from app.services.answering import Shaped
 from app.services.search import BatchOutcome, QuerySpec
 
@@ -123,6 +124,15 @@ async def _answer_all(
         "index": outcome.collection,
         "took_ms": round(outcome.took_ms, 3),
     }
+    if state.query_log is not None:  # queued for its writer thread; never waits
+        state.query_log.record(
+            request_id_var.get(),
+            [s.text for s in specs],
+            outcome.shaped,
+            outcome.took_ms,
+            outcome.collection,
+            common["model"],
+        )
     return outcome, common
 
 

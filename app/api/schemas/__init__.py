@@ -10,6 +10,7 @@ from app.api.schemas.admin import (
     RollbackResponse,
 )
 from app.api.schemas.errors import ErrorBody, ErrorDetail, ErrorResponse
+from app.api.schemas.feedback import ClickFeedback, FeedbackResult, VoteFeedback
 from app.api.schemas.health import LiveResponse, ReadyResponse
 from app.api.schemas.openai import (
     EmbeddingsRequest,
@@ -31,6 +32,7 @@ __all__ = [
     "BatchSearchItem",
     "BatchSearchRequest",
     "BatchSearchResponse",
+    "ClickFeedback",
     "CollectionOut",
     "EmbeddingsRequest",
     "EmbeddingsResponse",
@@ -40,6 +42,7 @@ __all__ = [
     "FaqEdit",
     "FaqEditResult",
     "FaqEntry",
+    "FeedbackResult",
     "InfoResponse",
     "LiveResponse",
     "ModelList",
@@ -51,4 +54,5 @@ __all__ = [
     "SearchRequest",
     "SearchResponse",
     "SearchResult",
+    "VoteFeedback",
 ]
