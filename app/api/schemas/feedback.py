@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from app.api.schemas.base import RequestModel
+from app.api.schemas.search import JsonInt
 
 _REQUEST_ID = Field(
     pattern=r"^[A-Za-z0-9._:-]{1,128}$",
@@ -19,7 +20,7 @@ class ClickFeedback(RequestModel):
     """The shopper opened an answer (or, after an abstention, found one themselves)."""
 
     request_id: str = _REQUEST_ID
-    position: int = _POSITION
+    position: JsonInt = _POSITION
     clicked_id: str = Field(min_length=1, max_length=128, description="The FAQ entry's id.")
 
 
@@ -27,7 +28,7 @@ class VoteFeedback(RequestModel):
     """The shopper said whether the answers helped."""
 
     request_id: str = _REQUEST_ID
-    position: int = _POSITION
+    position: JsonInt = _POSITION
     helpful: bool
 
 
