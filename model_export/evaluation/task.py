@@ -414,6 +414,9 @@ def to_json(run: TaskRun) -> dict[str, Any]:
             else None
         ),
         "query_mix": run.query_mix.describe() if run.query_mix is not None else None,
+        # The penalty per model and (dataset, language) group, with its paired interval; the
+        # codeswitch object holds the pooled ("all", "all") one.
+        "penalties": run.penalty_sets.penalties() if run.penalty_sets is not None else [],
         # Gold topic rank per query (0: not in the top ten), in the query file's order, so
         # later analyses need not re-encode anything.
         "ranks": {s.name: s.ranks for s in run.scores},

@@ -250,9 +250,9 @@ class Batch:
     pairs: list[Pair]
     queries: list[str]  # after code-switching
     labels: list[str]
-    # Per row, the languages the query side's replacements came from (empty: not switched, or
-    # no switching at all when the list is empty). The alignment loss needs to know that a
-    # switched query mixes exactly the pair's two languages.
+    # Per row, the languages of the query's replacements (an empty set: not switched); an empty
+    # list when the stage switches no query. The alignment loss needs to know that a switched
+    # query mixes exactly the pair's two languages.
     query_switch: list[frozenset[str]] = field(default_factory=list)
 
 

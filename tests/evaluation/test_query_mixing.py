@@ -14,6 +14,7 @@ from model_export.evaluation import runner
 from model_export.evaluation.datasets import AlignedItem, Corpus, Entry
 from model_export.evaluation.encoders import ModelSpec, TextEncoder
 from model_export.evaluation.queries import EvalQuery, write_eval_set
+from model_export.evaluation.query_mix_cost import time_batches
 from model_export.evaluation.query_mixing import QueryMix, QueryNormaliser
 from model_export.evaluation.runner import EvalConfig, evaluate
 from tests.fakes import FakeEncoder
@@ -122,3 +123,20 @@ def test_the_runner_mixes_each_set_by_its_language(
     assert "wo ist meine Bestellung" in rec.queries
     assert rec.queries.count("wo ist meine order") == 1
     assert len(rec.queries) == 3
+
+
+def test_time_batches_times_one_row_against_two() -> None:
+    # A fake model: a batch of n rows takes n + 1 ms on a fake clock.
+    now = [0.0]
+    batches: list[list[str]] = []
+
+    def encode(batch: list[str]) -> None:
+        batches.append(batch)
+        now[0] += (len(batch) + 1) / 1000.0
+
+    result = time_batches(encode, [("q1", "r1"), ("q2", "r2")], repeats=3, clock=lambda: now[0])
+    assert result[1] == pytest.approx({"p50_ms": 2.0, "p90_ms": 2.0, "n": 6})
+    assert result[2] == pytest.approx({"p50_ms": 3.0, "p90_ms": 3.0, "n": 6})
+    # warm-up first, then alternating: the query alone, then with its rewrite
+    assert batches[:4] == [["q1"], ["q1", "r1"], ["q2"], ["q2", "r2"]]
+    assert batches[4:8] == [["q1"], ["q1", "r1"], ["q2"], ["q2", "r2"]]
