@@ -13,11 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-<<<<<<< HEAD
-.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
-=======
-.PHONY: run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-no-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak gpu-check
->>>>>>> align
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-no-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
