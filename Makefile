@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-no-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -154,17 +154,17 @@ train-ablations: train-data shop-data
 	$(call train_run,shop-no-cs)
 	$(call train_run,oscar-only)
 
-## train-no-align: the shop recipe without the code-mixed alignment loss (configs/train/
-## shop-no-align.toml, finetune.align_weight 0), exported to artifacts/onnx/shop-no-align;
-## `make eval-task` scores it beside the shop model when it is there
-train-no-align: train-data shop-data
-	$(call train_run,shop-no-align)
+## train-align: the shop recipe with the code-mixed alignment loss (configs/train/shop-align.toml,
+## finetune.align_weight 1.0), exported to artifacts/onnx/shop-align; `make eval-task` scores it
+## beside the shop model when it is there
+train-align: train-data shop-data
+	$(call train_run,shop-align)
 
 SHOPPER_TEST := data/shopper/test.jsonl
 # The second, harder FAQ (faq.jsonl + test.jsonl, split like data/shopper): pooled into
 # summary.json's codeswitch object when it is there, its fields null when it is not.
 HARD_FAQ := data/hard_faq
-NO_ALIGN_ONNX := artifacts/onnx/shop-no-align
+ALIGN_ONNX := artifacts/onnx/shop-align
 ## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
 ## base model, the shop recipe and its two ablations, with the third-party English controls and
 ## the code-switching penalty; writes artifacts/eval-task/results.{json,md} and
@@ -180,8 +180,8 @@ eval-task:
 		--compare shop_no_cs_unmerged:shop_unmerged --compare shop_unmerged:shop \
 		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json \
 		$(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
-		$(if $(wildcard $(NO_ALIGN_ONNX)/manifest.json),--model \
-			shop_no_align=$(NO_ALIGN_ONNX) --compare shop_no_align:shop)
+		$(if $(wildcard $(ALIGN_ONNX)/manifest.json),--model \
+			shop_align=$(ALIGN_ONNX) --compare shop:shop_align)
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
 	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \
