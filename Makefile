@@ -59,8 +59,9 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-# The query log's storage tests run on a real PostgreSQL server (tests/app/test_querylog.py).
-TEST_DEBS := postgresql
+# The query log's storage tests run on a real PostgreSQL server (tests/app/test_querylog.py);
+# the admin page's test drives headless Chromium through its driver (tests/app/test_analytics.py).
+TEST_DEBS := postgresql chromium chromium-driver
 pytest: venv
 	scripts/ensure-debs.sh $(TEST_DEBS)
 	$(BIN)/pytest -m "not slow" -q

@@ -14,7 +14,7 @@ from prometheus_client import Counter
 from app.api.errors import install_error_handlers
 from app.api.openapi import build_openapi
 from app.api.responses import OrjsonResponse
-from app.api.routes import admin, feedback, health, info, openai, search
+from app.api.routes import admin, analytics, feedback, health, info, openai, search
 from app.core.config import Settings, get_settings
 from app.core.heap import freeze_long_lived, thaw
 from app.core.security import ApiKeys
@@ -199,5 +199,6 @@ def create_app(
     app.include_router(info.router)
     app.include_router(health.router)
     app.include_router(admin.router)
+    app.include_router(analytics.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -79,9 +79,12 @@ def _api_keys(request: Request) -> ApiKeys:
     return cast(ApiKeys, request.app.state.api_keys)
 
 
-def _check(request: Request, header_value: str | None, expected: str) -> None:
+def _check(
+    request: Request, header_value: str | None, expected: str, admin: str | None = None
+) -> None:
+    """`admin`: the admin key, which the search routes take too (the admin page's query box)."""
     given = presented_key(header_value, request.headers.get("authorization"))
-    if not key_matches(given, expected):
+    if not (key_matches(given, expected) or (admin is not None and key_matches(given, admin))):
         raise ApiError(
             401,
             "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
@@ -94,14 +97,14 @@ async def _require_search_key(
 ) -> None:
     keys = _api_keys(request)
     if keys.search is not None:
-        _check(request, header_value, keys.search)
+        _check(request, header_value, keys.search, keys.admin)
 
 
 def check_search_key(request: Request) -> None:
     """The search key check, for a route that reads its request itself (`routes/search.py`)."""
     keys = _api_keys(request)
     if keys.search is not None:
-        _check(request, request.headers.get(API_KEY_HEADER), keys.search)
+        _check(request, request.headers.get(API_KEY_HEADER), keys.search, keys.admin)
 
 
 def may_see_details(request: Request) -> bool:

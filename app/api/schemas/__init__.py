@@ -9,6 +9,7 @@ from app.api.schemas.admin import (
     RollbackRequest,
     RollbackResponse,
 )
+from app.api.schemas.analytics import AnalyticsResponse
 from app.api.schemas.errors import ErrorBody, ErrorDetail, ErrorResponse
 from app.api.schemas.feedback import ClickFeedback, FeedbackResult, VoteFeedback
 from app.api.schemas.health import LiveResponse, ReadyResponse
@@ -29,6 +30,7 @@ from app.api.schemas.search import (
 )
 
 __all__ = [
+    "AnalyticsResponse",
     "BatchSearchItem",
     "BatchSearchRequest",
     "BatchSearchResponse",
