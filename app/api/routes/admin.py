@@ -203,8 +203,7 @@ def _collection(info: CollectionInfo) -> dict[str, Any]:
     },
 )
 def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> OrjsonResponse:
-    """Add or replace one entry: a new version, the live one with this change, goes live (201
-    when the entry is new); a rollback undoes it."""
+    """Add or replace one entry in the live collection (201 when it is new)."""
     try:
         item = FaqItem.model_validate(body.faq_item(faq_id))
     except ValidationError as exc:
@@ -234,7 +233,7 @@ def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> Orjs
     ),
 )
 def delete_faq(_: AdminAuth, faq_id: FaqId, admin: AdminDep) -> OrjsonResponse:
-    """Remove one entry (a new version, as an edit); 404 when it is not there."""
+    """Remove one entry from the live collection; 404 when it is not there."""
     with _write_errors():
         collection = admin.delete(faq_id)
     if collection is None:
