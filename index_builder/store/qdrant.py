@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -41,7 +40,6 @@ from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.base import (
-    BUILDING,
     FILTER_FIELDS,
     READY,
     Annotate,
@@ -73,8 +71,6 @@ RETRY_PAUSE_S = 0.05
 MIN_TRY_S = 0.05
 
 T = TypeVar("T")
-# Points read and written per call when an edit copies the live version.
-_COPY_PAGE = 256
 
 # When the read under way in this thread must end; the client's middleware
 # (`_timeout_middleware`) gives each request what is left of it.
@@ -252,8 +248,29 @@ class QdrantStore(Store):
         sparse = plan.sparse
         name = self._next_name()
         started = time.perf_counter()
-        self._create(name, encoder.dim, plan.meta)
+        self.client.create_collection(
+            collection_name=name,
+            vectors_config={
+                part: models.VectorParams(size=encoder.dim, distance=models.Distance.COSINE)
+                for part in (QUESTION, ANSWER)
+            },
+            # Qdrant weighs each token by its IDF at query time: BM25 with the tf weights.
+            sparse_vectors_config={
+                LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            },
+            shard_number=self.layout.shard_number,
+            replication_factor=self.layout.replication_factor,
+            write_consistency_factor=self.layout.write_consistency_factor,
+            metadata=plan.meta,
+        )
         try:
+            with warnings.catch_warnings():
+                # qdrant-client's local mode (the tests' stand-in server) has no payload index.
+                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+                for field in FILTER_FIELDS:
+                    self.client.create_payload_index(
+                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
+                    )
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
@@ -290,76 +307,6 @@ class QdrantStore(Store):
         self._prune()
         return self.info(), True
 
-    def _create(self, name: str, dim: int, meta: dict[str, Any]) -> None:
-        """An empty collection with this service's vectors, layout and filter indexes."""
-        self.client.create_collection(
-            collection_name=name,
-            vectors_config={
-                part: models.VectorParams(size=dim, distance=models.Distance.COSINE)
-                for part in (QUESTION, ANSWER)
-            },
-            # Qdrant weighs each token by its IDF at query time: BM25 with the tf weights.
-            sparse_vectors_config={
-                LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
-            },
-            shard_number=self.layout.shard_number,
-            replication_factor=self.layout.replication_factor,
-            write_consistency_factor=self.layout.write_consistency_factor,
-            metadata=meta,
-        )
-        try:
-            with warnings.catch_warnings():
-                # qdrant-client's local mode (the tests' stand-in server) has no payload index.
-                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
-                for field in FILTER_FIELDS:
-                    self.client.create_payload_index(
-                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
-                    )
-        except BaseException:
-            self._delete_collection(name)
-            raise
-
-    def _edited_copy(self, live: str, change: Callable[[str], object]) -> str:
-        """An edit as a new version, as the embedded store makes one: the live version's points
-        copied into the next one, `change(new)` applied there, then the alias moves. A rollback
-        then undoes exactly this edit, and a version a client read never changes. It costs a
-        copy of the collection (seconds per 10,000 entries): a large change is a reindex."""
-        name = self._next_name()
-        info = self._read(lambda: self.client.get_collection(live))
-        vectors = info.config.params.vectors
-        dim = vectors[QUESTION].size if isinstance(vectors, dict) else 0
-        meta = {**dict(info.config.metadata or {}), "state": BUILDING}
-        meta.update(content_hash="", edited_at=now_iso(), edited_from=live)
-        self._create(name, dim, meta)
-        try:
-            offset: Any = None
-            while True:
-                points, offset = self._read(partial(self._page, live, offset))
-                if points:
-                    copies = [
-                        models.PointStruct(id=p.id, vector=p.vector or {}, payload=p.payload)
-                        for p in points
-                    ]
-                    self.client.upsert(collection_name=name, points=copies, wait=True)
-                if offset is None:
-                    break
-            change(name)
-            self.client.update_collection(
-                name, metadata={"state": READY, "count": self._count(name)}
-            )
-            self._move_alias(name)
-        except BaseException:
-            log.exception("editing %s failed; alias %r left as it was", live, self.alias)
-            self._delete_collection(name)
-            raise
-        self._prune()
-        return name
-
-    def _page(self, collection: str, offset: Any) -> tuple[list[Any], Any]:
-        return self.client.scroll(
-            collection, limit=_COPY_PAGE, offset=offset, with_payload=True, with_vectors=True
-        )
-
     def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
         live, target = self._rollback_target(to, fingerprint)
         self._move_alias(target)
@@ -367,6 +314,8 @@ class QdrantStore(Store):
         return live, target
 
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
+        # In place: a server's collection is edited, not copied (rollback returns to the
+        # version before the last build).
         live = self.check_model(encoder.fingerprint).collection
         ids = [point_id(i.id) for i in items]
         found = self._read(
@@ -375,11 +324,9 @@ class QdrantStore(Store):
         existing = {str(p.id) for p in found}
         avg_len = float(self._metadata(live).get("lexical_avg_len") or 0.0) or None
         docs, _ = Lexicon.for_encoder(encoder).documents([i.lexical_text for i in items], avg_len)
-        points = _points(items, encoder, docs)  # the model's work before the copy
-        name = self._edited_copy(
-            live, lambda new: self.client.upsert(collection_name=new, points=points, wait=True)
-        )
-        return name, [pid not in existing for pid in ids]
+        self.client.upsert(collection_name=live, points=_points(items, encoder, docs), wait=True)
+        self._mark_edited(live)
+        return live, [pid not in existing for pid in ids]
 
     def delete(self, faq_id: str) -> str | None:
         live = self.info().collection
@@ -389,12 +336,17 @@ class QdrantStore(Store):
         )
         if not found:
             return None
-        selector = models.PointIdsList(points=[pid])
-        return self._edited_copy(
-            live,
-            lambda new: self.client.delete(
-                collection_name=new, points_selector=selector, wait=True
-            ),
+        self.client.delete(
+            collection_name=live, points_selector=models.PointIdsList(points=[pid]), wait=True
+        )
+        self._mark_edited(live)
+        return live
+
+    def _mark_edited(self, collection: str) -> None:
+        # Merged into the existing metadata; a later build of an unchanged file is not skipped.
+        self.client.update_collection(
+            collection,
+            metadata={"content_hash": "", "count": self._count(collection), "edited_at": now_iso()},
         )
 
     # --- searching ---------------------------------------------------------------------------

@@ -402,23 +402,6 @@ def test_topic_entries(store: AnyStore) -> None:
     assert entries.entry_in(vector, "pay", "de") is None
 
 
-def test_an_edit_is_a_version_of_its_own_and_a_rollback_undoes_it(store: AnyStore) -> None:
-    """Both backends: an edit writes the next version (the one before stays as it was), so a
-    rollback returns to the content before the edit, not to the last build."""
-    store.keep = 5
-    encoder = FakeEncoder(dim=16)
-    store.build(_items(3), encoder, progress=False)
-    extra = FaqItem(id="new-one", question="brand new question", answer="a", lang="en")
-    assert store.upsert([extra], encoder) == ("faq_v2", [True])
-    assert store.delete("faq-1") == "faq_v3"
-    assert store.current_collection() == "faq_v3"
-    assert sorted(_top(store, "question", 10)) == ["faq-0", "faq-2", "new-one"]
-    assert sorted(_top(store, "question", 10, collection="faq_v1")) == ["faq-0", "faq-1", "faq-2"]
-    assert store.rollback() == ("faq_v3", "faq_v2")
-    assert sorted(_top(store, "question", 10)) == ["faq-0", "faq-1", "faq-2", "new-one"]
-    assert store.info().content_hash == ""  # edited: no FAQ file has this content
-
-
 # --- the embedded store ------------------------------------------------------------------------
 
 
