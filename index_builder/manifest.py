@@ -42,6 +42,11 @@ class AbstainCalibration(BaseModel):
     dev_abstained: float = Field(description="Share of off-topic dev queries abstained on.")
     faq_hash: str = Field(description="content_hash of the FAQ whose scores were calibrated.")
     variant: str = Field("fp32", description="The model variant whose scores were calibrated.")
+    matched_to: str = Field(
+        "",
+        description="The variant whose decisions this threshold reproduces (as large a share of "
+        "the dev queries below it as below that variant's); empty: its own refusal budget.",
+    )
     retrieval: str = Field(
         "",
         description="The fusion weights whose scores were calibrated "
@@ -65,8 +70,16 @@ class ModelManifest(BaseModel):
     files: dict[str, str] = Field(description="File name -> sha256 of its bytes.")
     parity_max_abs_diff: float | None = None
     created_at: str = ""
+    calibrations: dict[str, AbstainCalibration] = Field(
+        default_factory=dict,
+        description="Variant -> its calibrated abstain rule (`faq-model calibrate --variant`): "
+        "a quantised variant scores differently, so each has its own. Not part of the "
+        "fingerprint.",
+    )
     abstain: AbstainCalibration | None = Field(
-        default=None, description="The calibrated abstain rule; not part of the fingerprint."
+        default=None,
+        description="The one abstain rule of manifests written before `calibrations` (for its "
+        "`variant`): still read, moved into `calibrations` by the next calibration.",
     )
 
     def variant_file(self, variant: str) -> str:
@@ -77,6 +90,22 @@ class ModelManifest(BaseModel):
             raise ManifestError(
                 f"model {self.name!r} has no {variant!r} variant (exported: {known})"
             ) from None
+
+    def calibration(self, variant: str) -> AbstainCalibration | None:
+        """The abstain rule calibrated on `variant`'s scores, or None."""
+        found = self.calibrations.get(variant)
+        if found is None and self.abstain is not None and self.abstain.variant == variant:
+            return self.abstain
+        return found
+
+    def with_calibration(self, calibration: AbstainCalibration) -> ModelManifest:
+        """This manifest with `calibration` as its variant's rule, the other variants' kept (an
+        old manifest's single rule among them)."""
+        kept = dict(self.calibrations)
+        if self.abstain is not None:
+            kept.setdefault(self.abstain.variant, self.abstain)
+        kept[calibration.variant] = calibration
+        return self.model_copy(update={"calibrations": kept, "abstain": None})
 
     def fingerprint(self, variant: str = "fp32") -> str:
         """Identity of the vectors this model variant produces.

@@ -39,6 +39,7 @@ from model_export.calibration import (
     LabelledQuery,
     OffTopicQuery,
     calibrate,
+    matched,
 )
 
 
@@ -108,6 +109,40 @@ class FaqSearch:
 # --- calibration --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class DevScores:
+    """The dev queries' top scores and nearest-anchor similarities under one variant."""
+
+    answerable_top: Scores
+    answerable_background: Scores
+    offtopic_top: Scores
+    offtopic_background: Scores
+
+    def answer_scores(self, weight: float) -> Scores:
+        """Answerable then off-topic, as the rule scores them at `weight`."""
+        return np.concatenate(
+            [
+                self.answerable_top - weight * self.answerable_background,
+                self.offtopic_top - weight * self.offtopic_background,
+            ]
+        )
+
+
+def dev_scores(faq: FaqSearch, answerable: Sequence[str], anchors: Sequence[str]) -> DevScores:
+    """The anchors are the off-topic dev queries themselves."""
+    encoder = faq.encoder
+    anchor_vectors = encoder.encode_passages(list(anchors))
+    ans_q = encoder.encode_queries(list(answerable))
+    off_q = encoder.encode_queries(list(anchors))
+    return DevScores(
+        faq.top_scores(answerable, ans_q),
+        nearest(ans_q, anchor_vectors),
+        faq.top_scores(anchors, off_q),
+        # Each off-topic query against the others: its own passage would flatter the rule.
+        nearest(off_q, anchor_vectors, exclude_self=True),
+    )
+
+
 def calibrate_model(
     faq: FaqSearch,
     answerable: Sequence[LabelledQuery],
@@ -115,27 +150,39 @@ def calibrate_model(
     *,
     refusal_budget: float = DEFAULT_REFUSAL_BUDGET,
     variant: str = "fp32",
+    reference: tuple[FaqSearch, AbstainCalibration] | None = None,
 ) -> tuple[Calibration, AbstainCalibration]:
-    """Calibrate on dev data; the anchors are the off-topic dev queries themselves."""
+    """Calibrate on dev data: the weight and threshold within the refusal budget, or, with a
+    `reference` (another variant's FAQ search and rule), its weight and the threshold that
+    decides like it (`model_export.calibration.matched`)."""
     if not answerable or not offtopic:
         raise CalibrationDataError("calibration needs answerable and off-topic dev queries")
-    encoder = faq.encoder
+    texts = [q.query for q in answerable]
     anchors = [q.query for q in offtopic]
-    anchor_vectors = encoder.encode_passages(anchors)
-    ans_q = encoder.encode_queries([q.query for q in answerable])
-    off_q = encoder.encode_queries(anchors)
-    result = calibrate(
-        faq.top_scores([q.query for q in answerable], ans_q),
-        nearest(ans_q, anchor_vectors),
-        faq.top_scores(anchors, off_q),
-        # Each off-topic query against the others: its own passage would flatter the rule.
-        nearest(off_q, anchor_vectors, exclude_self=True),
-        refusal_budget=refusal_budget,
-    )
+    mine = dev_scores(faq, texts, anchors)
+    if reference is None:
+        result = calibrate(
+            mine.answerable_top,
+            mine.answerable_background,
+            mine.offtopic_top,
+            mine.offtopic_background,
+            refusal_budget=refusal_budget,
+        )
+    else:
+        ref_faq, ref_rule = reference
+        weight = ref_rule.offtopic_weight
+        result = matched(
+            dev_scores(ref_faq, texts, anchors).answer_scores(weight),
+            ref_rule.min_score,
+            mine.answer_scores(weight),
+            len(texts),
+            weight,
+        )
     stored = AbstainCalibration(
         min_score=round(result.min_score, 6),
         offtopic_weight=result.offtopic_weight,
-        anchors=anchors if result.offtopic_weight > 0 else [],
+        # Kept at weight 0 too: a reindex scores the new FAQ against them (its negatives).
+        anchors=anchors,
         refusal_budget=refusal_budget,
         answerable=len(answerable),
         offtopic=len(offtopic),
@@ -143,6 +190,7 @@ def calibrate_model(
         dev_abstained=round(result.abstained, 6),
         faq_hash=content_hash(faq.items),
         variant=variant,
+        matched_to=reference[1].variant if reference is not None else "",
         retrieval=faq.retrieval.describe(),
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
@@ -182,7 +230,13 @@ def calibrate_command(
     model_dir: Annotated[
         Path, typer.Option(envvar="FAQ_MODEL_DIR", help="Exported ONNX model directory.")
     ] = Path("artifacts/onnx/multilingual-e5-small"),
-    variant: Annotated[str, typer.Option(envvar="FAQ_MODEL_VARIANT")] = "fp32",
+    variant: Annotated[
+        str,
+        typer.Option(
+            envvar="FAQ_MODEL_VARIANT",
+            help="The variant whose scores are calibrated (fp32, int8, fp16): each its own rule.",
+        ),
+    ] = "fp32",
     answerable: Annotated[
         Path, typer.Option(help="Answerable dev queries, JSONL {query, faq_id (the topic)}.")
     ] = Path("data/shopper/dev.jsonl"),
@@ -193,6 +247,14 @@ def calibrate_command(
         float,
         typer.Option(min=0.0, max=0.5, help="Share of answerable dev queries it may refuse."),
     ] = 0.02,
+    match_variant: Annotated[
+        str,
+        typer.Option(
+            help="Another variant than this one is calibrated to decide like it: its stored "
+            "rule (same FAQ and weights) gives the weight, the threshold keeps as large a "
+            "share of the dev queries below it; 'none': the variant's own refusal budget."
+        ),
+    ] = "fp32",
     write: Annotated[
         bool, typer.Option(help="Store the rule in the model's manifest.json (else print only).")
     ] = True,
@@ -201,11 +263,12 @@ def calibrate_command(
 ) -> None:
     """Compute the default min_score (and off-topic weight) from dev data; store it with the model.
 
-    The service reads it from the manifest as the default of `min_score`; FAQ_MIN_SCORE
-    overrides it. Calibrate again after a new export or a changed FAQ.
+    The service serving that variant reads it from the manifest as the default of `min_score`
+    (a reindex re-picks the threshold for its FAQ); FAQ_MIN_SCORE overrides it. Calibrate
+    again after a new export or a changed FAQ.
     """
     from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
-    from index_builder.faq import FaqFileError, read_faq
+    from index_builder.faq import FaqFileError, content_hash, read_faq
     from index_builder.manifest import ManifestError, ModelManifest
     from model_export.calibration import load_labelled, load_offtopic
 
@@ -218,12 +281,28 @@ def calibrate_command(
         off = load_offtopic("dev", offtopic)
         encoder = OnnxEncoder.load(model_dir, variant=variant)
         fusion = Retrieval(answer_weight=answer_weight, lexical_weight=lexical_weight)
+        reference = None
+        if match_variant not in ("none", variant):
+            ref_rule = ModelManifest.read(model_dir).calibration(match_variant)
+            if (
+                ref_rule is None
+                or ref_rule.faq_hash != content_hash(items)
+                or ref_rule.retrieval != fusion.describe()
+            ):
+                raise CalibrationDataError(
+                    f"no {match_variant} rule stored for this FAQ and these weights to match: "
+                    f"run faq-model calibrate --variant {match_variant} first (or "
+                    "--match-variant none)"
+                )
+            ref_encoder = OnnxEncoder.load(model_dir, variant=match_variant)
+            reference = (FaqSearch(items, ref_encoder, fusion), ref_rule)
         result, stored = calibrate_model(
             FaqSearch(items, encoder, fusion),
             dev,
             off,
             refusal_budget=refusal_budget,
             variant=variant,
+            reference=reference,
         )
     except (FaqFileError, ManifestError, CalibrationDataError) as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -233,18 +312,19 @@ def calibrate_command(
             f"  weight {t.weight:.2f}: min_score {t.min_score:.4f}, dev refused "
             f"{100 * t.refused:.1f}%, off-topic dev abstained {100 * t.abstained:.1f}%"
         )
+    if stored.matched_to:
+        typer.echo(f"  matched to the {stored.matched_to} variant's decisions on the dev queries")
     typer.echo(
-        f"{encoder.name}: min_score {stored.min_score:.4f}, off-topic weight "
+        f"{encoder.name} ({variant}): min_score {stored.min_score:.4f}, off-topic weight "
         f"{stored.offtopic_weight} ({len(stored.anchors)} anchors); dev: "
         f"{100 * stored.dev_refused:.1f}% of {len(dev)} answerable refused, "
         f"{100 * stored.dev_abstained:.1f}% of {len(off)} off-topic abstained "
         f"(score: {stored.retrieval})"
     )
     if write:
-        manifest = ModelManifest.read(model_dir)
-        manifest.abstain = stored
-        path = manifest.write(model_dir)
-        typer.echo(f"stored in {path}")
+        # The other variants' rules stay: each variant is calibrated on its own scores.
+        path = ModelManifest.read(model_dir).with_calibration(stored).write(model_dir)
+        typer.echo(f"stored in {path} for the {variant} variant")
     else:
         typer.echo(f"FAQ_MIN_SCORE={stored.min_score:.4f}")
 

@@ -14,7 +14,6 @@ Stdlib and numpy only.
 from __future__ import annotations
 
 import hashlib
-import math
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,11 @@ from typing import Literal
 
 import numpy as np
 
+# The thresholds and their error live with the served rule (a reindex picks one too); re-exported.
+from index_builder.calibration import DEFAULT_REFUSAL_BUDGET as DEFAULT_REFUSAL_BUDGET
+from index_builder.calibration import CalibrationDataError as CalibrationDataError
 from index_builder.calibration import Scores
+from index_builder.calibration import threshold_for as threshold_for
 from index_builder.jsonl import json_objects
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,12 +39,7 @@ OffTopicSplit = Literal["dev", "test"]
 OFFTOPIC_DEV_SHARE = 0.40
 OFFTOPIC_SALT = "offtopic-split-v1"
 
-DEFAULT_REFUSAL_BUDGET = 0.02
 WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.375, 0.5, 0.625, 0.75, 1.0)
-
-
-class CalibrationDataError(ValueError):
-    """A dev or test file that cannot be used; `str()` names the file and the problem."""
 
 
 # --- data ---------------------------------------------------------------------------------------
@@ -144,15 +142,6 @@ class Calibration:
     trials: list[WeightTrial]
 
 
-def threshold_for(scores: Scores, budget: float) -> float:
-    """The highest threshold under which at most `budget` of `scores` fall (strictly below)."""
-    if scores.size == 0:
-        raise CalibrationDataError("no answerable queries to calibrate on")
-    ordered = np.sort(scores)
-    allowed = math.floor(budget * ordered.size + 1e-9)
-    return float(ordered[min(allowed, ordered.size - 1)])
-
-
 def calibrate(
     answerable_top: Scores,
     answerable_background: Scores,
@@ -187,3 +176,27 @@ def calibrate(
     # Most abstentions; on a tie the smaller weight (the simpler rule).
     best = max(trials, key=lambda t: (t.abstained, -t.weight))
     return Calibration(best.min_score, best.weight, best.refused, best.abstained, trials)
+
+
+def matched(
+    reference: Scores,
+    reference_threshold: float,
+    scores: Scores,
+    answerable: int,
+    weight: float,
+) -> Calibration:
+    """A variant's threshold that decides like a reference variant's rule: the same share of
+    the dev queries below it (`reference` and `scores`: the same queries, answerable first,
+    each variant's answer scores at the reference's weight).
+
+    Why not the variant's own refusal budget: a quantised variant separates a little less, so
+    at the same 2% of refused shoppers it abstained on 74.5% of the off-topic dev split where
+    fp32 did on 83.4% (base model, int8). Its scores are the reference's slightly moved, and
+    the same quantile of the pooled dev scores lands where the reference's threshold does.
+    """
+    share = float(np.mean(reference < reference_threshold))
+    threshold = float(np.quantile(scores, share))
+    ans, off = scores[:answerable], scores[answerable:]
+    refused, abstained = float(np.mean(ans < threshold)), float(np.mean(off < threshold))
+    trial = WeightTrial(weight, threshold, refused, abstained)
+    return Calibration(threshold, weight, refused, abstained, [trial])

@@ -13,6 +13,7 @@ import typer
 from model_export.calibrate import register as register_calibrate
 from model_export.evaluation.answers import register as register_answers
 from model_export.evaluation.cli import register as register_evaluation
+from model_export.evaluation.recalibration import register as register_recalibration
 from model_export.training.cli import register as register_training
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -177,6 +178,8 @@ register_evaluation(cli)
 register_answers(cli)
 # calibrate: the abstain rule from dev data, stored in the model's manifest.
 register_calibrate(cli)
+# evaluate-recalibration: the threshold a reindex picks for a FAQ, measured.
+register_recalibration(cli)
 
 
 def main() -> None:

@@ -85,7 +85,22 @@ class Settings(BaseSettings):
     min_score: float | None = Field(
         None,
         description="Default min_score of a search: below it the answer is answered=false with "
-        "no results. Unset: the model's calibrated value (faq-model calibrate), else none.",
+        "no results. Unset: the live collection's (picked for its FAQ by a reindex, "
+        "FAQ_RECALIBRATE), else the model's calibrated value (faq-model calibrate), else none.",
+    )
+    recalibrate: bool = Field(
+        True,
+        description="A reindex (admin job or faq-index build) picks the abstain threshold for "
+        "the new FAQ: its questions and variants of them against the model's off-topic "
+        "anchors (docs/your-faq.md); the service uses the live collection's. Off: the model's "
+        "calibrated threshold serves every FAQ.",
+    )
+    recalibrate_offtopic_target: float = Field(
+        0.90,
+        ge=0.5,
+        le=1.0,
+        description="Share of the off-topic anchors a picked threshold abstains on, unless that "
+        "refuses more than the model's refusal budget of the FAQ's own question variants.",
     )
     query_languages: list[str] = Field(
         default_factory=lambda: list(OTHER_LANGUAGES),

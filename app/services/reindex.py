@@ -13,14 +13,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from app.core.config import Settings
 from app.core.heap import freeze_long_lived, release_free_memory
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
+from app.services.recalibration import reindex_annotator
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.quality_gate import (
@@ -31,6 +33,7 @@ from index_builder.quality_gate import (
     load_golden,
 )
 from index_builder.store import CollectionInfo, FaqIndexError, Store
+from index_builder.store.base import Annotate
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,8 @@ log = logging.getLogger(__name__)
 _RECOVERABLE: tuple[type[BaseException], ...] = (*QDRANT_ERRORS, FaqIndexError)
 # Finished job records kept in the jobs directory.
 JOBS_KEPT = 100
+# A reindex's items -> what it records with the new collection (None: nothing).
+Annotator = Callable[[Sequence[FaqItem]], Annotate | None]
 
 
 class AdminConflictError(RuntimeError):
@@ -70,12 +75,16 @@ class AdminService:
         gate: QualityGate | None = None,
         batch_size: int = 32,
         lock_timeout_s: float = 10.0,
+        annotator: Annotator | None = None,
     ) -> None:
+        """`annotator(items)`: what a reindex of `items` records with its new collection (the
+        abstain threshold picked for them: `recalibration.reindex_annotator`)."""
         self.index: Store = guard.store
         self.encoder = encoder
         self.guard = guard
         self.store = store
         self.gate = gate
+        self.annotator = annotator
         self.batch_size = batch_size
         self.orphan_min_age_s = self.index.orphan_min_age_s
         self.lock_timeout_s = lock_timeout_s
@@ -224,6 +233,14 @@ class AdminService:
             if not report.passed:
                 raise QualityGateError(report)
 
+        annotate = self.annotator(items) if self.annotator is not None else None
+
+        def annotate_timed(collection: str) -> Mapping[str, Any]:
+            t0 = time.perf_counter()
+            extra = annotate(collection) if annotate is not None else {}
+            marks["calibrate"] = time.perf_counter() - t0
+            return extra
+
         try:
             index = self.index
             started = time.perf_counter()
@@ -243,6 +260,7 @@ class AdminService:
                 progress=False,
                 on_batch=on_batch,
                 validate=validate,
+                annotate=annotate_timed if annotate is not None else None,
             )
             self.guard.invalidate()
             # Before the record says succeeded, so a client that sees it finds it settled.
@@ -276,10 +294,12 @@ class AdminService:
         timings = dict(record.timings)
         if "embedded" in marks:
             timings["embed"] = round(marks["embedded"] - started, 3)
-        if "gate" in marks:
-            timings["gate"] = round(marks["gate"], 3)
+        for step in ("gate", "calibrate"):
+            if step in marks:
+                timings[step] = round(marks[step], 3)
         if changes.get("state") == "succeeded" and "embedded" in marks:
-            timings["swap"] = round(end - marks["embedded"] - marks.get("gate", 0.0), 3)
+            checks = marks.get("gate", 0.0) + marks.get("calibrate", 0.0)
+            timings["swap"] = round(end - marks["embedded"] - checks, 3)
         timings["total"] = round(end - started, 3)
         changes.update(finished_at=now_iso(), timings=timings)
         self._apply(record, changes, persist=True)
@@ -344,6 +364,7 @@ def create_admin(
         JobStore(settings.jobs_dir, keep=JOBS_KEPT),
         gate=gate,
         batch_size=settings.encode_batch_size,
+        annotator=lambda items: reindex_annotator(settings, encoder, guard.store, items),
     )
     admin.recover()
     return admin

@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -171,6 +171,12 @@ class SearchService:
         info = self.guard.cached()
         if info is None:
             info = await run_in_threadpool(self.guard.current)
+        # A request without min_score gets the live collection's threshold (picked for its FAQ
+        # at reindex), else the model's: `answering.threshold`. `info` may trail an alias move
+        # by the guard's check interval; a reindex in this process invalidates it at once.
+        default = self.answering.threshold(info).min_score
+        if default is not None:
+            specs = [s if s.min_score is not None else replace(s, min_score=default) for s in specs]
         texts = [s.text for s in specs]
         t0 = time.perf_counter()
         # Cut absurdly long input before tokenising: the model keeps max_length tokens anyway.

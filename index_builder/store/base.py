@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -74,6 +74,9 @@ class IndexInfo:
     content_hash: str
     points: int
     created_at: str
+    # The abstain threshold picked for this collection's FAQ when it was built (its metadata's
+    # `abstain`: `index_builder.faq_calibration`); None when none was.
+    abstain: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,11 @@ class TopicEntries(Protocol):
 
 
 # `validate(collection)` runs once every entry is stored, before the alias moves; raising refuses
-# the collection. `on_batch(done, total)` runs after each stored batch; raising stops the build.
+# the collection. `annotate(collection)` runs after it: what it returns is added to the
+# collection's metadata (the threshold picked for its FAQ). `on_batch(done, total)` runs after
+# each stored batch; raising stops the build.
 Validate = Callable[[str], None]
+Annotate = Callable[[str], Mapping[str, Any]]
 OnBatch = Callable[[int, int], None]
 
 
@@ -182,6 +188,7 @@ class Store(ABC):
         progress: bool = True,
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
+        annotate: Annotate | None = None,
     ) -> tuple[IndexInfo, bool]:
         """Embed `items` into a new version and move the alias to it; (live index, whether a
         version was built). On any failure the new version is removed and the alias stays."""
@@ -210,6 +217,18 @@ class Store(ABC):
         collection: str | None = None,
     ) -> list[Hit]:
         """The best entries of the live collection (or `collection`), blocking."""
+
+    def search_many(
+        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+    ) -> list[list[Hit]]:
+        """Several searches of `collection` (a version not live yet, too), blocking: what a
+        build's checks score the new version with. One search each here; backends batch."""
+        return [
+            self.search(
+                v, s.limit, lang=s.lang, market=s.market, lexical=s.lexical, collection=collection
+            )
+            for v, s in zip(vectors, specs, strict=True)
+        ]
 
     @abstractmethod
     async def search_batch(
@@ -276,6 +295,7 @@ class Store(ABC):
             content_hash=str(meta.get("content_hash", "")),
             points=self._count(collection),
             created_at=str(meta.get("created_at", "")),
+            abstain=abstain if isinstance(abstain := meta.get("abstain"), dict) else None,
         )
 
     def check_model(self, fingerprint: str) -> IndexInfo:

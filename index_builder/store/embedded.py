@@ -45,6 +45,7 @@ from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.base import (
     BUILDING,
     READY,
+    Annotate,
     FaqIndexError,
     Hit,
     IndexBuildError,
@@ -306,6 +307,7 @@ class EmbeddedStore(Store):
         progress: bool = True,
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
+        annotate: Annotate | None = None,
     ) -> tuple[IndexInfo, bool]:
         with self._writing():
             plan = self._plan(items, encoder, skip_if_unchanged)
@@ -323,6 +325,7 @@ class EmbeddedStore(Store):
                     desc=f"indexing {name}" if progress else None,
                 ),
                 validate,
+                annotate,
             )
         log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
         return self.info(), True
@@ -332,6 +335,7 @@ class EmbeddedStore(Store):
         meta: dict[str, Any],
         make: Callable[[str], Entries],
         validate: Validate | None = None,
+        annotate: Annotate | None = None,
     ) -> str:
         """Write a new version (`make(name)` gives its entries), check it, move the alias to
         it, prune; the new version is deleted when anything fails. Under the write lock."""
@@ -345,6 +349,8 @@ class EmbeddedStore(Store):
             entries.save(directory)
             if validate is not None:
                 validate(name)
+            if annotate is not None:
+                meta = {**meta, **annotate(name)}
             self._write_metadata(name, {**meta, "count": len(entries.payloads), "state": READY})
             self._move_alias(name)
         except BaseException as exc:
@@ -456,6 +462,11 @@ class EmbeddedStore(Store):
         snapshot = self._live() if collection is None else self._snapshot(collection)
         spec = SearchSpec(top_k, lang, market, lexical)
         return snapshot.search_batch(vector[None, :], [spec], self.retrieval)[0]
+
+    def search_many(
+        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+    ) -> list[list[Hit]]:
+        return self._snapshot(collection).search_batch(vectors, specs, self.retrieval)
 
     async def search_batch(
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]

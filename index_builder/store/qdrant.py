@@ -42,6 +42,7 @@ from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.base import (
     FILTER_FIELDS,
     READY,
+    Annotate,
     Hit,
     IndexBuildError,
     IndexInfo,
@@ -239,6 +240,7 @@ class QdrantStore(Store):
         progress: bool = True,
         on_batch: OnBatch | None = None,
         validate: Validate | None = None,
+        annotate: Annotate | None = None,
     ) -> tuple[IndexInfo, bool]:
         plan = self._plan(items, encoder, skip_if_unchanged)
         if isinstance(plan, IndexInfo):
@@ -283,7 +285,9 @@ class QdrantStore(Store):
                 raise IndexBuildError(f"{name}: wrote {len(items)} entries but {stored} are stored")
             if validate is not None:
                 validate(name)
-            self.client.update_collection(name, metadata={"state": READY})
+            extra = dict(annotate(name)) if annotate is not None else {}
+            # Merged into the collection's metadata by the server.
+            self.client.update_collection(name, metadata={**extra, "state": READY})
             self._move_alias(name)
         except BaseException as exc:
             log.error(
@@ -384,13 +388,31 @@ class QdrantStore(Store):
         return [hit_from_point(p) for p in response.points]
 
     def _search_batch(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
         requests = [self._request(v, s) for v, s in zip(vectors, specs, strict=True)]
         responses = self._read(
-            lambda: self.client.query_batch_points(collection_name=self.alias, requests=requests)
+            lambda: self.client.query_batch_points(
+                collection_name=collection or self.alias, requests=requests
+            )
         )
         return [[hit_from_point(p) for p in r.points] for r in responses]
+
+    def search_many(
+        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+    ) -> list[list[Hit]]:
+        # In requests of at most this many queries: one round trip each, none too large.
+        step = 256
+        return [
+            hits
+            for start in range(0, len(specs), step)
+            for hits in self._search_batch(
+                vectors[start : start + step], specs[start : start + step], collection
+            )
+        ]
 
     async def search_batch(
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]

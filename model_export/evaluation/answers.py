@@ -237,6 +237,13 @@ def evaluate_answers(
     low_accuracy: Annotated[
         bool, typer.Option(help="Lingua's low-accuracy mode for the query language.")
     ] = True,
+    variant: Annotated[
+        str,
+        typer.Option(
+            envvar="FAQ_MODEL_VARIANT",
+            help="The variant measured (fp32, int8, fp16), with the rule calibrated on it.",
+        ),
+    ] = "fp32",
     answer_weight: AnswerWeight = _FUSION.answer_weight,
     lexical_weight: LexicalWeight = _FUSION.lexical_weight,
     grid: Annotated[
@@ -287,8 +294,8 @@ def evaluate_answers(
     digest = content_hash(items)
     for name, model_dir in models:
         try:
-            encoder = OnnxEncoder.load(model_dir)
-            stored = ModelManifest.read(model_dir).abstain
+            encoder = OnnxEncoder.load(model_dir, variant=variant)
+            stored = ModelManifest.read(model_dir).calibration(variant)
         except ManifestError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
@@ -296,14 +303,16 @@ def evaluate_answers(
         dense = FaqSearch(items, encoder, fusion)
         source = "manifest"
         if stored is None or stored.faq_hash != digest or stored.retrieval != fusion.describe():
-            _, stored = calibrate_model(dense, dev, off_dev)
-            source = "calibrated now on dev (none stored for this FAQ and these weights)"
+            _, stored = calibrate_model(dense, dev, off_dev, variant=variant)
+            source = (
+                f"calibrated now on dev (none stored for {variant}, this FAQ and these weights)"
+            )
         rule = rule_for(dense, stored)
         ab = abstain_figures(dense, rule, off_test, test)
         kinds = ", ".join(f"{k} {d}/{t}" for k, (d, t) in sorted(ab.by_kind.items()))
         typer.echo(
-            f"\n## {name} ({model_dir}): min_score {stored.min_score:.4f}, off-topic weight "
-            f"{stored.offtopic_weight} ({source}); score: {fusion.describe()}\n"
+            f"\n## {name} ({model_dir}, {variant}): min_score {stored.min_score:.4f}, off-topic "
+            f"weight {stored.offtopic_weight} ({source}); score: {fusion.describe()}\n"
             f"abstain: off-topic test split abstained {ab.offtopic_abstained:.1f}% of "
             f"{ab.offtopic_test} (target >= 90%); shopper test split wrongly refused "
             f"{ab.shopper_refused:.1f}% of {ab.shopper_test} (target <= 3%)\n"

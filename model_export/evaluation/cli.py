@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,6 +31,8 @@ from model_export.evaluation.queries import (
     load_eval_dictionaries,
     write_eval_set,
 )
+from model_export.evaluation.query_mixing import DEFAULT_LEXICONS as DEFAULT_MIX_LEXICONS
+from model_export.evaluation.query_mixing import DIRECTIONS, Direction
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +60,29 @@ EVAL_HELP = (
     "--controls DIR: the root written by `faq-model eval-data`; each --model (not a --url: a "
     "service indexes the shop FAQ only) is scored on the English queries of DIR/debian-faq and "
     "DIR/oscar by the table's own code, giving summary.json's controls.debian_en and oscar_en. "
-    "Without it those are empty.\n\n"
+    "Without it those are empty. With it, base, shop and shop_no_cs are also scored on the "
+    "translated and code-switched (cs-tgt) queries of those sets: summary.json's "
+    "codeswitch.penalty.\n\n"
+    "--hard-faq DIR: a second FAQ (DIR/faq.jsonl) and its test split (DIR/test.jsonl), scored "
+    "with each --model and pooled with the shopper queries into summary.json's codeswitch "
+    "object; without it, its hard_faq fields are null.\n\n"
+    "--query-mix W: each query's vector becomes normalise((1-W) v(query) + W v(normalised "
+    "query)), the query rewritten word by word with the training lexicons of "
+    "--query-mix-lexicons (a run config's [codeswitch], default configs/train/shop.toml): "
+    "'target' puts its English words into its language, 'en' every word into English. Off by "
+    "default.\n\n"
     "Bad input (a missing file, a bad line, an unknown topic, a missing model directory, an "
     "unreachable service) prints `error: ...` (file:line where there is one) and exits 2."
 )
+
+
+@dataclass(frozen=True)
+class QueryMixOption:
+    """`--query-mix` as given; the lexicons load only once the rest of the input checks out."""
+
+    weight: float
+    direction: Direction
+    lexicons: Path
 
 
 def build_eval_data(
@@ -223,6 +245,34 @@ def register(app: typer.Typer) -> None:
         threads: Annotated[
             int | None, typer.Option(help="Task form: ONNX Runtime intra-op threads.")
         ] = None,
+        hard_faq: Annotated[
+            Path | None,
+            typer.Option(
+                help="Task form: a second FAQ to score (DIR/faq.jsonl, its test split "
+                "DIR/test.jsonl), pooled into summary.json's codeswitch object."
+            ),
+        ] = None,
+        query_mix: Annotated[
+            float | None,
+            typer.Option(
+                help="Task form: mix each query's vector with its lexicon-normalised form's at "
+                "this weight (0-1); off when not given."
+            ),
+        ] = None,
+        query_mix_direction: Annotated[
+            str | None,
+            typer.Option(
+                help="Task form, with --query-mix: 'target' (English words into the query's "
+                "language, default) or 'en' (every word into English)."
+            ),
+        ] = None,
+        query_mix_lexicons: Annotated[
+            Path | None,
+            typer.Option(
+                help="Task form, with --query-mix: the run config whose [codeswitch] lexicons "
+                f"normalise (default {DEFAULT_MIX_LEXICONS})."
+            ),
+        ] = None,
     ) -> None:
         """Score models: the third-party table (--config) or the shop task (--faq ...)."""
         task_options = {
@@ -235,6 +285,10 @@ def register(app: typer.Typer) -> None:
             "--controls": controls,
             "--variant": variant,
             "--threads": threads,
+            "--hard-faq": hard_faq,
+            "--query-mix": query_mix,
+            "--query-mix-direction": query_mix_direction,
+            "--query-mix-lexicons": query_mix_lexicons,
         }
         table_options = {"--config": config, "--chart": chart, "--max-queries": max_queries}
         # typer hands an unused list option over as None or []; either way it was not given.
@@ -257,6 +311,8 @@ def register(app: typer.Typer) -> None:
                 controls=controls,
                 variant=variant or "fp32",
                 threads=threads,
+                hard_faq=hard_faq,
+                mix=_query_mix(query_mix, query_mix_direction, query_mix_lexicons),
             )
             return
         _eval_table(config or DEFAULT_CONFIG, out or TABLE_OUT, chart, max_queries)
@@ -265,6 +321,24 @@ def register(app: typer.Typer) -> None:
 def _fail(message: str) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
+
+
+def _query_mix(
+    weight: float | None, direction: str | None, lexicons: Path | None
+) -> QueryMixOption | None:
+    if weight is None:
+        if direction is not None or lexicons is not None:
+            _fail("--query-mix-direction and --query-mix-lexicons need --query-mix WEIGHT")
+        return None
+    if not 0.0 <= weight <= 1.0:
+        _fail(f"--query-mix {weight}: a weight in [0, 1]")
+    if direction not in (None, *DIRECTIONS):
+        _fail(f"--query-mix-direction {direction!r}: one of {', '.join(DIRECTIONS)}")
+    config = lexicons or DEFAULT_MIX_LEXICONS
+    if not config.is_file():
+        _fail(f"--query-mix-lexicons {config}: file not found")
+    chosen: Direction = "en" if direction == "en" else "target"
+    return QueryMixOption(weight, chosen, config)
 
 
 def _eval_table(config: Path, out: Path, chart: Path | None, max_queries: int | None) -> None:
@@ -299,8 +373,11 @@ def _eval_task(
     controls: Path | None,
     variant: str,
     threads: int | None,
+    hard_faq: Path | None = None,
+    mix: QueryMixOption | None = None,
 ) -> None:
     from model_export.evaluation import task
+    from model_export.evaluation.query_mixing import QueryMix, QueryNormaliser
 
     if faq is None or queries is None:
         _fail("the task form needs --faq and --queries")
@@ -308,8 +385,20 @@ def _eval_task(
         sources = task.parse_sources(models, urls)
         pairs = task.parse_compare(compare, [s.name for s in sources])
         data = task.load_task(faq, queries)
+        hard = task.load_hard_faq(hard_faq) if hard_faq is not None else None
+        query_mix = None
+        if mix is not None:
+            normaliser = QueryNormaliser.from_config(mix.direction, mix.lexicons)
+            query_mix = QueryMix(normaliser, mix.weight, lexicons=str(mix.lexicons))
         run = task.run_task(
-            data, sources, compare=pairs, controls_dir=controls, variant=variant, threads=threads
+            data,
+            sources,
+            compare=pairs,
+            controls_dir=controls,
+            hard_faq=hard,
+            query_mix=query_mix,
+            variant=variant,
+            threads=threads,
         )
     except task.TaskInputError as exc:
         _fail(str(exc))

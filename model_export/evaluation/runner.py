@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from model_export.evaluation.encoders import DEFAULT_CACHE, ModelSpec, build_retriever
+from model_export.evaluation.encoders import (
+    DEFAULT_CACHE,
+    ModelSpec,
+    Retriever,
+    build_encoder,
+    build_retriever,
+)
 from model_export.evaluation.metrics import (
     METRICS,
     bootstrap_ci,
@@ -33,6 +39,7 @@ from model_export.evaluation.metrics import (
     per_query_metrics,
 )
 from model_export.evaluation.queries import CODE_SWITCHED, KINDS, LoadedSet, load_eval_set
+from model_export.evaluation.query_mixing import MixingRetriever, QueryMix
 
 log = logging.getLogger(__name__)
 
@@ -346,7 +353,21 @@ def _first_gold_rank(ranked: Sequence[str], gold: Sequence[str]) -> int:
     return next((i for i, r in enumerate(ranked, 1) if r in set(gold)), 0)
 
 
-def evaluate(config: EvalConfig) -> EvalResults:
+def _ranker(
+    spec: ModelSpec, config: EvalConfig, query_mix: QueryMix | None
+) -> Callable[[str], Retriever]:
+    """The retriever for the queries of one language (mixing needs the language)."""
+    if query_mix is None or spec.kind == "http":
+        retriever = build_retriever(spec, cache_dir=config.cache_dir, threads=config.threads)
+        return lambda lang: retriever
+    encoder = build_encoder(spec, cache_dir=config.cache_dir, threads=config.threads)
+    return MixingRetriever(encoder, query_mix).for_language
+
+
+def evaluate(config: EvalConfig, *, query_mix: QueryMix | None = None) -> EvalResults:
+    """Score every model on every set. With `query_mix`, each dense model's query vectors are
+    mixed with those of the normalised queries, by the language of each (lang, kind) set
+    (`query_mixing.py`); a service (`http`) is scored as it answers."""
     started = time.perf_counter()
     sets = {ds: load_eval_set(config.eval_dir / ds) for ds in config.datasets}
     runs: list[ModelRun] = []
@@ -357,7 +378,7 @@ def evaluate(config: EvalConfig) -> EvalResults:
             runs.append(ModelRun(spec, f"not available: {why}"))
             continue
         t0 = time.perf_counter()
-        retriever = build_retriever(spec, cache_dir=config.cache_dir, threads=config.threads)
+        ranker = _ranker(spec, config, query_mix)
         run = ModelRun(spec, "ok")
         for ds, loaded in sets.items():
             if spec.datasets and ds not in spec.datasets:
@@ -370,7 +391,7 @@ def evaluate(config: EvalConfig) -> EvalResults:
                 qs = queries[: config.max_queries] if config.max_queries else queries
                 if not qs:
                     continue
-                rankings = retriever.rank([q.query for q in qs], loaded.entries, TOP_K)
+                rankings = ranker(lang).rank([q.query for q in qs], loaded.entries, TOP_K)
                 golds = [q.gold for q in qs]
                 run.per_query[(ds, lang, kind)] = per_query_metrics(rankings, golds)
                 run.query_ids[(ds, lang, kind)] = [q.id for q in qs]

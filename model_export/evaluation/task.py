@@ -39,9 +39,19 @@ from numpy.typing import NDArray
 from index_builder.faq import FaqFileError, read_faq, topic_of
 from index_builder.manifest import ManifestError
 from model_export.evaluation import encoders
+from model_export.evaluation.codeswitch_summary import (
+    BASE,
+    SHOP,
+    SHOP_NO_CS,
+    FaqScores,
+    codeswitch_object,
+    read_scripts,
+)
 from model_export.evaluation.encoders import DEFAULT_CACHE, ModelSpec
 from model_export.evaluation.metrics import bootstrap_ci, paired_test, per_query_metrics
 from model_export.evaluation.queries import ChecksumError
+from model_export.evaluation.query_mixing import MixingRetriever, QueryMix
+from model_export.evaluation.runner import PENALTY_KINDS, EvalConfig, EvalResults, evaluate
 from model_export.shopper_data import KINDS, ShopperQuery, load_queries
 
 log = logging.getLogger(__name__)
@@ -58,6 +68,12 @@ HTTP_TOP_K = 50
 # summary.json control name -> the third-party evaluation set (written by `faq-model eval-data`)
 # whose English queries it scores.
 CONTROL_SETS = {"debian_en": "debian-faq", "oscar_en": "oscar"}
+# The code-switching penalty (summary.json's codeswitch.penalty): these models, these kinds of
+# the same third-party sets.
+PENALTY_MODELS = (BASE, SHOP, SHOP_NO_CS)
+# `--hard-faq DIR`: the second FAQ and its test split, laid out like data/ and data/shopper/.
+HARD_FAQ_FILE = "faq.jsonl"
+HARD_FAQ_TEST = "test.jsonl"
 _NAME = re.compile(r"[A-Za-z0-9_.+-]+")
 
 PerQuery = dict[str, NDArray[np.float64]]
@@ -240,11 +256,23 @@ def score_model(
     variant: str = "fp32",
     cache_dir: Path = DEFAULT_CACHE,
     threads: int | None = None,
+    query_mix: QueryMix | None = None,
 ) -> ModelScores:
+    """Score one model; with `query_mix`, an ONNX model's query vectors are mixed with those of
+    the lexicon-normalised queries (a service is scored as it answers)."""
     t0 = time.perf_counter()
     spec = source.spec(variant)
     texts = [q.query for q in data.queries]
-    if source.kind == "http":
+    if source.kind == "onnx" and query_mix is not None:
+        try:
+            encoder = encoders.build_encoder(spec, cache_dir=cache_dir, threads=threads)
+        except ManifestError as exc:
+            raise TaskInputError(f"model {source.name!r}: {exc}") from None
+        mixing = MixingRetriever(encoder, query_mix)
+        langs = [q.lang for q in data.queries]
+        rankings = mixing.rank_queries(texts, langs, data.entries, len(data.entries))
+        log.info("model %s: %d of %d queries mixed", source.name, mixing.changed, len(texts))
+    elif source.kind == "http":
         retriever = encoders.build_retriever(spec, cache_dir=cache_dir, threads=threads)
         try:
             rankings = retriever.rank(texts, data.entries, HTTP_TOP_K)
@@ -305,6 +333,14 @@ class TaskRun:
     controls: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     controls_note: str = "not computed: pass --controls artifacts/eval"
     wall_s: float = 0.0
+    # The hard FAQ (`--hard-faq DIR`: DIR/faq.jsonl, DIR/test.jsonl) and its scores; None and
+    # empty without it.
+    hard_faq: TaskData | None = None
+    hard_scores: list[ModelScores] = field(default_factory=list)
+    # Translated and cs-tgt queries of the third-party sets for base/shop/shop_no_cs, scored by
+    # `runner.evaluate` (the code-switching penalty); None without --controls.
+    penalty_sets: EvalResults | None = None
+    query_mix: QueryMix | None = None
 
 
 def to_json(run: TaskRun) -> dict[str, Any]:
@@ -366,10 +402,51 @@ def to_json(run: TaskRun) -> dict[str, Any]:
         "comparisons": comparisons,
         "controls": run.controls,
         "controls_note": run.controls_note,
+        "codeswitch": codeswitch(run),
+        "hard_faq": (
+            {
+                "faq": str(run.hard_faq.faq_path),
+                "queries": str(run.hard_faq.queries_path),
+                "queries_sha256": run.hard_faq.queries_sha256,
+                "ranks": {s.name: s.ranks for s in run.hard_scores},
+            }
+            if run.hard_faq is not None
+            else None
+        ),
+        "query_mix": run.query_mix.describe() if run.query_mix is not None else None,
+        # The penalty per model and (dataset, language) group, with its paired interval; the
+        # codeswitch object holds the pooled ("all", "all") one.
+        "penalties": run.penalty_sets.penalties() if run.penalty_sets is not None else [],
         # Gold topic rank per query (0: not in the top ten), in the query file's order, so
         # later analyses need not re-encode anything.
         "ranks": {s.name: s.ranks for s in run.scores},
     }
+
+
+def _faq_scores(name: str, data: TaskData, scores: Sequence[ModelScores]) -> FaqScores:
+    return FaqScores(
+        name,
+        data.queries,
+        read_scripts(data.queries_path),
+        {s.name: s.per_query["R@1"] for s in scores},
+    )
+
+
+def codeswitch(run: TaskRun) -> dict[str, Any]:
+    """summary.json's `codeswitch` object (`codeswitch_summary.py`) from this run's scores."""
+    faqs = [_faq_scores("shopper", run.data, run.scores)]
+    hard = _faq_scores("hard_faq", run.hard_faq, run.hard_scores) if run.hard_faq else None
+    if hard is not None:
+        faqs.append(hard)
+    return codeswitch_object(
+        faqs,
+        hard_faq=hard,
+        third_party=run.penalty_sets,
+        controls=run.controls,
+        n_boot=run.n_boot,
+        seed=run.seed,
+        query_mix=run.query_mix.describe() if run.query_mix is not None else None,
+    )
 
 
 # --- reports --------------------------------------------------------------------------------
@@ -455,8 +532,47 @@ def to_markdown(report: dict[str, Any]) -> str:
                 for c in report["controls"].values()
             ]
             lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    lines += codeswitch_lines(report["codeswitch"])
     lines += ["", f"Wall time {report['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"
+
+
+def _pts(value: float | None, signed: bool = False) -> str:
+    return "-" if value is None else f"{100 * value:{'+' if signed else ''}.1f}"
+
+
+def codeswitch_lines(cs: dict[str, Any]) -> list[str]:
+    """Markdown lines for summary.json's `codeswitch` object (percent; "-" where null)."""
+    meta = cs["meta"]
+    ci = cs["code_mixed_delta_ci95"]
+    interval = f" [{_pts(ci[0], True)}, {_pts(ci[1], True)}]" if ci else ""
+    mix = meta["query_mix"]
+    models = list(cs["penalty"])
+    lines = [
+        "",
+        f"Code-switching (summary.json `codeswitch`; FAQs pooled: {', '.join(meta['faqs'])}"
+        + (f"; query-side mixing {mix['direction']} at {mix['weight']}" if mix else "")
+        + "):",
+        "",
+        f"- shop - shop_no_cs R@1 on code-mixed queries: "
+        f"{_pts(cs['code_mixed_delta_r1'], True)}{interval} points (n {meta['code_mixed_n']})",
+        "",
+        "| | " + " | ".join(models) + " |",
+        "|---|" + "---|" * len(models),
+        "| penalty (translated - cs-tgt R@1) | "
+        + " | ".join(_pts(cs["penalty"][m], True) for m in models)
+        + " |",
+        f"| romanised R@1 (n {cs['romanised']['n']}) | "
+        + " | ".join(_pts(cs["romanised"][m]) for m in models)
+        + " |",
+        f"| hard FAQ R@1 (n {cs['hard_faq']['n'] if cs['hard_faq']['n'] is not None else '-'}) | "
+        + " | ".join(_pts(cs["hard_faq"][m]) for m in models)
+        + " |",
+        "| English controls R@1 | "
+        + " | ".join(_pts(cs["english_controls"].get(m)) for m in models)
+        + " |",
+    ]
+    return lines
 
 
 def write_results(report: dict[str, Any], out_dir: Path) -> dict[str, Path]:
@@ -495,6 +611,7 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
     return {
         "shopper_test": shopper,
         "controls": controls,
+        "codeswitch": report["codeswitch"],
         "meta": {
             "queries": report["queries"],
             "queries_sha256": report["queries_sha256"],
@@ -532,8 +649,6 @@ def score_controls(
     exactly the directories of this command; the cache makes a model `make eval` already
     encoded cost nothing.
     """
-    from model_export.evaluation.runner import EvalConfig, evaluate
-
     specs = [s.spec(variant) for s in sources if s.kind == "onnx"]
     out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in CONTROL_SETS}
     if not specs:
@@ -563,12 +678,56 @@ def score_controls(
     return out
 
 
+def load_hard_faq(root: Path) -> TaskData:
+    """The hard FAQ of `--hard-faq DIR`: its FAQ `DIR/faq.jsonl` and test split `DIR/test.jsonl`
+    (the shopper log's format and split), read and checked as the shopper task is."""
+    if not root.is_dir():
+        raise TaskInputError(f"--hard-faq {root}: not a directory")
+    return load_task(root / HARD_FAQ_FILE, root / HARD_FAQ_TEST)
+
+
+def score_penalty_sets(
+    sources: Sequence[ModelSource],
+    eval_dir: Path,
+    *,
+    variant: str = "fp32",
+    cache_dir: Path = DEFAULT_CACHE,
+    threads: int | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    query_mix: QueryMix | None = None,
+) -> EvalResults | None:
+    """The translated and cs-tgt queries of the third-party sets, for the models the penalty
+    is reported for (base, shop, shop_no_cs) among the ONNX ones; None when none is here."""
+    specs = [s.spec(variant) for s in sources if s.kind == "onnx" and s.name in PENALTY_MODELS]
+    if not specs:
+        return None
+    cfg = EvalConfig(
+        models=specs,
+        datasets=list(CONTROL_SETS.values()),
+        eval_dir=eval_dir,
+        kinds=PENALTY_KINDS,
+        n_boot=n_boot,
+        seed=seed,
+        threads=threads,
+        cache_dir=cache_dir,
+    )
+    try:
+        return evaluate(cfg, query_mix=query_mix)
+    except (FileNotFoundError, ChecksumError) as exc:
+        raise TaskInputError(
+            f"--controls {eval_dir}: {exc} (build the sets with `faq-model eval-data`)"
+        ) from None
+
+
 def run_task(
     data: TaskData,
     sources: Sequence[ModelSource],
     *,
     compare: Sequence[tuple[str, str]] = (),
     controls_dir: Path | None = None,
+    hard_faq: TaskData | None = None,
+    query_mix: QueryMix | None = None,
     variant: str = "fp32",
     cache_dir: Path = DEFAULT_CACHE,
     threads: int | None = None,
@@ -581,11 +740,22 @@ def run_task(
         raise TaskInputError(
             f"--controls {controls_dir}: not a directory (build it with `faq-model eval-data`)"
         )
-    scores = [
-        score_model(s, data, variant=variant, cache_dir=cache_dir, threads=threads) for s in sources
-    ]
-    run = TaskRun(data, scores, list(compare), n_boot=n_boot, seed=seed)
+    common: dict[str, Any] = {
+        "variant": variant,
+        "cache_dir": cache_dir,
+        "threads": threads,
+        "query_mix": query_mix,
+    }
+    scores = [score_model(s, data, **common) for s in sources]
+    run = TaskRun(data, scores, list(compare), n_boot=n_boot, seed=seed, query_mix=query_mix)
+    if hard_faq is not None:
+        # A service indexes the shop's FAQ, not this one: only ONNX models are scored on it.
+        run.hard_faq = hard_faq
+        run.hard_scores = [score_model(s, hard_faq, **common) for s in sources if s.kind == "onnx"]
     if controls_dir is not None:
+        run.penalty_sets = score_penalty_sets(
+            sources, controls_dir, n_boot=n_boot, seed=seed, **common
+        )
         run.controls = score_controls(
             sources,
             controls_dir,

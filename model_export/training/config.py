@@ -163,6 +163,19 @@ class FinetuneConfig:
     optical_weight: float = 0.0  # > 0 adds OPTICAL token-alignment distillation
     optical_epsilon: float = 0.1
     optical_iterations: int = 50
+    # > 0 adds the code-mixed alignment loss (losses/alignment.py, arXiv 2603.19771) at this
+    # weight: each switched query of a translation pair is pulled towards both of its
+    # monolingual sources, the target-language sentence and the English one. Needs the
+    # fine-tuning stage to switch queries; a row counts only where the switch left exactly the
+    # pair's two languages in the text.
+    align_weight: float = 0.0
+    # Pair sources (`Pair.source` itself, or a prefix of it ending before a ":": "oscar" for
+    # "oscar:de") whose query and label are one sentence in two languages: only there are both
+    # monolingual sources known. The shopper log's pairs (`logs`) join a query to its topic's
+    # question, a paraphrase, not a translation.
+    align_sources: list[str] = field(
+        default_factory=lambda: ["faq:translation", "oscar", "debian-reference"]
+    )
     # The official fine-tuning trains on the pairs as they are; turn on to switch here too.
     codeswitch: StageSwitchConfig = field(default_factory=lambda: StageSwitchConfig(enabled=False))
 

@@ -44,6 +44,7 @@ from model_export.training.dev_eval import BestKeeper, DevEvaluator, split_dev
 from model_export.training.losses import (
     ContinualPretrainingLoss,
     MLMHead,
+    alignment_loss,
     clear_loss,
     info_nce,
     mask_tokens,
@@ -249,6 +250,10 @@ class Batch:
     pairs: list[Pair]
     queries: list[str]  # after code-switching
     labels: list[str]
+    # Per row, the languages of the query's replacements (an empty set: not switched); an empty
+    # list when the stage switches no query. The alignment loss needs to know that a switched
+    # query mixes exactly the pair's two languages.
+    query_switch: list[frozenset[str]] = field(default_factory=list)
 
 
 @dataclass
@@ -268,6 +273,52 @@ class FinetuneInputs:
     negatives: list[str]
     q_tgt_neg: list[str]
     optical_rows: list[int]
+
+
+@dataclass
+class AlignmentInputs:
+    """The code-switched queries of a batch whose two monolingual sources are known.
+
+    `rows` index the batch (its switched query is the mixed text, already embedded by the
+    retrieval loss); `target` is the target-language sentence and `english` the English one,
+    both unswitched, one entry per row.
+    """
+
+    rows: list[int]
+    target: list[str]
+    english: list[str]
+
+
+def from_sources(source: str, sources: Sequence[str]) -> bool:
+    """Whether a pair's `source` is one of `sources`, itself or by its prefix before a ":"."""
+    return any(source == s or source.startswith(s + ":") for s in sources)
+
+
+def alignment_inputs(batch: Batch, sources: Sequence[str]) -> AlignmentInputs:
+    """Rows whose query was switched and whose pair is a translation with English on one side.
+
+    A non-English query switched X->en (its label the English sentence): target = the query as
+    written, english = the label. An English query switched en->X (its label the X sentence):
+    english = the query as written, target = the label. A row counts only when every
+    replacement is in the pair's other language: an English query switched towards a third
+    language (no dictionary for the label's) has no known target-language source.
+    """
+    out = AlignmentInputs([], [], [])
+    for i, (pair, switched) in enumerate(zip(batch.pairs, batch.query_switch, strict=False)):
+        if not switched or not from_sources(pair.source, sources):
+            continue
+        if ENGLISH not in (pair.lang, pair.label_lang) or pair.lang == pair.label_lang:
+            continue
+        if switched != {pair.label_lang}:
+            continue
+        if pair.lang == ENGLISH:
+            target, english = pair.label, pair.query
+        else:
+            target, english = pair.query, pair.label
+        out.rows.append(i)
+        out.target.append(target)
+        out.english.append(english)
+    return out
 
 
 def english_side(pair: Pair) -> str:
@@ -364,22 +415,27 @@ class _Stage:
         counts = self.switch_counts.setdefault(stage_name, Counter())
         salt = f"{stage_name}:{epoch}"
 
-        def side(name: str, texts: list[str], langs: list[str], partners: list[str]) -> list[str]:
+        def side(
+            name: str, texts: list[str], langs: list[str], partners: list[str]
+        ) -> tuple[list[str], list[frozenset[str]]]:
             out: list[str] = []
+            mixed: list[frozenset[str]] = []
             for text, lang, partner in zip(texts, langs, partners, strict=True):
                 result = switcher.switch(text, lang, partner=partner, salt=f"{salt}:{name}")
                 counts[f"{name}:{lang}:{result.direction or 'none'}"] += 1
                 counts[f"{name}:switched" if result.replacements else f"{name}:unchanged"] += 1
                 out.append(result.text)
-            return out
+                mixed.append(frozenset(r.lang for r in result.replacements))
+            return out, mixed
 
         q_langs = [p.lang for p in pairs]
         l_langs = [p.label_lang for p in pairs]
+        query_switch: list[frozenset[str]] = []
         if sc.switch_queries:
-            queries = side("query", queries, q_langs, l_langs)
+            queries, query_switch = side("query", queries, q_langs, l_langs)
         if sc.switch_labels:
-            labels = side("label", labels, l_langs, q_langs)
-        return Batch(pairs, queries, labels)
+            labels, _ = side("label", labels, l_langs, q_langs)
+        return Batch(pairs, queries, labels, query_switch)
 
 
 def duplicate_mask(
@@ -859,6 +915,16 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
         hidden = stage.forward(enc)
         return pool(hidden, enc["attention_mask"], mc.pooling), hidden, enc
 
+    def sources(texts: list[str]) -> Tensor:
+        """The alignment loss's targets: no gradient (see losses/alignment.py) and no dropout,
+        so that a row's target is the sentence's embedding, not one noisy draw of it."""
+        stage.model.eval()
+        try:
+            with torch.no_grad():
+                return embed(texts, mc.query_prefix)[0]
+        finally:
+            stage.model.train()
+
     def step(batch: Batch, gen: torch.Generator) -> tuple[Tensor, dict[str, float]]:
         inputs = finetune_inputs(batch, hard_negatives=fc.hard_negatives)
         q, q_hidden, q_enc = embed(inputs.queries, mc.query_prefix)
@@ -884,6 +950,17 @@ def _finetune_step(stage: _Stage, teacher: nn.Module | None) -> StepFn:
         else:
             loss = info_nce(q, d, tau=fc.tau, negatives=negatives, duplicate_mask=dup)
             parts["infonce"] = float(loss.detach())
+        if fc.align_weight > 0:
+            align = alignment_inputs(batch, fc.align_sources)
+            parts["align_rows"] = float(len(align.rows))
+            if align.rows:
+                target = sources(align.target)
+                english = sources(align.english)
+                mixed = q[torch.tensor(align.rows, device=stage.device)]
+                al, al_parts = alignment_loss(mixed, target, english)
+                parts.update(al_parts)
+                parts["align"] = float(al.detach())
+                loss = loss + fc.align_weight * al
         if teacher is not None and inputs.optical_rows:
             rows = inputs.optical_rows
             t_enc = stage.tokenize([inputs.q_en[i] for i in rows], mc.query_prefix)

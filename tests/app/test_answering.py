@@ -332,3 +332,24 @@ def test_answers_do_not_depend_on_how_many_hits_were_fetched_on_the_real_model(
                 assert h.lang == (has[0] if has else h.lang), (shaped, topic)
                 looked_up += h.id not in {e.id for e in row}
     assert looked_up > 0  # some entries shown were not among the fetched hits
+
+
+def test_the_served_variant_gets_its_own_rule(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    fp32 = _calibration(0.5, 0.0, [])
+    int8 = _calibration(0.4, 0.0, []).model_copy(update={"variant": "int8"})
+    model = _model_dir(tmp_path, None)
+    manifest = ModelManifest.read(model).with_calibration(fp32).with_calibration(int8)
+    manifest.write(model)
+    served = served_calibration(model, manifest.fingerprint("int8"), "int8")
+    assert served is not None and served.min_score == 0.4
+    served = served_calibration(model, manifest.fingerprint("fp32"), "fp32")
+    assert served is not None and served.min_score == 0.5
+    assert "is served" not in caplog.text
+    # A variant never calibrated: fp32's, with a warning.
+    only_fp32 = _model_dir(tmp_path / "c", None)
+    ModelManifest.read(only_fp32).with_calibration(fp32).write(only_fp32)
+    fallback = served_calibration(only_fp32, manifest.fingerprint("int8"), "int8")
+    assert fallback is not None and fallback.variant == "fp32"
+    assert "calibrated on the fp32 variant and int8 is served" in caplog.text

@@ -259,6 +259,115 @@ def test_cli_controls_score_each_model_on_the_english_sets(
     assert bad.exit_code == 2 and "eval-data" in bad.stderr
 
 
+def _first_of(ranks: Sequence[int], queries: Sequence[tuple[Any, ...]], kind: str) -> list[float]:
+    return [float(r == 1) for r, q in zip(ranks, queries, strict=True) if q[3] == kind]
+
+
+def test_cli_codeswitch_object_pools_the_hard_faq(
+    files: dict[str, Path], fake_models: None, tmp_path: Path
+) -> None:
+    hard = tmp_path / "hard"
+    hard.mkdir()
+    _write_faq(hard / "faq.jsonl")
+    hard_rows = QUERIES[2:]  # two monolingual, two code-mixed (one Hindi in Latin letters)
+    _write_queries(hard / "test.jsonl", hard_rows)
+    out, summary_path = tmp_path / "out", tmp_path / "summary.json"
+    models = [
+        "--model", f"base={files['narrow']}", "--model", f"shop={files['wide']}",
+        "--model", f"shop_no_cs={files['scripted']}",
+    ]  # fmt: skip
+    result = _invoke(
+        "--faq", files["faq"], "--queries", files["queries"], *models,
+        "--hard-faq", hard, "--out", out, "--summary", summary_path,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "results.json").read_text())
+    cs = json.loads(summary_path.read_text())["codeswitch"]
+    assert cs == report["codeswitch"]
+    assert cs["meta"]["faqs"] == ["shopper", "hard_faq"] and cs["meta"]["code_mixed_n"] == 4
+    # the pooled delta from the per-query ranks of both FAQs, each model's own
+    pooled = {
+        m: _first_of(report["ranks"][m], QUERIES, "code_mixed")
+        + _first_of(report["hard_faq"]["ranks"][m], hard_rows, "code_mixed")
+        for m in ("shop", "shop_no_cs")
+    }
+    assert cs["code_mixed_delta_r1"] == pytest.approx(
+        sum(pooled["shop"]) / 4 - sum(pooled["shop_no_cs"]) / 4
+    )
+    assert cs["hard_faq"]["n"] == 4
+    assert cs["hard_faq"]["shop_no_cs"] == pytest.approx(
+        sum(r == 1 for r in report["hard_faq"]["ranks"]["shop_no_cs"]) / 4
+    )
+    # "kaise cancel my order" (hi) in both files: Hindi in Latin letters
+    assert cs["romanised"]["n"] == 2
+    # no --controls: no penalty, no English controls
+    assert cs["penalty"] == {"base": None, "shop": None, "shop_no_cs": None}
+    assert cs["english_controls"] == {"base": None, "shop": None}
+
+    without = _invoke(
+        "--faq", files["faq"], "--queries", files["queries"], *models,
+        "--out", out, "--summary", summary_path,
+    )  # fmt: skip
+    assert without.exit_code == 0, without.output
+    cs = json.loads(summary_path.read_text())["codeswitch"]
+    assert cs["hard_faq"] == {"n": None, "base": None, "shop": None, "shop_no_cs": None}
+    assert cs["meta"]["faqs"] == ["shopper"] and cs["meta"]["code_mixed_n"] == 2
+    missing = _invoke(
+        "--faq", files["faq"], "--queries", files["queries"], *models,
+        "--hard-faq", tmp_path / "nowhere", "--out", out,
+    )  # fmt: skip
+    assert missing.exit_code == 2 and "--hard-faq" in missing.stderr
+
+
+def test_cli_query_mix_encodes_each_query_with_its_normalised_form(
+    files: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    muse = tmp_path / "en-es.txt"
+    muse.write_text("order pedido\ncancel cancelo\n", encoding="utf-8")
+    lexicons = tmp_path / "run.toml"
+    lexicons.write_text(
+        f'[codeswitch]\nlanguages = ["es"]\n[codeswitch.dictionaries.es]\nfrom_en = ["{muse}"]\n',
+        encoding="utf-8",
+    )
+    seen: list[str] = []
+
+    class Recording(FakeEncoder):
+        def encode_queries(self, texts: Sequence[str]) -> Any:
+            seen.extend(texts)
+            return super().encode_queries(texts)
+
+    def build(spec: ModelSpec, *, cache_dir: Path, threads: int | None = None) -> Any:
+        return Recording(256)
+
+    monkeypatch.setattr(encoders, "build_encoder", build)
+    args = [
+        "--faq",
+        files["faq"],
+        "--queries",
+        files["queries"],
+        "--model",
+        f"shop={files['wide']}",
+    ]
+    mix = ["--query-mix", "0.5", "--query-mix-direction", "en", "--query-mix-lexicons", lexicons]
+    result = _invoke(*args, *mix, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert report["query_mix"] == {
+        "weight": 0.5, "direction": "en", "lexicons": str(lexicons), "languages": ["es"],
+    }  # fmt: skip
+    # every query once, then the second rows: the Spanish queries the lexicon changed
+    assert seen[: len(QUERIES)] == [q[0] for q in QUERIES]
+    assert seen[len(QUERIES) :] == ["cómo cancel order"]
+    for bad, why in [
+        (["--query-mix", "1.5"], "[0, 1]"),
+        (["--query-mix", "0.5", "--query-mix-direction", "sideways"], "one of target, en"),
+        (["--query-mix-direction", "en"], "need --query-mix"),
+        (["--query-mix", "0.5", "--query-mix-lexicons", tmp_path / "no.toml"], "not found"),
+    ]:
+        failed = _invoke(*args, *bad, "--out", tmp_path / "out2")
+        assert failed.exit_code == 2 and why in failed.stderr, failed.stderr
+
+
 def _bad_line(path: Path) -> Path:
     text = path.read_text().splitlines()
     text.insert(1, "{not json")

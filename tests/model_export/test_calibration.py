@@ -15,6 +15,7 @@ from model_export.calibration import (
     calibrate,
     load_labelled,
     load_offtopic,
+    matched,
     offtopic_split,
     threshold_for,
 )
@@ -29,6 +30,22 @@ def test_threshold_refuses_at_most_the_budget() -> None:
     assert threshold_for(scores, 0.0) == scores.min()
     with pytest.raises(CalibrationDataError):
         threshold_for(np.array([]), 0.02)
+
+
+def test_a_variant_matched_to_the_reference_decides_like_it() -> None:
+    # A quantised variant: the reference's scores a little lower, and a little noisy.
+    rng = np.random.default_rng(1)
+    reference = np.linspace(0.0, 1.0, 201)
+    variant = reference - 0.02 + rng.normal(0.0, 0.002, reference.size)
+    result = matched(reference, 0.3025, variant, answerable=100, weight=0.5)
+    ref_below, below = reference < 0.3025, variant < result.min_score
+    assert below.sum() == ref_below.sum()  # as many queries below as under the reference
+    assert (below == ref_below).mean() >= 0.99  # and nearly all the same ones
+    assert result.min_score == pytest.approx(0.2825, abs=0.005)
+    # The first 100 are the answerable ones: refused; the rest off-topic: abstained.
+    assert result.refused == pytest.approx(float(np.mean(below[:100])))
+    assert result.abstained == pytest.approx(float(np.mean(below[100:])))
+    assert (result.offtopic_weight, result.trials[0].min_score) == (0.5, result.min_score)
 
 
 def test_calibration_picks_the_weight_that_separates_off_topic_queries() -> None:

@@ -22,7 +22,8 @@ def info(
     settings: SettingsDep,
     _auth: SearchAuth,
 ) -> OrjsonResponse:
-    """The served model (name, fingerprint, variant, providers) and the index behind the alias.
+    """The served model (name, fingerprint, variant, providers), the index behind the alias and
+    the abstain threshold in force with its source.
 
     Answers while the index is unavailable too: `index.problem` then says why.
     """
@@ -32,12 +33,14 @@ def info(
         "points": None,
         "problem": None,
     }
+    current = None
     try:
         current = guard.current()
     except IndexUnavailableError as exc:
         index["problem"] = str(exc)
     else:
         index["collection"], index["points"] = current.collection, current.points
+    threshold = request.app.state.search.answering.threshold(current)
     model = {
         "name": encoder.name,
         "fingerprint": encoder.fingerprint,
@@ -46,4 +49,11 @@ def info(
         "dim": encoder.dim,
         "max_length": encoder.max_length,
     }
-    return OrjsonResponse({"model": model, "index": index, "version": request.app.version})
+    abstain = {
+        "min_score": threshold.min_score,
+        "source": threshold.source,
+        "collection": threshold.collection,
+    }
+    return OrjsonResponse(
+        {"model": model, "index": index, "abstain": abstain, "version": request.app.version}
+    )

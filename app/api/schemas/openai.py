@@ -88,7 +88,19 @@ class IndexInfo(BaseModel):
     problem: str | None = Field(None, description="Why the index cannot serve, when it cannot.")
 
 
+class AbstainInfo(BaseModel):
+    min_score: float | None = Field(
+        description="The min_score of a search whose request sets none (null: always answer)."
+    )
+    source: Literal["FAQ_MIN_SCORE", "collection", "model", "none"] = Field(
+        description="Where it comes from: the setting; the live collection's, picked for its "
+        "FAQ at reindex; the served variant's calibration (faq-model calibrate); none."
+    )
+    collection: str | None = Field(None, description="The collection, for source collection.")
+
+
 class InfoResponse(BaseModel):
     model: ModelInfo
     index: IndexInfo
+    abstain: AbstainInfo
     version: str = Field(description="The service's version.")
