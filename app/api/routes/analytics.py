@@ -71,7 +71,10 @@ async def get_analytics(
     state = request.app.state
     if state.query_log is None:
         raise ApiError(409, "the query log is off: set FAQ_QUERY_LOG to record searches")
-    threshold = state.search.answering.rule.min_score
+    # The threshold a search without min_score gets now: the live collection's, else the model's.
+    with service_errors(metrics):
+        info = state.guard.cached() or await run_in_threadpool(state.guard.current)
+    threshold = state.search.answering.threshold(info).min_score
     low = None if threshold is None else round(threshold + analytics.LOW_SCORE_MARGIN, 6)
     try:
         report = await run_in_threadpool(analytics.read_log, state.query_log.engine, days, low)
