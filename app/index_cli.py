@@ -145,3 +145,7 @@ def build(
     picked = CollectionCalibration.from_meta(info.abstain)
     if picked is not None:
         typer.echo(f"{picked.describe()} (docs/your-faq.md)")
+
+
+def main() -> None:
+    cli()
