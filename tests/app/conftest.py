@@ -67,6 +67,14 @@ def settings_for(model_dir: Path, qdrant_path: Path, **overrides: object) -> Set
     return Settings.model_validate({**values, **overrides})
 
 
+def fake_app(tmp_path: Path, **overrides: object) -> FastAPI:
+    """The real app on the fake encoder (the model beside the point), over an index of the
+    sample FAQ built in `tmp_path / "qdrant"`; `overrides` are settings."""
+    build_index(tmp_path / "qdrant", FakeEncoder(dim=384))
+    settings = settings_for(tmp_path / "unused-model", tmp_path / "qdrant", **overrides)
+    return create_app(settings, encoder_factory=lambda s: FakeEncoder(dim=384))
+
+
 @pytest.fixture(scope="session")
 def real_index_path(real_onnx_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("qdrant-real")

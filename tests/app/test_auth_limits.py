@@ -12,15 +12,12 @@ import pytest
 
 from app.core.logging import JsonFormatter
 from app.main import create_app
-from tests.app.conftest import build_index, serve, settings_for
+from tests.app.conftest import fake_app, serve, settings_for
 from tests.fakes import FakeEncoder
 
 
 def _fake_app(tmp_path: Path, **overrides: object) -> Iterator[httpx.Client]:
-    qdrant = tmp_path / "qdrant"
-    build_index(qdrant, FakeEncoder(dim=384))
-    settings = settings_for(tmp_path / "unused-model", qdrant, **overrides)
-    with serve(create_app(settings, encoder_factory=lambda s: FakeEncoder(dim=384))) as client:
+    with serve(fake_app(tmp_path, **overrides)) as client:
         yield client
 
 

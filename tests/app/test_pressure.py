@@ -16,13 +16,12 @@ from fastapi import FastAPI
 
 from app.cli import banner, open_to_others
 from app.core.config import Settings
-from app.main import create_app
 from app.services.index_guard import IndexGuard
 from app.services.jobs_store import JobStore
 from app.services.reindex import AdminConflictError, AdminService, ReindexRunningError
 from index_builder.faq import FaqItem, read_faq
 from index_builder.store import EmbeddedStore
-from tests.app.conftest import SAMPLE_FAQ, build_index, serve, settings_for
+from tests.app.conftest import SAMPLE_FAQ, build_index, fake_app, serve
 from tests.fakes import FakeEncoder
 
 DIM = 384
@@ -31,9 +30,7 @@ ORIGIN = "https://shop.example"
 
 
 def _app(tmp_path: Path, **overrides: object) -> FastAPI:
-    build_index(tmp_path / "index", FakeEncoder(dim=DIM))
-    settings = settings_for(tmp_path / "unused-model", tmp_path / "index", **overrides)
-    return create_app(settings, encoder_factory=lambda s: FakeEncoder(dim=DIM))
+    return fake_app(tmp_path, **overrides)
 
 
 def test_probes_answer_while_the_thread_pool_is_full(tmp_path: Path) -> None:

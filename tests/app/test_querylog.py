@@ -11,7 +11,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from glob import glob
 from pathlib import Path
@@ -22,15 +22,13 @@ import pytest
 from sqlalchemy import insert, select
 
 from app.core.config import Settings
-from app.main import create_app
 from app.metrics import Metrics
 from app.services.answering import Shaped
 from app.services.querylog import QueryLog, scrub
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
 from index_builder.querylog import connect, feedback, searches
 from index_builder.store import Hit
-from tests.app.conftest import build_index, serve, settings_for
-from tests.fakes import FakeEncoder
+from tests.app.conftest import fake_app, serve
 
 # --- the scrubber ---------------------------------------------------------------------------
 
@@ -309,13 +307,8 @@ def test_a_full_queue_drops_and_counts_and_a_failed_write_is_survived(
 SEARCH_KEY = "s3cret-search-key"
 
 
-@contextmanager
-def _app(tmp_path: Path, **overrides: object) -> Iterator[httpx.Client]:
-    qdrant = tmp_path / "qdrant"
-    build_index(qdrant, FakeEncoder(dim=384))
-    settings = settings_for(tmp_path / "unused-model", qdrant, **overrides)
-    with serve(create_app(settings, encoder_factory=lambda s: FakeEncoder(dim=384))) as client:
-        yield client
+def _app(tmp_path: Path, **overrides: object) -> AbstractContextManager[httpx.Client]:
+    return serve(fake_app(tmp_path, **overrides))
 
 
 @pytest.fixture
