@@ -509,7 +509,7 @@ def test_a_qdrant_version_written_before_row_order_is_still_edited() -> None:
     points, _ = store.client.scroll("faq_v2", limit=10, order_by=ROW)
     assert [p.payload[ROW] for p in points if p.payload] == list(range(6))
     ids = [str(p.id) for p in points]
-    assert ids == sorted(point_id(f"faq-{i}") for i in range(5)) + [point_id("new-one")]
+    assert ids == [*sorted(point_id(f"faq-{i}") for i in range(5)), point_id("new-one")]
     assert (store.client.get_collection("faq_v2").config.metadata or {})["next_row"] == 6
     assert store.delete("faq-0") == "faq_v3"
     assert sorted(_answers(store)) == ["faq-1", "faq-2", "faq-3", "faq-4", "new-one"]
