@@ -7,7 +7,9 @@ readers see either the old or the new collection and a failed build leaves the p
 serving. Each collection records the model fingerprint (a service refuses vectors made by
 another model) and a build state: `building` until every entry is stored and the caller's checks
 passed, then `ready`. A `building` collection the alias does not point at was left by a killed
-build: an orphan, removed by `remove_orphans`.
+build: an orphan, removed by `remove_orphans`. An edit (`upsert`, `delete`) is a version too,
+the live one with the change, so a `ready` version never changes and a rollback undoes exactly
+the last build or edit (docs/api.md, "What a rollback restores").
 
 Two backends: `embedded.EmbeddedStore` (the default: the service's own files, searched exactly
 in process) and `qdrant.QdrantStore` (a Qdrant server).
@@ -199,11 +201,15 @@ class Store(ABC):
 
     @abstractmethod
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
-        """Replace entries by id or add them; (the live collection, per item whether new)."""
+        """Replace entries by id or add them, as a new version: the live one with the change,
+        entries in its order (a replaced one in its place, a new one after the rest), then the
+        alias moved; the version before is left as it was, so a rollback undoes the edit.
+        (The new live collection, per item whether new.)"""
 
     @abstractmethod
     def delete(self, faq_id: str) -> str | None:
-        """Remove one entry; the live collection, or None when the id is absent."""
+        """Remove one entry, as a new version (as `upsert`); the new live collection, or None
+        when the id is absent (nothing written)."""
 
     @abstractmethod
     def search(

@@ -7,6 +7,13 @@ best hit for only 49-77% of the shopper dev queries on real e5 vectors at 100k e
 m=32 / hnsw_ef 512 (docs/design.md), and the service's quality bar is the exact best hit. A
 server scales an exact search by shards (`FAQ_SHARD_NUMBER`).
 
+A version never changes once it is `ready`, as in the embedded store: an edit (upsert or
+delete) copies the live collection into the next version with the change applied, then moves
+the alias (`_edited_copy`), so a rollback undoes exactly the last edit. The copy keeps the
+points in the order they were first written (each point's `_row` payload field, the order the
+embedded store keeps its rows in), so entries tied at a prefetch's cut are cut alike on both
+backends and in every version.
+
 One synchronous client serves the admin writes and the searches; a batch of searches runs in
 the store's own threads, so the service awaits it like the embedded store's. Every call waits at
 most `timeout_s` (fractions kept); reads are tried again once after a fault that a second try
@@ -23,9 +30,10 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -40,6 +48,7 @@ from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.lexical import Lexicon, SparseDoc
 from index_builder.store.base import (
+    BUILDING,
     FILTER_FIELDS,
     READY,
     Annotate,
@@ -71,6 +80,14 @@ RETRY_PAUSE_S = 0.05
 MIN_TRY_S = 0.05
 
 T = TypeVar("T")
+
+# Each point's place in its version's order (payload, integer index): the build's order, an
+# edit's new entries after it, as the embedded store's rows. A version's metadata `next_row` is
+# the next free one; a version written before either existed has no `next_row`.
+ROW = "_row"
+# Points read and written per call when an edit copies the live version: what the copy holds
+# in memory at once (about 1 MB of Python objects at 384 dimensions).
+COPY_PAGE = 256
 
 # When the read under way in this thread must end; the client's middleware
 # (`_timeout_middleware`) gives each request what is left of it.
@@ -248,33 +265,12 @@ class QdrantStore(Store):
         sparse = plan.sparse
         name = self._next_name()
         started = time.perf_counter()
-        self.client.create_collection(
-            collection_name=name,
-            vectors_config={
-                part: models.VectorParams(size=encoder.dim, distance=models.Distance.COSINE)
-                for part in (QUESTION, ANSWER)
-            },
-            # Qdrant weighs each token by its IDF at query time: BM25 with the tf weights.
-            sparse_vectors_config={
-                LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
-            },
-            shard_number=self.layout.shard_number,
-            replication_factor=self.layout.replication_factor,
-            write_consistency_factor=self.layout.write_consistency_factor,
-            metadata=plan.meta,
-        )
+        self._create(name, encoder.dim, {**plan.meta, "next_row": len(items)})
         try:
-            with warnings.catch_warnings():
-                # qdrant-client's local mode (the tests' stand-in server) has no payload index.
-                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
-                for field in FILTER_FIELDS:
-                    self.client.create_payload_index(
-                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
-                    )
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
-                points = _points(chunk, encoder, sparse[start : start + batch_size])
+                points = _points(chunk, encoder, sparse[start : start + batch_size], start)
                 self.client.upsert(collection_name=name, points=points, wait=True)
                 bar.update(len(chunk))
                 if on_batch is not None:
@@ -307,6 +303,155 @@ class QdrantStore(Store):
         self._prune()
         return self.info(), True
 
+    def _create(self, name: str, dim: int, meta: dict[str, Any]) -> None:
+        """An empty collection with this service's vectors, layout, metadata and payload
+        indexes; removed again when an index cannot be made."""
+        self.client.create_collection(
+            collection_name=name,
+            vectors_config={
+                part: models.VectorParams(size=dim, distance=models.Distance.COSINE)
+                for part in (QUESTION, ANSWER)
+            },
+            # Qdrant weighs each token by its IDF at query time: BM25 with the tf weights.
+            sparse_vectors_config={
+                LEXICAL: models.SparseVectorParams(modifier=models.Modifier.IDF)
+            },
+            shard_number=self.layout.shard_number,
+            replication_factor=self.layout.replication_factor,
+            write_consistency_factor=self.layout.write_consistency_factor,
+            metadata=meta,
+        )
+        try:
+            with warnings.catch_warnings():
+                # qdrant-client's local mode (the tests' stand-in server) has no payload index.
+                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+                for field in FILTER_FIELDS:
+                    self.client.create_payload_index(
+                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
+                    )
+                # A server scrolls by a payload field only when it has a range index.
+                self.client.create_payload_index(
+                    name, field_name=ROW, field_schema=models.PayloadSchemaType.INTEGER
+                )
+        except BaseException:
+            self._delete_collection(name)
+            raise
+
+    def _edited_copy(
+        self,
+        live: str,
+        changed: Sequence[models.PointStruct],
+        dropped: frozenset[str] = frozenset(),
+    ) -> str:
+        """An edit as a new version, as the embedded store makes one: the live version's points
+        copied into the next one in their order, each point of `changed` in its entry's place
+        (a new entry after the rest), `dropped` left out; then the alias moves. The live version
+        is only read, so a rollback returns to it exactly. On any failure the copy is removed
+        and the alias stays.
+
+        Cost: every point read once and written once, a page of COPY_PAGE at a time (one
+        page in memory), so one scroll and one upsert per page plus a few calls around them
+        (collection, count, alias). The sample FAQ (141 entries, one page): 30-50 ms an edit
+        on qdrant-client's local mode, the tests' stand-in, on 2 busy cores. It grows
+        linearly with the entries; no server was measured (none runs here). A change to many
+        entries is a reindex."""
+        name = self._next_name()
+        info = self._read(lambda: self.client.get_collection(live))
+        vectors = info.config.params.vectors
+        if not isinstance(vectors, dict) or QUESTION not in vectors:
+            raise IndexBuildError(f"{live} has no {QUESTION!r} vector: rebuild it")
+        meta = dict(info.config.metadata or {})
+        ordered = isinstance(meta.get("next_row"), int)
+        # Not a FAQ file's content any more (a later build of an unchanged file is not
+        # skipped); `created_at` now, so a cleanup elsewhere spares the copy while it is made.
+        meta.update(
+            state=BUILDING,
+            content_hash="",
+            created_at=now_iso(),
+            edited_at=now_iso(),
+            edited_from=live,
+        )
+        by_id = {str(p.id): p for p in changed}
+        self._create(name, vectors[QUESTION].size, meta)
+        try:
+            written = 0
+            next_row = 0
+            for records in self._pages(live, ordered):
+                points = []
+                for record in records:
+                    payload = dict(record.payload or {})
+                    # A version written before `_row` existed: its points numbered as read.
+                    row = int(payload[ROW]) if ordered else next_row
+                    next_row = max(next_row, row + 1)
+                    pid = str(record.id)
+                    if pid in dropped:
+                        continue
+                    replacement = by_id.pop(pid, None)
+                    if replacement is not None:
+                        points.append(_at_row(replacement, row))
+                    else:
+                        points.append(
+                            models.PointStruct(
+                                id=record.id,
+                                vector=record.vector or {},
+                                payload={**payload, ROW: row},
+                            )
+                        )
+                if points:
+                    self.client.upsert(collection_name=name, points=points, wait=True)
+                    written += len(points)
+            if ordered:
+                next_row = max(next_row, int(meta["next_row"]))
+            added = [_at_row(p, next_row + k) for k, p in enumerate(by_id.values())]
+            if added:
+                self.client.upsert(collection_name=name, points=added, wait=True)
+                written += len(added)
+            stored = self._count(name)
+            if stored != written:
+                raise IndexBuildError(f"{name}: wrote {written} entries but {stored} are stored")
+            self.client.update_collection(
+                name,
+                metadata={"state": READY, "count": stored, "next_row": next_row + len(added)},
+            )
+            self._move_alias(name)
+        except BaseException as exc:
+            log.error(
+                "editing %s into %s failed; alias %r left as it was: %s",
+                live,
+                name,
+                self.alias,
+                exc,
+                exc_info=not isinstance(exc, IndexBuildError),
+            )
+            try:
+                self._delete_collection(name)
+            except Exception:
+                log.exception("could not remove the half-made %s", name)
+            raise
+        self._prune()
+        return name
+
+    def _pages(self, collection: str, ordered: bool) -> Iterator[list[models.Record]]:
+        """Every point of `collection` with payload and vectors, a page at a time: by `_row`
+        when it has one (a scroll by value pages by its start, `_row` being unique), else by
+        id (the only order a version written before `_row` can give)."""
+        scroll = partial(
+            self.client.scroll, collection, limit=COPY_PAGE, with_payload=True, with_vectors=True
+        )
+        start, offset = 0, None
+        while True:
+            if ordered:
+                by_row = models.OrderBy(key=ROW, start_from=start)
+                records, _ = self._read(partial(scroll, order_by=by_row))
+            else:
+                records, offset = self._read(partial(scroll, offset=offset))
+            if records:
+                yield records
+            if ordered and len(records) == COPY_PAGE:
+                start = int((records[-1].payload or {})[ROW]) + 1
+            elif ordered or offset is None:
+                return
+
     def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
         live, target = self._rollback_target(to, fingerprint)
         self._move_alias(target)
@@ -314,8 +459,8 @@ class QdrantStore(Store):
         return live, target
 
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
-        # In place: a server's collection is edited, not copied (rollback returns to the
-        # version before the last build).
+        """A new version: the live one with `items` replaced by id or added (`_edited_copy`).
+        Returns it and, per item, whether it was new."""
         live = self.check_model(encoder.fingerprint).collection
         ids = [point_id(i.id) for i in items]
         found = self._read(
@@ -324,11 +469,11 @@ class QdrantStore(Store):
         existing = {str(p.id) for p in found}
         avg_len = float(self._metadata(live).get("lexical_avg_len") or 0.0) or None
         docs, _ = Lexicon.for_encoder(encoder).documents([i.lexical_text for i in items], avg_len)
-        self.client.upsert(collection_name=live, points=_points(items, encoder, docs), wait=True)
-        self._mark_edited(live)
-        return live, [pid not in existing for pid in ids]
+        points = _points(items, encoder, docs)  # the model's work before the copy
+        return self._edited_copy(live, points), [pid not in existing for pid in ids]
 
     def delete(self, faq_id: str) -> str | None:
+        """A new version: the live one less `faq_id`; its name, or None if the id is absent."""
         live = self.info().collection
         pid = point_id(faq_id)
         found = self._read(
@@ -336,18 +481,7 @@ class QdrantStore(Store):
         )
         if not found:
             return None
-        self.client.delete(
-            collection_name=live, points_selector=models.PointIdsList(points=[pid]), wait=True
-        )
-        self._mark_edited(live)
-        return live
-
-    def _mark_edited(self, collection: str) -> None:
-        # Merged into the existing metadata; a later build of an unchanged file is not skipped.
-        self.client.update_collection(
-            collection,
-            metadata={"content_hash": "", "count": self._count(collection), "edited_at": now_iso()},
-        )
+        return self._edited_copy(live, [], frozenset({pid}))
 
     # --- searching ---------------------------------------------------------------------------
 
@@ -487,10 +621,16 @@ def _is_local(host: str) -> bool:
         return False
 
 
+def _at_row(point: models.PointStruct, row: int) -> models.PointStruct:
+    return point.model_copy(update={"payload": {**(point.payload or {}), ROW: row}})
+
+
 def _points(
-    items: Sequence[FaqItem], encoder: Encoder, sparse: Sequence[SparseDoc]
+    items: Sequence[FaqItem], encoder: Encoder, sparse: Sequence[SparseDoc], first_row: int = 0
 ) -> list[models.PointStruct]:
-    """Points: question and answer passage vectors, lexical weights, the entry as payload."""
+    """Points: question and answer passage vectors, lexical weights, the entry as payload, and
+    from `first_row` on each one's place in the version's order (an edit's are placed when
+    the copy writes them)."""
     questions = encoder.encode_passages([i.question for i in items])
     answers = encoder.encode_passages([i.answer for i in items])
     return [
@@ -501,7 +641,7 @@ def _points(
                 ANSWER: a.tolist(),
                 LEXICAL: models.SparseVector(indices=list(doc.indices), values=list(doc.values)),
             },
-            payload=item.payload(),
+            payload={**item.payload(), ROW: first_row + k},
         )
-        for item, q, a, doc in zip(items, questions, answers, sparse, strict=True)
+        for k, (item, q, a, doc) in enumerate(zip(items, questions, answers, sparse, strict=True))
     ]

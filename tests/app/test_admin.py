@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +24,17 @@ import httpx
 import numpy as np
 import pytest
 from numpy.typing import NDArray
+from qdrant_client import QdrantClient
 
+from app.core.config import Settings
 from app.core.heap import GEN0_THRESHOLD
 from app.main import create_app
+from app.services import index_guard
+from app.services.index_guard import retrieval
 from app.services.jobs_store import INTERRUPTED, JobRecord, JobStore
 from index_builder.encoder import Encoder, OnnxEncoder
 from index_builder.faq import FaqItem, read_faq
-from index_builder.store import EmbeddedStore
+from index_builder.store import EmbeddedStore, QdrantStore, Store
 from index_builder.store.embedded import Entries
 from tests.app.conftest import REPO, SAMPLE_FAQ, build_index, serve, settings_for
 from tests.fakes import FakeEncoder
@@ -82,6 +86,23 @@ class BlockingEncoder(FakeEncoder):
 
 
 @contextmanager
+def qdrant_backend(server: QdrantClient) -> Iterator[None]:
+    """The service's store a `QdrantStore` on `server`, as with FAQ_QDRANT_URL set."""
+
+    def open_store(settings: Settings, lock_timeout_s: float = 30.0) -> Store:
+        return QdrantStore(
+            server,
+            alias=settings.collection_alias,
+            keep=settings.keep_collections,
+            retrieval=retrieval(settings),
+        )
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(index_guard, "open_settings_store", open_store)
+        yield
+
+
+@contextmanager
 def admin_app(
     tmp_path: Path,
     encoder: Encoder | None = None,
@@ -90,9 +111,11 @@ def admin_app(
     model_dir: Path | None = None,
     faq: Path | None = None,
     build: bool = True,
+    server: QdrantClient | None = None,
     **overrides: object,
 ) -> Iterator[httpx.Client]:
-    """The service over an index of `faq` with the admin key set and a jobs dir of its own."""
+    """The service over an index of `faq` with the admin key set and a jobs dir of its own;
+    with `server` (qdrant-client's local mode, the tests' stand-in), on the Qdrant backend."""
     encoder = encoder or FakeEncoder(dim=DIM)
     tmp_path.mkdir(parents=True, exist_ok=True)
     qdrant = tmp_path / "qdrant"
@@ -100,7 +123,10 @@ def admin_app(
         if faq is None:
             faq = tmp_path / "small.jsonl"
             faq.write_text("".join(i.model_dump_json() + "\n" for i in SMALL), encoding="utf-8")
-        build_index(qdrant, index_encoder or encoder, faq)
+        if server is None:
+            build_index(qdrant, index_encoder or encoder, faq)
+        else:
+            QdrantStore(server).build(read_faq(faq), index_encoder or encoder, progress=False)
     values: dict[str, object] = {
         "admin_api_key": KEY,
         "jobs_dir": tmp_path / "jobs",
@@ -109,8 +135,10 @@ def admin_app(
     }
     settings = settings_for(model_dir or tmp_path / "unused-model", qdrant, **values)
     app = create_app(settings, encoder_factory=lambda s: encoder)
-    with serve(app) as client:
-        yield client
+    with ExitStack() as stack:
+        if server is not None:
+            stack.enter_context(qdrant_backend(server))
+        yield stack.enter_context(serve(app))
 
 
 def wait_for(client: httpx.Client, job_id: str, done: Callable[[dict[str, Any]], bool]) -> Any:
@@ -399,10 +427,16 @@ def test_rollback_moves_the_alias_back_and_forward(tmp_path: Path) -> None:
         assert names == ["faq_v1", "faq_v2"]
 
 
-def test_put_and_delete_make_a_new_version_and_rollback_undoes_them(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["embedded", "qdrant"])
+def test_put_and_delete_make_a_new_version_and_rollback_undoes_them(
+    tmp_path: Path, backend: str
+) -> None:
     # An edit writes a new version (the live one with the change) and moves the alias, so a
-    # rollback undoes exactly the last edit, and a version a search loaded never changes.
-    with admin_app(tmp_path) as client:
+    # rollback undoes exactly the last edit, and a version a search loaded never changes; on
+    # both backends (issue 27, item 10: a Qdrant server once edited the live collection in
+    # place, and a rollback went back to the last build, every edit since lost).
+    server = QdrantClient(":memory:") if backend == "qdrant" else None
+    with admin_app(tmp_path, server=server) as client:
         body = {
             "id": "ignored",
             "question": "Do you sell refurbished phones with warranty?",

@@ -32,9 +32,9 @@ from index_builder.store import (
     Store,
     UnknownCollectionError,
 )
-from index_builder.store.embedded import StoreBusyError
+from index_builder.store.embedded import Entries, StoreBusyError
 from index_builder.store.fusion import DENSE_ONLY
-from index_builder.store.qdrant import point_id
+from index_builder.store.qdrant import ROW, point_id
 from tests.fakes import FakeEncoder
 
 AnyStore = EmbeddedStore | QdrantStore
@@ -400,6 +400,125 @@ def test_topic_entries(store: AnyStore) -> None:
     mx = entries.entry_in(vector, "pay", "es", market="mx")
     assert mx is not None and mx.id == "pay.es"
     assert entries.entry_in(vector, "pay", "de") is None
+
+
+def test_an_edit_is_a_version_of_its_own_and_a_rollback_undoes_it(store: AnyStore) -> None:
+    """Both backends (issue 27, item 10): an edit writes the next version and leaves the one
+    before as it was, so a rollback returns to the content before the edit, not to the last
+    build, and rolling forward redoes it."""
+    store.keep = 5
+    encoder = FakeEncoder(dim=16)
+    store.build(_items(3), encoder, progress=False)
+    extra = FaqItem(id="new-one", question="brand new question", answer="a", lang="en")
+    changed = _items(1, answer="changed")[0]
+    assert store.upsert([extra, changed], encoder) == ("faq_v2", [True, False])
+    assert store.delete("faq-1") == "faq_v3"
+    assert store.current_collection() == "faq_v3" and _names(store) == [
+        "faq_v1",
+        "faq_v2",
+        "faq_v3",
+    ]
+    assert all(c.state == "ready" for c in store.collections())
+    assert _answers(store) == {"faq-0": "changed 0", "faq-2": "answer 2", "new-one": "a"}
+    # The versions before hold what they held.
+    original = {"faq-0": "answer 0", "faq-1": "answer 1", "faq-2": "answer 2"}
+    assert _answers(store, "faq_v1") == original
+    assert _answers(store, "faq_v2") == {**original, "faq-0": "changed 0", "new-one": "a"}
+
+    assert store.rollback() == ("faq_v3", "faq_v2")  # undoes the delete only
+    assert _answers(store) == {**original, "faq-0": "changed 0", "new-one": "a"}
+    assert store.info().points == 4 and store.info().content_hash == ""
+    assert store.rollback() == ("faq_v2", "faq_v1")  # undoes the upsert
+    assert _answers(store) == original and store.info().content_hash != ""
+    assert store.rollback("faq_v3") == ("faq_v1", "faq_v3")  # and forward again
+    assert _answers(store) == {"faq-0": "changed 0", "faq-2": "answer 2", "new-one": "a"}
+
+
+def test_an_edited_version_keeps_the_entries_in_their_order(tmp_path: Path) -> None:
+    """Entries tied at a prefetch's cut are cut by their place in the version (qdrant-client's
+    local mode and the embedded scan both rank a later row first), so both backends keep one
+    order through edits: the build's, a replaced entry in its place, a new one after the rest
+    (a copy of the points by id, as first tried, reordered them and the fusion parity through
+    edits failed)."""
+    embedded = EmbeddedStore(tmp_path / "index", keep=9, retrieval=DENSE_ONLY)
+    qdrant = QdrantStore(QdrantClient(":memory:"), keep=9, retrieval=DENSE_ONLY)
+    encoder = FakeEncoder(dim=16)
+    items = _items(300)  # more than one page of the copy
+    for store in (embedded, qdrant):
+        store.build(items, encoder, progress=False)
+        store.upsert([_items(6, "changed")[5], FaqItem(id="added", **_entry())], encoder)
+        store.delete("faq-10")
+        store.upsert([FaqItem(id="faq-10", **_entry())], encoder)
+    expected = [f"faq-{i}" for i in range(300) if i != 10] + ["added", "faq-10"]
+    live = embedded.current_collection()
+    assert live is not None and Entries.load(embedded.root / live).ids == expected
+    points, _ = qdrant.client.scroll("faq", limit=400, order_by=ROW, with_payload=True)
+    assert [p.payload["id"] for p in points if p.payload] == expected
+    assert [p.payload[ROW] for p in points if p.payload] == [
+        *range(10),
+        *range(11, 300),
+        300,
+        301,
+    ]
+    # The order is not the point ids' (a copy by id would lose it).
+    assert sorted(expected, key=point_id) != expected
+    embedded.close()
+    qdrant.close()
+
+
+def _entry() -> dict[str, str]:
+    return {"question": "brand new question", "answer": "a", "lang": "en"}
+
+
+def test_a_qdrant_edit_that_fails_while_copying_leaves_the_live_version(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    store = QdrantStore(QdrantClient(":memory:"), keep=5, retrieval=DENSE_ONLY)
+    encoder = FakeEncoder(dim=16)
+    store.build(_items(600), encoder, progress=False)  # more than one page of the copy
+    real_upsert = store.client.upsert
+    calls = []
+
+    def failing_upsert(*args: object, **kwargs: object) -> object:
+        calls.append(kwargs.get("collection_name"))
+        if len(calls) == 2:
+            raise RuntimeError("connection lost")
+        return real_upsert(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store.client, "upsert", failing_upsert)
+    with pytest.raises(RuntimeError, match="connection lost"):
+        store.delete("faq-1")
+    assert calls == ["faq_v2", "faq_v2"]
+    assert store.current_collection() == "faq_v1" and _names(store) == ["faq_v1"]
+    assert store.info().points == 600
+    store.close()
+
+
+def test_a_qdrant_version_written_before_row_order_is_still_edited() -> None:
+    """A collection built before `_row` existed (no `next_row` in its metadata, no `_row` in
+    its points) is copied in id order, and its copies carry `_row` from then on."""
+    store = QdrantStore(QdrantClient(":memory:"), retrieval=DENSE_ONLY)
+    encoder = FakeEncoder(dim=16)
+    store.build(_items(5), encoder, progress=False)
+    store.client.delete_payload("faq_v1", keys=[ROW], points=models.Filter())
+    store.client.update_collection("faq_v1", metadata={"next_row": None})
+    legacy, _ = store.client.scroll("faq_v1", limit=10)
+    assert len(legacy) == 5 and all(ROW not in (p.payload or {}) for p in legacy)
+    extra = FaqItem(id="new-one", question="brand new question", answer="a", lang="en")
+    assert store.upsert([extra], encoder) == ("faq_v2", [True])
+    points, _ = store.client.scroll("faq_v2", limit=10, order_by=ROW)
+    assert [p.payload[ROW] for p in points if p.payload] == list(range(6))
+    ids = [str(p.id) for p in points]
+    assert ids == [*sorted(point_id(f"faq-{i}") for i in range(5)), point_id("new-one")]
+    assert (store.client.get_collection("faq_v2").config.metadata or {})["next_row"] == 6
+    assert store.delete("faq-0") == "faq_v3"
+    assert sorted(_answers(store)) == ["faq-1", "faq-2", "faq-3", "faq-4", "new-one"]
+    store.close()
+
+
+def _answers(store: AnyStore, collection: str | None = None) -> dict[str, str]:
+    vector = FakeEncoder(dim=16).encode_queries(["question"])[0]
+    return {h.id: h.answer for h in store.search(vector, 50, collection=collection)}
 
 
 # --- the embedded store ------------------------------------------------------------------------

@@ -203,7 +203,8 @@ def _collection(info: CollectionInfo) -> dict[str, Any]:
     },
 )
 def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> OrjsonResponse:
-    """Add or replace one entry in the live collection (201 when it is new)."""
+    """Add or replace one entry (201 when it is new): a new version, the live one with this
+    change, goes live; a rollback undoes it."""
     try:
         item = FaqItem.model_validate(body.faq_item(faq_id))
     except ValidationError as exc:
@@ -233,7 +234,8 @@ def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> Orjs
     ),
 )
 def delete_faq(_: AdminAuth, faq_id: FaqId, admin: AdminDep) -> OrjsonResponse:
-    """Remove one entry from the live collection; 404 when it is not there."""
+    """Remove one entry: a new version without it goes live (a rollback undoes it); 404 when
+    it is not there."""
     with _write_errors():
         collection = admin.delete(faq_id)
     if collection is None:

@@ -139,7 +139,7 @@ class CollectionOut(BaseModel):
     points: int
     state: str = Field(description="ready, or building (a build in progress or killed).")
     fingerprint: str
-    content_hash: str = Field(description="Empty once the collection was edited by PUT/DELETE.")
+    content_hash: str = Field(description="Empty for a version an edit (PUT/DELETE) wrote.")
     created_at: str
     live: bool
 
@@ -152,6 +152,8 @@ class FaqEdit(FaqFields):
 
 class FaqEditResult(BaseModel):
     id: str
-    collection: str = Field(description="The live collection that was changed.")
+    collection: str = Field(
+        description="The version the edit wrote, live now; a rollback returns to the one before."
+    )
     created: bool = False
     deleted: bool = False
