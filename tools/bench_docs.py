@@ -4,10 +4,10 @@
     python -m tools.bench_docs --check   # exit 1 when either differs from the result files now
 
 Reads every JSON result under docs/bench and docs/gpu (what `make bench-peer`, `c1-ratio`,
-`bench-100k`, `soak`, `ab-serve` and `gpu-check` write), keeps the latest run of each kind (by
-the time the run started, else by file name), and docs/eval/summary.json (`make eval-task`). A
-new result is a new file there plus a rerun of this tool, not prose: the figures on both pages
-come from the files only.
+`bench-100k`, `soak`, `ab-serve`, `bench-querylog`, `demo-loop` and `gpu-check` write), keeps
+the latest run of each kind (by the time the run started, else by file name), and
+docs/eval/summary.json (`make eval-task`). A new result is a new file there plus a rerun of this
+tool, not prose: the figures on both pages come from the files only.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ def kinds_of(data: Json) -> list[str]:
         return ["bench-peer"]
     if "indexes" in data:
         return ["bench-100k"]
+    if "loop" in data:
+        return ["demo-loop"]
     if "bursts" in data:
-        return ["ab-serve"]
+        return ["ab-serve querylog" if "querylog" in data else "ab-serve"]
     if "pairs" in data and isinstance(data.get("summary"), dict):
         return [f"c1-ratio {data.get('variant', '')}".strip()]
     if "rss_growth_pct" in data:
@@ -409,6 +411,45 @@ def _ab(r: Result) -> list[str]:
     ]
 
 
+def _querylog(r: Result) -> list[str]:
+    d = r.data
+    ratio = d["summary"]["b_over_a"]
+    q = d["querylog"]
+    within = "within" if ratio["req_per_s"] >= 0.95 else "**not within**"
+    return [
+        f"{d['variant']}, c={d['concurrency']}, {d['pairs']} pairs of {d['burst_s']:g} s: req/s "
+        f"with the log on / off **{ratio['req_per_s']:.3f}** ({within} 5 %), p50 "
+        f"{ratio['p50_ms']:.3f}; the log kept {q['logged']:,} searches and dropped "
+        f"{q['dropped']:,}. {_source(r)}",
+        "",
+    ]
+
+
+def _demo_loop(r: Result) -> list[str]:
+    d = r.data["loop"]
+    before, after = d["r1_before"], d["r1_after"]
+    gaps = ", ".join(
+        f"{g['missing_topic'] or 'none'} ({g['size']})"
+        for g in d["gaps"][: len(d["missing_topics"])]
+    )
+    rp = d["replayed"]
+    ex = d["export"]
+    train = d["train"]
+    steps = "; ".join(f"{s.get('stage')} {s.get('steps')} steps" for s in train.get("stages") or [])
+    return [
+        _source(r),
+        "",
+        f"Replayed {rp['searches']:,} searches ({rp.get('dev_searches', 0)} shopper dev queries, "
+        f"{rp.get('missing_searches', 0)} on topics the FAQ lacks), {rp['clicks']} clicked. The "
+        f"largest gaps in `/admin/analytics` (searches): {gaps}. Exported "
+        f"{ex.get('written', 0)} training pairs; {steps} in {train.get('time_s', 0):.0f} s. "
+        f"Shopper test split R@1 through the service ({before['n']} queries): "
+        f"**{_pct(before['r1'])} before, {_pct(after['r1'])} after**; "
+        f"{d['total_seconds'] / 60:.1f} min in all.",
+        "",
+    ]
+
+
 def _gpu(results: dict[str, Result]) -> list[str]:
     out: list[str] = []
     serving = sorted(
@@ -535,6 +576,21 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[Result], list[str]]], ...] = (
         "`make ab-serve`: the latest A/B",
         "Two settings or two versions of the code served at once, wrk bursts alternated.",
         _ab,
+    ),
+    (
+        "ab-serve querylog",
+        "`make bench-querylog`: the query log's cost",
+        "",
+        _querylog,
+    ),
+    (
+        "demo-loop",
+        "`make demo-loop`: the learning loop",
+        "The shipped model served with the query log on; the shopper dev split and questions on "
+        "topics the FAQ lacks replayed with simulated clicks; the log exported, a short "
+        "fine-tune, the golden-query gate, the new model served "
+        "([training.md](training.md#the-learning-loop-make-demo-loop)).",
+        _demo_loop,
     ),
 )
 
