@@ -89,19 +89,27 @@ def gap_topic(examples: Iterable[str], topic_of: Mapping[str, str]) -> str | Non
 
 
 def check_gaps(labels: Sequence[str | None], missing: Iterable[str]) -> list[str]:
-    """What is wrong with the gap report, [] when its len(missing) largest gaps are the
-    missing topics, one gap each."""
+    """What is wrong with the gap report, [] when the missing topics lead it: each of them names
+    one of the 2N largest gaps (N missing topics), and most of the N largest name one.
+
+    Not "the N largest are the N topics, one each": on the base model a missing topic asked in
+    many languages can come out as two gaps, and romanised code-mixed queries (Hinglish, Taglish)
+    of many topics, missing or not, cluster by how they are written into a gap of their own."""
     wanted = sorted(set(missing))
-    top = list(labels[: len(wanted)])
+    n = len(wanted)
     problems = []
-    if len(top) < len(wanted):
-        problems.append(f"only {len(top)} gaps reported, {len(wanted)} topics missing")
-    if any(t is None for t in top):
-        problems.append(f"a gap among the {len(wanted)} largest is no missing topic: {top}")
-    seen = sorted(t for t in top if t is not None)
-    if seen != wanted:
-        problems.append(f"the {len(wanted)} largest gaps are {seen}, expected {wanted}")
+    absent = [t for t in wanted if t not in labels[: 2 * n]]
+    if absent:
+        problems.append(f"not among the {2 * n} largest gaps: {absent}")
+    named = sum(t is not None for t in labels[:n])
+    if 2 * named <= n:
+        problems.append(f"only {named} of the {n} largest gaps name a missing topic")
     return problems
+
+
+def topic_ranks(labels: Sequence[str | None], missing: Iterable[str]) -> dict[str, int | None]:
+    """Each missing topic's first gap, 1-based (None: no gap names it)."""
+    return {t: next((i + 1 for i, x in enumerate(labels) if x == t), None) for t in missing}
 
 
 def r1_of(results_json: Path, name: str) -> dict[str, Any]:
@@ -202,11 +210,7 @@ def gap_report(
     gaps = r.json()["gaps"]
     for gap in gaps:
         gap["missing_topic"] = gap_topic(gap["examples"], topic_of)
-    return gaps, problems_of(gaps, set(topic_of.values()))
-
-
-def problems_of(gaps: Sequence[Mapping[str, Any]], missing: set[str]) -> list[str]:
-    return check_gaps([g["missing_topic"] for g in gaps], missing)
+    return gaps, check_gaps([g["missing_topic"] for g in gaps], set(topic_of.values()))
 
 
 def evaluate(name: str, port: int, work: Path, env: Mapping[str, str], log: Path) -> Any:
@@ -259,6 +263,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # 1-4: the shipped model, served with the log on; replay, gaps, R@1 before.
     times["index"] = run([faq_index, "build", "--faq", "data/faq.jsonl"], env, log)
     queries = replay_queries(args.dev, args.gaps)
+    missing = sorted({q.topic for q in queries if q.missing})
     with serve(env, url, work / "serve-before.log", args.ready_timeout) as server:
         with httpx.Client(base_url=url, timeout=60) as client:
             served_before = client.get("/info").json()["model"]
@@ -268,11 +273,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"replayed: {json.dumps(replayed)}", flush=True)
             gaps, problems = gap_report(client, admin_key, args.gaps)
         print("FAQ gaps, largest first (size, languages, missing topic, examples):")
-        for g in gaps[:8]:
+        for g in gaps[:10]:
             print(
                 f"  {g['size']:4d}  {','.join(g['languages'])[:40]:40s}  "
                 f"{g['missing_topic'] or '-':15s}  {g['examples'][:2]}"
             )
+        ranks = topic_ranks([g["missing_topic"] for g in gaps], missing)
+        print(f"each missing topic's first gap: {ranks}", flush=True)
         if problems:
             server.stop()
             raise SystemExit(
@@ -374,7 +381,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "loop": {
             "replayed": replayed,
             "gaps": gaps[:10],
-            "missing_topics": sorted({r["topic"] for r in read_jsonl(args.gaps)}),
+            "missing_topics": missing,
+            "missing_topic_ranks": topic_ranks([g["missing_topic"] for g in gaps], missing),
             "export": exported,
             "train": {
                 "config": str(args.config),
