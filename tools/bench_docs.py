@@ -428,24 +428,25 @@ def _querylog(r: Result) -> list[str]:
 def _demo_loop(r: Result) -> list[str]:
     d = r.data["loop"]
     before, after = d["r1_before"], d["r1_after"]
-    gaps = ", ".join(
-        f"{g['missing_topic'] or 'none'} ({g['size']})"
-        for g in d["gaps"][: len(d["missing_topics"])]
-    )
+    top = d["gaps"][: 2 * len(d["missing_topics"])]
+    gaps = ", ".join(f"{g['missing_topic'] or '*other*'} ({g['size']})" for g in top)
     rp = d["replayed"]
-    ex = d["export"]
     train = d["train"]
-    steps = "; ".join(f"{s.get('stage')} {s.get('steps')} steps" for s in train.get("stages") or [])
+    steps = "; ".join(
+        f"{s.get('stage')} {s.get('steps')} steps at batch {s.get('batch_size')}"
+        for s in train.get("stages") or []
+    )
     return [
         _source(r),
         "",
         f"Replayed {rp['searches']:,} searches ({rp.get('dev_searches', 0)} shopper dev queries, "
         f"{rp.get('missing_searches', 0)} on topics the FAQ lacks), {rp['clicks']} clicked. The "
-        f"largest gaps in `/admin/analytics` (searches): {gaps}. Exported "
-        f"{ex.get('written', 0)} training pairs; {steps} in {train.get('time_s', 0):.0f} s. "
-        f"Shopper test split R@1 through the service ({before['n']} queries): "
-        f"**{_pct(before['r1'])} before, {_pct(after['r1'])} after**; "
-        f"{d['total_seconds'] / 60:.1f} min in all.",
+        f"{len(top)} largest gaps in `/admin/analytics`, each named by the missing topic of most "
+        f"of its examples (searches): {gaps}. Exported {d['export'].get('written', 0)} training "
+        f"pairs; {steps} in {train.get('time_s', 0):.0f} s; served through the golden "
+        f"gate (`{d['golden']}`). Shopper test "
+        f"split R@1 through the service ({before['n']} queries): **{_pct(before['r1'])} "
+        f"before, {_pct(after['r1'])} after**; {d['total_seconds'] / 60:.1f} min in all.",
         "",
     ]
 

@@ -375,7 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     total_s = round(time.monotonic() - t0, 1)
     results: dict[str, Any] = {
-        "command": "python -m tools.demo_loop " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python -m tools.demo_loop", *(argv or sys.argv[1:])]),
         "started_at": started,
         "host": host_info(),
         "loop": {
