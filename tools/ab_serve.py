@@ -23,6 +23,7 @@ is found after it; the same virtual environment serves both.
 with it on, a SQLite file of its own in the run's temporary directory; the report adds the
 searches B's log kept and those it dropped (`faq_querylog_dropped_total`), so a log that fell
 behind shows.
+
 Results: `<out>/results.json` and `<out>/results.md`.
 """
 
