@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve soak chaos gpu-check
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve bench-querylog demo-loop soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -271,6 +271,27 @@ ab-serve: venv
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh wrk
 	$(BIN)/python -m tools.ab_serve $(AB_SERVE_ARGS)
+
+DEMO_LOOP_ARGS ?=
+## demo-loop: the learning loop end to end through a running faq-serve (tools/demo_loop.py): the
+## shipped model served with the query log on, the shopper dev split and questions on five topics
+## the FAQ lacks (data/gaps) replayed with simulated clicks, the gaps checked in /admin/analytics,
+## the log exported, a short fine-tune, the golden-query gate, the new model served; the shopper
+## test split's R@1 through the service before and after. Everything under var/demo-loop/,
+## figures in var/demo-loop/results.json (about 8 min on 2 cores)
+demo-loop: venv
+	test -f $(ONNX_DIR)/manifest.json -a -f $(BASE_DIR)/config.json || $(MAKE) model
+	$(BIN)/python -m tools.demo_loop $(DEMO_LOOP_ARGS)
+
+BENCH_QUERYLOG_ARGS ?=
+## bench-querylog: the query log's cost, in one sitting: ab-serve with A's FAQ_QUERY_LOG off and
+## B's a SQLite file of its own, int8, c=32, bursts alternated; the target is B's req/s within
+## 5 % of A's. Writes artifacts/bench-querylog/results.{json,md} (about 2 min)
+bench-querylog: venv
+	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
+	scripts/ensure-debs.sh wrk
+	$(BIN)/python -m tools.ab_serve --querylog --concurrency 32 --variant int8 \
+		--out artifacts/bench-querylog $(BENCH_QUERYLOG_ARGS)
 
 ## peer: infinity-emb pinned in its own venv (torch CPU build), the base model exported for it
 ## with optimum-cli and quantised like ours (dynamic int8, per channel)

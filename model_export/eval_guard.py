@@ -4,13 +4,18 @@ The guard loads every text of the evaluation sets (JSONL files with a `query`, `
 `question` field under an evaluation directory such as `artifacts/eval/`, the Debian FAQ
 question headings when `debian-faq*` is installed, the dev and test queries of the shopper
 query log under `data/shopper/`, see `model_export.shopper_data`, and those of the hard FAQ under
-`data/hard_faq/`, see `model_export.hard_faq`), normalises them (NFKC,
+`data/hard_faq/`, see `model_export.hard_faq`, and the questions on topics the sample FAQ lacks
+under `data/gaps/`, which `make demo-loop` replays), normalises them (NFKC,
 casefold, e5 prefixes, format placeholders and punctuation removed, single spaces) and refuses
 any training pair whose query or label matches one. Punctuation and placeholders go because the
 evaluation builders clean strings that training keeps raw: "Is public" in the django-oscar
 training pairs is "Is public?" in the evaluation set, and "'%(title)s' has been added" is
 "' ' has been added".
 `mode="raise"` stops the run; `mode="drop"` removes the pairs and logs how many went.
+
+`allow_shopper_splits=("dev",)` lets the shopper dev split in (`make demo-loop`, where the dev
+queries play a shop's live traffic and come back through the query log as clicked searches);
+the test split is what the task is measured on and can never be let in.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Literal, Protocol, TypeVar
 # Re-exported: callers and tests compare texts by the guard's key under this name.
 from model_export import hard_faq
 from model_export.guard_key import normalise as normalise
-from model_export.shopper_data import guarded_texts
+from model_export.shopper_data import GUARDED_SPLITS, guarded_texts
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,10 @@ DEBIAN_FAQ_DIR = Path("/usr/share/doc/debian/FAQ")
 DEFAULT_SHOPPER_DIR = Path(__file__).resolve().parents[1] / "data" / "shopper"
 # The hard FAQ's query set (dev/test are evaluation data, like the shopper log's).
 DEFAULT_HARD_FAQ_DIR = hard_faq.DEFAULT_DIR
+# Questions on topics the sample FAQ lacks (`make demo-loop`'s planted gaps): JSONL `query`.
+DEFAULT_GAPS_DIR = Path(__file__).resolve().parents[1] / "data" / "gaps"
+# The shopper splits a run may let into training; test is measured and never is.
+ALLOWABLE_SHOPPER_SPLITS = ("dev",)
 GuardMode = Literal["raise", "drop"]
 
 _HEADING_RE = re.compile(r"<h[1-6][^>]*>(.*?)</h[1-6]>", re.IGNORECASE | re.DOTALL)
@@ -110,15 +119,27 @@ class EvalGuard:
         extra_texts: Iterable[str] = (),
         shopper_dir: str | Path | None = DEFAULT_SHOPPER_DIR,
         hard_faq_dir: str | Path | None = DEFAULT_HARD_FAQ_DIR,
+        gaps_dir: str | Path | None = DEFAULT_GAPS_DIR,
+        allow_shopper_splits: Sequence[str] = (),
         mode: GuardMode = "raise",
     ) -> EvalGuard:
+        bad = sorted(set(allow_shopper_splits) - set(ALLOWABLE_SHOPPER_SPLITS))
+        if bad:
+            raise ValueError(
+                f"shopper split(s) {bad} cannot be let into training: only "
+                f"{list(ALLOWABLE_SHOPPER_SPLITS)} may (the test split is what is measured)"
+            )
         texts: set[str] = {normalise(t) for t in extra_texts}
         sources: list[str] = []
         # On by default: the trainer and every builder call this with their own arguments, and a
         # shopper test query must be refused by all of them (None turns it off, for tests).
         if shopper_dir is not None and Path(shopper_dir).is_dir():
-            texts.update(normalise(t) for t in guarded_texts(shopper_dir))
-            sources.append(str(shopper_dir))
+            splits = [s for s in GUARDED_SPLITS if s not in allow_shopper_splits]
+            texts.update(normalise(t) for t in guarded_texts(shopper_dir, splits))
+            sources.append(f"{shopper_dir} ({'+'.join(splits)})")
+        if gaps_dir is not None and Path(gaps_dir).is_dir():
+            texts.update(normalise(t) for t in eval_jsonl_texts(Path(gaps_dir)))
+            sources.append(str(gaps_dir))
         # The same for the hard FAQ: it exists to measure what training does not see.
         if hard_faq_dir is not None and Path(hard_faq_dir).is_dir():
             texts.update(normalise(t) for t in hard_faq.guarded_texts(hard_faq_dir))

@@ -172,8 +172,10 @@ def write_splits(queries: Iterable[ShopperQuery], out_dir: str | Path) -> dict[S
     return counts
 
 
-def guarded_texts(shopper_dir: str | Path = DEFAULT_DIR) -> list[str]:
-    """The dev and test query texts, for the evaluation guard.
+def guarded_texts(
+    shopper_dir: str | Path = DEFAULT_DIR, splits: Sequence[Split] = GUARDED_SPLITS
+) -> list[str]:
+    """The dev and test query texts (or those of `splits`), for the evaluation guard.
 
     Both the split recomputed from `queries.jsonl` and the committed `dev.jsonl`/`test.jsonl`
     count, so a stale split file or a query added without re-running `write_splits` still
@@ -183,8 +185,8 @@ def guarded_texts(shopper_dir: str | Path = DEFAULT_DIR) -> list[str]:
     texts: list[str] = []
     queries = shopper_dir / "queries.jsonl"
     if queries.is_file():
-        texts.extend(q.query for q in load_queries(queries, faq=None) if split_of(q) != "train")
-    for name in GUARDED_SPLITS:
+        texts.extend(q.query for q in load_queries(queries, faq=None) if split_of(q) in splits)
+    for name in splits:
         path = shopper_dir / f"{name}.jsonl"
         if path.is_file():
             texts.extend(q.query for q in load_queries(path, faq=None))

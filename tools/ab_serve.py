@@ -18,6 +18,12 @@ Both sides inherit the calling shell's FAQ_ settings; `--a` and `--b` add or ove
 To compare code instead, `--b-tree DIR` runs B on the service code of another source tree (a
 `git worktree add DIR <commit>`), put first on B's PYTHONPATH: the project's editable install
 is found after it; the same virtual environment serves both.
+
+`--querylog` is the query log's cost (`make bench-querylog`): A with `FAQ_QUERY_LOG=off`, B
+with it on, a SQLite file of its own in the run's temporary directory; the report adds the
+searches B's log kept and those it dropped (`faq_querylog_dropped_total`), so a log that fell
+behind shows.
+
 Results: `<out>/results.json` and `<out>/results.md`.
 """
 
@@ -26,14 +32,19 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from tools.bench_peer import (
     OWN_SETTINGS,
@@ -80,6 +91,14 @@ def summary(bursts: Mapping[str, Sequence[Mapping[str, float]]]) -> dict[str, An
     return out
 
 
+def querylog_lines(results: Mapping[str, Any]) -> list[str]:
+    """A `--querylog` run's line: what B's log kept and dropped."""
+    q = results.get("querylog")
+    if not q:
+        return []
+    return [f"B's query log kept {q['logged']:,} searches and dropped {q['dropped']:,}.", ""]
+
+
 def render_markdown(results: Mapping[str, Any]) -> str:
     s = results["summary"]
     detail = (
@@ -113,6 +132,7 @@ def render_markdown(results: Mapping[str, Any]) -> str:
         f"**{fmt(ratio['req_per_s'], 3)}**; B's p50 lower in {s['b_faster_p50_in']} of "
         f"{s['pairs']} pairs.",
         "",
+        *querylog_lines(results),
         "Means of the service's histograms at the end (ms):",
         "",
         "| histogram | A | B |",
@@ -124,6 +144,28 @@ def render_markdown(results: Mapping[str, Any]) -> str:
             f"| {name} | {fmt(means['a'].get(name), 3)} | {fmt(means['b'].get(name), 3)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def dropped_total(metrics_text: str) -> int:
+    """The sum of `faq_querylog_dropped_total` over its reasons in a /metrics page."""
+    return int(
+        sum(
+            sample.value
+            for family in text_string_to_metric_families(metrics_text)
+            if family.name == "faq_querylog_dropped"
+            for sample in family.samples
+            if sample.name == "faq_querylog_dropped_total"
+        )
+    )
+
+
+def querylog_counts(db: Path, base_url: str) -> dict[str, int]:
+    """What B's query log kept (rows of faq_searches) and dropped, read after the load."""
+    with urllib.request.urlopen(base_url + "/metrics", timeout=10) as r:
+        dropped = dropped_total(r.read().decode("utf-8"))
+    with sqlite3.connect(db) as conn:
+        (kept,) = conn.execute("SELECT count(*) FROM faq_searches").fetchone()
+    return {"logged": int(kept), "dropped": dropped}
 
 
 def tree_commit(tree: Path) -> str:
@@ -153,12 +195,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--b-tree", type=Path, help="B runs the code of this source tree (a git worktree)"
     )
+    parser.add_argument(
+        "--querylog",
+        action="store_true",
+        help="A: FAQ_QUERY_LOG=off, B: a SQLite query log of its own (the log's cost)",
+    )
     parser.add_argument("--concurrency", type=int, default=1)
     add_serve_options(parser, port=8771, out="artifacts/ab-serve", pairs=20, burst_s=2.0)
     args = parse_serve_args(parser, argv)
     if args.concurrency < 1:
         parser.error("--concurrency must be >= 1")
     given = {"a": dict(args.a), "b": dict(args.b)}
+    if args.querylog:
+        if "FAQ_QUERY_LOG" in given["a"] or "FAQ_QUERY_LOG" in given["b"]:
+            parser.error("--querylog sets FAQ_QUERY_LOG on both sides itself")
+        given["a"]["FAQ_QUERY_LOG"] = "off"
+        given["b"]["FAQ_QUERY_LOG"] = "sqlite (a file of its own)"
     if args.b_tree is not None and not (args.b_tree / "app" / "__init__.py").is_file():
         parser.error(f"--b-tree {args.b_tree}: no app/ package there")
     if given["a"] == given["b"] and args.b_tree is None:
@@ -180,6 +232,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.model_dir, args.variant, args.faq, path, args.port + i, args.top_k
             )
             env = dict(given[side])
+            if args.querylog and side == "b":
+                env["FAQ_QUERY_LOG"] = f"sqlite:///{Path(tmp) / side / 'querylog.db'}"
             if side == "b" and args.b_tree is not None:
                 env["PYTHONPATH"] = str(args.b_tree.resolve())
             server = faq_serve(cfg, Path(tmp) / f"faq-serve-{side}.log", env)
@@ -207,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flush=True,
             )
         means = {side: histogram_means(urls[side]) for side in SIDES}
+        if args.querylog:
+            time.sleep(2.0)  # the writer's last batch
+            logged = querylog_counts(Path(tmp) / "b" / "querylog.db", urls["b"])
 
     results = {
         **sitting(parser.prog, argv, args.query),
@@ -227,6 +284,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "summary": summary(bursts),
         "histogram_means_ms": means,
     }
+    if args.querylog:
+        results["querylog"] = logged
     write_results(results, args.out, render_markdown)
     print(json.dumps(results["summary"]["b_over_a"]))
     return 0

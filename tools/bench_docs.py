@@ -4,10 +4,10 @@
     python -m tools.bench_docs --check   # exit 1 when either differs from the result files now
 
 Reads every JSON result under docs/bench and docs/gpu (what `make bench-peer`, `c1-ratio`,
-`bench-100k`, `soak`, `ab-serve` and `gpu-check` write), keeps the latest run of each kind (by
-the time the run started, else by file name), and docs/eval/summary.json (`make eval-task`). A
-new result is a new file there plus a rerun of this tool, not prose: the figures on both pages
-come from the files only.
+`bench-100k`, `soak`, `ab-serve`, `bench-querylog`, `demo-loop` and `gpu-check` write), keeps
+the latest run of each kind (by the time the run started, else by file name), and
+docs/eval/summary.json (`make eval-task`). A new result is a new file there plus a rerun of this
+tool, not prose: the figures on both pages come from the files only.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ def kinds_of(data: Json) -> list[str]:
         return ["bench-peer"]
     if "indexes" in data:
         return ["bench-100k"]
+    if "loop" in data:
+        return ["demo-loop"]
     if "bursts" in data:
-        return ["ab-serve"]
+        return ["ab-serve querylog" if "querylog" in data else "ab-serve"]
     if "pairs" in data and isinstance(data.get("summary"), dict):
         return [f"c1-ratio {data.get('variant', '')}".strip()]
     if "rss_growth_pct" in data:
@@ -409,6 +411,48 @@ def _ab(r: Result) -> list[str]:
     ]
 
 
+def _querylog(r: Result) -> list[str]:
+    d = r.data
+    ratio = d["summary"]["b_over_a"]
+    q = d["querylog"]
+    within = "within" if ratio["req_per_s"] >= 0.95 else "**not within**"
+    a_rates = [b["req_per_s"] for b in d["bursts"]["a"]]
+    return [
+        f"{d['variant']}, c={d['concurrency']}, {d['pairs']} pairs of {d['burst_s']:g} s: req/s "
+        f"with the log on / off **{ratio['req_per_s']:.3f}** ({within} 5 %), p50 "
+        f"{ratio['p50_ms']:.3f}; the log kept {q['logged']:,} searches and dropped "
+        f"{q['dropped']:,}; the log-off side's own bursts ranged {min(a_rates):,.0f}-"
+        f"{max(a_rates):,.0f} req/s. {_source(r)}",
+        "",
+    ]
+
+
+def _demo_loop(r: Result) -> list[str]:
+    d = r.data["loop"]
+    before, after = d["r1_before"], d["r1_after"]
+    top = d["gaps"][: 2 * len(d["missing_topics"])]
+    gaps = ", ".join(f"{g['missing_topic'] or '*other*'} ({g['size']})" for g in top)
+    rp = d["replayed"]
+    train = d["train"]
+    steps = "; ".join(
+        f"{s.get('stage')} {s.get('steps')} steps at batch {s.get('batch_size')}"
+        for s in train.get("stages") or []
+    )
+    return [
+        _source(r),
+        "",
+        f"Replayed {rp['searches']:,} searches ({rp.get('dev_searches', 0)} shopper dev queries, "
+        f"{rp.get('missing_searches', 0)} on topics the FAQ lacks), {rp['clicks']} clicked. The "
+        f"{len(top)} largest gaps in `/admin/analytics`, each named by the missing topic of most "
+        f"of its examples (searches): {gaps}. Exported {d['export'].get('written', 0)} training "
+        f"pairs; {steps} in {train.get('time_s', 0):.0f} s; served through the golden "
+        f"gate (`{d['golden']}`). Shopper test "
+        f"split R@1 through the service ({before['n']} queries): **{_pct(before['r1'])} "
+        f"before, {_pct(after['r1'])} after**; {d['total_seconds'] / 60:.1f} min in all.",
+        "",
+    ]
+
+
 def _gpu(results: dict[str, Result]) -> list[str]:
     out: list[str] = []
     serving = sorted(
@@ -535,6 +579,23 @@ SECTIONS: tuple[tuple[str, str, str, Callable[[Result], list[str]]], ...] = (
         "`make ab-serve`: the latest A/B",
         "Two settings or two versions of the code served at once, wrk bursts alternated.",
         _ab,
+    ),
+    (
+        "ab-serve querylog",
+        "`make bench-querylog`: the query log's cost",
+        "faq-serve with `FAQ_QUERY_LOG=off` (A) and with a SQLite log of its own (B), served at "
+        "once, wrk bursts alternated A B, B A; the median over the pairs of B / A. Target: B's "
+        "req/s within 5 % of A's.",
+        _querylog,
+    ),
+    (
+        "demo-loop",
+        "`make demo-loop`: the learning loop",
+        "The shipped model served with the query log on; the shopper dev split and questions on "
+        "topics the FAQ lacks replayed with simulated clicks; the log exported, a short "
+        "fine-tune, the golden-query gate, the new model served "
+        "([training.md](training.md#the-learning-loop-make-demo-loop)).",
+        _demo_loop,
     ),
 )
 

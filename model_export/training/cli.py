@@ -305,6 +305,13 @@ def register(app: typer.Typer) -> None:
             list[Path] | None, typer.Option(help="evaluation sets to guard against")
         ] = None,
         guard: Annotated[str, typer.Option(help="raise|drop")] = "drop",
+        allow_split: Annotated[
+            list[str] | None,
+            typer.Option(
+                help="let this shopper split past the guard: only dev (make demo-loop, where "
+                "the dev queries are the replayed traffic); test is measured and never is"
+            ),
+        ] = None,
         faq: Annotated[
             Path | None, typer.Option(help="logs: the FAQ (JSONL/CSV) whose ids the log names")
         ] = None,
@@ -392,7 +399,14 @@ def register(app: typer.Typer) -> None:
             pairs = aligned_paragraph_pairs(input_path, other, langs[0])
         else:
             pairs = read_pairs(input_path)
-        g = EvalGuard.from_sources(eval_dir or [Path("artifacts/eval")], mode=guard)  # type: ignore[arg-type]
+        try:
+            g = EvalGuard.from_sources(
+                eval_dir or [Path("artifacts/eval")],
+                allow_shopper_splits=allow_split or (),
+                mode=guard,  # type: ignore[arg-type]
+            )
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--allow-split") from None
         kept, dropped = g.filter(pairs)
         n = write_pairs(kept, out)
         summary = {"written": n, "guard_dropped": dropped, "out": str(out)}

@@ -114,6 +114,8 @@ class DataConfig:
     eval_dirs: list[str] = field(default_factory=lambda: ["artifacts/eval"])
     debian_faq_dir: str = "/usr/share/doc/debian/FAQ"
     guard_mode: Literal["raise", "drop"] = "raise"
+    # Shopper splits let past the guard: [] (default) or ["dev"] (`make demo-loop`); never test.
+    allow_shopper_splits: list[Literal["dev"]] = field(default_factory=list)
     dedupe: bool = True
 
 

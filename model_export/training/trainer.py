@@ -128,7 +128,10 @@ def load_training_pairs(config: RunConfig) -> tuple[list[Pair], DataSummary]:
         pairs = dedupe(pairs)
         summary.duplicates_removed = before - len(pairs)
     guard = EvalGuard.from_sources(
-        dc.eval_dirs, debian_faq_dir=dc.debian_faq_dir or None, mode=dc.guard_mode
+        dc.eval_dirs,
+        debian_faq_dir=dc.debian_faq_dir or None,
+        allow_shopper_splits=dc.allow_shopper_splits,
+        mode=dc.guard_mode,
     )
     summary.guard_texts = len(guard.texts)
     pairs, summary.guard_dropped = guard.filter(pairs)

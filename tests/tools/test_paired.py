@@ -7,8 +7,8 @@ import argparse
 
 import pytest
 
+from tools.ab_serve import dropped_total, setting, summary
 from tools.ab_serve import render_markdown as render_ab
-from tools.ab_serve import setting, summary
 from tools.c1_ratio import render_markdown as render_c1
 from tools.c1_ratio import summary as c1_summary
 from tools.loadgen import parse_duration_means
@@ -78,6 +78,36 @@ def test_ab_markdown_names_both_sides_and_the_ratio() -> None:
     assert "| B | FAQ_ORT_SPINNING=true | 3.300 |" in md
     assert "| A | (inherited only) | 3.000 |" in md
     assert "p50 **1.100**" in md and "| faq_x_duration_seconds | 1.000 | - |" in md
+
+
+def test_ab_querylog_run_reports_what_the_log_kept_and_dropped() -> None:
+    metrics = (
+        "# HELP faq_querylog_dropped_total Searches the query log did not keep.\n"
+        "# TYPE faq_querylog_dropped_total counter\n"
+        'faq_querylog_dropped_total{reason="queue_full"} 3.0\n'
+        'faq_querylog_dropped_total{reason="write_failed"} 1.0\n'
+        'faq_querylog_dropped_created{reason="queue_full"} 1.7e+09\n'
+    )
+    assert dropped_total(metrics) == 4
+    assert dropped_total("") == 0
+    bursts = {"a": [burst(3.0, 330.0)], "b": [burst(3.1, 320.0)]}
+    results = {
+        "command": "python -m tools.ab_serve --querylog --concurrency 32",
+        "started_at": "2026-11-26T13:00:00+00:00",
+        "host": {"cpus": 2},
+        "variant": "int8",
+        "concurrency": 32,
+        "pairs": 1,
+        "burst_s": 2.0,
+        "query": "q",
+        "top_k": 5,
+        "settings": {"a": {"FAQ_QUERY_LOG": "off"}, "b": {"FAQ_QUERY_LOG": "sqlite"}},
+        "bursts": bursts,
+        "summary": summary(bursts),
+        "histogram_means_ms": {"a": {}, "b": {}},
+        "querylog": {"logged": 12345, "dropped": 0},
+    }
+    assert "B's query log kept 12,345 searches and dropped 0." in render_ab(results)
 
 
 def pair(raw: float, ours: float, bare: float | None = None) -> dict[str, float]:

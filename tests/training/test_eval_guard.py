@@ -91,6 +91,7 @@ def test_guard_without_sources_accepts_everything(tmp_path: Path) -> None:
         debian_faq_dir=None,
         shopper_dir=tmp_path / "missing",
         hard_faq_dir=tmp_path / "missing",
+        gaps_dir=tmp_path / "missing",
     )
     assert guard.texts == frozenset()
     assert guard.filter([Pair("a", "b")])[1] == 0

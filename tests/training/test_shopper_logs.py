@@ -35,6 +35,9 @@ ASIAN = {"id", "ms", "tl", "vi", "th", "hi", "ja", "ko", "zh"}
 EUROPEAN = {"es", "pt", "fr", "de", "it", "nl", "tr"}
 
 
+GAPS = Path(__file__).resolve().parents[2] / "data" / "gaps" / "queries.jsonl"
+
+
 @pytest.fixture(scope="module")
 def queries() -> list[ShopperQuery]:
     return load_queries(DEFAULT_QUERIES, faq=DEFAULT_FAQ)
@@ -137,9 +140,40 @@ def test_guard_refuses_dev_and_test_queries(queries: list[ShopperQuery], tmp_pat
     assert dropped == len(held) + 2
     assert {p.query for p in kept} == {q.query for q in train}
     off = EvalGuard.from_sources(
-        [tmp_path / "none"], debian_faq_dir=None, shopper_dir=None, hard_faq_dir=None
+        [tmp_path / "none"],
+        debian_faq_dir=None,
+        shopper_dir=None,
+        hard_faq_dir=None,
+        gaps_dir=None,
     )
     assert off.texts == frozenset()
+
+
+def test_guard_lets_the_dev_split_in_only_when_asked_and_never_test(
+    queries: list[ShopperQuery], tmp_path: Path
+) -> None:
+    guard = EvalGuard.from_sources(
+        [tmp_path / "none"], debian_faq_dir=None, allow_shopper_splits=("dev",), mode="drop"
+    )
+    by_split = {s: [q for q in queries if split_of(q) == s] for s in ("train", "dev", "test")}
+    kept, dropped = guard.filter([Pair(q.query, "x") for q in queries])
+    assert dropped == len(by_split["test"])
+    assert {p.query for p in kept} == {q.query for q in by_split["train"] + by_split["dev"]}
+    with pytest.raises(ValueError, match="test split is what is measured"):
+        EvalGuard.from_sources([tmp_path / "none"], allow_shopper_splits=("dev", "test"))
+    out = tmp_path / "pairs.jsonl"
+    log = _write_csv(tmp_path / "log.csv", [{"query": "q", "faq_id": "order-cancel"}])
+    args = ["build-data", "--source", "logs", "--faq", str(DEFAULT_FAQ), "--logs", str(log)]
+    result = runner.invoke(cli, [*args, "--out", str(out), "--allow-split", "test"])
+    assert result.exit_code == 2 and "test split" in result.output
+
+
+def test_guard_refuses_the_planted_gap_questions(tmp_path: Path) -> None:
+    # data/gaps: what make demo-loop replays as topics the FAQ lacks; never training data.
+    gaps = [json.loads(line)["query"] for line in GAPS.read_text("utf-8").splitlines()]
+    assert len(gaps) >= 200
+    guard = EvalGuard.from_sources([tmp_path / "none"], debian_faq_dir=None, mode="drop")
+    assert guard.filter([Pair(q, "x") for q in gaps]) == ([], len(gaps))
 
 
 # --- build-data --source logs -----------------------------------------------------------------
