@@ -82,6 +82,7 @@ class QueryLanguageDetector:
                 continue  # a language Lingua has no model for is never detected
             self._codes[language] = code
         self.languages = frozenset(self._codes.values())
+        self._languages = {code: language for language, code in self._codes.items()}
         self._detector: Any = None
         self._english: Any = Language.ENGLISH if "en" in self.languages else None
         # Detectors of one language and English, made on first use (they share the loaded
@@ -108,11 +109,14 @@ class QueryLanguageDetector:
         found = self._detector.detect_language_of(text)
         return self._codes.get(found) if found is not None else None
 
-    def read(self, text: str) -> tuple[str | None, bool]:
-        """`detect_any(text)`, and whether the text is code-mixed (the module's rule)."""
+    def read(self, text: str, *, known: str | None = None) -> tuple[str | None, bool]:
+        """`detect_any(text)`, and whether the text is code-mixed (the module's rule). `known`:
+        the language `detect_any(text)` gave already (not detected again)."""
         if self._detector is None:
             return self.detect_any(text), False
-        found = self._detector.detect_language_of(text)
+        found = self._languages.get(known) if known is not None else None
+        if found is None:
+            found = self._detector.detect_language_of(text)
         lang = self._codes.get(found) if found is not None else None
         if _LATIN_WORD.search(text) and _OTHER_SCRIPT.search(text):
             return lang, True

@@ -3,8 +3,9 @@
 A search hands `record` one tuple per query (the raw text, the shaped answer, times and ids),
 put on a bounded queue without waiting: a full queue drops the entry and counts it
 (`faq_querylog_dropped_total{reason="queue_full"}`). One writer thread per process takes
-what is queued, up to `BATCH` entries, and does the work there: the scrubber, the language
-and code-mixed reading (`QueryLanguageDetector.read`), one multi-row INSERT. It deletes the
+what is queued, up to `BATCH` entries or what `LINGER_S` gathers, and does the work there: the
+scrubber, the language and code-mixed reading (`QueryLanguageDetector.read`), one multi-row
+INSERT. It deletes the
 rows past the retention when it starts and every hour. Imported only when FAQ_QUERY_LOG is on,
 so a service without the log never loads SQLAlchemy (about 25 MB and 0.2 s a worker).
 """
@@ -34,6 +35,12 @@ from index_builder.querylog import connect, database_url, feedback, purge, searc
 log = logging.getLogger(__name__)
 
 BATCH = 512
+# How long the writer gathers entries before it writes them. One transaction per search cost
+# about 500 us of CPU a row on 2 cores (SQLAlchemy's begin/compile/commit), several times the row
+# itself, and the writer shares the cores and the GIL with the searches: `make bench-querylog`
+# measured the log costing 6-12 % of c=32 throughput with the writer taking entries one by one.
+# A flush (POST /feedback) or close writes at once.
+LINGER_S = 0.2
 PURGE_EVERY_S = 3600.0
 # How long POST /feedback waits for this process's queued searches to be written.
 FLUSH_TIMEOUT_S = 2.0
@@ -94,6 +101,7 @@ class QueryLog:
         queue_size: int,
         dropped: Counter,
         purge_every_s: float = PURGE_EVERY_S,
+        linger_s: float = LINGER_S,
     ) -> None:
         self.engine = connect(url)
         self.retention_days = retention_days
@@ -101,6 +109,10 @@ class QueryLog:
         self.max_query_chars = max_query_chars
         self.dropped = dropped
         self.purge_every_s = purge_every_s
+        self.linger_s = linger_s
+        # Entries out of the queue and not yet written count against its size as well, so a
+        # writer that is behind holds at most twice the queue.
+        self._batch = min(BATCH, queue_size)
         self._queue: queue.Queue[Entry | threading.Event | None] = queue.Queue(queue_size)
         self._thread = threading.Thread(target=self._run, name="querylog-writer", daemon=True)
         self._thread.start()
@@ -199,6 +211,7 @@ class QueryLog:
             entries: list[Entry] = []
             markers: list[threading.Event] = []
             stop = False
+            gathered_by = time.monotonic() + self.linger_s
             while True:
                 if item is None:
                     stop = True
@@ -206,10 +219,11 @@ class QueryLog:
                     markers.append(item)
                 else:
                     entries.append(item)
-                if stop or len(entries) >= BATCH:
+                if stop or markers or len(entries) >= self._batch:
                     break
+                wait = gathered_by - time.monotonic()
                 try:
-                    item = self._queue.get_nowait()
+                    item = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
                 except queue.Empty:
                     break
             if entries:
@@ -235,10 +249,16 @@ class QueryLog:
 
     def _row(self, entry: Entry) -> dict[str, Any]:
         created, request_id, position, text, answer, took_ms, collection, model = entry
-        query = scrub(text[: self.max_query_chars])
-        # Read without the placeholders: "<email>" is no English word in a Spanish query.
+        raw = text[: self.max_query_chars]
+        query = scrub(raw)
+        # Read without the placeholders: "<email>" is no English word in a Spanish query. When
+        # nothing was scrubbed the search has read this very text already: its language (one
+        # of the FAQ's) is not read again.
         bare = _PLACEHOLDER.sub(" ", query)
-        lang, mixed = self.detector.read(bare) if self.detector is not None else (None, False)
+        known = answer.query_lang if query == raw else None
+        lang, mixed = (
+            self.detector.read(bare, known=known) if self.detector is not None else (None, False)
+        )
         hits = [
             {"id": h.id, "topic": topic, "score": round(score, 6)}
             for h, topic, score in zip(answer.hits, answer.topics, answer.scores, strict=True)

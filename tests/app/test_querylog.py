@@ -138,13 +138,14 @@ def detector() -> QueryLanguageDetector:
     return QueryLanguageDetector(OTHER_LANGUAGES, other_languages=(), low_accuracy=True)
 
 
-def _shaped(*ids: str, answered: bool = True) -> Shaped:
+def _shaped(*ids: str, answered: bool = True, query_lang: str | None = None) -> Shaped:
     hits = [
         Hit(i, "q", "a", "es", None, [], 0.9 - 0.1 * k, topic=i.split(".")[0])
         for k, i in enumerate(ids)
     ]
     topics = [h.topic for h in hits]
-    return Shaped(hits, ["query"] * len(hits), topics, [h.score for h in hits], answered, 0.5, "es")
+    scores = [h.score for h in hits]
+    return Shaped(hits, ["query"] * len(hits), topics, scores, answered, 0.5, query_lang)
 
 
 def _log(
@@ -215,6 +216,27 @@ def test_each_query_is_written_with_what_analytics_reads(
     assert cut["query"] == long_text[:60] and cut["lang"] == "de"
     # The e-mail address's words do not make a Spanish query code-mixed.
     assert (monolingual["lang"], monolingual["code_mixed"]) == ("es", False)
+
+
+def test_the_searchs_language_is_not_read_again_unless_the_scrubber_changed_the_text(
+    tmp_path: Path, detector: QueryLanguageDetector
+) -> None:
+    # The search read these texts as "fr" (a stand-in: the writer must take it, not detect
+    # again); the second one lost an e-mail address to the scrubber, so it is read anew.
+    query_log = _log(f"sqlite:///{tmp_path / 'log.db'}", detector)
+    german = "wo ist mein Paket"
+    query_log.record(
+        "req-1",
+        [german, german + " ana@mail.com"],
+        [_shaped("x", query_lang="fr"), _shaped("y", query_lang="fr")],
+        1.0,
+        "faq_v1",
+        "m",
+    )
+    assert query_log.flush()
+    query_log.close()
+    kept, read_again = _rows(f"sqlite:///{tmp_path / 'log.db'}")
+    assert (kept["lang"], read_again["lang"]) == ("fr", "de")
 
 
 def test_feedback_joins_the_latest_search_of_its_request_and_position(db_url: str) -> None:
@@ -430,3 +452,25 @@ def test_a_writer_that_sleeps_does_not_slow_a_search(
 def test_a_query_log_setting_that_names_no_database_stops_the_start(value: str) -> None:
     with pytest.raises(ValueError, match="query_log"):
         Settings(query_log=value)
+
+
+def test_the_writer_gathers_searches_into_few_transactions(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One transaction a search cost several times the row's own work (LINGER_S): searches that
+    # arrive one by one within the linger are written together.
+    batches: list[int] = []
+    write = QueryLog._write
+
+    def counted(self: QueryLog, entries: list[Any]) -> None:
+        batches.append(len(entries))
+        write(self, entries)
+
+    monkeypatch.setattr(QueryLog, "_write", counted)
+    query_log = _log(f"sqlite:///{tmp_path / 'log.db'}")
+    for i in range(40):
+        query_log.record(f"req-{i}", ["where is my order"], [_shaped("x")], 1.0, "faq_v1", "m")
+        time.sleep(0.002)
+    assert query_log.flush()
+    query_log.close()
+    assert sum(batches) == 40 and len(batches) <= 4, batches
