@@ -1,11 +1,12 @@
-"""The shipped shop recipe code-switches with what the lexicon work built, and its ablations
-differ from it in one switch only.
+"""The lexicons recipe code-switches with what the lexicon work built, and every variant of the
+shop recipe differs from it in what it varies only.
 
 The readers, the in-domain ranking, phrase entries and romanisation have unit tests of their
-own (tests/model_export/test_lexicons.py); these tests fail when the recipe `make train` runs
-stops using them (a config back on FreeDict only, `shop_text` emptied, phrases cut to
-`max_words`, `romanise` dropped) or when an ablation drifts from it in anything but what it
-ablates, so that `code_mixed_delta_r1` keeps measuring code-switching alone.
+own (tests/model_export/test_lexicons.py); these tests fail when the recipe that is to use them
+(`shop-lexicons.toml`, `make train-lexicons`) stops doing so (back on FreeDict only,
+`shop_text` emptied, phrases cut to `max_words`, `romanise` dropped), or when a variant drifts
+from `shop.toml` (`make train`) in anything but what it varies: data, steps and seed stay the
+same, so that `code_mixed_delta_r1` and the variants table measure code-switching alone.
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ def _without(raw: dict[str, Any], *paths: str) -> dict[str, Any]:
     return out
 
 
-def test_shop_recipe_switches_with_every_lexicon_in_domain_phrases_and_romanised() -> None:
-    cs = load_config(CONFIGS / "shop.toml").codeswitch
+def test_lexicons_recipe_switches_with_every_lexicon_in_domain_phrases_and_romanised() -> None:
+    cs = load_config(CONFIGS / "shop-lexicons.toml").codeswitch
     assert cs.enabled
     # Every language with a lexicon, in the order sources.AFTER lists its files (readers first).
     for lang in cs.languages:
@@ -60,7 +61,7 @@ def test_romanised_languages_are_those_the_shop_data_has() -> None:
         m.group(1)
         for m in re.finditer(r'"lang": "(\w+)"', (REPO / SHOPPER_TRAIN).read_text("utf-8"))
     }
-    cs = load_config(CONFIGS / "shop.toml").codeswitch
+    cs = load_config(CONFIGS / "shop-lexicons.toml").codeswitch
     assert set(cs.romanise) == {"hi", "bn", "mr"} & langs
     assert set(cs.romanise) <= set(cs.languages)
 
@@ -70,6 +71,7 @@ def test_romanised_languages_are_those_the_shop_data_has() -> None:
     [
         ("shop-no-cs", ("codeswitch.enabled",)),
         ("shop-align", ("finetune.align_weight",)),
+        ("shop-lexicons", ("codeswitch",)),
     ],
 )
 def test_an_ablation_is_the_shop_recipe_but_for_what_it_ablates(
@@ -81,8 +83,20 @@ def test_an_ablation_is_the_shop_recipe_but_for_what_it_ablates(
     ignore = ("name", "output_dir", *differs)
     assert _without(other, *ignore) == _without(shop, *ignore)
     for path in differs:
-        section, key = path.split(".")
-        assert other[section][key] != shop[section][key], path
+        section, *key = path.split(".")
+        assert (
+            other[section] != shop[section]
+            if not key
+            else other[section][key[0]] != shop[section][key[0]]
+        ), path
+
+
+def test_the_lexicons_recipe_switches_where_the_shop_recipe_does() -> None:
+    """Only the lexicons differ: the sampler, its rate and the languages it had stay."""
+    shop, lex = _raw("shop")["codeswitch"], _raw("shop-lexicons")["codeswitch"]
+    for key in ("enabled", "policy", "rate", "mix", "max_translations", "translation_choice"):
+        assert lex[key] == shop[key], key
+    assert set(shop["languages"]) <= set(lex["languages"])
 
 
 def test_the_gpu_recipe_switches_like_the_cpu_one() -> None:
