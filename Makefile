@@ -166,6 +166,7 @@ train-ablations: train-no-cs
 ## phrase headwords and romanised Hindi (configs/train/shop-lexicons.toml; same data and steps),
 ## exported to artifacts/onnx/shop-lexicons; `make eval-task` scores it beside the shop model
 train-lexicons: train-data shop-data
+	scripts/ensure-debs.sh $(SHOP_DEBS)
 	$(call train_run,shop-lexicons)
 
 ## train-align: the shop recipe with the code-mixed alignment loss (configs/train/shop-align.toml,
