@@ -211,7 +211,6 @@ class Store(ABC):
         """Remove one entry, as a new version (as `upsert`); the new live collection, or None
         when the id is absent (nothing written)."""
 
-    @abstractmethod
     def search(
         self,
         vector: NDArray[np.float32],
@@ -223,18 +222,18 @@ class Store(ABC):
         collection: str | None = None,
     ) -> list[Hit]:
         """The best entries of the live collection (or `collection`), blocking."""
+        spec = SearchSpec(top_k, lang, market, lexical)
+        return self.search_many(vector[None, :], [spec], collection)[0]
 
+    @abstractmethod
     def search_many(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
-        """Several searches of `collection` (a version not live yet, too), blocking: what a
-        build's checks score the new version with. One search each here; backends batch."""
-        return [
-            self.search(
-                v, s.limit, lang=s.lang, market=s.market, lexical=s.lexical, collection=collection
-            )
-            for v, s in zip(vectors, specs, strict=True)
-        ]
+        """Several searches of the live collection or `collection` (a version not live yet,
+        too), blocking: what a build's checks score the new version with."""
 
     @abstractmethod
     async def search_batch(

@@ -449,24 +449,14 @@ class EmbeddedStore(Store):
         if self._served is not None and name == self.current_collection():
             self._live()
 
-    def search(
-        self,
-        vector: NDArray[np.float32],
-        top_k: int,
-        *,
-        lang: str | None = None,
-        market: str | None = None,
-        lexical: tuple[int, ...] = (),
-        collection: str | None = None,
-    ) -> list[Hit]:
-        snapshot = self._live() if collection is None else self._snapshot(collection)
-        spec = SearchSpec(top_k, lang, market, lexical)
-        return snapshot.search_batch(vector[None, :], [spec], self.retrieval)[0]
-
     def search_many(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
-        return self._snapshot(collection).search_batch(vectors, specs, self.retrieval)
+        snapshot = self._live() if collection is None else self._snapshot(collection)
+        return snapshot.search_batch(vectors, specs, self.retrieval)
 
     async def search_batch(
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]

@@ -498,29 +498,6 @@ class QdrantStore(Store):
             prefetch=prefetch, query=formula, limit=spec.limit, with_payload=True
         )
 
-    def search(
-        self,
-        vector: NDArray[np.float32],
-        top_k: int,
-        *,
-        lang: str | None = None,
-        market: str | None = None,
-        lexical: tuple[int, ...] = (),
-        collection: str | None = None,
-    ) -> list[Hit]:
-        request = self._request(vector, SearchSpec(top_k, lang, market, lexical))
-        # Qdrant resolves the alias itself: one round trip, no alias lookup first.
-        response = self._read(
-            lambda: self.client.query_points(
-                collection_name=collection or self.alias,
-                query=request.query,
-                prefetch=request.prefetch,
-                limit=top_k,
-                with_payload=True,
-            )
-        )
-        return [hit_from_point(p) for p in response.points]
-
     def _search_batch(
         self,
         vectors: NDArray[np.float32],
@@ -536,7 +513,10 @@ class QdrantStore(Store):
         return [[hit_from_point(p) for p in r.points] for r in responses]
 
     def search_many(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
         # In requests of at most this many queries: one round trip each, none too large.
         step = 256
