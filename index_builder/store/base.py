@@ -20,7 +20,8 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
@@ -107,6 +108,46 @@ class Hit:
     score: float
     # FaqItem.topic from the payload; "" for points written before it (then the id's topic).
     topic: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    """The hit fields of one entry (everything but the score), read once from its payload."""
+
+    id: str
+    question: str
+    answer: str
+    lang: str
+    market: str | None
+    tags: tuple[str, ...]
+    topic: str
+
+    @classmethod
+    def from_payload(cls, point_id: object, payload: dict[str, Any] | None) -> Row:
+        # The payload layout FaqItem.payload() writes (both backends read it here).
+        p = payload or {}
+        market = p.get("market")
+        return cls(
+            id=str(p.get("id", point_id)),
+            question=str(p.get("question", "")),
+            answer=str(p.get("answer", "")),
+            lang=str(p.get("lang", "")),
+            market=None if market is None else str(market),
+            tags=tuple(p.get("tags") or ()),
+            topic=str(p.get("topic") or ""),
+        )
+
+    def hit(self, score: float) -> Hit:
+        return Hit(
+            id=self.id,
+            question=self.question,
+            answer=self.answer,
+            lang=self.lang,
+            market=self.market,
+            tags=list(self.tags),
+            score=score,
+            topic=self.topic,
+        )
 
 
 class SearchSpec(NamedTuple):
@@ -281,6 +322,28 @@ class Store(ABC):
     def warm(self) -> None:
         """Load what searches need before the first one asks (nothing for a server)."""
         return None
+
+    @contextmanager
+    def _discarded_on_failure(self, name: str, doing: str) -> Iterator[None]:
+        """Remove the new version `name` when the block fails (the alias stays where it was),
+        and re-raise the block's error."""
+        try:
+            yield
+        except BaseException as exc:
+            log.error(
+                "%s %s failed; alias %r left as it was: %s",
+                doing,
+                name,
+                self.alias,
+                exc,
+                exc_info=not isinstance(exc, IndexBuildError),
+            )
+            try:
+                self._delete_collection(name)
+            except Exception:
+                # Keep the original error; the half-built version is an orphan for later.
+                log.exception("could not remove the half-built %s", name)
+            raise
 
     # --- shared rules ----------------------------------------------------------------------------
 

@@ -48,10 +48,10 @@ from index_builder.store.base import (
     Annotate,
     FaqIndexError,
     Hit,
-    IndexBuildError,
     IndexInfo,
     IndexMissingError,
     OnBatch,
+    Row,
     SearchSpec,
     Store,
     UnknownCollectionError,
@@ -59,7 +59,7 @@ from index_builder.store.base import (
     now_iso,
 )
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot, Row
+from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +343,7 @@ class EmbeddedStore(Store):
         directory = self.root / name
         directory.mkdir()
         meta = {**meta, "state": BUILDING, "created_at": now_iso()}
-        try:
+        with self._discarded_on_failure(name, "writing"):
             self._write_metadata(name, meta)
             entries = make(name)
             entries.save(directory)
@@ -353,16 +353,6 @@ class EmbeddedStore(Store):
                 meta = {**meta, **annotate(name)}
             self._write_metadata(name, {**meta, "count": len(entries.payloads), "state": READY})
             self._move_alias(name)
-        except BaseException as exc:
-            log.error(
-                "writing %s failed; alias %r left as it was: %s",
-                name,
-                self.alias,
-                exc,
-                exc_info=not isinstance(exc, IndexBuildError),
-            )
-            self._delete_collection(name)
-            raise
         self._prune()
         self._warm(name)
         return name

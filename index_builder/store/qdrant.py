@@ -56,6 +56,7 @@ from index_builder.store.base import (
     IndexBuildError,
     IndexInfo,
     OnBatch,
+    Row,
     SearchSpec,
     Store,
     Validate,
@@ -135,18 +136,7 @@ def qdrant_filter(lang: str | None, market: str | None) -> models.Filter | None:
 
 
 def hit_from_point(point: Any) -> Hit:
-    # The payload layout FaqItem.payload() writes.
-    payload = point.payload or {}
-    return Hit(
-        id=str(payload.get("id", point.id)),
-        question=str(payload.get("question", "")),
-        answer=str(payload.get("answer", "")),
-        lang=str(payload.get("lang", "")),
-        market=payload.get("market"),
-        tags=list(payload.get("tags") or []),
-        score=float(point.score),
-        topic=str(payload.get("topic") or ""),
-    )
+    return Row.from_payload(point.id, point.payload).hit(float(point.score))
 
 
 class QdrantStore(Store):
@@ -266,7 +256,7 @@ class QdrantStore(Store):
         name = self._next_name()
         started = time.perf_counter()
         self._create(name, encoder.dim, {**plan.meta, "next_row": len(items)})
-        try:
+        with self._discarded_on_failure(name, "building"):
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
@@ -285,20 +275,6 @@ class QdrantStore(Store):
             # Merged into the collection's metadata by the server.
             self.client.update_collection(name, metadata={**extra, "state": READY})
             self._move_alias(name)
-        except BaseException as exc:
-            log.error(
-                "building %s failed; alias %r left as it was: %s",
-                name,
-                self.alias,
-                exc,
-                exc_info=not isinstance(exc, IndexBuildError),
-            )
-            try:
-                self._delete_collection(name)
-            except Exception:
-                # Keep the original error; the half-built collection is an orphan for later.
-                log.exception("could not remove the half-built %s", name)
-            raise
         log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
         self._prune()
         return self.info(), True
@@ -373,7 +349,7 @@ class QdrantStore(Store):
         )
         by_id = {str(p.id): p for p in changed}
         self._create(name, vectors[QUESTION].size, meta)
-        try:
+        with self._discarded_on_failure(name, f"editing {live} into"):
             written = 0
             next_row = 0
             for records in self._pages(live, ordered):
@@ -414,20 +390,6 @@ class QdrantStore(Store):
                 metadata={"state": READY, "count": stored, "next_row": next_row + len(added)},
             )
             self._move_alias(name)
-        except BaseException as exc:
-            log.error(
-                "editing %s into %s failed; alias %r left as it was: %s",
-                live,
-                name,
-                self.alias,
-                exc,
-                exc_info=not isinstance(exc, IndexBuildError),
-            )
-            try:
-                self._delete_collection(name)
-            except Exception:
-                log.exception("could not remove the half-made %s", name)
-            raise
         self._prune()
         return name
 
