@@ -16,7 +16,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -46,23 +45,18 @@ log = logging.getLogger(__name__)
 BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], Awaitable[list[list[Hit]]]]
 
 
-class AnswerSpec(Protocol):
-    """One query of a batch, as the search service describes it (`QuerySpec`)."""
+@dataclass(frozen=True)
+class QuerySpec:
+    """One query as a request asks for it: `lang_filter` keeps only entries in that language;
+    `prefer_lang` is the language an answer is shown in when its topic has one."""
 
-    @property
-    def text(self) -> str: ...
-    @property
-    def top_k(self) -> int: ...
-    @property
-    def lang_filter(self) -> str | None: ...
-    @property
-    def market(self) -> str | None: ...
-    @property
-    def group(self) -> bool: ...
-    @property
-    def prefer_lang(self) -> str | None: ...
-    @property
-    def min_score(self) -> float | None: ...
+    text: str
+    top_k: int
+    lang_filter: str | None = None
+    market: str | None = None
+    group: bool = False
+    prefer_lang: str | None = None
+    min_score: float | None = None
 
 
 def _lookup(
@@ -130,7 +124,7 @@ class Answering:
 
     async def answer_batch(
         self,
-        specs: Sequence[AnswerSpec],
+        specs: Sequence[QuerySpec],
         vectors: NDArray[np.float32],
         search: BatchSearch,
         max_query_chars: int,

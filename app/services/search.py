@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
-from app.services.answering import Answering, Shaped
+from app.services.answering import Answering, QuerySpec, Shaped
 from app.services.batcher import DeadlineExceededError, InferenceWorker
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
@@ -32,20 +32,6 @@ log = logging.getLogger(__name__)
 
 # Most queued queries searched together in one store call (a request's queries stay together).
 MAX_SEARCH_BATCH = 64
-
-
-@dataclass(frozen=True)
-class QuerySpec:
-    """One query as a request asks for it: `lang_filter` keeps only entries in that language;
-    `prefer_lang` is the language an answer is shown in when its topic has one."""
-
-    text: str
-    top_k: int
-    lang_filter: str | None = None
-    market: str | None = None
-    group: bool = False
-    prefer_lang: str | None = None
-    min_score: float | None = None
 
 
 @dataclass(frozen=True)
