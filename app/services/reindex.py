@@ -20,11 +20,12 @@ from typing import Any
 
 from app.core.config import Settings
 from app.core.heap import freeze_long_lived, release_free_memory
-from app.services.index_guard import QDRANT_ERRORS, IndexGuard
+from app.services.answering import served_calibration
+from app.services.index_guard import QDRANT_ERRORS, IndexGuard, retrieval
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
-from app.services.recalibration import reindex_annotator
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
+from index_builder.faq_calibration import annotator
 from index_builder.quality_gate import (
     GateReport,
     GoldenQuery,
@@ -78,7 +79,7 @@ class AdminService:
         annotator: Annotator | None = None,
     ) -> None:
         """`annotator(items)`: what a reindex of `items` records with its new collection (the
-        abstain threshold picked for them: `recalibration.reindex_annotator`)."""
+        abstain threshold picked for them: `reindex_annotator`)."""
         self.index: Store = guard.store
         self.encoder = encoder
         self.guard = guard
@@ -337,6 +338,25 @@ class AdminService:
             collection = self.index.delete(faq_id)
             self.guard.invalidate()
             return collection
+
+
+def reindex_annotator(
+    settings: Settings, encoder: Encoder, store: Store, items: Sequence[FaqItem]
+) -> Annotate | None:
+    """What a build of `items` into `store` records in its new collection's metadata: the
+    abstain threshold picked for them, the same way in the admin job and in `faq-index build`
+    (the served encoder, variant, rule and fusion weights: `index_builder.faq_calibration`).
+    None with FAQ_RECALIBRATE off or no calibrated model."""
+    if not settings.recalibrate:
+        return None
+    return annotator(
+        store,
+        encoder,
+        items,
+        served_calibration(settings.model_dir, encoder.fingerprint, settings.model_variant),
+        retrieval=retrieval(settings).describe(),
+        offtopic_target=settings.recalibrate_offtopic_target,
+    )
 
 
 def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
