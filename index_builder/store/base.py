@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,6 +34,7 @@ from index_builder.lexical import Lexicon, SparseDoc
 
 if TYPE_CHECKING:
     from index_builder.encoder import Encoder
+    from index_builder.store.matrix import MatrixSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -161,14 +162,6 @@ class SearchSpec(NamedTuple):
     lexical: tuple[int, ...] = ()
 
 
-class TopicEntries(Protocol):
-    """Where a topic's entry in a language is found (`MatrixSnapshot.entry_in`)."""
-
-    def entry_in(
-        self, vector: NDArray[np.float32], topic: str, lang: str, market: str | None = None
-    ) -> Hit | None: ...
-
-
 # `validate(collection)` runs once every entry is stored, before the alias moves; raising refuses
 # the collection. `annotate(collection)` runs after it: what it returns is added to the
 # collection's metadata (the threshold picked for its FAQ). `on_batch(done, total)` runs after
@@ -283,7 +276,7 @@ class Store(ABC):
         """Several searches of the live collection, awaited by the request path."""
 
     @abstractmethod
-    def topic_entries(self) -> TopicEntries | None:
+    def topic_entries(self) -> MatrixSnapshot | None:
         """The loaded live version for grouping's lookups; None for a server."""
 
     @abstractmethod
