@@ -31,9 +31,8 @@ from index_builder.quality_gate import (
     GoldenQuery,
     QualityGate,
     QualityGateError,
-    load_golden,
 )
-from index_builder.store import CollectionInfo, FaqIndexError, Store
+from index_builder.store import FaqIndexError, Store
 from index_builder.store.base import Annotate
 
 log = logging.getLogger(__name__)
@@ -264,8 +263,12 @@ class AdminService:
                 annotate=annotate_timed if annotate is not None else None,
             )
             self.guard.invalidate()
-            # Before the record says succeeded, so a client that sees it finds it settled.
-            self._settle_new_collection()
+            # Before the record says succeeded, so a client that sees it finds it settled: the
+            # new collection's loaded version (the store loads what it makes live) kept out of
+            # full garbage collections like the rest of the loaded service, and what the build
+            # and the old version freed given back to the system.
+            freeze_long_lived("reindexed")
+            release_free_memory()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
             log.info("reindex job %s: alias now on %s", record.id, info.collection)
         except BaseException as exc:
@@ -280,13 +283,6 @@ class AdminService:
                 self.store.prune()
             except OSError as exc:
                 log.warning("could not prune old job records: %s", exc)
-
-    def _settle_new_collection(self) -> None:
-        """Keep the new collection's loaded version (the store loads what it makes live) out of
-        full garbage collections like the rest of the loaded service, and give what the build
-        and the old version freed back to the system."""
-        freeze_long_lived("reindexed")
-        release_free_memory()
 
     def _finish(
         self, record: JobRecord, started: float, marks: dict[str, float], **changes: object
@@ -324,9 +320,6 @@ class AdminService:
             self.guard.invalidate()
             return previous, current
 
-    def collections(self) -> list[CollectionInfo]:
-        return self.index.collections()
-
     def upsert(self, item: FaqItem) -> tuple[str, bool]:
         with self._exclusive():
             collection, created = self.index.upsert([item], self.encoder)
@@ -357,14 +350,6 @@ def reindex_annotator(
         retrieval=retrieval(settings).describe(),
         offtopic_target=settings.recalibrate_offtopic_target,
     )
-
-
-def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
-    """The golden queries of the quality gate, or None when none are configured.
-
-    Read by `create_app`, so that a bad file stops the service before it listens.
-    """
-    return load_golden(settings.golden_queries) if settings.golden_queries else None
 
 
 def create_admin(

@@ -180,7 +180,7 @@ def rollback(
 def collections(_: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """The kept collections behind the alias, oldest first."""
     with _write_errors():
-        kept = admin.collections()
+        kept = admin.index.collections()
     return OrjsonResponse([_collection(c) for c in kept])
 
 
