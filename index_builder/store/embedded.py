@@ -6,13 +6,10 @@
     <root>/<alias>_v<N>/entries.json the entries (the hits' fields), row order
     <root>/.lock                  held (flock) by whoever writes: build, edit, rollback, cleanup
 
-A version is never changed once it is `ready`: an edit writes a new version (the live one with
-the change) and moves the alias, and a rollback moves it back. So a loaded version is a
-consistent copy without locks, any number of worker processes read the same directory, and a
-CLI build can run beside a serving process, which notices the alias move on its next search.
-
-A serving process searches the live version as a `MatrixSnapshot` (numpy/faiss, exact scores:
-`matrix.py`) in memory. When the alias moves, the new version is loaded in a search thread
+A `ready` version never changes (an edit writes a new one), so a loaded version is a consistent
+copy without locks, shared by any number of processes: docs/design.md, "The store: one
+interface, two backends". A serving process searches the live version as a `MatrixSnapshot`
+(`matrix.py`) in memory; when the alias moves, the new version is loaded in a search thread
 while the old one keeps answering, so no request waits for a load (about a second at 100k
 entries), except the very first one.
 """

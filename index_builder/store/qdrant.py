@@ -4,15 +4,10 @@ Qdrant's query API (prefetch + formula: `fusion.fused_query`).
 
 Every prefetch is an exact search (`SearchParams(exact=True)`): Qdrant's HNSW found the exact
 best hit for only 49-77% of the shopper dev queries on real e5 vectors at 100k entries, even at
-m=32 / hnsw_ef 512 (docs/design.md), and the service's quality bar is the exact best hit. A
-server scales an exact search by shards (`FAQ_SHARD_NUMBER`).
-
-A version never changes once it is `ready`, as in the embedded store: an edit (upsert or
-delete) copies the live collection into the next version with the change applied, then moves
-the alias (`_edited_copy`), so a rollback undoes exactly the last edit. The copy keeps the
-points in the order they were first written (each point's `_row` payload field, the order the
-embedded store keeps its rows in), so entries tied at a prefetch's cut are cut alike on both
-backends and in every version.
+m=32 / hnsw_ef 512, and the service's quality bar is the exact best hit. A server scales an
+exact search by shards (`FAQ_SHARD_NUMBER`). An edit copies the live collection into the next
+version with the change, in the order the points were first written (`_edited_copy`, `_row`):
+docs/design.md, "The store: one interface, two backends".
 
 One synchronous client serves the admin writes and the searches; a batch of searches runs in
 the store's own threads, so the service awaits it like the embedded store's. Every call waits at
