@@ -198,28 +198,23 @@ class SearchService:
         try:
             async with budget:
                 result = await self.guard.store.search_batch(vectors, specs)
-        except TimeoutError as exc:
-            if not budget.expired():  # the client's own timeout: an unreachable server
-                self.guard.invalidate()
-                raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
-            self.metrics.rejected.labels("deadline").inc()
-            raise DeadlineExceededError(
-                f"the index did not answer within {self.deadline_s:g} s "
-                "(FAQ_BATCH_DEADLINE_S): retry shortly"
-            ) from exc
-        except QDRANT_ERRORS as exc:
-            # Re-checked on the next request, so the service recovers once Qdrant answers.
-            self.guard.invalidate()
-            raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
-        except FaqIndexError as exc:
-            self.guard.invalidate()
-            raise IndexUnavailableError(str(exc)) from exc
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and budget.expired():
+                self.metrics.rejected.labels("deadline").inc()
+                raise DeadlineExceededError(
+                    f"the index did not answer within {self.deadline_s:g} s "
+                    "(FAQ_BATCH_DEADLINE_S): retry shortly"
+                ) from exc
+            # Re-checked on the next request, so the service recovers once the index answers.
+            self.guard.invalidate()
+            if isinstance(exc, QDRANT_ERRORS):  # the client's own timeout included
+                raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
+            if isinstance(exc, FaqIndexError):
+                raise IndexUnavailableError(str(exc)) from exc
             # Anything else from the store (a MemoryError loading a version, a collection
             # deleted under a search, a bug): the index cannot answer now, a 503 with
             # Retry-After like an outage, and the traceback for the operator.
             log.exception("the store failed a search of %d queries", len(specs))
-            self.guard.invalidate()
             raise IndexUnavailableError(f"the index failed: {type(exc).__name__}") from exc
         self.metrics.search_duration.observe(time.perf_counter() - t0)
         self.metrics.search_batch_size.observe(len(specs))
