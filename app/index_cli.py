@@ -19,7 +19,7 @@ import typer
 
 from app.cli import load_settings
 from app.services.index_guard import open_settings_store
-from app.services.recalibration import reindex_annotator
+from app.services.reindex import reindex_annotator
 from index_builder.faq import FaqFileError, read_faq
 from index_builder.faq_calibration import CollectionCalibration
 from index_builder.manifest import ManifestError

@@ -23,9 +23,10 @@ from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.services.answering import Answering, build_answering, served_calibration
 from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard, retrieval
-from app.services.reindex import create_admin, load_gate_queries
+from app.services.reindex import create_admin
 from app.services.search import SearchService
 from index_builder.encoder import Encoder
+from index_builder.quality_gate import load_golden
 
 log = logging.getLogger("app")
 
@@ -173,7 +174,8 @@ def create_app(
     app.state.warm = False
     # Resolved here so that an unreadable key file stops the service before it listens.
     app.state.api_keys = ApiKeys.from_settings(settings)
-    app.state.golden = load_gate_queries(settings)  # likewise a bad golden queries file
+    # Likewise a bad golden queries file (the quality gate's).
+    app.state.golden = load_golden(settings.golden_queries) if settings.golden_queries else None
     # Middlewares, innermost first: the 500 handler, the body limit (its 413 and 408 are then
     # timed and logged like any answer), metrics and the access log, CORS, the request id.
     install_error_handlers(app)

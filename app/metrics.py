@@ -153,30 +153,36 @@ class Metrics:
             registry = self.registry
         self.registry.register(PLATFORM_COLLECTOR)
 
-        self.request_duration = Histogram(
+        def histogram(
+            name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
+        ) -> Histogram:
+            return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+
+        def counter(name: str, doc: str, reasons: tuple[str, ...]) -> Counter:
+            found = Counter(name, doc, ["reason"], registry=registry)
+            for reason in reasons:
+                # Exported at 0 from the start, so rate() and alerts see the series before a spike.
+                found.labels(reason)
+            return found
+
+        self.request_duration = histogram(
             "faq_http_request_duration_seconds",
             "HTTP request duration by route template, method and status.",
-            ["route", "method", "status"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
+            ("route", "method", "status"),
         )
-        self.encode_duration = Histogram(
+        self.encode_duration = histogram(
             "faq_encode_duration_seconds",
             "Query encoding per request (tokenise + queue wait + ONNX Runtime).",
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+            LATENCY_BUCKETS,
         )
-        self.search_duration = Histogram(
+        self.search_duration = histogram(
             "faq_qdrant_search_duration_seconds",
             "One vector search call (a batch of queries).",
-            buckets=FAST_BUCKETS,
-            registry=registry,
+            FAST_BUCKETS,
         )
-        self.search_batch_size = Histogram(
-            "faq_search_batch_size",
-            "Queries per vector search call.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
+        self.search_batch_size = histogram(
+            "faq_search_batch_size", "Queries per vector search call.", BATCH_SIZE_BUCKETS
         )
         self.errors = Counter("faq_errors", "Errors by kind.", ["kind"], registry=registry)
         self.truncated = Counter(
@@ -201,35 +207,26 @@ class Metrics:
         )
 
         # --- the inference worker: where a query's encoding time goes ---
-        self.tokenize_duration = Histogram(
+        self.tokenize_duration = histogram(
             "faq_tokenize_duration_seconds",
             "Tokenisation of the queries of one request (in the request thread).",
-            buckets=FAST_BUCKETS,
-            registry=registry,
+            FAST_BUCKETS,
         )
-        self.queue_wait_duration = Histogram(
+        self.queue_wait_duration = histogram(
             "faq_queue_wait_duration_seconds",
             "Time a query waited in the inference queue before its batch started.",
-            buckets=FAST_BUCKETS,
-            registry=registry,
+            FAST_BUCKETS,
         )
-        self.inference_duration = Histogram(
+        self.inference_duration = histogram(
             "faq_inference_duration_seconds",
             "One ONNX Runtime run over a batch of tokenised queries.",
-            buckets=FAST_BUCKETS,
-            registry=registry,
+            FAST_BUCKETS,
         )
-        self.batch_size = Histogram(
-            "faq_batch_size",
-            "Queries per model run.",
-            buckets=BATCH_SIZE_BUCKETS,
-            registry=registry,
-        )
-        self.batch_tokens = Histogram(
+        self.batch_size = histogram("faq_batch_size", "Queries per model run.", BATCH_SIZE_BUCKETS)
+        self.batch_tokens = histogram(
             "faq_batch_tokens",
             "Tokens per model run, padding included (queries x longest query).",
-            buckets=BATCH_TOKEN_BUCKETS,
-            registry=registry,
+            BATCH_TOKEN_BUCKETS,
         )
         self.queue_depth = Gauge(
             "faq_queue_depth",
@@ -237,24 +234,17 @@ class Metrics:
             registry=registry,
             multiprocess_mode="livesum",
         )
-        self.rejected = Counter(
+        self.rejected = counter(
             "faq_rejected_requests",
             "Queries refused by the inference queue, by reason (queue_full, deadline).",
-            ["reason"],
-            registry=registry,
+            ("queue_full", "deadline"),
         )
-        for reason in ("queue_full", "deadline"):
-            # Exported at 0 from the start, so rate() and alerts see the series before a spike.
-            self.rejected.labels(reason)
-        self.querylog_dropped = Counter(
+        self.querylog_dropped = counter(
             "faq_querylog_dropped",
             "Searches the query log did not keep, by reason: queue_full (the writer is behind; "
             "the search was answered), write_failed (the database refused a batch).",
-            ["reason"],
-            registry=registry,
+            ("queue_full", "write_failed"),
         )
-        for reason in ("queue_full", "write_failed"):
-            self.querylog_dropped.labels(reason)
 
     def set_index(self, info: IndexInfo) -> None:
         """The live index as this worker last checked it (every worker, every check)."""
@@ -309,13 +299,8 @@ class MetricsMiddleware:
         return child
 
     def _log(self, status: int) -> bool:
-        if status >= 400 or self.sample >= 1.0:
-            return access_log.isEnabledFor(logging.INFO)
-        return (
-            self.sample > 0.0
-            and random.random() < self.sample
-            and (access_log.isEnabledFor(logging.INFO))
-        )
+        sampled = status >= 400 or self.sample >= 1.0 or random.random() < self.sample
+        return sampled and access_log.isEnabledFor(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

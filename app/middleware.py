@@ -7,7 +7,6 @@ in and refuse before more than the limit is held in memory.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 import uuid
@@ -15,14 +14,12 @@ from contextvars import ContextVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.api.errors import error_response
+
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 # A client-supplied id is echoed into logs and headers, so keep it short and printable.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-
-
-def _error_body(type_: str, message: str) -> bytes:
-    return json.dumps({"error": {"type": type_, "message": message}}).encode()
 
 
 class RequestIdMiddleware:
@@ -67,21 +64,16 @@ class BodySizeLimitMiddleware:
         self.max_bytes = max_bytes
         self.read_timeout_s = read_timeout_s
 
-    async def _reject(self, send: Send, status: int = 413) -> None:
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int = 413) -> None:
         if status == 408:
-            body = _error_body(
-                "request_timeout",
-                f"the request body did not arrive within {self.read_timeout_s:g} s",
+            message = f"the request body did not arrive within {self.read_timeout_s:g} s"
+            response = error_response(
+                408, "request_timeout", message, headers={"Connection": "close"}
             )
         else:
-            body = _error_body(
-                "payload_too_large", f"request body larger than {self.max_bytes} bytes"
-            )
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        if status == 408:
-            headers.append((b"connection", b"close"))
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+            message = f"request body larger than {self.max_bytes} bytes"
+            response = error_response(413, "payload_too_large", message)
+        await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -89,7 +81,7 @@ class BodySizeLimitMiddleware:
             return
         length = dict(scope["headers"]).get(b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
+            await self._reject(scope, receive, send)
             return
 
         chunks: list[bytes] = []
@@ -99,7 +91,7 @@ class BodySizeLimitMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), deadline - time.monotonic())
             except TimeoutError:
-                await self._reject(send, 408)
+                await self._reject(scope, receive, send, 408)
                 return
             if message["type"] != "http.request":
                 # The client went away before sending its body: nothing to answer.
@@ -107,7 +99,7 @@ class BodySizeLimitMiddleware:
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
-                await self._reject(send)
+                await self._reject(scope, receive, send)
                 return
             chunks.append(chunk)
             if not message.get("more_body", False):

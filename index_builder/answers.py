@@ -35,7 +35,6 @@ FETCH_FACTOR = 8
 FETCH_MAX = 200
 
 LangReason = Literal["requested", "query", "english", "best", "ranked"]
-LANG_REASONS: tuple[LangReason, ...] = ("requested", "query", "english", "best", "ranked")
 
 
 class RankedEntry(Protocol):

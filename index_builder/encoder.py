@@ -212,10 +212,10 @@ class OnnxEncoder:
             self._inputs.append((inp.name, dtype))
         outputs = [o.name for o in session.get_outputs()]
         self._output = manifest.output if manifest.output in outputs else outputs[0]
-        self._name = manifest.name
-        self._dim = manifest.dim
-        self._max_length = manifest.max_length
-        self._fingerprint = manifest.fingerprint(variant)
+        self.name = manifest.name
+        self.dim = manifest.dim
+        self.max_length = manifest.max_length
+        self.fingerprint = manifest.fingerprint(variant)
 
     @classmethod
     def load(
@@ -297,22 +297,6 @@ class OnnxEncoder:
         return encoder
 
     @property
-    def name(self) -> str:
-        return self._name
-
-    @property
-    def dim(self) -> int:
-        return self._dim
-
-    @property
-    def max_length(self) -> int:
-        return self._max_length
-
-    @property
-    def fingerprint(self) -> str:
-        return self._fingerprint
-
-    @property
     def providers(self) -> list[str]:
         """The providers the session really runs on (not the ones asked for)."""
         return [] if self._session is None else list(self._session.get_providers())
@@ -364,7 +348,7 @@ class OnnxEncoder:
 
     def encode_tokenized(self, encodings: Sequence[Encoding]) -> EncodeResult:
         """Run the model on encodings from `tokenize` (padded here, per chunk)."""
-        vectors = np.empty((len(encodings), self._dim), dtype=np.float32)
+        vectors = np.empty((len(encodings), self.dim), dtype=np.float32)
         # Longest first, so each chunk pads to a similar length and the slowest chunk (and any
         # out-of-memory error) comes first; rows go back to the caller's order below.
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
@@ -385,7 +369,7 @@ class OnnxEncoder:
 
     def warmup(self) -> None:
         """Run the shapes the service will see, so the first request does not pay for them."""
-        long_text = " ".join(["warm"] * self._max_length)
+        long_text = " ".join(["warm"] * self.max_length)
         self.encode(["warm up"], "query")
         self.encode(["warm up", long_text], "passage")
 
@@ -394,7 +378,7 @@ class OnnxEncoder:
         self._session = None
 
     def __repr__(self) -> str:
-        return f"OnnxEncoder({self._fingerprint!r}, providers={self.providers})"
+        return f"OnnxEncoder({self.fingerprint!r}, providers={self.providers})"
 
 
 def _session_options(ort: Any, intra_op_threads: int | None, spinning: bool | None) -> Any:

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from index_builder.encoder import Encoder
 from index_builder.faq import topic_of
 from index_builder.lexical import Lexicon
-from index_builder.store import IndexBuildError, Store
+from index_builder.store import IndexBuildError, SearchSpec, Store
 
 Match = Literal["id", "topic"]
 
@@ -157,10 +157,11 @@ class QualityGate:
         vectors = self.encoder.encode_queries(texts)
         # Searched as the service searches: with the lexical part's tokens.
         lexical = Lexicon.for_encoder(self.encoder).queries(texts)
+        top_ks = [g.top_k or self.default_top_k for g in self.golden]
+        specs = [SearchSpec(k, lexical=tokens) for k, tokens in zip(top_ks, lexical, strict=True)]
+        found = index.search_many(vectors, specs, collection)
         results = []
-        for g, vector, tokens in zip(self.golden, vectors, lexical, strict=True):
-            top_k = g.top_k or self.default_top_k
-            hits = index.search(vector, top_k, lexical=tokens, collection=collection)
+        for g, top_k, hits in zip(self.golden, top_ks, found, strict=True):
             ids = [h.id for h in hits]
             rank = g.rank_in(ids)
             results.append(

@@ -39,8 +39,7 @@ import typer
 from app.api.routes.search import query_spec
 from app.api.schemas.search import SearchRequest
 from app.core.config import Settings
-from app.services.answering import Answering, Shaped
-from app.services.search import QuerySpec
+from app.services.answering import Answering, QuerySpec, Shaped
 from index_builder.encoder import Encoder
 from index_builder.store import Hit, Store
 

@@ -33,9 +33,9 @@ import numpy as np
 from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
-from index_builder.store.base import Hit, SearchSpec
+from index_builder.store.base import Hit, Row, SearchSpec
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import LARGE_ROWS, MatrixSnapshot, Row, normalise
+from index_builder.store.matrix import LARGE_ROWS, MatrixSnapshot, normalise
 
 LANGS = ("en", "es", "id", "th", "de", "pt")
 VOCAB = 250_000

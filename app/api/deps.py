@@ -24,7 +24,6 @@ from app.metrics import Metrics
 from app.services.batcher import InferenceWorker
 from app.services.index_guard import IndexGuard
 from app.services.reindex import AdminService
-from app.services.search import SearchService
 from index_builder.encoder import Encoder
 
 SEARCH_SCHEME = "SearchKey"
@@ -66,10 +65,6 @@ async def _guard(request: Request) -> IndexGuard:
     return cast(IndexGuard, request.app.state.guard)
 
 
-async def _search_service(request: Request) -> SearchService:
-    return cast(SearchService, request.app.state.search)
-
-
 async def _admin(request: Request) -> AdminService:
     return cast(AdminService, request.app.state.admin)
 
@@ -95,13 +90,12 @@ def _check(
 async def _require_search_key(
     request: Request, header_value: Annotated[str | None, Security(_search_key)]
 ) -> None:
-    keys = _api_keys(request)
-    if keys.search is not None:
-        _check(request, header_value, keys.search, keys.admin)
+    check_search_key(request)
 
 
 def check_search_key(request: Request) -> None:
-    """The search key check, for a route that reads its request itself (`routes/search.py`)."""
+    """The search key check, for a route that reads its request itself (`routes/search.py`),
+    and the dependency above (which declares the key for the OpenAPI document)."""
     keys = _api_keys(request)
     if keys.search is not None:
         _check(request, request.headers.get(API_KEY_HEADER), keys.search, keys.admin)
@@ -130,7 +124,6 @@ MetricsDep = Annotated[Metrics, Depends(_metrics)]
 EncoderDep = Annotated[Encoder, Depends(_encoder)]
 QueriesDep = Annotated[InferenceWorker, Depends(_queries)]
 GuardDep = Annotated[IndexGuard, Depends(_guard)]
-SearchServiceDep = Annotated[SearchService, Depends(_search_service)]
 AdminDep = Annotated[AdminService, Depends(_admin)]
 SearchAuth = Annotated[None, Depends(_require_search_key)]
 AdminAuth = Annotated[None, Depends(_require_admin_key)]

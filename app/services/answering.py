@@ -14,9 +14,8 @@ import enum
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -37,8 +36,8 @@ from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
 from index_builder.store import Hit, IndexInfo, SearchSpec
-from index_builder.store.base import TopicEntries
 from index_builder.store.fusion import Retrieval
+from index_builder.store.matrix import MatrixSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -46,36 +45,18 @@ log = logging.getLogger(__name__)
 BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], Awaitable[list[list[Hit]]]]
 
 
-class AnswerSpec(Protocol):
-    """One query of a batch, as the search service describes it (`QuerySpec`)."""
+@dataclass(frozen=True)
+class QuerySpec:
+    """One query as a request asks for it: `lang_filter` keeps only entries in that language;
+    `prefer_lang` is the language an answer is shown in when its topic has one."""
 
-    @property
-    def text(self) -> str: ...
-    @property
-    def top_k(self) -> int: ...
-    @property
-    def lang_filter(self) -> str | None: ...
-    @property
-    def market(self) -> str | None: ...
-    @property
-    def group(self) -> bool: ...
-    @property
-    def prefer_lang(self) -> str | None: ...
-    @property
-    def min_score(self) -> float | None: ...
-
-
-def _lookup(
-    entries: TopicEntries | None, vector: NDArray[np.float32], market: str | None
-) -> Lookup[Hit] | None:
-    """One query's lookup of a topic's entry in a language (its vector and market filter)."""
-    if entries is None:
-        return None
-
-    def find(topic: str, lang: str) -> Hit | None:
-        return entries.entry_in(vector, topic, lang, market)
-
-    return find
+    text: str
+    top_k: int
+    lang_filter: str | None = None
+    market: str | None = None
+    group: bool = False
+    prefer_lang: str | None = None
+    min_score: float | None = None
 
 
 class _Detect(enum.Enum):
@@ -130,12 +111,12 @@ class Answering:
 
     async def answer_batch(
         self,
-        specs: Sequence[AnswerSpec],
+        specs: Sequence[QuerySpec],
         vectors: NDArray[np.float32],
         search: BatchSearch,
         max_query_chars: int,
         *,
-        topic_entries: TopicEntries | None = None,
+        topic_entries: MatrixSnapshot | None = None,
     ) -> list[Shaped]:
         """Search every query of a batch in one call, then shape each one's hits.
 
@@ -177,7 +158,9 @@ class Answering:
                 min_score=s.min_score,
                 detected=lang,
                 # With filters.lang set no other language may be shown.
-                lookup=_lookup(topic_entries, vector, s.market) if s.lang_filter is None else None,
+                lookup=partial(topic_entries.entry_in, vector, market=s.market)
+                if topic_entries is not None and s.lang_filter is None
+                else None,
             )
             for text, vector, row, s, lang in zip(
                 texts, vectors, hits, specs, detected, strict=True

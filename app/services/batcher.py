@@ -136,7 +136,7 @@ class InferenceWorker:
 
     def __init__(
         self,
-        encoder: TokenizingEncoder,
+        encoder: Encoder,
         config: BatcherConfig,
         metrics: Metrics | None = None,
         *,
@@ -229,15 +229,6 @@ class InferenceWorker:
             self._cond.notify_all()
         return [p.future for p in pending]
 
-    def _tokenize_and_submit(
-        self, texts: Sequence[str], kind: Kind, bulk: bool
-    ) -> list[Future[EncodedQuery]]:
-        t0 = time.perf_counter()
-        tokens = self.encoder.tokenize(texts, kind)
-        if self.metrics is not None:
-            self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
-        return self.submit(tokens, bulk=bulk)
-
     async def encode_async(
         self, texts: Sequence[str], kind: Kind = "query", *, bulk: bool = False
     ) -> EncodeResult:
@@ -265,7 +256,11 @@ class InferenceWorker:
                 self._bulk -= len(texts)
 
     async def _encode(self, texts: Sequence[str], kind: Kind, bulk: bool) -> EncodeResult:
-        futures = self._tokenize_and_submit(texts, kind, bulk)
+        t0 = time.perf_counter()
+        tokens = self.encoder.tokenize(texts, kind)
+        if self.metrics is not None:
+            self.metrics.tokenize_duration.observe(time.perf_counter() - t0)
+        futures = self.submit(tokens, bulk=bulk)
         waiting = [asyncio.wrap_future(f) for f in futures]
         try:
             _, late = await asyncio.wait(waiting, timeout=self.config.deadline_s)
@@ -484,8 +479,4 @@ def build_query_encoding(
     The same on CPU and CUDA: with `FAQ_BATCH_MAX_WAIT_MS` = 0 (the default) a lone query runs
     at once, and concurrent queries share model runs instead of running the session at once.
     """
-    if not isinstance(encoder, TokenizingEncoder):
-        raise TypeError(
-            f"{type(encoder).__name__} cannot be served: it needs tokenize() and encode_tokenized()"
-        )
     return InferenceWorker(encoder, BatcherConfig.from_settings(settings), metrics)

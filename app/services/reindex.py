@@ -20,19 +20,19 @@ from typing import Any
 
 from app.core.config import Settings
 from app.core.heap import freeze_long_lived, release_free_memory
-from app.services.index_guard import QDRANT_ERRORS, IndexGuard
+from app.services.answering import served_calibration
+from app.services.index_guard import QDRANT_ERRORS, IndexGuard, retrieval
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
-from app.services.recalibration import reindex_annotator
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
+from index_builder.faq_calibration import annotator
 from index_builder.quality_gate import (
     GateReport,
     GoldenQuery,
     QualityGate,
     QualityGateError,
-    load_golden,
 )
-from index_builder.store import CollectionInfo, FaqIndexError, Store
+from index_builder.store import FaqIndexError, Store
 from index_builder.store.base import Annotate
 
 log = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class AdminService:
         annotator: Annotator | None = None,
     ) -> None:
         """`annotator(items)`: what a reindex of `items` records with its new collection (the
-        abstain threshold picked for them: `recalibration.reindex_annotator`)."""
+        abstain threshold picked for them: `reindex_annotator`)."""
         self.index: Store = guard.store
         self.encoder = encoder
         self.guard = guard
@@ -263,8 +263,12 @@ class AdminService:
                 annotate=annotate_timed if annotate is not None else None,
             )
             self.guard.invalidate()
-            # Before the record says succeeded, so a client that sees it finds it settled.
-            self._settle_new_collection()
+            # Before the record says succeeded, so a client that sees it finds it settled: the
+            # new collection's loaded version (the store loads what it makes live) kept out of
+            # full garbage collections like the rest of the loaded service, and what the build
+            # and the old version freed given back to the system.
+            freeze_long_lived("reindexed")
+            release_free_memory()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
             log.info("reindex job %s: alias now on %s", record.id, info.collection)
         except BaseException as exc:
@@ -279,13 +283,6 @@ class AdminService:
                 self.store.prune()
             except OSError as exc:
                 log.warning("could not prune old job records: %s", exc)
-
-    def _settle_new_collection(self) -> None:
-        """Keep the new collection's loaded version (the store loads what it makes live) out of
-        full garbage collections like the rest of the loaded service, and give what the build
-        and the old version freed back to the system."""
-        freeze_long_lived("reindexed")
-        release_free_memory()
 
     def _finish(
         self, record: JobRecord, started: float, marks: dict[str, float], **changes: object
@@ -323,9 +320,6 @@ class AdminService:
             self.guard.invalidate()
             return previous, current
 
-    def collections(self) -> list[CollectionInfo]:
-        return self.index.collections()
-
     def upsert(self, item: FaqItem) -> tuple[str, bool]:
         with self._exclusive():
             collection, created = self.index.upsert([item], self.encoder)
@@ -339,12 +333,23 @@ class AdminService:
             return collection
 
 
-def load_gate_queries(settings: Settings) -> list[GoldenQuery] | None:
-    """The golden queries of the quality gate, or None when none are configured.
-
-    Read by `create_app`, so that a bad file stops the service before it listens.
-    """
-    return load_golden(settings.golden_queries) if settings.golden_queries else None
+def reindex_annotator(
+    settings: Settings, encoder: Encoder, store: Store, items: Sequence[FaqItem]
+) -> Annotate | None:
+    """What a build of `items` into `store` records in its new collection's metadata: the
+    abstain threshold picked for them, the same way in the admin job and in `faq-index build`
+    (the served encoder, variant, rule and fusion weights: `index_builder.faq_calibration`).
+    None with FAQ_RECALIBRATE off or no calibrated model."""
+    if not settings.recalibrate:
+        return None
+    return annotator(
+        store,
+        encoder,
+        items,
+        served_calibration(settings.model_dir, encoder.fingerprint, settings.model_variant),
+        retrieval=retrieval(settings).describe(),
+        offtopic_target=settings.recalibrate_offtopic_target,
+    )
 
 
 def create_admin(

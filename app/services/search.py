@@ -22,7 +22,7 @@ from numpy.typing import NDArray
 from starlette.concurrency import run_in_threadpool
 
 from app.metrics import Metrics
-from app.services.answering import Answering, Shaped
+from app.services.answering import Answering, QuerySpec, Shaped
 from app.services.batcher import DeadlineExceededError, InferenceWorker
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
 from index_builder.calibration import AbstainRule
@@ -32,20 +32,6 @@ log = logging.getLogger(__name__)
 
 # Most queued queries searched together in one store call (a request's queries stay together).
 MAX_SEARCH_BATCH = 64
-
-
-@dataclass(frozen=True)
-class QuerySpec:
-    """One query as a request asks for it: `lang_filter` keeps only entries in that language;
-    `prefer_lang` is the language an answer is shown in when its topic has one."""
-
-    text: str
-    top_k: int
-    lang_filter: str | None = None
-    market: str | None = None
-    group: bool = False
-    prefer_lang: str | None = None
-    min_score: float | None = None
 
 
 @dataclass(frozen=True)
@@ -212,28 +198,23 @@ class SearchService:
         try:
             async with budget:
                 result = await self.guard.store.search_batch(vectors, specs)
-        except TimeoutError as exc:
-            if not budget.expired():  # the client's own timeout: an unreachable server
-                self.guard.invalidate()
-                raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
-            self.metrics.rejected.labels("deadline").inc()
-            raise DeadlineExceededError(
-                f"the index did not answer within {self.deadline_s:g} s "
-                "(FAQ_BATCH_DEADLINE_S): retry shortly"
-            ) from exc
-        except QDRANT_ERRORS as exc:
-            # Re-checked on the next request, so the service recovers once Qdrant answers.
-            self.guard.invalidate()
-            raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
-        except FaqIndexError as exc:
-            self.guard.invalidate()
-            raise IndexUnavailableError(str(exc)) from exc
         except Exception as exc:
+            if isinstance(exc, TimeoutError) and budget.expired():
+                self.metrics.rejected.labels("deadline").inc()
+                raise DeadlineExceededError(
+                    f"the index did not answer within {self.deadline_s:g} s "
+                    "(FAQ_BATCH_DEADLINE_S): retry shortly"
+                ) from exc
+            # Re-checked on the next request, so the service recovers once the index answers.
+            self.guard.invalidate()
+            if isinstance(exc, QDRANT_ERRORS):  # the client's own timeout included
+                raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
+            if isinstance(exc, FaqIndexError):
+                raise IndexUnavailableError(str(exc)) from exc
             # Anything else from the store (a MemoryError loading a version, a collection
             # deleted under a search, a bug): the index cannot answer now, a 503 with
             # Retry-After like an outage, and the traceback for the operator.
             log.exception("the store failed a search of %d queries", len(specs))
-            self.guard.invalidate()
             raise IndexUnavailableError(f"the index failed: {type(exc).__name__}") from exc
         self.metrics.search_duration.observe(time.perf_counter() - t0)
         self.metrics.search_batch_size.observe(len(specs))

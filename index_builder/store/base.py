@@ -20,10 +20,11 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,6 +34,7 @@ from index_builder.lexical import Lexicon, SparseDoc
 
 if TYPE_CHECKING:
     from index_builder.encoder import Encoder
+    from index_builder.store.matrix import MatrixSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +111,46 @@ class Hit:
     topic: str = ""
 
 
+@dataclass(frozen=True)
+class Row:
+    """The hit fields of one entry (everything but the score), read once from its payload."""
+
+    id: str
+    question: str
+    answer: str
+    lang: str
+    market: str | None
+    tags: tuple[str, ...]
+    topic: str
+
+    @classmethod
+    def from_payload(cls, point_id: object, payload: dict[str, Any] | None) -> Row:
+        # The payload layout FaqItem.payload() writes (both backends read it here).
+        p = payload or {}
+        market = p.get("market")
+        return cls(
+            id=str(p.get("id", point_id)),
+            question=str(p.get("question", "")),
+            answer=str(p.get("answer", "")),
+            lang=str(p.get("lang", "")),
+            market=None if market is None else str(market),
+            tags=tuple(p.get("tags") or ()),
+            topic=str(p.get("topic") or ""),
+        )
+
+    def hit(self, score: float) -> Hit:
+        return Hit(
+            id=self.id,
+            question=self.question,
+            answer=self.answer,
+            lang=self.lang,
+            market=self.market,
+            tags=list(self.tags),
+            score=score,
+            topic=self.topic,
+        )
+
+
 class SearchSpec(NamedTuple):
     """One search of a batch: how many hits to fetch (`limit`: the answering asks for more hits
     than the request's top_k answers, `answers.fetch_limit`), the filters, and the query's
@@ -118,14 +160,6 @@ class SearchSpec(NamedTuple):
     lang: str | None = None
     market: str | None = None
     lexical: tuple[int, ...] = ()
-
-
-class TopicEntries(Protocol):
-    """Where a topic's entry in a language is found (`MatrixSnapshot.entry_in`)."""
-
-    def entry_in(
-        self, vector: NDArray[np.float32], topic: str, lang: str, market: str | None = None
-    ) -> Hit | None: ...
 
 
 # `validate(collection)` runs once every entry is stored, before the alias moves; raising refuses
@@ -211,7 +245,6 @@ class Store(ABC):
         """Remove one entry, as a new version (as `upsert`); the new live collection, or None
         when the id is absent (nothing written)."""
 
-    @abstractmethod
     def search(
         self,
         vector: NDArray[np.float32],
@@ -223,18 +256,18 @@ class Store(ABC):
         collection: str | None = None,
     ) -> list[Hit]:
         """The best entries of the live collection (or `collection`), blocking."""
+        spec = SearchSpec(top_k, lang, market, lexical)
+        return self.search_many(vector[None, :], [spec], collection)[0]
 
+    @abstractmethod
     def search_many(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
-        """Several searches of `collection` (a version not live yet, too), blocking: what a
-        build's checks score the new version with. One search each here; backends batch."""
-        return [
-            self.search(
-                v, s.limit, lang=s.lang, market=s.market, lexical=s.lexical, collection=collection
-            )
-            for v, s in zip(vectors, specs, strict=True)
-        ]
+        """Several searches of the live collection or `collection` (a version not live yet,
+        too), blocking: what a build's checks score the new version with."""
 
     @abstractmethod
     async def search_batch(
@@ -243,7 +276,7 @@ class Store(ABC):
         """Several searches of the live collection, awaited by the request path."""
 
     @abstractmethod
-    def topic_entries(self) -> TopicEntries | None:
+    def topic_entries(self) -> MatrixSnapshot | None:
         """The loaded live version for grouping's lookups; None for a server."""
 
     @abstractmethod
@@ -282,6 +315,28 @@ class Store(ABC):
     def warm(self) -> None:
         """Load what searches need before the first one asks (nothing for a server)."""
         return None
+
+    @contextmanager
+    def _discarded_on_failure(self, name: str, doing: str) -> Iterator[None]:
+        """Remove the new version `name` when the block fails (the alias stays where it was),
+        and re-raise the block's error."""
+        try:
+            yield
+        except BaseException as exc:
+            log.error(
+                "%s %s failed; alias %r left as it was: %s",
+                doing,
+                name,
+                self.alias,
+                exc,
+                exc_info=not isinstance(exc, IndexBuildError),
+            )
+            try:
+                self._delete_collection(name)
+            except Exception:
+                # Keep the original error; the half-built version is an orphan for later.
+                log.exception("could not remove the half-built %s", name)
+            raise
 
     # --- shared rules ----------------------------------------------------------------------------
 

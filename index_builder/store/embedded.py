@@ -6,13 +6,10 @@
     <root>/<alias>_v<N>/entries.json the entries (the hits' fields), row order
     <root>/.lock                  held (flock) by whoever writes: build, edit, rollback, cleanup
 
-A version is never changed once it is `ready`: an edit writes a new version (the live one with
-the change) and moves the alias, and a rollback moves it back. So a loaded version is a
-consistent copy without locks, any number of worker processes read the same directory, and a
-CLI build can run beside a serving process, which notices the alias move on its next search.
-
-A serving process searches the live version as a `MatrixSnapshot` (numpy/faiss, exact scores:
-`matrix.py`) in memory. When the alias moves, the new version is loaded in a search thread
+A `ready` version never changes (an edit writes a new one), so a loaded version is a consistent
+copy without locks, shared by any number of processes: docs/design.md, "The store: one
+interface, two backends". A serving process searches the live version as a `MatrixSnapshot`
+(`matrix.py`) in memory; when the alias moves, the new version is loaded in a search thread
 while the old one keeps answering, so no request waits for a load (about a second at 100k
 entries), except the very first one.
 """
@@ -48,10 +45,10 @@ from index_builder.store.base import (
     Annotate,
     FaqIndexError,
     Hit,
-    IndexBuildError,
     IndexInfo,
     IndexMissingError,
     OnBatch,
+    Row,
     SearchSpec,
     Store,
     UnknownCollectionError,
@@ -59,7 +56,7 @@ from index_builder.store.base import (
     now_iso,
 )
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot, Row
+from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -343,7 +340,7 @@ class EmbeddedStore(Store):
         directory = self.root / name
         directory.mkdir()
         meta = {**meta, "state": BUILDING, "created_at": now_iso()}
-        try:
+        with self._discarded_on_failure(name, "writing"):
             self._write_metadata(name, meta)
             entries = make(name)
             entries.save(directory)
@@ -353,16 +350,6 @@ class EmbeddedStore(Store):
                 meta = {**meta, **annotate(name)}
             self._write_metadata(name, {**meta, "count": len(entries.payloads), "state": READY})
             self._move_alias(name)
-        except BaseException as exc:
-            log.error(
-                "writing %s failed; alias %r left as it was: %s",
-                name,
-                self.alias,
-                exc,
-                exc_info=not isinstance(exc, IndexBuildError),
-            )
-            self._delete_collection(name)
-            raise
         self._prune()
         self._warm(name)
         return name
@@ -449,24 +436,14 @@ class EmbeddedStore(Store):
         if self._served is not None and name == self.current_collection():
             self._live()
 
-    def search(
-        self,
-        vector: NDArray[np.float32],
-        top_k: int,
-        *,
-        lang: str | None = None,
-        market: str | None = None,
-        lexical: tuple[int, ...] = (),
-        collection: str | None = None,
-    ) -> list[Hit]:
-        snapshot = self._live() if collection is None else self._snapshot(collection)
-        spec = SearchSpec(top_k, lang, market, lexical)
-        return snapshot.search_batch(vector[None, :], [spec], self.retrieval)[0]
-
     def search_many(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
-        return self._snapshot(collection).search_batch(vectors, specs, self.retrieval)
+        snapshot = self._live() if collection is None else self._snapshot(collection)
+        return snapshot.search_batch(vectors, specs, self.retrieval)
 
     async def search_batch(
         self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec]

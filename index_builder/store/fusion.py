@@ -1,22 +1,15 @@
 """How a search combines the question vector, the answer vector and the lexical vector.
 
-A collection built since answers were indexed holds three vectors per entry: `question` and
-`answer` (the model's passage vectors of each text) and `lexical` (sparse, BM25 weights, Qdrant's
-IDF modifier: `index_builder.lexical`). A search runs one prefetch per part through Qdrant's
-query API and fuses them with a weighted formula:
+A collection holds three vectors per entry: `question` and `answer` (the model's passage
+vectors of each text) and `lexical` (sparse, BM25 weights, Qdrant's IDF modifier:
+`index_builder.lexical`). A search runs one prefetch per part and fuses them with a weighted
+formula, where a part that did not return the entry among its `prefetch_limit` best counts 0:
 
     score = (cos_question + a * cos_answer + l * bm25) / (1 + a)
 
-with a = answer_weight and l = lexical_weight, and
-where a part that did not return the entry among its `prefetch_limit` best counts 0 (the
-formula's defaults). Dividing by 1 + answer_weight keeps the score on the cosine's scale, so a
-min_score still reads like one (it is calibrated on this score: `faq-model calibrate`).
-
-Why a weighted formula and not RRF: a rank fusion has no score an abstain threshold can read,
-and on the shopper dev split (a development run) RRF lost top-1 against the question alone,
-a little with the answer ranks and much with BM25's (most shopper questions share few exact
-tokens with their FAQ entry), while the weighted sum gained. The weights'
-defaults were chosen on the dev split (README "Answer and lexical retrieval").
+Dividing by 1 + answer_weight keeps the score on the cosine's scale, so a min_score still reads
+like one (it is calibrated on this score: `faq-model calibrate`). Why a weighted sum and not
+RRF, and how the weights were chosen: docs/design.md, "The score: question, answer and lexical".
 
 This module is the one definition of the formula: `Retrieval.weights` gives its terms, the
 Qdrant backend sends them as a formula query (`fused_query`), and the embedded search computes

@@ -1,15 +1,11 @@
 """Candidates for a large version: an inverted-file index with 8-bit codes (faiss IVF-SQ8).
 
-Above `matrix.LARGE_ROWS` an exact scan costs more than the model (100k x 384 fused rows: about
-2.8 ms of one core per query in batches of 32, 12 ms alone, where the int8 model takes about
-2). The rows are filed under `nlist` k-means centroids, and a query scans the rows of its
-`NPROBE` nearest lists, coded in 8 bits per dimension; the caller rescores the rows it proposes
-exactly, so a score is never approximate, only which rows are found. On the 100k synthetic
-FAQ with the shopper dev queries (int8 model), against the scan of every list (`make
-index-recall`): 96 lists find the exact best hit for every query, recall@10 by score 0.989
-(64 lists: 0.979), about 1.3 ms a search. The centroids are trained on 64 rows a list: with 16,
-the best entry of mixed-language queries lay in lists far from the query (e5's query and
-passage vectors sit apart) and even 256 lists found it for only 99.3% (docs/design.md).
+Above `matrix.LARGE_ROWS` an exact scan costs more than the model. The rows are filed under
+`nlist` k-means centroids, and a query scans the rows of its `NPROBE` nearest lists, coded in 8
+bits per dimension; the caller rescores the rows it proposes exactly, so a score is never
+approximate, only which rows are found. Why 96 lists and 64 training rows a list, with the
+recall each reaches on real e5 vectors: docs/design.md, "The store: one interface, two
+backends" (`make index-recall`).
 
 A filter is applied while the lists are scanned (faiss's bitmap selector), and when the lists
 scanned hold fewer rows of the filter than wanted, the caller scans the filter's rows exactly.
@@ -30,7 +26,7 @@ from numpy.typing import NDArray
 NPROBE = 96
 CODE = faiss.ScalarQuantizer.QT_8bit
 # k-means on a sample: training points per list (16 left the query's best entry in lists far
-# from it, see above), iterations.
+# from it: docs/design.md), iterations.
 _SAMPLE_PER_LIST = 64
 _KMEANS_ITERATIONS = 10
 

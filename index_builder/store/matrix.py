@@ -24,7 +24,6 @@ import itertools
 import logging
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
 import numpy as np
@@ -32,7 +31,7 @@ from numpy.typing import NDArray
 
 from index_builder.faq import topic_of
 from index_builder.lexical import idf
-from index_builder.store.base import Hit, SearchSpec
+from index_builder.store.base import Hit, Row, SearchSpec
 from index_builder.store.fusion import Retrieval
 from index_builder.store.ivf import IvfIndex, Selector
 
@@ -59,46 +58,6 @@ _DENSE_TOKENS = 64
 # by a threshold from a sample (`_best_unordered`); the sample's rank read as the threshold.
 _SAMPLED_TOP_MIN_ROWS = 8192
 _SAMPLE_RANK = 32
-
-
-@dataclass(frozen=True)
-class Row:
-    """The hit fields of one entry (everything but the score), read once from its payload."""
-
-    id: str
-    question: str
-    answer: str
-    lang: str
-    market: str | None
-    tags: tuple[str, ...]
-    topic: str
-
-    @classmethod
-    def from_payload(cls, point_id: object, payload: dict[str, Any] | None) -> Row:
-        # The payload layout FaqItem.payload() writes; the same reading as hit_from_point.
-        p = payload or {}
-        market = p.get("market")
-        return cls(
-            id=str(p.get("id", point_id)),
-            question=str(p.get("question", "")),
-            answer=str(p.get("answer", "")),
-            lang=str(p.get("lang", "")),
-            market=None if market is None else str(market),
-            tags=tuple(p.get("tags") or ()),
-            topic=str(p.get("topic") or ""),
-        )
-
-    def hit(self, score: float) -> Hit:
-        return Hit(
-            id=self.id,
-            question=self.question,
-            answer=self.answer,
-            lang=self.lang,
-            market=self.market,
-            tags=list(self.tags),
-            score=score,
-            topic=self.topic,
-        )
 
 
 def normalise(vectors: NDArray[np.floating[Any]]) -> NDArray[np.float32]:

@@ -4,15 +4,10 @@ Qdrant's query API (prefetch + formula: `fusion.fused_query`).
 
 Every prefetch is an exact search (`SearchParams(exact=True)`): Qdrant's HNSW found the exact
 best hit for only 49-77% of the shopper dev queries on real e5 vectors at 100k entries, even at
-m=32 / hnsw_ef 512 (docs/design.md), and the service's quality bar is the exact best hit. A
-server scales an exact search by shards (`FAQ_SHARD_NUMBER`).
-
-A version never changes once it is `ready`, as in the embedded store: an edit (upsert or
-delete) copies the live collection into the next version with the change applied, then moves
-the alias (`_edited_copy`), so a rollback undoes exactly the last edit. The copy keeps the
-points in the order they were first written (each point's `_row` payload field, the order the
-embedded store keeps its rows in), so entries tied at a prefetch's cut are cut alike on both
-backends and in every version.
+m=32 / hnsw_ef 512, and the service's quality bar is the exact best hit. A server scales an
+exact search by shards (`FAQ_SHARD_NUMBER`). An edit copies the live collection into the next
+version with the change, in the order the points were first written (`_edited_copy`, `_row`):
+docs/design.md, "The store: one interface, two backends".
 
 One synchronous client serves the admin writes and the searches; a batch of searches runs in
 the store's own threads, so the service awaits it like the embedded store's. Every call waits at
@@ -56,6 +51,7 @@ from index_builder.store.base import (
     IndexBuildError,
     IndexInfo,
     OnBatch,
+    Row,
     SearchSpec,
     Store,
     Validate,
@@ -135,18 +131,7 @@ def qdrant_filter(lang: str | None, market: str | None) -> models.Filter | None:
 
 
 def hit_from_point(point: Any) -> Hit:
-    # The payload layout FaqItem.payload() writes.
-    payload = point.payload or {}
-    return Hit(
-        id=str(payload.get("id", point.id)),
-        question=str(payload.get("question", "")),
-        answer=str(payload.get("answer", "")),
-        lang=str(payload.get("lang", "")),
-        market=payload.get("market"),
-        tags=list(payload.get("tags") or []),
-        score=float(point.score),
-        topic=str(payload.get("topic") or ""),
-    )
+    return Row.from_payload(point.id, point.payload).hit(float(point.score))
 
 
 class QdrantStore(Store):
@@ -266,7 +251,7 @@ class QdrantStore(Store):
         name = self._next_name()
         started = time.perf_counter()
         self._create(name, encoder.dim, {**plan.meta, "next_row": len(items)})
-        try:
+        with self._discarded_on_failure(name, "building"):
             bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
             for start in range(0, len(items), batch_size):
                 chunk = items[start : start + batch_size]
@@ -285,20 +270,6 @@ class QdrantStore(Store):
             # Merged into the collection's metadata by the server.
             self.client.update_collection(name, metadata={**extra, "state": READY})
             self._move_alias(name)
-        except BaseException as exc:
-            log.error(
-                "building %s failed; alias %r left as it was: %s",
-                name,
-                self.alias,
-                exc,
-                exc_info=not isinstance(exc, IndexBuildError),
-            )
-            try:
-                self._delete_collection(name)
-            except Exception:
-                # Keep the original error; the half-built collection is an orphan for later.
-                log.exception("could not remove the half-built %s", name)
-            raise
         log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
         self._prune()
         return self.info(), True
@@ -373,7 +344,7 @@ class QdrantStore(Store):
         )
         by_id = {str(p.id): p for p in changed}
         self._create(name, vectors[QUESTION].size, meta)
-        try:
+        with self._discarded_on_failure(name, f"editing {live} into"):
             written = 0
             next_row = 0
             for records in self._pages(live, ordered):
@@ -414,20 +385,6 @@ class QdrantStore(Store):
                 metadata={"state": READY, "count": stored, "next_row": next_row + len(added)},
             )
             self._move_alias(name)
-        except BaseException as exc:
-            log.error(
-                "editing %s into %s failed; alias %r left as it was: %s",
-                live,
-                name,
-                self.alias,
-                exc,
-                exc_info=not isinstance(exc, IndexBuildError),
-            )
-            try:
-                self._delete_collection(name)
-            except Exception:
-                log.exception("could not remove the half-made %s", name)
-            raise
         self._prune()
         return name
 
@@ -498,29 +455,6 @@ class QdrantStore(Store):
             prefetch=prefetch, query=formula, limit=spec.limit, with_payload=True
         )
 
-    def search(
-        self,
-        vector: NDArray[np.float32],
-        top_k: int,
-        *,
-        lang: str | None = None,
-        market: str | None = None,
-        lexical: tuple[int, ...] = (),
-        collection: str | None = None,
-    ) -> list[Hit]:
-        request = self._request(vector, SearchSpec(top_k, lang, market, lexical))
-        # Qdrant resolves the alias itself: one round trip, no alias lookup first.
-        response = self._read(
-            lambda: self.client.query_points(
-                collection_name=collection or self.alias,
-                query=request.query,
-                prefetch=request.prefetch,
-                limit=top_k,
-                with_payload=True,
-            )
-        )
-        return [hit_from_point(p) for p in response.points]
-
     def _search_batch(
         self,
         vectors: NDArray[np.float32],
@@ -536,7 +470,10 @@ class QdrantStore(Store):
         return [[hit_from_point(p) for p in r.points] for r in responses]
 
     def search_many(
-        self, vectors: NDArray[np.float32], specs: Sequence[SearchSpec], collection: str
+        self,
+        vectors: NDArray[np.float32],
+        specs: Sequence[SearchSpec],
+        collection: str | None = None,
     ) -> list[list[Hit]]:
         # In requests of at most this many queries: one round trip each, none too large.
         step = 256

@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.store.matrix import MatrixSnapshot, Row, Sparse
+from index_builder.store.base import Row
+from index_builder.store.matrix import MatrixSnapshot, Sparse
 
 
 def hybrid_snapshot(

@@ -13,8 +13,9 @@ import pytest
 from numpy.typing import NDArray
 
 from index_builder.store import Hit, SearchSpec, ivf
+from index_builder.store.base import Row
 from index_builder.store.fusion import Retrieval
-from index_builder.store.matrix import LARGE_ROWS, MatrixSnapshot, Row, normalise
+from index_builder.store.matrix import LARGE_ROWS, MatrixSnapshot, normalise
 
 N = 3_000
 DIM = 32

@@ -121,12 +121,8 @@ def reindex(
             raise ApiError(422, f"source {source!r} cannot be indexed: {exc}") from exc
     else:
         items = [FaqItem.model_validate(e.faq_item(e.id)) for e in body.items]
-    try:
+    with _write_errors():
         record = admin.submit(items, source=source or "inline", source_path=source_path)
-    except AdminConflictError as exc:
-        raise ApiError(409, str(exc)) from exc
-    except JobStoreError as exc:
-        raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from exc
     response = _job(record, 202)
     response.headers["Location"] = f"/admin/reindex/{record.id}"
     return response
@@ -184,7 +180,7 @@ def rollback(
 def collections(_: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """The kept collections behind the alias, oldest first."""
     with _write_errors():
-        kept = admin.collections()
+        kept = admin.index.collections()
     return OrjsonResponse([_collection(c) for c in kept])
 
 

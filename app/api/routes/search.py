@@ -28,8 +28,8 @@ from app.api.schemas.search import (
     SearchResponse,
 )
 from app.middleware import request_id_var
-from app.services.answering import Shaped
-from app.services.search import BatchOutcome, QuerySpec
+from app.services.answering import QuerySpec, Shaped
+from app.services.search import BatchOutcome
 
 router = APIRouter(tags=["search"])
 
