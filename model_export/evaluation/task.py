@@ -653,22 +653,9 @@ def score_controls(
     out: dict[str, dict[str, dict[str, Any]]] = {name: {} for name in CONTROL_SETS}
     if not specs:
         return out
-    cfg = EvalConfig(
-        models=specs,
-        datasets=list(CONTROL_SETS.values()),
-        eval_dir=eval_dir,
-        kinds=("english",),
-        n_boot=n_boot,
-        seed=seed,
-        threads=threads,
-        cache_dir=cache_dir,
+    results = _evaluate_control_sets(
+        specs, eval_dir, ("english",), cache_dir, threads, n_boot, seed
     )
-    try:
-        results = evaluate(cfg)
-    except (FileNotFoundError, ChecksumError) as exc:
-        raise TaskInputError(
-            f"--controls {eval_dir}: {exc} (build the sets with `faq-model eval-data`)"
-        ) from None
     for name, dataset in CONTROL_SETS.items():
         for spec in specs:
             r1 = results.pooled(spec.name, dataset, ("english",))["R@1"]
@@ -702,11 +689,28 @@ def score_penalty_sets(
     specs = [s.spec(variant) for s in sources if s.kind == "onnx" and s.name in PENALTY_MODELS]
     if not specs:
         return None
+    return _evaluate_control_sets(
+        specs, eval_dir, PENALTY_KINDS, cache_dir, threads, n_boot, seed, query_mix
+    )
+
+
+def _evaluate_control_sets(
+    specs: list[ModelSpec],
+    eval_dir: Path,
+    kinds: tuple[str, ...],
+    cache_dir: Path,
+    threads: int | None,
+    n_boot: int,
+    seed: int,
+    query_mix: QueryMix | None = None,
+) -> EvalResults:
+    """`specs` on the `kinds` of queries of the third-party sets in `eval_dir`; a set that is
+    missing or altered is the command's input error."""
     cfg = EvalConfig(
         models=specs,
         datasets=list(CONTROL_SETS.values()),
         eval_dir=eval_dir,
-        kinds=PENALTY_KINDS,
+        kinds=kinds,
         n_boot=n_boot,
         seed=seed,
         threads=threads,
