@@ -175,6 +175,20 @@ train-lexicons: train-data shop-data
 train-align: train-data shop-data
 	$(call train_run,shop-align)
 
+LEX_VARIANTS := shop-lex-align shop-lex-readers shop-lex-ranked shop-lex-phrases
+## train-lex-variants: the lexicons variants table of docs/training.md, one part at a time on the
+## shop recipe's data and steps (new lexicons alone, + in-domain ranking, + phrases; + romanised is
+## shop-lexicons; + alignment loss on top of it), each exported to artifacts/onnx/NAME and scored
+## by `make eval-task` when there; a variant already exported is skipped
+train-lex-variants: train-data shop-data
+	scripts/ensure-debs.sh $(SHOP_DEBS)
+	for v in $(LEX_VARIANTS); do test -f artifacts/onnx/$$v/manifest.json || \
+		$(MAKE) --no-print-directory train-one RUN=$$v || exit 1; done
+
+# train-one RUN=NAME: configs/train/NAME.toml through train_run (no data prerequisites)
+train-one:
+	$(call train_run,$(RUN))
+
 SHOPPER_TEST := data/shopper/test.jsonl
 # The second, harder FAQ (faq.jsonl + test.jsonl, split like data/shopper): pooled into
 # summary.json's codeswitch object when it is there, its fields null when it is not.
