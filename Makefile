@@ -193,14 +193,15 @@ SHOPPER_TEST := data/shopper/test.jsonl
 # The second, harder FAQ (faq.jsonl + test.jsonl, split like data/shopper): pooled into
 # summary.json's codeswitch object when it is there, its fields null when it is not.
 HARD_FAQ := data/hard_faq
-ALIGN_ONNX := artifacts/onnx/shop-align
 # The general-pairs ablation (make train-ablations) is scored when it is there: none of the
 # codeswitch object's fields needs it.
 OSCAR_ONLY_ONNX := artifacts/onnx/oscar-only
-LEXICONS_ONNX := artifacts/onnx/shop-lexicons
+# The code-switching variants (make train-align, train-lexicons, train-lex-variants): each one
+# exported is scored, and summary.json's codeswitch.variants gives it shop's figures.
+CS_VARIANTS := shop-align shop-lexicons $(LEX_VARIANTS)
 ## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
 ## base model, the shop recipe and its no-code-switching ablation (the general-pairs one, the
-## alignment and the lexicons variants when built), with the third-party English controls and
+## code-switching variants when built), with the third-party English controls and
 ## the code-switching penalty; writes artifacts/eval-task/results.{json,md} and
 ## docs/eval/summary.json (its `codeswitch` object: docs/evaluation.md)
 eval-task:
@@ -216,10 +217,8 @@ eval-task:
 			oscar_only=$(OSCAR_ONLY_ONNX) --compare oscar_only:shop) \
 		--controls artifacts/eval --out artifacts/eval-task --summary docs/eval/summary.json \
 		$(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
-		$(if $(wildcard $(ALIGN_ONNX)/manifest.json),--model \
-			shop_align=$(ALIGN_ONNX) --compare shop:shop_align) \
-		$(if $(wildcard $(LEXICONS_ONNX)/manifest.json),--model \
-			shop_lexicons=$(LEXICONS_ONNX) --compare shop:shop_lexicons)
+		$(foreach v,$(CS_VARIANTS),$(if $(wildcard artifacts/onnx/$(v)/manifest.json),--model \
+			$(subst -,_,$(v))=artifacts/onnx/$(v) --compare shop:$(subst -,_,$(v))))
 
 EVAL_DEBS := debian-faq debian-faq-de debian-faq-fr debian-faq-it debian-faq-nl debian-faq-pt \
 	dict-freedict-deu-eng dict-freedict-fra-eng dict-freedict-spa-eng dict-freedict-ita-eng \

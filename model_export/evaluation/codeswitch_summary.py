@@ -37,6 +37,7 @@ from model_export.evaluation.runner import EvalResults
 from model_export.shopper_data import ShopperQuery
 
 BASE, SHOP, SHOP_NO_CS = "base", "shop", "shop_no_cs"
+UNMERGED = "_unmerged"
 CODE_MIXED = "code_mixed"
 ROMANISED_SCRIPT = "latn"
 # Languages whose own script is not Latin: text in them written in Latin letters is romanised.
@@ -140,13 +141,20 @@ def _mean(values: NDArray[np.float64] | None) -> float | None:
     return float(values.mean()) if values is not None and values.size else None
 
 
+def is_variant(model: str) -> bool:
+    """A code-switching variant of the shop recipe scored beside it (`shop_align`,
+    `shop_lexicons`, `shop_lex_*`): the `variants` object gives it shop's figures."""
+    unmerged = model.endswith(UNMERGED)
+    return model.startswith(SHOP + "_") and model != SHOP_NO_CS and not unmerged
+
+
 def code_mixed_delta(
-    faqs: Sequence[FaqScores], *, n_boot: int = 1000, seed: int = 0
+    faqs: Sequence[FaqScores], *, n_boot: int = 1000, seed: int = 0, model: str = SHOP
 ) -> tuple[float | None, list[float] | None, int]:
-    """(shop - shop_no_cs R@1 on the pooled code-mixed queries, [lo, hi], n)."""
+    """(model - shop_no_cs R@1 on the pooled code-mixed queries, [lo, hi], n)."""
     n = _count(faqs, FaqScores.code_mixed)
     a = _pooled(faqs, SHOP_NO_CS, FaqScores.code_mixed)
-    b = _pooled(faqs, SHOP, FaqScores.code_mixed)
+    b = _pooled(faqs, model, FaqScores.code_mixed)
     if a is None or b is None:
         return None, None, n
     res = paired_test(a, b, n_boot=n_boot, seed=seed)
@@ -195,6 +203,7 @@ def codeswitch_object(
         hard[m] = (
             _mean(_pooled([hard_faq], m, FaqScores.everything)) if hard_faq is not None else None
         )
+    variants = sorted({m for faq in faqs for m in faq.r1 if is_variant(m)})
     return {
         "code_mixed_delta_r1": delta,
         "code_mixed_delta_ci95": ci,
@@ -208,4 +217,29 @@ def codeswitch_object(
             "penalty_n": {m: n for m, (_, n) in penalties.items()},
             "query_mix": dict(query_mix) if query_mix is not None else None,
         },
+        # Each variant in shop's place, on the same queries (docs/training.md's variants table).
+        "variants": {
+            m: _variant(m, faqs, hard_faq, third_party, controls, n_boot, seed) for m in variants
+        },
+    }
+
+
+def _variant(
+    model: str,
+    faqs: Sequence[FaqScores],
+    hard_faq: FaqScores | None,
+    third_party: EvalResults | None,
+    controls: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    n_boot: int,
+    seed: int,
+) -> dict[str, Any]:
+    delta, ci, _ = code_mixed_delta(faqs, n_boot=n_boot, seed=seed, model=model)
+    hard = _pooled([hard_faq], model, FaqScores.everything) if hard_faq is not None else None
+    return {
+        "code_mixed_delta_r1": delta,
+        "code_mixed_delta_ci95": ci,
+        "penalty": penalty(third_party, model)[0],
+        "romanised": _mean(_pooled(faqs, model, FaqScores.romanised)),
+        "hard_faq": _mean(hard),
+        "english_controls": english_control(controls, model),
     }

@@ -45,6 +45,7 @@ from model_export.evaluation.codeswitch_summary import (
     SHOP_NO_CS,
     FaqScores,
     codeswitch_object,
+    is_variant,
     read_scripts,
 )
 from model_export.evaluation.encoders import DEFAULT_CACHE, ModelSpec
@@ -68,8 +69,8 @@ HTTP_TOP_K = 50
 # summary.json control name -> the third-party evaluation set (written by `faq-model eval-data`)
 # whose English queries it scores.
 CONTROL_SETS = {"debian_en": "debian-faq", "oscar_en": "oscar"}
-# The code-switching penalty (summary.json's codeswitch.penalty): these models, these kinds of
-# the same third-party sets.
+# The code-switching penalty (summary.json's codeswitch.penalty): these models and every
+# variant (`is_variant`), these kinds of the same third-party sets.
 PENALTY_MODELS = (BASE, SHOP, SHOP_NO_CS)
 # `--hard-faq DIR`: the second FAQ and its test split, laid out like data/ and data/shopper/.
 HARD_FAQ_FILE = "faq.jsonl"
@@ -685,8 +686,13 @@ def score_penalty_sets(
     query_mix: QueryMix | None = None,
 ) -> EvalResults | None:
     """The translated and cs-tgt queries of the third-party sets, for the models the penalty
-    is reported for (base, shop, shop_no_cs) among the ONNX ones; None when none is here."""
-    specs = [s.spec(variant) for s in sources if s.kind == "onnx" and s.name in PENALTY_MODELS]
+    is reported for (base, shop, shop_no_cs and the variants) among the ONNX ones; None when
+    none is here."""
+    specs = [
+        s.spec(variant)
+        for s in sources
+        if s.kind == "onnx" and (s.name in PENALTY_MODELS or is_variant(s.name))
+    ]
     if not specs:
         return None
     return _evaluate_control_sets(

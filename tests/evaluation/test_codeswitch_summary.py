@@ -30,6 +30,7 @@ KEYS = {
     "hard_faq",
     "english_controls",
     "meta",
+    "variants",
 }
 MODELS = {"base", "shop", "shop_no_cs"}
 
@@ -162,6 +163,40 @@ def test_a_faq_that_did_not_score_a_model_leaves_the_pool_null() -> None:
     obj = codeswitch_object([shopper, hard], hard_faq=hard, third_party=None, controls={})
     assert obj["code_mixed_delta_r1"] is None
     assert obj["hard_faq"]["shop"] == pytest.approx(0.5) and obj["hard_faq"]["base"] is None
+
+
+def test_a_variant_gets_shops_figures_in_shops_place() -> None:
+    # shop_lex_x: shop's shopper answers but for query 1 (code-mixed, now wrong); the unmerged
+    # model and shop_no_cs are no variants.
+    r1 = {**SHOPPER_R1, "shop_lex_x": [1, 0, 1, 0, 0], "shop_lex_x_unmerged": [1, 1, 1, 1, 1]}
+    hard_r1 = {**HARD_R1, "shop_lex_x": [0, 1, 0, 1], "shop_lex_x_unmerged": [1, 1, 1, 1]}
+    shopper = _faq("shopper", SHOPPER, [None] * len(SHOPPER), r1)
+    hard = _faq("hard_faq", HARD, HARD_SCRIPTS, hard_r1)
+    sets = {**PENALTY_SETS, "shop_lex_x": PENALTY_SETS["base"]}
+    runs = []
+    for model, cells in sets.items():
+        run = ModelRun(ModelSpec(model, "onnx"), "ok")
+        for (ds, lang, kind), (entries, values) in cells.items():
+            run.per_query[(ds, lang, kind)] = {"R@1": np.array(values, dtype=np.float64)}
+            run.query_ids[(ds, lang, kind)] = [f"{ds}:{lang}:{kind}:{e}" for e in entries]
+        runs.append(run)
+    third = EvalResults(EvalConfig(models=[r.spec for r in runs], datasets=["x"]), {}, runs)
+    controls = {"debian_en": {"shop_lex_x": {"r1": 0.5, "n": 10}}}
+    obj = codeswitch_object(
+        [shopper, hard], hard_faq=hard, third_party=third, controls=controls, n_boot=200
+    )
+    assert set(obj["variants"]) == {"shop_lex_x"}
+    v = obj["variants"]["shop_lex_x"]
+    # Code-mixed: shopper 1, 2, 3 -> 0, 1, 0; hard 0, 1, 3 -> 0, 1, 1: 3/6 against
+    # shop_no_cs's 2/6.
+    assert v["code_mixed_delta_r1"] == pytest.approx(1 / 6)
+    assert len(v["code_mixed_delta_ci95"]) == 2
+    assert v["penalty"] == pytest.approx(2 / 3)  # the base's cells
+    assert v["romanised"] == pytest.approx(0.5)  # shopper 2: 1, hard 0: 0
+    assert v["hard_faq"] == pytest.approx(0.5)
+    assert v["english_controls"] == pytest.approx(0.5)
+    # shop's own figures are untouched by the variant.
+    assert obj["code_mixed_delta_r1"] == pytest.approx(2 / 6)
 
 
 def test_romanised_by_field_tag_or_text(tmp_path: Path) -> None:

@@ -91,6 +91,30 @@ def test_an_ablation_is_the_shop_recipe_but_for_what_it_ablates(
         ), path
 
 
+@pytest.mark.parametrize(
+    ("name", "dropped", "changed"),
+    [
+        ("shop-lex-readers", ("shop_text", "max_phrase_words", "romanise"), ()),
+        ("shop-lex-ranked", ("max_phrase_words", "romanise"), ()),
+        ("shop-lex-phrases", ("romanise",), ()),
+        ("shop-lex-align", (), ("finetune.align_weight",)),
+    ],
+)
+def test_a_lexicons_variant_is_the_lexicons_recipe_less_its_later_parts(
+    name: str, dropped: tuple[str, ...], changed: tuple[str, ...]
+) -> None:
+    """The variants table adds one part at a time: each step is shop-lexicons.toml without the
+    parts after it (their defaults: off), or with the alignment loss on."""
+    full, other = _raw("shop-lexicons"), _raw(name)
+    assert other["name"] == name and other["output_dir"] == f"artifacts/train/{name}"
+    drop = tuple(f"codeswitch.{key}" for key in dropped)
+    ignore = ("name", "output_dir", *changed)
+    assert _without(other, *ignore) == _without(full, *ignore, *drop)
+    for path in changed:
+        section, key = path.split(".")
+        assert other[section][key] != full[section][key], path
+
+
 def test_the_lexicons_recipe_switches_where_the_shop_recipe_does() -> None:
     """Only the lexicons differ: the sampler, its rate and the languages it had stay."""
     shop, lex = _raw("shop")["codeswitch"], _raw("shop-lexicons")["codeswitch"]
