@@ -144,13 +144,10 @@ class Entries:
         """Replace entries by id or append them; per item, whether it was new."""
         position = {pid: i for i, pid in enumerate(self.ids)}
         lexical = self.lexical.rows()
-        created = []
-        extra: list[int] = []
+        created = [item.id not in position for item in items]
+        extra = [k for k, new in enumerate(created) if new]
         for k, item in enumerate(items):
-            row = position.get(item.id)
-            created.append(row is None)
-            if row is None:
-                extra.append(k)
+            if (row := position.get(item.id)) is None:
                 continue
             self.payloads[row] = item.payload()
             self.question[row], self.answer[row] = questions[k], answers[k]

@@ -197,11 +197,13 @@ class MatrixSnapshot:
         self._selections: dict[_FilterKey, NDArray[np.intp] | None] = {}
         self._selections_lock = threading.Lock()
         self.answer_weight = answer_weight
-        # The IVF index's rows (question + w x answer) are not kept: `_dense` rescores candidates.
         self._ivf: IvfIndex | None = None
         self._selectors: dict[_FilterKey, Selector] = {}
         if len(self.rows) > large_rows and self.answers is not None and answer_weight > 0:
-            self._ivf = IvfIndex(_weighted_sum(self.matrix, self.answers, answer_weight))
+            # The dense formula's vector per entry, less its scale 1 / (1 + w) (no ranking
+            # changes); not kept: `_dense` rescores the candidates.
+            fused = self.matrix + np.float32(answer_weight) * self.answers
+            self._ivf = IvfIndex(np.ascontiguousarray(fused))
 
     def _uncut(self, retrieval: Retrieval) -> bool:
         """Whether a fused search takes the large-index path (`_search_large`)."""
@@ -406,14 +408,6 @@ class MatrixSnapshot:
         return found
 
 
-def _weighted_sum(
-    questions: NDArray[np.float32], answers: NDArray[np.float32], answer_weight: float
-) -> NDArray[np.float32]:
-    """The rows the fused index is built on: the dense formula's vector per entry (its scale,
-    1 / (1 + w), changes no ranking and is left out)."""
-    return np.ascontiguousarray(questions + np.float32(answer_weight) * answers)
-
-
 def _products(matrix: NDArray[np.float32], queries: NDArray[np.float32]) -> NDArray[np.float32]:
     # A lone query: one matrix-vector product (BLAS gemv), one pass over the matrix.
     product = (matrix @ queries[0])[None, :] if len(queries) == 1 else queries @ matrix.T
@@ -443,11 +437,9 @@ def _top(row: NDArray[np.float32], top_k: int) -> tuple[NDArray[np.intp], NDArra
 def _best_unordered(row: NDArray[np.float32], k: int) -> NDArray[np.intp]:
     """Positions of the `k` best of `row` (0 < k < len(row)), in no order.
 
-    A long row (a lexical prefetch: 256 of 100k scores) is first cut to the positions at or
-    above a threshold read from a strided sample: the `_SAMPLE_RANK`-th best of one score in
-    every 2k / `_SAMPLE_RANK`, which about 2k scores of the row reach. The `k` best are all
-    among them whenever at least `k` are; otherwise (rarely) the whole row is partitioned. A
-    comparison pass over the row is several times cheaper than partitioning all of it."""
+    A long row is first cut by a threshold read from a strided sample (its `_SAMPLE_RANK`-th
+    best, which about 2k scores of the row reach): a comparison pass is several times cheaper
+    than partitioning the whole row, which happens only when fewer than `k` pass."""
     n = row.shape[0]
     step = 2 * k // _SAMPLE_RANK
     if n >= _SAMPLED_TOP_MIN_ROWS and step >= 4 and 8 * k <= n:

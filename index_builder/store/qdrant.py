@@ -63,9 +63,8 @@ MIN_TRY_S = 0.05
 
 T = TypeVar("T")
 
-# Each point's place in its version's order (payload, integer index): the build's order, an
-# edit's new entries after it, as the embedded store's rows. A version's metadata `next_row` is
-# the next free one; a version written before either existed has no `next_row`.
+# Each point's place in its version's order (payload): the build's order, an edit's new entries
+# after it, as the embedded store's rows; the metadata's `next_row` is the next free one.
 ROW = "_row"
 # Points read and written per call when an edit copies the live version (held in memory at once).
 COPY_PAGE = 256
@@ -160,8 +159,7 @@ class QdrantStore(Store):
     def _read(self, call: Callable[[], T]) -> T:
         """`call`, a read (safe to repeat), tried again after a connection error, a timeout or
         a 5xx while time is left: every try shares one deadline, `timeout_s` from now (or the
-        enclosing read's), so a slow server costs one timeout, never one per try. A try that
-        timed out has spent the deadline; in practice quick faults are the ones tried again."""
+        enclosing read's), so a slow server costs one timeout, never one per try."""
         outer = _DEADLINE.get()
         deadline = time.monotonic() + self.timeout_s
         token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
@@ -190,7 +188,6 @@ class QdrantStore(Store):
         return dict(info.config.metadata or {})
 
     def _set_metadata(self, collection: str, meta: dict[str, Any]) -> None:
-        # Merged into the collection's metadata by the server.
         self.client.update_collection(collection, metadata=meta)
 
     def _count(self, collection: str) -> int:
@@ -203,16 +200,11 @@ class QdrantStore(Store):
         return None
 
     def _move_alias(self, collection: str) -> None:
-        ops: list[models.CreateAliasOperation | models.DeleteAliasOperation] = []
+        create = models.CreateAlias(collection_name=collection, alias_name=self.alias)
+        ops: list[Any] = [models.CreateAliasOperation(create_alias=create)]
         if self.current_collection() is not None:
-            ops.append(
-                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias))
-            )
-        ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)
-            )
-        )
+            delete = models.DeleteAlias(alias_name=self.alias)
+            ops.insert(0, models.DeleteAliasOperation(delete_alias=delete))
         # One call: Qdrant applies the delete and the create atomically.
         self.client.update_collection_aliases(change_aliases_operations=ops)
 
@@ -447,9 +439,8 @@ Send = Callable[[httpx.Request], httpx.Response]
 
 
 def _timeout_middleware(timeout_s: float) -> Callable[[httpx.Request, Send], httpx.Response]:
-    """Sets each REST request's timeout (httpx's `timeout` request extension): what is left of
-    the read under way (`_DEADLINE`), else `timeout_s`. httpx applies it to each phase
-    (connect, write, read)."""
+    """Sets each REST request's timeout (httpx's `timeout` request extension, applied to each
+    phase): what is left of the read under way (`_DEADLINE`), else `timeout_s`."""
 
     def middleware(request: httpx.Request, call_next: Send) -> httpx.Response:
         deadline = _DEADLINE.get()
@@ -491,9 +482,8 @@ def _at_row(point: models.PointStruct, row: int) -> models.PointStruct:
 def _points(
     items: Sequence[FaqItem], encoder: Encoder, sparse: Sequence[SparseDoc], first_row: int = 0
 ) -> list[models.PointStruct]:
-    """Points: question and answer passage vectors, lexical weights, the entry as payload, and
-    from `first_row` on each one's place in the version's order (an edit's are placed when
-    the copy writes them)."""
+    """Points: passage vectors, lexical weights, the entry as payload, and from `first_row` on
+    each one's place in the version's order (an edit's are placed by the copy)."""
     questions = encoder.encode_passages([i.question for i in items])
     answers = encoder.encode_passages([i.answer for i in items])
     return [
