@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from index_builder.store.base import (
-    BUILDING,
-    READY,
     CollectionInfo,
     FaqIndexError,
     Hit,
@@ -50,8 +48,6 @@ def open_store(
 
 
 __all__ = [
-    "BUILDING",
-    "READY",
     "CollectionInfo",
     "CollectionLayout",
     "EmbeddedStore",

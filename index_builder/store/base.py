@@ -1,33 +1,29 @@
 """The store's interface (`Store`), what it hands out and raises, and the version rules both
 backends share.
 
-An index is an alias (e.g. `faq`) and the versioned collections behind it (`faq_v1`, `faq_v2`,
-...). A build writes `<alias>_v<N+1>`, checks it, then moves the alias in one atomic step, so
-readers see either the old or the new collection and a failed build leaves the previous one
-serving. Each collection records the model fingerprint (a service refuses vectors made by
-another model) and a build state: `building` until every entry is stored and the caller's checks
-passed, then `ready`. A `building` collection the alias does not point at was left by a killed
-build: an orphan, removed by `remove_orphans`. An edit (`upsert`, `delete`) is a version too,
-the live one with the change, so a `ready` version never changes and a rollback undoes exactly
-the last build or edit (docs/api.md, "What a rollback restores").
-
-Two backends: `embedded.EmbeddedStore` (the default: the service's own files, searched exactly
-in process) and `qdrant.QdrantStore` (a Qdrant server).
+An index is an alias (e.g. `faq`) over versioned collections (`faq_v1`, `faq_v2`, ...). A build
+writes `<alias>_v<N+1>` as `building`, checks it, marks it `ready` and moves the alias in one
+atomic step, so a failed build leaves the previous version serving. A `building` version the
+alias does not point at was left by a killed build (an orphan). An edit is a version too, so a
+`ready` version never changes and a rollback undoes exactly the last build or edit.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
+from tqdm import tqdm
 
 from index_builder.faq import FaqItem, content_hash
 from index_builder.lexical import Lexicon, SparseDoc
@@ -78,8 +74,7 @@ class IndexInfo:
     content_hash: str
     points: int
     created_at: str
-    # The abstain threshold picked for this collection's FAQ when it was built (its metadata's
-    # `abstain`: `index_builder.faq_calibration`); None when none was.
+    # The abstain threshold picked for this FAQ at build time (`index_builder.faq_calibration`).
     abstain: dict[str, Any] | None = None
 
 
@@ -95,9 +90,8 @@ class CollectionInfo:
     live: bool
 
 
-# Not frozen: a frozen dataclass sets each field through object.__setattr__, 5x the cost of
-# plain slots, and a grouped search builds 40 hits per query (fetch_limit); nothing mutates a
-# hit after the search that built it.
+# Not frozen: a frozen dataclass sets each field through object.__setattr__, several times the
+# cost, and a search builds dozens of hits per query.
 @dataclass(slots=True)
 class Hit:
     id: str
@@ -152,9 +146,8 @@ class Row:
 
 
 class SearchSpec(NamedTuple):
-    """One search of a batch: how many hits to fetch (`limit`: the answering asks for more hits
-    than the request's top_k answers, `answers.fetch_limit`), the filters, and the query's
-    lexical token ids (`index_builder.lexical`; empty: no lexical part)."""
+    """One search of a batch: how many hits (`limit`), the filters, and the query's lexical
+    token ids (`index_builder.lexical`; empty: no lexical part)."""
 
     limit: int
     lang: str | None = None
@@ -163,20 +156,18 @@ class SearchSpec(NamedTuple):
 
 
 # `validate(collection)` runs once every entry is stored, before the alias moves; raising refuses
-# the collection. `annotate(collection)` runs after it: what it returns is added to the
-# collection's metadata (the threshold picked for its FAQ). `on_batch(done, total)` runs after
-# each stored batch; raising stops the build.
+# the collection. What `annotate(collection)` returns is added to the collection's metadata.
+# `on_batch(done, total)` runs after each stored batch; raising stops the build.
 Validate = Callable[[str], None]
 Annotate = Callable[[str], Mapping[str, Any]]
 OnBatch = Callable[[int, int], None]
+# A build's entries in batches: (position of the first, the batch).
+Chunks = Iterator[tuple[int, Sequence[FaqItem]]]
 
 
 class Store(ABC):
-    """One alias and its versioned collections: what the service, the admin routes and the CLI
-    ask of an index, whichever backend holds it, and the version rules both backends share
-    (naming, listing, rollback, pruning, orphans). A backend provides the primitives
-    (`_names`, `_metadata`, `_count`, `current_collection`, `_move_alias`, `_delete_collection`)
-    and the operations marked abstract."""
+    """One alias and its versioned collections, whichever backend holds them: the version rules
+    (naming, building, rollback, pruning, orphans) over a backend's primitives."""
 
     alias: str
     keep: int
@@ -202,6 +193,9 @@ class Store(ABC):
     def _metadata(self, collection: str) -> dict[str, Any]: ...
 
     @abstractmethod
+    def _set_metadata(self, collection: str, meta: dict[str, Any]) -> None: ...
+
+    @abstractmethod
     def _count(self, collection: str) -> int: ...
 
     @abstractmethod
@@ -211,27 +205,31 @@ class Store(ABC):
     def _move_alias(self, collection: str) -> None: ...
 
     @abstractmethod
-    def _delete_collection(self, name: str) -> None: ...
+    def _create(self, name: str, meta: dict[str, Any], dim: int) -> None:
+        """A new empty version with metadata `meta`; fails, leaving nothing, when `name` exists
+        (another writer's)."""
 
     @abstractmethod
-    def build(
+    def _write(
         self,
+        name: str,
         items: Sequence[FaqItem],
         encoder: Encoder,
-        *,
-        batch_size: int = 64,
-        skip_if_unchanged: bool = False,
-        progress: bool = True,
-        on_batch: OnBatch | None = None,
-        validate: Validate | None = None,
-        annotate: Annotate | None = None,
-    ) -> tuple[IndexInfo, bool]:
-        """Embed `items` into a new version and move the alias to it; (live index, whether a
-        version was built). On any failure the new version is removed and the alias stays."""
+        sparse: list[SparseDoc],
+        chunks: Chunks,
+    ) -> Mapping[str, Any]:
+        """Embed and store a build's entries in the new version `name`; metadata to add."""
 
     @abstractmethod
-    def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
-        """Move the alias to `to`, or to the newest kept version older than the live one."""
+    def _delete_collection(self, name: str) -> None: ...
+
+    def _writing(self) -> AbstractContextManager[None]:
+        """The write lock, where the backend has one."""
+        return nullcontext()
+
+    def _warm(self, name: str) -> None:
+        """Load `name`, just made live, where the backend serves from memory."""
+        return None
 
     @abstractmethod
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
@@ -282,50 +280,97 @@ class Store(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
-    def _plan(
-        self, items: Sequence[FaqItem], encoder: Encoder, skip_if_unchanged: bool
-    ) -> IndexInfo | BuildPlan:
-        """What a build of `items` writes: the live index when it can be skipped
-        (`skip_if_unchanged`, same model, same content), else the new collection's metadata
-        and the entries' lexical vectors."""
-        if not items:
-            raise IndexBuildError("no FAQ items to index")
-        digest = content_hash(items)
-        if skip_if_unchanged and self.current_collection() is not None:
-            live = self.info()
-            if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
-                log.info("index %s is up to date (%d entries)", live.collection, live.points)
-                return live
-        lexicon = Lexicon.for_encoder(encoder)
-        # BM25 weighs a document's tokens against the average length of the collection's.
-        sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
-        meta = {
-            "fingerprint": encoder.fingerprint,
-            "model": encoder.name,
-            "content_hash": digest,
-            "created_at": now_iso(),
-            "count": len(items),
-            "lexical": lexicon.name,
-            "lexical_avg_len": avg_len,
-            # Stays `building` if the process dies before the end (see `orphans`).
-            "state": BUILDING,
-        }
-        return BuildPlan(meta, sparse)
-
     def warm(self) -> None:
         """Load what searches need before the first one asks (nothing for a server)."""
         return None
 
+    # --- shared rules ----------------------------------------------------------------------------
+
+    def build(
+        self,
+        items: Sequence[FaqItem],
+        encoder: Encoder,
+        *,
+        batch_size: int = 64,
+        skip_if_unchanged: bool = False,
+        progress: bool = True,
+        on_batch: OnBatch | None = None,
+        validate: Validate | None = None,
+        annotate: Annotate | None = None,
+    ) -> tuple[IndexInfo, bool]:
+        """Embed `items` into a new version and move the alias to it; (live index, whether a
+        version was built: not when `skip_if_unchanged` and the live one has the same model and
+        content). On any failure the new version is removed and the alias stays."""
+        if not items:
+            raise IndexBuildError("no FAQ items to index")
+        digest = content_hash(items)
+        with self._writing():
+            if skip_if_unchanged and self.current_collection() is not None:
+                live = self.info()
+                if live.fingerprint == encoder.fingerprint and live.content_hash == digest:
+                    log.info("index %s is up to date (%d entries)", live.collection, live.points)
+                    return live, False
+            started = time.perf_counter()
+            lexicon = Lexicon.for_encoder(encoder)
+            # BM25 weighs a document's tokens against the average length of the collection's.
+            sparse, avg_len = lexicon.documents([i.lexical_text for i in items])
+            meta = {
+                "fingerprint": encoder.fingerprint,
+                "model": encoder.name,
+                "content_hash": digest,
+                "count": len(items),
+                "lexical": lexicon.name,
+                "lexical_avg_len": avg_len,
+            }
+            name = self._next_name()
+            desc = f"indexing {name}" if progress else None
+            chunks = in_batches(items, batch_size, on_batch, desc)
+            write = partial(self._write, name, items, encoder, sparse, chunks)
+            self._new_version(name, meta, encoder.dim, write, validate, annotate)
+        log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
+        return self.info(), True
+
+    def _new_version(
+        self,
+        name: str,
+        meta: Mapping[str, Any],
+        dim: int,
+        write: Callable[[], Mapping[str, Any]],
+        validate: Validate | None = None,
+        annotate: Annotate | None = None,
+    ) -> None:
+        """Create version `name` (`building` until it is complete: see `orphans`), `write` its
+        entries, check it, mark it `ready`, move the alias to it and prune; on any failure the
+        new version is removed and the alias stays."""
+        meta = {**meta, "created_at": now_iso(), "state": BUILDING}
+        self._create(name, meta, dim)
+        with self._discarded_on_failure(name):
+            meta.update(write())
+            if validate is not None:
+                validate(name)
+            if annotate is not None:
+                meta.update(annotate(name))
+            self._set_metadata(name, {**meta, "state": READY})
+            self._move_alias(name)
+        self._prune()
+        self._warm(name)
+
+    def _edit_sparse(
+        self, live: str, items: Sequence[FaqItem], encoder: Encoder
+    ) -> list[SparseDoc]:
+        """The lexical vectors of an edit's entries, weighed against the live version's length."""
+        avg_len = float(self._metadata(live).get("lexical_avg_len") or 0.0) or None
+        return Lexicon.for_encoder(encoder).documents([i.lexical_text for i in items], avg_len)[0]
+
     @contextmanager
-    def _discarded_on_failure(self, name: str, doing: str) -> Iterator[None]:
+    def _discarded_on_failure(self, name: str) -> Iterator[None]:
         """Remove the new version `name` when the block fails (the alias stays where it was),
         and re-raise the block's error."""
         try:
             yield
         except BaseException as exc:
             log.error(
-                "%s %s failed; alias %r left as it was: %s",
-                doing,
+                "writing %s failed; alias %r left as it was: %s",
                 name,
                 self.alias,
                 exc,
@@ -337,8 +382,6 @@ class Store(ABC):
                 # Keep the original error; the half-built version is an orphan for later.
                 log.exception("could not remove the half-built %s", name)
             raise
-
-    # --- shared rules ----------------------------------------------------------------------------
 
     def info(self) -> IndexInfo:
         collection = self.current_collection()
@@ -370,12 +413,8 @@ class Store(ABC):
         return info
 
     def versions(self) -> list[tuple[int, str]]:
-        found = []
-        for name in self._names():
-            m = self._version_re.match(name)
-            if m:
-                found.append((int(m.group(1)), name))
-        return sorted(found)
+        matches = (self._version_re.match(name) for name in self._names())
+        return sorted((int(m.group(1)), m.group(0)) for m in matches if m)
 
     def _next_name(self) -> str:
         if self.alias in self._names():
@@ -415,9 +454,9 @@ class Store(ABC):
 
     def orphans(self, *, min_age_s: float = 0.0) -> list[str]:
         """What killed builds left behind, oldest first: collections the alias does not point
-        at that are still `building`. A collection a rollback moved away from is `ready` and
-        kept, so it can be rolled forward to. `min_age_s` spares younger ones, which another
-        process may still be writing."""
+        at that are still `building` (a version a rollback moved away from is `ready`, kept to
+        roll forward to). `min_age_s` spares younger ones, which another process may still be
+        writing."""
         live = self.current_collection()
         now = datetime.now(UTC)
         found = []
@@ -441,54 +480,75 @@ class Store(ABC):
             self._delete_collection(name)
         return removed
 
-    def _rollback_target(self, to: str | None, fingerprint: str | None) -> tuple[str, str]:
-        """(live, target) of a rollback: `to`, or the newest kept collection older than the
-        live one. Refuses (RollbackError) when there is none, when the collection is
+    def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
+        """Move the alias to `to`, or to the newest kept version older than the live one;
+        (live before, live now). Refuses (RollbackError) when there is none, when the version is
         half-built, or when another model than `fingerprint` built it; UnknownCollectionError
-        when `to` is not a kept collection."""
-        live = self.current_collection()
-        kept = self.collections()
-        if to is None:
-            if live is None:
-                raise RollbackError(f"nothing to roll back: alias {self.alias!r} points nowhere")
-            live_version = next(c.version for c in kept if c.name == live)
-            older = [c for c in kept if c.version < live_version and c.state == READY]
-            if not older:
+        when `to` is not a kept version."""
+        with self._writing():
+            live = self.current_collection()
+            kept = self.collections()
+            if to is None:
+                if live is None:
+                    raise RollbackError(
+                        f"nothing to roll back: alias {self.alias!r} points nowhere"
+                    )
+                live_version = next(c.version for c in kept if c.name == live)
+                older = [c for c in kept if c.version < live_version and c.state == READY]
+                if not older:
+                    raise RollbackError(
+                        f"nothing to roll back to: no kept collection older than {live} "
+                        f"(kept: {', '.join(c.name for c in kept)})"
+                    )
+                target = older[-1]
+            else:
+                found = [c for c in kept if c.name == to]
+                if not found:
+                    raise UnknownCollectionError(
+                        f"no collection {to!r} behind alias {self.alias!r}; kept: "
+                        f"{', '.join(c.name for c in kept) or 'none'}"
+                    )
+                target = found[0]
+                if target.name == live:
+                    raise RollbackError(f"{to} is already live")
+                if target.state != READY:
+                    raise RollbackError(f"{to} is {target.state}, not a complete index")
+            if fingerprint is not None and target.fingerprint != fingerprint:
                 raise RollbackError(
-                    f"nothing to roll back to: no kept collection older than {live} "
-                    f"(kept: {', '.join(c.name for c in kept)})"
+                    f"{target.name} was built by model {target.fingerprint or 'unknown'!r} but "
+                    f"the service runs {fingerprint!r}"
                 )
-            target = older[-1]
-        else:
-            found = [c for c in kept if c.name == to]
-            if not found:
-                raise UnknownCollectionError(
-                    f"no collection {to!r} behind alias {self.alias!r}; kept: "
-                    f"{', '.join(c.name for c in kept) or 'none'}"
-                )
-            target = found[0]
-            if target.name == live:
-                raise RollbackError(f"{to} is already live")
-            if target.state != READY:
-                raise RollbackError(f"{to} is {target.state}, not a complete index")
-        if fingerprint is not None and target.fingerprint != fingerprint:
-            raise RollbackError(
-                f"{target.name} was built by model {target.fingerprint or 'unknown'!r} but the "
-                f"service runs {fingerprint!r}"
-            )
+            self._move_alias(target.name)
+        self._warm(target.name)
+        log.info("alias %r moved back from %s to %s", self.alias, live or "", target.name)
         return live or "", target.name
 
 
-@dataclass(frozen=True)
-class BuildPlan:
-    """A build that is not skipped: the new collection's metadata, the entries' lexical vectors."""
-
-    meta: dict[str, Any]
-    sparse: list[SparseDoc]
+def edited(meta: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """An edited version's metadata: its content no longer matches a FAQ file (so a later
+    build of an unchanged file is not skipped), and where it came from."""
+    return {**meta, "content_hash": "", "edited_at": now_iso(), "edited_from": source}
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def in_batches(
+    items: Sequence[FaqItem],
+    batch_size: int = 64,
+    on_batch: OnBatch | None = None,
+    desc: str | None = None,
+) -> Chunks:
+    """`items` in batches, shown in a progress bar unless `desc` is None, `on_batch` called
+    after each one is stored."""
+    with tqdm(total=len(items), desc=desc, unit="faq", disable=desc is None) as bar:
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            yield start, chunk
+            bar.update(len(chunk))
+            if on_batch is not None:
+                on_batch(start + len(chunk), len(items))
 
 
 def _age_s(created_at: object, now: datetime) -> float:

@@ -6,12 +6,10 @@
     <root>/<alias>_v<N>/entries.json the entries (the hits' fields), row order
     <root>/.lock                  held (flock) by whoever writes: build, edit, rollback, cleanup
 
-A `ready` version never changes (an edit writes a new one), so a loaded version is a consistent
-copy without locks, shared by any number of processes: docs/design.md, "The store: one
-interface, two backends". A serving process searches the live version as a `MatrixSnapshot`
-(`matrix.py`) in memory; when the alias moves, the new version is loaded in a search thread
-while the old one keeps answering, so no request waits for a load (about a second at 100k
-entries), except the very first one.
+A `ready` version never changes, so a loaded one is a consistent copy without locks, shared by
+any number of processes. A serving process searches the live version in memory (`matrix.py`);
+when the alias moves, the new version loads in a search thread while the old one keeps
+answering, so only the very first request waits for a load.
 """
 
 from __future__ import annotations
@@ -24,44 +22,40 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import orjson
 from numpy.typing import NDArray
-from tqdm import tqdm
 
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
-from index_builder.lexical import Lexicon, SparseDoc
+from index_builder.lexical import SparseDoc
 from index_builder.store.base import (
-    BUILDING,
     READY,
-    Annotate,
+    Chunks,
     FaqIndexError,
     Hit,
-    IndexInfo,
     IndexMissingError,
-    OnBatch,
     Row,
     SearchSpec,
     Store,
     UnknownCollectionError,
-    Validate,
-    now_iso,
+    edited,
+    in_batches,
 )
 from index_builder.store.fusion import Retrieval
 from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot
 
 log = logging.getLogger(__name__)
 
-# Search threads of a large index: one made the search a serial stage that left a core idle
-# under load (100k entries, c=32: two served 1.06x the req/s of one on 2 cores).
+# Search threads of a large index: one made the search a serial stage that left a core idle.
 SEARCH_THREADS = 2
 
 
@@ -88,22 +82,13 @@ class Entries:
         items: Sequence[FaqItem],
         encoder: Encoder,
         sparse: Sequence[SparseDoc],
-        *,
-        batch_size: int = 64,
-        on_batch: OnBatch | None = None,
-        desc: str | None = None,
+        chunks: Chunks | None = None,
     ) -> Entries:
-        """Embed `items` (question and answer passage vectors) in batches."""
+        """Embed `items` (question and answer passage vectors), batch by batch of `chunks`."""
         questions, answers = [], []
-        bar = tqdm(total=len(items), desc=desc, unit="faq", disable=desc is None)
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
+        for _, chunk in chunks or in_batches(items):
             questions.append(encoder.encode_passages([i.question for i in chunk]))
             answers.append(encoder.encode_passages([i.answer for i in chunk]))
-            bar.update(len(chunk))
-            if on_batch is not None:
-                on_batch(start + len(chunk), len(items))
-        bar.close()
         return cls(
             [i.payload() for i in items],
             np.concatenate(questions).astype(np.float32),
@@ -112,11 +97,10 @@ class Entries:
         )
 
     def snapshot(self, name: str, retrieval: Retrieval) -> MatrixSnapshot:
-        ids = self.ids
-        rows = [Row.from_payload(pid, p) for pid, p in zip(ids, self.payloads, strict=True)]
+        rows = [Row.from_payload(p["id"], p) for p in self.payloads]
         return MatrixSnapshot(
             name,
-            ids,
+            self.ids,
             self.question,
             rows,
             dim=self.question.shape[1],
@@ -160,13 +144,10 @@ class Entries:
         """Replace entries by id or append them; per item, whether it was new."""
         position = {pid: i for i, pid in enumerate(self.ids)}
         lexical = self.lexical.rows()
-        created = []
-        extra: list[int] = []
+        created = [item.id not in position for item in items]
+        extra = [k for k, new in enumerate(created) if new]
         for k, item in enumerate(items):
-            row = position.get(item.id)
-            created.append(row is None)
-            if row is None:
-                extra.append(k)
+            if (row := position.get(item.id)) is None:
                 continue
             self.payloads[row] = item.payload()
             self.question[row], self.answer[row] = questions[k], answers[k]
@@ -243,7 +224,7 @@ class EmbeddedStore(Store):
             self._ready_meta[collection] = meta
         return meta
 
-    def _write_metadata(self, collection: str, meta: dict[str, Any]) -> None:
+    def _set_metadata(self, collection: str, meta: dict[str, Any]) -> None:
         _replace(self.root / collection / "meta.json", json.dumps(meta, indent=1).encode())
 
     def _count(self, collection: str) -> int:
@@ -264,6 +245,11 @@ class EmbeddedStore(Store):
 
     def _move_alias(self, collection: str) -> None:
         _replace(self._alias_file, collection.encode())
+
+    def _create(self, name: str, meta: dict[str, Any], dim: int) -> None:
+        (self.root / name).mkdir()
+        with self._discarded_on_failure(name):
+            self._set_metadata(name, meta)
 
     def _delete_collection(self, name: str) -> None:
         shutil.rmtree(self.root / name, ignore_errors=True)
@@ -294,99 +280,42 @@ class EmbeddedStore(Store):
 
     # --- writing -----------------------------------------------------------------------------
 
-    def build(
+    def _write(
         self,
+        name: str,
         items: Sequence[FaqItem],
         encoder: Encoder,
-        *,
-        batch_size: int = 64,
-        skip_if_unchanged: bool = False,
-        progress: bool = True,
-        on_batch: OnBatch | None = None,
-        validate: Validate | None = None,
-        annotate: Annotate | None = None,
-    ) -> tuple[IndexInfo, bool]:
-        with self._writing():
-            plan = self._plan(items, encoder, skip_if_unchanged)
-            if isinstance(plan, IndexInfo):
-                return plan, False
-            started = time.perf_counter()
-            name = self._commit(
-                plan.meta,
-                lambda name: Entries.encode(
-                    items,
-                    encoder,
-                    plan.sparse,
-                    batch_size=batch_size,
-                    on_batch=on_batch,
-                    desc=f"indexing {name}" if progress else None,
-                ),
-                validate,
-                annotate,
-            )
-        log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
-        return self.info(), True
+        sparse: list[SparseDoc],
+        chunks: Chunks,
+    ) -> Mapping[str, Any]:
+        return self._save(name, Entries.encode(items, encoder, sparse, chunks))
 
-    def _commit(
-        self,
-        meta: dict[str, Any],
-        make: Callable[[str], Entries],
-        validate: Validate | None = None,
-        annotate: Annotate | None = None,
-    ) -> str:
-        """Write a new version (`make(name)` gives its entries), check it, move the alias to
-        it, prune; the new version is deleted when anything fails. Under the write lock."""
+    def _save(self, name: str, entries: Entries) -> Mapping[str, Any]:
+        entries.save(self.root / name)
+        return {"count": len(entries.payloads)}
+
+    def _edit(self, live: str, entries: Entries) -> str:
+        """Write `entries`, an edit of the live version `live`, as the next version."""
         name = self._next_name()
-        directory = self.root / name
-        directory.mkdir()
-        meta = {**meta, "state": BUILDING, "created_at": now_iso()}
-        with self._discarded_on_failure(name, "writing"):
-            self._write_metadata(name, meta)
-            entries = make(name)
-            entries.save(directory)
-            if validate is not None:
-                validate(name)
-            if annotate is not None:
-                meta = {**meta, **annotate(name)}
-            self._write_metadata(name, {**meta, "count": len(entries.payloads), "state": READY})
-            self._move_alias(name)
-        self._prune()
-        self._warm(name)
+        save = partial(self._save, name, entries)
+        self._new_version(name, edited(self._metadata(live), live), entries.question.shape[1], save)
         return name
 
-    def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
-        with self._writing():
-            live, target = self._rollback_target(to, fingerprint)
-            self._move_alias(target)
-        self._warm(target)
-        log.info("alias %r moved back from %s to %s", self.alias, live, target)
-        return live, target
-
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
-        """A new version: the live one with `items` replaced by id or added. Returns it and,
-        per item, whether it was new."""
         with self._writing():
             live = self.check_model(encoder.fingerprint).collection
-            meta = self._metadata(live)
             entries = Entries.load(self.root / live)
-            avg_len = float(meta.get("lexical_avg_len") or 0.0) or None
-            sparse, _ = Lexicon.for_encoder(encoder).documents(
-                [i.lexical_text for i in items], avg_len
-            )
+            sparse = self._edit_sparse(live, items, encoder)
             questions = encoder.encode_passages([i.question for i in items])
             answers = encoder.encode_passages([i.answer for i in items])
             created = entries.upsert(items, questions, answers, sparse)
-            name = self._commit(_edited(meta, live), lambda _: entries)
-        return name, created
+            return self._edit(live, entries), created
 
     def delete(self, faq_id: str) -> str | None:
-        """A new version: the live one less `faq_id`; its name, or None if the id is absent."""
         with self._writing():
             live = self.info().collection
             rest = Entries.load(self.root / live).without(faq_id)
-            if rest is None:
-                return None
-            return self._commit(_edited(self._metadata(live), live), lambda _: rest)
+            return None if rest is None else self._edit(live, rest)
 
     def remove_orphans(self, *, min_age_s: float = 0.0) -> list[str]:
         # Under the write lock no build is running, so every `building` version is an orphan;
@@ -412,19 +341,18 @@ class EmbeddedStore(Store):
             live = self.current_collection()
             self._snapshots = {k: v for k, v in self._snapshots.items() if k == live}
             self._snapshots[name] = snapshot
-        log.info(
-            "loaded %s: %d entries in %.0f ms",
-            name,
-            len(snapshot),
-            (time.perf_counter() - started) * 1000.0,
-        )
+        elapsed_ms = (time.perf_counter() - started) * 1000.0
+        log.info("loaded %s: %d entries in %.0f ms", name, len(snapshot), elapsed_ms)
         return snapshot
 
-    def _live(self) -> MatrixSnapshot:
+    def _live_name(self) -> str:
         name = self.current_collection()
         if name is None:
             raise IndexMissingError(f"no index behind alias {self.alias!r}: run `make index`")
-        self._served = self._snapshot(name)
+        return name
+
+    def _live(self) -> MatrixSnapshot:
+        self._served = self._snapshot(self._live_name())
         return self._served
 
     def warm(self) -> None:
@@ -453,9 +381,8 @@ class EmbeddedStore(Store):
         if snapshot is None:  # nothing loaded yet: the first search waits for the load
             snapshot = await loop.run_in_executor(self._threads(), self._live)
         if len(snapshot) <= LARGE_ROWS:
-            # An exact scan of this many rows takes well under a millisecond, less than a
-            # hand-off to a thread; the IVF path above it runs in the search threads, so the
-            # loop keeps serving HTTP.
+            # An exact scan of this many rows is cheaper than a hand-off to a thread; the IVF
+            # path above it runs in the search threads, so the loop keeps serving HTTP.
             return snapshot.search_batch(vectors, specs, self.retrieval)
         return await loop.run_in_executor(
             self._threads(), snapshot.search_batch, vectors, specs, self.retrieval
@@ -464,10 +391,7 @@ class EmbeddedStore(Store):
     def _ready_snapshot(self) -> MatrixSnapshot | None:
         """The live version if loaded; else, while it loads in a search thread, the one
         served before (None when there is none)."""
-        name = self.current_collection()
-        if name is None:
-            raise IndexMissingError(f"no index behind alias {self.alias!r}: run `make index`")
-        found = self._snapshots.get(name)
+        found = self._snapshots.get(self._live_name())
         if found is not None:
             self._served = found
             return found
@@ -496,12 +420,6 @@ class EmbeddedStore(Store):
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
-
-
-def _edited(meta: dict[str, Any], source: str) -> dict[str, Any]:
-    """An edited version's metadata: its content no longer matches a FAQ file (so a later
-    build of an unchanged file is not skipped), and where it came from."""
-    return {**meta, "content_hash": "", "edited_at": now_iso(), "edited_from": source}
 
 
 def _replace(path: Path, data: bytes) -> None:

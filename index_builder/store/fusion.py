@@ -1,37 +1,27 @@
-"""How a search combines the question vector, the answer vector and the lexical vector.
-
-A collection holds three vectors per entry: `question` and `answer` (the model's passage
-vectors of each text) and `lexical` (sparse, BM25 weights, Qdrant's IDF modifier:
-`index_builder.lexical`). A search runs one prefetch per part and fuses them with a weighted
-formula, where a part that did not return the entry among its `prefetch_limit` best counts 0:
+"""How a search combines an entry's `question`, `answer` (dense) and `lexical` (BM25) vectors:
+one prefetch per part, a part that did not return the entry among its `prefetch_limit` best
+counting 0, fused by
 
     score = (cos_question + a * cos_answer + l * bm25) / (1 + a)
 
-Dividing by 1 + answer_weight keeps the score on the cosine's scale, so a min_score still reads
-like one (it is calibrated on this score: `faq-model calibrate`). Why a weighted sum and not
-RRF, and how the weights were chosen: docs/design.md, "The score: question, answer and lexical".
-
-This module is the one definition of the formula: `Retrieval.weights` gives its terms, the
-Qdrant backend sends them as a formula query (`fused_query`), and the embedded search computes
-the same sum in numpy (`MatrixSnapshot`), with the same prefetch limits; a test holds the two
-to each other on the same entries.
+which keeps the score on the cosine's scale (min_score is calibrated on it). The one definition
+of the formula: Qdrant gets it as a formula query (`fused_query`), the embedded search computes
+the same sum (`MatrixSnapshot`); a test holds the two to each other.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from qdrant_client import models
 
 QUESTION = "question"
 ANSWER = "answer"
 LEXICAL = "lexical"
-# Every part fetches at least this many candidates, whatever the limit: one candidate set for
-# every search the API asks for (grouping fetches at most `answers.FETCH_MAX` = 200), so the
-# fused ranking does not depend on the limit (the top 3 are the first three of the top 10),
-# and a FAQ of up to this many entries is scored with every part for every entry. With a
-# prefetch that grew with the limit, a sample-FAQ entry outside the question-only top 100 lost
-# its answer part at top_k 3 and kept it at top_k 10.
+# Every part fetches at least this many candidates, more than any search asks for
+# (`answers.FETCH_MAX`), so the fused ranking does not depend on the limit (the top 3 are the
+# first three of the top 10), and a FAQ of up to this many entries is scored with every part.
 PREFETCH_MIN = 256
 
 
@@ -85,23 +75,10 @@ def fused_query(
     """The prefetches (each searched with `params`) and the formula for Qdrant's query API."""
     wq, wa, wl = retrieval.weights(bool(lexical))
     fetch = retrieval.prefetch_limit(limit)
-    parts: list[tuple[float, models.Prefetch]] = [
-        (
-            wq,
-            models.Prefetch(
-                query=vector, using=QUESTION, limit=fetch, filter=query_filter, params=params
-            ),
-        )
-    ]
+    dense = partial(models.Prefetch, query=vector, limit=fetch, filter=query_filter, params=params)
+    parts: list[tuple[float, models.Prefetch]] = [(wq, dense(using=QUESTION))]
     if wa > 0:
-        parts.append(
-            (
-                wa,
-                models.Prefetch(
-                    query=vector, using=ANSWER, limit=fetch, filter=query_filter, params=params
-                ),
-            )
-        )
+        parts.append((wa, dense(using=ANSWER)))
     if wl > 0:
         sparse = models.SparseVector(indices=list(lexical), values=[1.0] * len(lexical))
         parts.append(

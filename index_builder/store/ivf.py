@@ -1,16 +1,9 @@
 """Candidates for a large version: an inverted-file index with 8-bit codes (faiss IVF-SQ8).
 
-Above `matrix.LARGE_ROWS` an exact scan costs more than the model. The rows are filed under
-`nlist` k-means centroids, and a query scans the rows of its `NPROBE` nearest lists, coded in 8
-bits per dimension; the caller rescores the rows it proposes exactly, so a score is never
-approximate, only which rows are found. Why 96 lists and 64 training rows a list, with the
-recall each reaches on real e5 vectors: docs/design.md, "The store: one interface, two
-backends" (`make index-recall`).
-
-A filter is applied while the lists are scanned (faiss's bitmap selector), and when the lists
-scanned hold fewer rows of the filter than wanted, the caller scans the filter's rows exactly.
-faiss-cpu is pinned: a maintained C++ library (one abi3 wheel) whose IVF search takes a
-per-query selector.
+The rows are filed under k-means centroids and a query scans its `NPROBE` nearest lists, a
+filter applied during the scan (a bitmap selector); the caller rescores the proposed rows
+exactly, so only which rows are found is approximate. Why these settings, with their recall:
+docs/design.md, "The store: one interface, two backends" (`make index-recall`).
 """
 
 from __future__ import annotations
@@ -22,7 +15,7 @@ import faiss
 import numpy as np
 from numpy.typing import NDArray
 
-# Lists scanned per query (at 100k rows 96 of ~1,265 lists of ~80 rows: about 8% of the rows).
+# Lists scanned per query (about 8% of the rows at 100k).
 NPROBE = 96
 CODE = faiss.ScalarQuantizer.QT_8bit
 # k-means on a sample: training points per list (16 left the query's best entry in lists far

@@ -1,20 +1,11 @@
 """The embedded search: one version's vectors as normalised float32 matrices, searched exactly.
 
-A version is loaded once into a `MatrixSnapshot`: the vectors normalised once into C-contiguous
-float32 matrices, the payload fields the API filters on (`lang`, `market`) as integer codes, and
-the hit fields per row. A batch of queries is then one matrix product (BLAS), each query's
-filter a row selection computed once per snapshot and filter, and its top_k an `argpartition`
-of its row. A snapshot is never changed: the store makes a new version for every change.
-
-The fused formula of `index_builder.store.fusion` is computed the way Qdrant evaluates that
-query: each part's best `prefetch_limit` entries under the filter (the lexical part: entries
-sharing a token, scored by BM25 with Qdrant's IDF over the snapshot), the weighted sum with 0
-for a part that did not return the entry, best first.
-
-Above `LARGE_ROWS` rows the dense parts are scored uncut, as one inner product with question +
-w x answer, and their best rows come from an IVF index over those rows (`ivf.py`): exact
-scores, and the exact best hit found for at least 99% of the shopper dev queries
-(docs/design.md); an exact scan of 100k rows costs more than the model.
+A `MatrixSnapshot` holds a version's vectors, its filter fields as integer codes and its hit
+fields per row; a batch of queries is one matrix product per vector kind. The fused formula of
+`fusion.py` is computed the way Qdrant evaluates that query: each part's best `prefetch_limit`
+entries under the filter, the weighted sum with 0 for a part that did not return the entry.
+Above `LARGE_ROWS` rows the dense parts are scored as one inner product with question + w x
+answer, their best rows proposed by an IVF index (`ivf.py`) and rescored exactly.
 """
 
 from __future__ import annotations
@@ -43,10 +34,8 @@ _MAX_SELECTIONS = 256
 # A filter: (lang, market), None = any.
 _FilterKey = tuple[str | None, str | None]
 _V = TypeVar("_V")
-# Above this many rows a fused search scores its dense parts uncut, as one inner product with
-# the fused rows, proposed by an IVF index (`MatrixSnapshot._search_large`). Below it one exact
-# pass costs about 1.4 ms (20,000 x 384 float32), and the parts are prefetched separately, as
-# Qdrant evaluates the formula query, row for row.
+# Above this many rows a fused search takes the IVF path (`MatrixSnapshot._search_large`); below
+# it one exact pass is cheap, and the parts are prefetched separately, as Qdrant does.
 LARGE_ROWS = 20_000
 # Dense candidates the IVF index proposes: twice the top_k, at least this many (the 8-bit codes
 # rank rows coarsely, and a row just below the dense top_k can make it with its lexical part).
@@ -75,8 +64,8 @@ Sparse = tuple[Sequence[int], Sequence[float]]
 
 
 class FlatSparse(NamedTuple):
-    """Every entry's sparse vector in three arrays (no Python object per token: at 100k
-    entries the per-row lists held about 0.3 GB): tokens per row, then all tokens and weights."""
+    """Every entry's sparse vector in three arrays (no Python object per token): tokens per row,
+    then all tokens and weights."""
 
     lengths: NDArray[np.intp]
     tokens: NDArray[np.int64]
@@ -106,12 +95,9 @@ class FlatSparse(NamedTuple):
 class _Postings:
     """The lexical vectors of a snapshot by token: rows and weights times Qdrant's IDF.
 
-    The most frequent tokens (in more than `_DENSE_SHARE` of the rows, at most `_DENSE_TOKENS`
-    of them) are also kept as one dense row of weights each: at 100k entries a query's common
-    subwords have postings of tens of thousands of rows, and adding a contiguous row is several
-    times cheaper than scattering as many postings (measured: ~0.6 ms -> ~0.2 ms per query for
-    realistic Zipf-distributed tokens). The sums are the same float32 additions in the same
-    order (a row without the token adds 0), so the scores are bit for bit those of the postings.
+    The most frequent tokens are also kept as one dense row of weights each: adding a contiguous
+    row is several times cheaper than scattering as many postings, and the same float32
+    additions in the same order (a row without the token adds 0), so the scores are identical.
     """
 
     def __init__(self, docs: FlatSparse | Sequence[Sparse]) -> None:
@@ -203,7 +189,6 @@ class MatrixSnapshot:
                 raise ValueError("answer or lexical vectors differ in length from the points")
             self.answers = normalise(answers) if len(rows) else empty
             self._postings = _Postings(lexical)
-        self.point_ids: tuple[str, ...] = tuple(point_ids)
         self.rows: tuple[Row, ...] = tuple(rows)
         self._codes: dict[str, tuple[dict[str, int], NDArray[np.int32]]] = {
             "lang": _codes(r.lang for r in self.rows),
@@ -211,22 +196,18 @@ class MatrixSnapshot:
         }
         self._selections: dict[_FilterKey, NDArray[np.intp] | None] = {}
         self._selections_lock = threading.Lock()
-        self.large_rows = large_rows
         self.answer_weight = answer_weight
-        # Rows go to the IVF index as question + answer_weight x answer; not kept: candidates
-        # are scored from the question and answer rows (`_dense`), a copy less in memory.
         self._ivf: IvfIndex | None = None
         self._selectors: dict[_FilterKey, Selector] = {}
         if len(self.rows) > large_rows and self.answers is not None and answer_weight > 0:
-            self._ivf = IvfIndex(_weighted_sum(self.matrix, self.answers, answer_weight))
+            # The dense formula's vector per entry, less its scale 1 / (1 + w) (no ranking
+            # changes); not kept: `_dense` rescores the candidates.
+            fused = self.matrix + np.float32(answer_weight) * self.answers
+            self._ivf = IvfIndex(np.ascontiguousarray(fused))
 
     def _uncut(self, retrieval: Retrieval) -> bool:
         """Whether a fused search takes the large-index path (`_search_large`)."""
         return self._ivf is not None and retrieval.answer_weight == self.answer_weight
-
-    @property
-    def hybrid(self) -> bool:
-        return self._postings is not None
 
     @functools.cached_property
     def _topic_rows(self) -> dict[tuple[str, str], tuple[int, ...]]:
@@ -306,55 +287,52 @@ class MatrixSnapshot:
                 f"query vectors have {queries.shape[1]} dimensions, collection "
                 f"{self.collection!r} has {self.matrix.shape[1]}"
             )
-        fused = retrieval is not None and retrieval.fused and self.hybrid and len(self.rows) > 0
-        if fused and retrieval is not None and self._uncut(retrieval):
-            return self._search_large(queries, specs, retrieval)
-        scores = _products(self.matrix, queries) if len(self.rows) else None
-        answer_scores = (
-            _products(self.answers, queries)
-            if fused
-            and retrieval is not None
-            and retrieval.answer_weight > 0
-            and self.answers is not None
-            else None
-        )
+        fusion = retrieval if retrieval is not None and retrieval.fused and self._postings else None
+        if not self.rows:
+            return [[] for _ in specs]
+        if fusion is not None and self._uncut(fusion):
+            return self._search_large(queries, specs, fusion)
+        scores = _products(self.matrix, queries)
+        answer_scores = None
+        if fusion is not None and fusion.answer_weight > 0 and self.answers is not None:
+            answer_scores = _products(self.answers, queries)
         out: list[list[Hit]] = []
         for i, spec in enumerate(specs):
-            if scores is None or spec.limit <= 0:
+            if spec.limit <= 0:
                 out.append([])
                 continue
             selection = self._selection(spec.lang, spec.market)
-            if fused and retrieval is not None:
-                found, row = self._fuse(i, spec, selection, scores, answer_scores, retrieval)
-            else:
-                found, row = _top(
-                    scores[i] if selection is None else scores[i, selection], spec.limit
-                )
-                if selection is not None:
-                    found = selection[found]
-            out.append([self.rows[r].hit(float(s)) for r, s in zip(found, row, strict=True)])
+            if fusion is not None:
+                answer = None if answer_scores is None else answer_scores[i]
+                out.append(self._fuse(spec, selection, scores[i], answer, fusion))
+                continue
+            found, row = _top(scores[i] if selection is None else scores[i, selection], spec.limit)
+            out.append(self._hits(found if selection is None else selection[found], row))
         return out
+
+    def _hits(self, rows: NDArray[np.intp], scores: NDArray[np.float32]) -> list[Hit]:
+        return [self.rows[r].hit(float(s)) for r, s in zip(rows, scores, strict=True)]
 
     def _fuse(
         self,
-        i: int,
         spec: SearchSpec,
         selection: NDArray[np.intp] | None,
-        scores: NDArray[np.float32],
-        answer_scores: NDArray[np.float32] | None,
+        question: NDArray[np.float32],
+        answer: NDArray[np.float32] | None,
         retrieval: Retrieval,
-    ) -> tuple[NDArray[np.intp], NDArray[np.float32]]:
-        """Rows and scores of one fused search, as Qdrant evaluates the formula query."""
+    ) -> list[Hit]:
+        """One fused search, as Qdrant evaluates the formula query, from its query's question
+        and answer scores."""
         wq, wa, wl = retrieval.weights(bool(spec.lexical))
         fetch = retrieval.prefetch_limit(spec.limit)
         n = len(self.rows) if selection is None else len(selection)
         total = np.zeros(n, dtype=np.float32)
         candidate = np.zeros(n, dtype=bool)
         parts: list[tuple[float, NDArray[np.float32], NDArray[np.bool_] | None]] = [
-            (wq, scores[i], None)
+            (wq, question, None)
         ]
-        if answer_scores is not None and wa > 0:
-            parts.append((wa, answer_scores[i], None))
+        if answer is not None and wa > 0:
+            parts.append((wa, answer, None))
         if wl > 0 and self._postings is not None:
             lexical = self._postings.scores(spec.lexical)
             parts.append((wl, lexical, lexical > 0))
@@ -371,7 +349,7 @@ class MatrixSnapshot:
         pool = np.flatnonzero(candidate)
         best, row = _top(total[pool], spec.limit)
         found = pool[best]
-        return (found if selection is None else selection[found]), row
+        return self._hits(found if selection is None else selection[found], row)
 
     def _search_large(
         self, queries: NDArray[np.float32], specs: Sequence[SearchSpec], retrieval: Retrieval
@@ -384,12 +362,12 @@ class MatrixSnapshot:
         out: list[list[Hit]] = []
         for query, spec in zip(queries, specs, strict=True):
             selection = self._selection(spec.lang, spec.market)
-            wanted = min(spec.limit, len(self.rows) if selection is None else len(selection))
+            available = len(self.rows) if selection is None else len(selection)
+            wanted = min(spec.limit, available)
             if wanted <= 0:
                 out.append([])
                 continue
             wq, _, wl = retrieval.weights(bool(spec.lexical))
-            available = len(self.rows) if selection is None else len(selection)
             proposed = min(max(2 * wanted, PROPOSED_MIN), available)
             pool = self._ivf.search(query, proposed, self._selector(spec, selection))
             if pool is None or len(pool) < proposed:
@@ -409,9 +387,7 @@ class MatrixSnapshot:
             if wl > 0 and self._postings is not None:
                 total[np.searchsorted(pool, lexical_rows)] += np.float32(wl) * lexical
             best, scores = _top(total, spec.limit)
-            out.append(
-                [self.rows[r].hit(float(x)) for r, x in zip(pool[best], scores, strict=True)]
-            )
+            out.append(self._hits(pool[best], scores))
         return out
 
     def _dense(self, rows: NDArray[np.intp], query: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -430,14 +406,6 @@ class MatrixSnapshot:
             found = Selector(selection, len(self.rows))
             self._remember(self._selectors, key, found)
         return found
-
-
-def _weighted_sum(
-    questions: NDArray[np.float32], answers: NDArray[np.float32], answer_weight: float
-) -> NDArray[np.float32]:
-    """The rows the fused index is built on: the dense formula's vector per entry (its scale,
-    1 / (1 + w), changes no ranking and is left out)."""
-    return np.ascontiguousarray(questions + np.float32(answer_weight) * answers)
 
 
 def _products(matrix: NDArray[np.float32], queries: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -469,11 +437,9 @@ def _top(row: NDArray[np.float32], top_k: int) -> tuple[NDArray[np.intp], NDArra
 def _best_unordered(row: NDArray[np.float32], k: int) -> NDArray[np.intp]:
     """Positions of the `k` best of `row` (0 < k < len(row)), in no order.
 
-    A long row (a lexical prefetch: 256 of 100k scores) is first cut to the positions at or
-    above a threshold read from a strided sample: the `_SAMPLE_RANK`-th best of one score in
-    every 2k / `_SAMPLE_RANK`, which about 2k scores of the row reach. The `k` best are all
-    among them whenever at least `k` are; otherwise (rarely) the whole row is partitioned. A
-    comparison pass over the row is several times cheaper than partitioning all of it."""
+    A long row is first cut by a threshold read from a strided sample (its `_SAMPLE_RANK`-th
+    best, which about 2k scores of the row reach): a comparison pass is several times cheaper
+    than partitioning the whole row, which happens only when fewer than `k` pass."""
     n = row.shape[0]
     step = 2 * k // _SAMPLE_RANK
     if n >= _SAMPLED_TOP_MIN_ROWS and step >= 4 and 8 * k <= n:

@@ -2,17 +2,10 @@
 Qdrant's own (`update_collection_aliases` moves it atomically), the fused formula evaluated by
 Qdrant's query API (prefetch + formula: `fusion.fused_query`).
 
-Every prefetch is an exact search (`SearchParams(exact=True)`): Qdrant's HNSW found the exact
-best hit for only 49-77% of the shopper dev queries on real e5 vectors at 100k entries, even at
-m=32 / hnsw_ef 512, and the service's quality bar is the exact best hit. A server scales an
-exact search by shards (`FAQ_SHARD_NUMBER`). An edit copies the live collection into the next
-version with the change, in the order the points were first written (`_edited_copy`, `_row`):
-docs/design.md, "The store: one interface, two backends".
-
-One synchronous client serves the admin writes and the searches; a batch of searches runs in
-the store's own threads, so the service awaits it like the embedded store's. Every call waits at
-most `timeout_s` (fractions kept); reads are tried again once after a fault that a second try
-may not meet, within that same deadline (`_read`); writes never are.
+Every prefetch is an exact search (`SearchParams(exact=True)`): HNSW misses the exact best hit
+too often on these vectors, and a server scales an exact search by shards. An edit copies the
+live collection into the next version with the change, in the points' first order (`_row`).
+Every call waits at most `timeout_s`; reads are tried again once within that deadline (`_read`).
 """
 
 from __future__ import annotations
@@ -25,7 +18,7 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -37,25 +30,19 @@ import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
-from tqdm import tqdm
 
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
-from index_builder.lexical import Lexicon, SparseDoc
+from index_builder.lexical import SparseDoc
 from index_builder.store.base import (
-    BUILDING,
     FILTER_FIELDS,
-    READY,
-    Annotate,
+    Chunks,
     Hit,
     IndexBuildError,
-    IndexInfo,
-    OnBatch,
     Row,
     SearchSpec,
     Store,
-    Validate,
-    now_iso,
+    edited,
 )
 from index_builder.store.fusion import ANSWER, LEXICAL, QUESTION, Retrieval, fused_query
 
@@ -67,9 +54,8 @@ _POINT_NAMESPACE = uuid.UUID("6f1d2a52-8e8c-4c33-9d0b-5d9f3b1f6a10")
 EXACT = models.SearchParams(exact=True)
 # Threads that wait on the server's answers to search batches.
 SEARCH_THREADS = 8
-# A read (search, alias or collection lookup, count, retrieve) is tried at most this often, the
-# second try after a short pause: a dropped connection, a restarting node's 503 or a proxy's 502
-# is often gone by then. All tries share one deadline (`timeout_s`).
+# A read is tried at most this often, the second try after a short pause: a dropped connection,
+# a restarting node's 503 or a proxy's 502 is often gone by then.
 READ_TRIES = 2
 RETRY_PAUSE_S = 0.05
 # A second try with less time than this left could not get an answer: not started.
@@ -77,12 +63,10 @@ MIN_TRY_S = 0.05
 
 T = TypeVar("T")
 
-# Each point's place in its version's order (payload, integer index): the build's order, an
-# edit's new entries after it, as the embedded store's rows. A version's metadata `next_row` is
-# the next free one; a version written before either existed has no `next_row`.
+# Each point's place in its version's order (payload): the build's order, an edit's new entries
+# after it, as the embedded store's rows; the metadata's `next_row` is the next free one.
 ROW = "_row"
-# Points read and written per call when an edit copies the live version: what the copy holds
-# in memory at once (about 1 MB of Python objects at 384 dimensions).
+# Points read and written per call when an edit copies the live version (held in memory at once).
 COPY_PAGE = 256
 
 # When the read under way in this thread must end; the client's middleware
@@ -175,8 +159,7 @@ class QdrantStore(Store):
     def _read(self, call: Callable[[], T]) -> T:
         """`call`, a read (safe to repeat), tried again after a connection error, a timeout or
         a 5xx while time is left: every try shares one deadline, `timeout_s` from now (or the
-        enclosing read's), so a slow server costs one timeout, never one per try. A try that
-        timed out has spent the deadline; in practice quick faults are the ones tried again."""
+        enclosing read's), so a slow server costs one timeout, never one per try."""
         outer = _DEADLINE.get()
         deadline = time.monotonic() + self.timeout_s
         token = _DEADLINE.set(deadline if outer is None else min(outer, deadline))
@@ -204,6 +187,9 @@ class QdrantStore(Store):
         info = self._read(lambda: self.client.get_collection(collection))
         return dict(info.config.metadata or {})
 
+    def _set_metadata(self, collection: str, meta: dict[str, Any]) -> None:
+        self.client.update_collection(collection, metadata=meta)
+
     def _count(self, collection: str) -> int:
         return self._read(lambda: self.client.count(collection, exact=True)).count
 
@@ -214,16 +200,11 @@ class QdrantStore(Store):
         return None
 
     def _move_alias(self, collection: str) -> None:
-        ops: list[models.CreateAliasOperation | models.DeleteAliasOperation] = []
+        create = models.CreateAlias(collection_name=collection, alias_name=self.alias)
+        ops: list[Any] = [models.CreateAliasOperation(create_alias=create)]
         if self.current_collection() is not None:
-            ops.append(
-                models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=self.alias))
-            )
-        ops.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=self.alias)
-            )
-        )
+            delete = models.DeleteAlias(alias_name=self.alias)
+            ops.insert(0, models.DeleteAliasOperation(delete_alias=delete))
         # One call: Qdrant applies the delete and the create atomically.
         self.client.update_collection_aliases(change_aliases_operations=ops)
 
@@ -232,51 +213,29 @@ class QdrantStore(Store):
 
     # --- writing -----------------------------------------------------------------------------
 
-    def build(
+    def _write(
         self,
+        name: str,
         items: Sequence[FaqItem],
         encoder: Encoder,
-        *,
-        batch_size: int = 64,
-        skip_if_unchanged: bool = False,
-        progress: bool = True,
-        on_batch: OnBatch | None = None,
-        validate: Validate | None = None,
-        annotate: Annotate | None = None,
-    ) -> tuple[IndexInfo, bool]:
-        plan = self._plan(items, encoder, skip_if_unchanged)
-        if isinstance(plan, IndexInfo):
-            return plan, False
-        sparse = plan.sparse
-        name = self._next_name()
-        started = time.perf_counter()
-        self._create(name, encoder.dim, {**plan.meta, "next_row": len(items)})
-        with self._discarded_on_failure(name, "building"):
-            bar = tqdm(total=len(items), desc=f"indexing {name}", unit="faq", disable=not progress)
-            for start in range(0, len(items), batch_size):
-                chunk = items[start : start + batch_size]
-                points = _points(chunk, encoder, sparse[start : start + batch_size], start)
-                self.client.upsert(collection_name=name, points=points, wait=True)
-                bar.update(len(chunk))
-                if on_batch is not None:
-                    on_batch(start + len(chunk), len(items))
-            bar.close()
-            stored = self._count(name)
-            if stored != len(items):
-                raise IndexBuildError(f"{name}: wrote {len(items)} entries but {stored} are stored")
-            if validate is not None:
-                validate(name)
-            extra = dict(annotate(name)) if annotate is not None else {}
-            # Merged into the collection's metadata by the server.
-            self.client.update_collection(name, metadata={**extra, "state": READY})
-            self._move_alias(name)
-        log.info("built %s: %d entries in %.1fs", name, len(items), time.perf_counter() - started)
-        self._prune()
-        return self.info(), True
+        sparse: list[SparseDoc],
+        chunks: Chunks,
+    ) -> Mapping[str, Any]:
+        for start, chunk in chunks:
+            points = _points(chunk, encoder, sparse[start : start + len(chunk)], start)
+            self.client.upsert(collection_name=name, points=points, wait=True)
+        self._check_stored(name, len(items))
+        return {"next_row": len(items)}
 
-    def _create(self, name: str, dim: int, meta: dict[str, Any]) -> None:
+    def _check_stored(self, name: str, written: int) -> int:
+        stored = self._count(name)
+        if stored != written:
+            raise IndexBuildError(f"{name}: wrote {written} entries but {stored} are stored")
+        return stored
+
+    def _create(self, name: str, meta: dict[str, Any], dim: int) -> None:
         """An empty collection with this service's vectors, layout, metadata and payload
-        indexes; removed again when an index cannot be made."""
+        indexes."""
         self.client.create_collection(
             collection_name=name,
             vectors_config={
@@ -292,21 +251,17 @@ class QdrantStore(Store):
             write_consistency_factor=self.layout.write_consistency_factor,
             metadata=meta,
         )
-        try:
-            with warnings.catch_warnings():
-                # qdrant-client's local mode (the tests' stand-in server) has no payload index.
-                warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
-                for field in FILTER_FIELDS:
-                    self.client.create_payload_index(
-                        name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
-                    )
-                # A server scrolls by a payload field only when it has a range index.
+        with self._discarded_on_failure(name), warnings.catch_warnings():
+            # qdrant-client's local mode (the tests' stand-in server) has no payload index.
+            warnings.filterwarnings("ignore", "Payload indexes have no effect", UserWarning)
+            for field in FILTER_FIELDS:
                 self.client.create_payload_index(
-                    name, field_name=ROW, field_schema=models.PayloadSchemaType.INTEGER
+                    name, field_name=field, field_schema=models.PayloadSchemaType.KEYWORD
                 )
-        except BaseException:
-            self._delete_collection(name)
-            raise
+            # A server scrolls by a payload field only when it has a range index.
+            self.client.create_payload_index(
+                name, field_name=ROW, field_schema=models.PayloadSchemaType.INTEGER
+            )
 
     def _edited_copy(
         self,
@@ -314,79 +269,55 @@ class QdrantStore(Store):
         changed: Sequence[models.PointStruct],
         dropped: frozenset[str] = frozenset(),
     ) -> str:
-        """An edit as a new version, as the embedded store makes one: the live version's points
-        copied into the next one in their order, each point of `changed` in its entry's place
-        (a new entry after the rest), `dropped` left out; then the alias moves. The live version
-        is only read, so a rollback returns to it exactly. On any failure the copy is removed
-        and the alias stays.
-
-        Cost: every point read once and written once, a page of COPY_PAGE at a time (one
-        page in memory), so one scroll and one upsert per page plus a few calls around them
-        (collection, count, alias). The sample FAQ (141 entries, one page): 30-50 ms an edit
-        on qdrant-client's local mode, the tests' stand-in, on 2 busy cores. It grows
-        linearly with the entries; no server was measured (none runs here). A change to many
-        entries is a reindex."""
-        name = self._next_name()
+        """An edit as a new version: the live version's points copied into the next one in
+        their order, each point of `changed` in its entry's place (a new entry after the rest),
+        `dropped` left out; then the alias moves. Every point is read and written once, a page
+        of COPY_PAGE at a time: a change to many entries is a reindex."""
         info = self._read(lambda: self.client.get_collection(live))
         vectors = info.config.params.vectors
         if not isinstance(vectors, dict) or QUESTION not in vectors:
             raise IndexBuildError(f"{live} has no {QUESTION!r} vector: rebuild it")
         meta = dict(info.config.metadata or {})
-        ordered = isinstance(meta.get("next_row"), int)
-        # Not a FAQ file's content any more (a later build of an unchanged file is not
-        # skipped); `created_at` now, so a cleanup elsewhere spares the copy while it is made.
-        meta.update(
-            state=BUILDING,
-            content_hash="",
-            created_at=now_iso(),
-            edited_at=now_iso(),
-            edited_from=live,
-        )
-        by_id = {str(p.id): p for p in changed}
-        self._create(name, vectors[QUESTION].size, meta)
-        with self._discarded_on_failure(name, f"editing {live} into"):
-            written = 0
-            next_row = 0
-            for records in self._pages(live, ordered):
-                points = []
-                for record in records:
-                    payload = dict(record.payload or {})
-                    # A version written before `_row` existed: its points numbered as read.
-                    row = int(payload[ROW]) if ordered else next_row
-                    next_row = max(next_row, row + 1)
-                    pid = str(record.id)
-                    if pid in dropped:
-                        continue
-                    replacement = by_id.pop(pid, None)
-                    if replacement is not None:
-                        points.append(_at_row(replacement, row))
-                    else:
-                        points.append(
-                            models.PointStruct(
-                                id=record.id,
-                                vector=record.vector or {},
-                                payload={**payload, ROW: row},
-                            )
-                        )
-                if points:
-                    self.client.upsert(collection_name=name, points=points, wait=True)
-                    written += len(points)
-            if ordered:
-                next_row = max(next_row, int(meta["next_row"]))
-            added = [_at_row(p, next_row + k) for k, p in enumerate(by_id.values())]
-            if added:
-                self.client.upsert(collection_name=name, points=added, wait=True)
-                written += len(added)
-            stored = self._count(name)
-            if stored != written:
-                raise IndexBuildError(f"{name}: wrote {written} entries but {stored} are stored")
-            self.client.update_collection(
-                name,
-                metadata={"state": READY, "count": stored, "next_row": next_row + len(added)},
-            )
-            self._move_alias(name)
-        self._prune()
+        name = self._next_name()
+        copy = partial(self._copy, live, name, meta.get("next_row"), changed, dropped)
+        self._new_version(name, edited(meta, live), vectors[QUESTION].size, copy)
         return name
+
+    def _copy(
+        self,
+        live: str,
+        name: str,
+        next_row: object,
+        changed: Sequence[models.PointStruct],
+        dropped: frozenset[str],
+    ) -> Mapping[str, Any]:
+        """Copy `live` into `name` with the edit (`_edited_copy`); metadata to add."""
+        # A version written before `_row` existed has no `next_row`: its points numbered as read.
+        ordered = isinstance(next_row, int)
+        by_id = {str(p.id): p for p in changed}
+        written = row_end = 0
+        for records in self._pages(live, ordered):
+            points = []
+            for record in records:
+                payload = dict(record.payload or {})
+                row = int(payload[ROW]) if ordered else row_end
+                row_end = max(row_end, row + 1)
+                if str(record.id) in dropped:
+                    continue
+                point = by_id.pop(str(record.id), None) or models.PointStruct(
+                    id=record.id, vector=record.vector or {}, payload=payload
+                )
+                points.append(_at_row(point, row))
+            if points:
+                self.client.upsert(collection_name=name, points=points, wait=True)
+                written += len(points)
+        if isinstance(next_row, int):
+            row_end = max(row_end, next_row)
+        added = [_at_row(p, row_end + k) for k, p in enumerate(by_id.values())]
+        if added:
+            self.client.upsert(collection_name=name, points=added, wait=True)
+        stored = self._check_stored(name, written + len(added))
+        return {"count": stored, "next_row": row_end + len(added)}
 
     def _pages(self, collection: str, ordered: bool) -> Iterator[list[models.Record]]:
         """Every point of `collection` with payload and vectors, a page at a time: by `_row`
@@ -409,36 +340,23 @@ class QdrantStore(Store):
             elif ordered or offset is None:
                 return
 
-    def rollback(self, to: str | None = None, *, fingerprint: str | None = None) -> tuple[str, str]:
-        live, target = self._rollback_target(to, fingerprint)
-        self._move_alias(target)
-        log.info("alias %r moved back from %s to %s", self.alias, live, target)
-        return live, target
-
     def upsert(self, items: Sequence[FaqItem], encoder: Encoder) -> tuple[str, list[bool]]:
-        """A new version: the live one with `items` replaced by id or added (`_edited_copy`).
-        Returns it and, per item, whether it was new."""
         live = self.check_model(encoder.fingerprint).collection
         ids = [point_id(i.id) for i in items]
         found = self._read(
             lambda: self.client.retrieve(live, ids=ids, with_payload=False, with_vectors=False)
         )
         existing = {str(p.id) for p in found}
-        avg_len = float(self._metadata(live).get("lexical_avg_len") or 0.0) or None
-        docs, _ = Lexicon.for_encoder(encoder).documents([i.lexical_text for i in items], avg_len)
-        points = _points(items, encoder, docs)  # the model's work before the copy
+        points = _points(items, encoder, self._edit_sparse(live, items, encoder))
         return self._edited_copy(live, points), [pid not in existing for pid in ids]
 
     def delete(self, faq_id: str) -> str | None:
-        """A new version: the live one less `faq_id`; its name, or None if the id is absent."""
         live = self.info().collection
         pid = point_id(faq_id)
         found = self._read(
             lambda: self.client.retrieve(live, ids=[pid], with_payload=False, with_vectors=False)
         )
-        if not found:
-            return None
-        return self._edited_copy(live, [], frozenset({pid}))
+        return self._edited_copy(live, [], frozenset({pid})) if found else None
 
     # --- searching ---------------------------------------------------------------------------
 
@@ -521,9 +439,8 @@ Send = Callable[[httpx.Request], httpx.Response]
 
 
 def _timeout_middleware(timeout_s: float) -> Callable[[httpx.Request, Send], httpx.Response]:
-    """Sets each REST request's timeout (httpx's `timeout` request extension): what is left of
-    the read under way (`_DEADLINE`), else `timeout_s`. httpx applies it to each phase
-    (connect, write, read)."""
+    """Sets each REST request's timeout (httpx's `timeout` request extension, applied to each
+    phase): what is left of the read under way (`_DEADLINE`), else `timeout_s`."""
 
     def middleware(request: httpx.Request, call_next: Send) -> httpx.Response:
         deadline = _DEADLINE.get()
@@ -565,9 +482,8 @@ def _at_row(point: models.PointStruct, row: int) -> models.PointStruct:
 def _points(
     items: Sequence[FaqItem], encoder: Encoder, sparse: Sequence[SparseDoc], first_row: int = 0
 ) -> list[models.PointStruct]:
-    """Points: question and answer passage vectors, lexical weights, the entry as payload, and
-    from `first_row` on each one's place in the version's order (an edit's are placed when
-    the copy writes them)."""
+    """Points: passage vectors, lexical weights, the entry as payload, and from `first_row` on
+    each one's place in the version's order (an edit's are placed by the copy)."""
     questions = encoder.encode_passages([i.question for i in items])
     answers = encoder.encode_passages([i.answer for i in items])
     return [
