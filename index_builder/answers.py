@@ -107,8 +107,6 @@ def choose_entry(
 ) -> tuple[H, LangReason]:
     """The entry of one topic to show, from `entries` ordered best score first; an entry in a
     wanted language that is not among them comes from `lookup` (the index's own) when given."""
-    if not entries:
-        raise ValueError("a topic without entries")
     for lang, reason in _preferences(requested, detected).items():
         for entry in entries:
             if entry.lang == lang:

@@ -50,11 +50,8 @@ class EncodeResult:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What the service and the indexer need from a sentence encoder.
-
-    Queries and passages are separate calls (fastembed's `query_embed` / `passage_embed`)
-    because asymmetric models such as e5 prefix them differently.
-    """
+    """What the service and the indexer need from a sentence encoder; queries and passages are
+    separate calls because asymmetric models such as e5 prefix them differently."""
 
     @property
     def name(self) -> str: ...
@@ -99,11 +96,8 @@ class TokenizingEncoder(Encoder, Protocol):
 
 
 def resolve_providers(device: Device) -> list[str]:
-    """Execution providers for a device setting, in ONNX Runtime's order of preference.
-
-    `cuda` always asks for CUDA, even when this onnxruntime build lacks it, so that loading
-    fails loudly (ProviderUnavailableError) instead of silently serving from the CPU.
-    """
+    """Execution providers for a device setting, in ONNX Runtime's order of preference. `cuda`
+    asks for CUDA even where this build lacks it, so loading fails loudly, not on the CPU."""
     if device == "cpu":
         return [CPU]
     if device == "cuda":
@@ -120,18 +114,6 @@ def cpu_disabled_optimizers() -> list[str]:
     kernel is slower than the Add and LayerNormalization it replaces (`python -m
     tools.model_speed` profiles it). CUDA keeps it."""
     return ["SkipLayerNormFusion"]
-
-
-def _preload_cuda_libraries(ort: Any) -> None:
-    """Load the CUDA and cuDNN libraries that pip packages brought (not on the loader's path)
-    before a CUDA session; a failure is left to the session's own error, which names them."""
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return
-    try:
-        preload()
-    except Exception as exc:  # the session's error below is the one that matters
-        log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def _check_file(model_dir: Path, manifest: ModelManifest, file_name: str) -> Path:
@@ -187,9 +169,8 @@ class OnnxEncoder:
         tokenizer.enable_truncation(max_length=manifest.max_length)
         self._pad_id = _pad_id(tokenizer)
 
-        graph_inputs = session.get_inputs()
         self._inputs: list[tuple[str, type[np.integer[Any]]]] = []
-        for inp in graph_inputs:
+        for inp in session.get_inputs():
             if inp.name not in KNOWN_INPUTS:
                 raise ManifestError(
                     f"model {manifest.name!r} declares input {inp.name!r}; "
@@ -231,13 +212,17 @@ class OnnxEncoder:
 
         opts = _session_options(ort, intra_op_threads, spinning)
         requested = list(providers) or [CPU]
-        if CUDA in requested:
-            _preload_cuda_libraries(ort)
+        if CUDA in requested and hasattr(ort, "preload_dlls"):
+            # Loads the CUDA libraries pip packages brought (off the loader's path); on a failure
+            # the session's own error below names the missing one.
+            try:
+                ort.preload_dlls()
+            except Exception as exc:
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
         disabled = cpu_disabled_optimizers() if CUDA not in requested else []
         try:
             with warnings.catch_warnings():
-                # ORT warns and drops a provider it lacks; the check below turns that into an
-                # error or one clear log line instead.
+                # ORT warns and drops a provider it lacks; the check below raises or logs it once.
                 warnings.filterwarnings("ignore", message=r"Specified provider .* is not in")
                 session = ort.InferenceSession(
                     str(onnx_path), opts, providers=requested, disabled_optimizers=disabled
@@ -289,16 +274,11 @@ class OnnxEncoder:
     def input_names(self) -> list[str]:
         return [name for name, _ in self._inputs]
 
-    def _prefix(self, kind: Kind) -> str:
-        if kind == "query":
-            return self.manifest.query_prefix
-        if kind == "passage":
-            return self.manifest.passage_prefix
-        raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-
     def tokenize(self, texts: Sequence[str], kind: Kind) -> list[Encoding]:
         """Prefixed and truncated encodings (special tokens included), without padding."""
-        prefix = self._prefix(kind)
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        prefix = self.manifest.query_prefix if kind == "query" else self.manifest.passage_prefix
         return list(self.tokenizer.encode_batch([prefix + t for t in texts]))
 
     def _run(self, encodings: Sequence[Encoding]) -> NDArray[np.float32]:
@@ -324,8 +304,7 @@ class OnnxEncoder:
     def encode_tokenized(self, encodings: Sequence[Encoding]) -> EncodeResult:
         """Run the model on encodings from `tokenize` (padded here, per chunk)."""
         vectors = np.empty((len(encodings), self.dim), dtype=np.float32)
-        # Longest first, so each chunk pads to a similar length and the slowest chunk (and any
-        # out-of-memory error) comes first; rows go back to the caller's order below.
+        # Longest first: each chunk pads to a similar length, the slowest (or an OOM) comes first.
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
@@ -344,9 +323,8 @@ class OnnxEncoder:
 
     def warmup(self) -> None:
         """Run the shapes the service will see, so the first request does not pay for them."""
-        long_text = " ".join(["warm"] * self.max_length)
         self.encode(["warm up"], "query")
-        self.encode(["warm up", long_text], "passage")
+        self.encode(["warm up", " ".join(["warm"] * self.max_length)], "passage")
 
     def close(self) -> None:
         # ORT frees the session with the object; dropping the reference is all there is to do.

@@ -41,8 +41,7 @@ def idf(df: int, n: int) -> float:
 def bm25_doc(tokens: Sequence[int], avg_len: float) -> SparseDoc:
     """BM25's term-frequency part of one document (the IDF part is the index's)."""
     counts = Counter(tokens)
-    length = len(tokens)
-    norm = K1 * (1.0 - B + B * length / avg_len) if avg_len > 0 else K1
+    norm = K1 * (1.0 - B + B * len(tokens) / avg_len) if avg_len > 0 else K1
     ids = sorted(counts)
     return SparseDoc(tuple(ids), tuple(counts[i] * (K1 + 1.0) / (counts[i] + norm) for i in ids))
 
