@@ -152,16 +152,9 @@ class QualityGate:
         for g, top_k, hits in zip(self.golden, top_ks, found, strict=True):
             ids = [h.id for h in hits]
             rank = g.rank_in(ids)
+            asked = g.model_dump(exclude={"top_k"})  # the query, its expected id and match
             results.append(
-                GoldenResult(
-                    query=g.query,
-                    expected_id=g.expected_id,
-                    match=g.match,
-                    top_k=top_k,
-                    rank=rank,
-                    passed=rank is not None,
-                    top_ids=ids,
-                )
+                GoldenResult(**asked, top_k=top_k, rank=rank, passed=rank is not None, top_ids=ids)
             )
         failed = sum(not r.passed for r in results)
         return GateReport(passed=failed == 0, total=len(results), failed=failed, results=results)
