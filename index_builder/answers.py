@@ -1,23 +1,10 @@
 """One answer per topic, in the shopper's language.
 
-A search over-fetches hits (`fetch_limit`), then `group_by_topic` keeps one entry per topic, so
-that the top 3 are three different answers instead of one answer in three languages. Topics are
-ranked by their best hit; within a topic the entry shown is the first that exists among:
-
-1. the language the request asked for (`requested`),
-2. the language the query is written in (`query`, from `index_builder.query_lang`),
-3. English (`english`),
-4. else the topic's best-scoring entry (`best`).
-
-Each answer says which rule chose its language (`lang_reason`). A topic's entry in a wanted
-language (`wanted_languages`) may rank below the fetched hits: with an in-process index it is
-looked up directly (`Lookup`), so the answers do not depend on how many hits were fetched (those
-to `top_k` 3 are the first three of those to `top_k` 10) and no second search is run; against
-a server, searches restricted to the wanted non-English languages (`languages_to_fetch`) run in
-the same call and are merged in (`merge_hits`).
-With grouping off every hit is an answer of its own (`ranked`). The topic of a hit is its
-payload's `topic` when it has one (`FaqItem.topic`), else `index_builder.faq.topic_of(id)`, the
-one topic rule.
+A search over-fetches hits (`fetch_limit`) and `group_by_topic` keeps one entry per topic, ranked
+by its best hit, in the first language the topic has among: the requested one, the query's, and
+English; else its best-scoring entry. `lang_reason` says which. An entry in a wanted language
+below the fetched hits comes from the index's own `Lookup` in process, or from searches
+restricted to those languages against a server (`languages_to_fetch`, `merge_hits`).
 """
 
 from __future__ import annotations
@@ -29,8 +16,8 @@ from typing import Generic, Literal, Protocol, TypeVar
 from index_builder.faq import topic_of
 
 ENGLISH = "en"
-# Hits fetched per answer asked for when grouping: room for a topic's translations (the sample
-# FAQ has up to six entries a topic) without fetching the whole collection.
+# Hits fetched per answer when grouping: room for a topic's translations (up to six a topic in
+# the sample FAQ) without fetching the whole collection.
 FETCH_FACTOR = 8
 FETCH_MAX = 200
 
@@ -52,8 +39,7 @@ class RankedEntry(Protocol):
 
 H = TypeVar("H", bound=RankedEntry)
 
-# (topic, language) -> the topic's entry in that language, or None: the index's own lookup
-# (`MatrixSnapshot.entry_in` for one query), for an entry that ranked below the fetched hits.
+# (topic, language) -> the topic's entry in that language, or None (`MatrixSnapshot.entry_in`).
 Lookup = Callable[[str, str], H | None]
 
 
@@ -88,17 +74,14 @@ def _preferences(requested: str | None, detected: str | None) -> dict[str, LangR
 
 
 def wanted_languages(requested: str | None, detected: str | None) -> tuple[str, ...]:
-    """The languages `choose_entry` looks for, in its order: the requested one, the query's,
-    English."""
+    """The languages `choose_entry` looks for, in its order."""
     return tuple(_preferences(requested, detected))
 
 
 def languages_to_fetch(requested: str | None, detected: str | None) -> tuple[str, ...]:
-    """Without a `Lookup` (against a server): the wanted languages whose entries are worth a
-    second search restricted to each, since a topic's entry in them may rank below the fetched
-    hits (a Spanish query about a topic whose German entry is asked for). English is left out:
-    an English entry is nearly always among the hits, and a search for it would double a
-    server's work for every English query."""
+    """Without a `Lookup` (against a server): the wanted languages worth a search restricted to
+    each. Not English: its entry is nearly always among the hits, and a search for it would
+    double a server's work for every English query."""
     return tuple(lang for lang in wanted_languages(requested, detected) if lang != ENGLISH)
 
 
@@ -124,8 +107,6 @@ def choose_entry(
 ) -> tuple[H, LangReason]:
     """The entry of one topic to show, from `entries` ordered best score first; an entry in a
     wanted language that is not among them comes from `lookup` (the index's own) when given."""
-    if not entries:
-        raise ValueError("a topic without entries")
     for lang, reason in _preferences(requested, detected).items():
         for entry in entries:
             if entry.lang == lang:

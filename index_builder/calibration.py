@@ -1,21 +1,13 @@
 """Calibrated abstain: when the best answer is too weak to show, say so instead.
 
-A raw cosine threshold does not separate shop questions from the rest with this kind of model:
-greetings, gibberish and one-word queries sit close to every short FAQ question (the base model
-scores "asdf qwer zxcv" 0.81 and a right answer 0.92), so a threshold that refuses 2% of the
-shopper dev queries abstains on only 64-68% of off-topic ones. What separates them is whether
-the query is nearer to the FAQ than to things that are *not* shop questions. So the answer
-score is
+A raw cosine threshold does not separate shop questions from greetings or gibberish; whether a
+query is nearer the FAQ than off-topic texts does. So the answer score is
 
     answer_score = top hit score - offtopic_weight * max_j cos(query, anchor_j)
 
-where the anchors are off-topic texts (the off-topic dev split, `data/offtopic/`) encoded as
-passages. The weight and `min_score` are calibrated on dev data offline (`faq-model calibrate`,
-`model_export.calibration`) and stored in the model's manifest, one per variant; a reindex picks
-the threshold again for the FAQ it indexes (`index_builder.faq_calibration`). This module is the
-served rule and the two thresholds both choices are made of.
-
-Stdlib and numpy only: the service imports this.
+with the anchors (off-topic texts encoded as passages), the weight and `min_score` calibrated
+offline (`faq-model calibrate`) and stored per variant in the model's manifest; a reindex picks
+the threshold again for its FAQ (`index_builder.faq_calibration`). Stdlib and numpy only.
 """
 
 from __future__ import annotations

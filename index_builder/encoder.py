@@ -1,8 +1,7 @@
 """Sentence encoders for the service and the indexer: ONNX Runtime + `tokenizers`, no torch.
 
-`OnnxEncoder` serves a directory written by `model_export.onnx_export` (see `manifest.py`):
-the graph already pools and normalises, so encoding is tokenise -> pad -> run. The serving
-install has neither torch nor transformers (about 2 s and several hundred MB to import).
+`OnnxEncoder` serves a directory written by `model_export.onnx_export` (see `manifest.py`): the
+graph already pools and normalises, so encoding is tokenise -> pad -> run.
 """
 
 from __future__ import annotations
@@ -51,11 +50,8 @@ class EncodeResult:
 
 @runtime_checkable
 class Encoder(Protocol):
-    """What the service and the indexer need from a sentence encoder.
-
-    Queries and passages are separate calls (fastembed's `query_embed` / `passage_embed`)
-    because asymmetric models such as e5 prefix them differently.
-    """
+    """What the service and the indexer need from a sentence encoder; queries and passages are
+    separate calls because asymmetric models such as e5 prefix them differently."""
 
     @property
     def name(self) -> str: ...
@@ -91,11 +87,8 @@ class Tokenized(Protocol):
 
 @runtime_checkable
 class TokenizingEncoder(Encoder, Protocol):
-    """An encoder whose tokenisation and model run are separate steps.
-
-    The micro-batcher tokenises in the request thread (once), groups requests by their token
-    counts, and runs the model on already-tokenised batches.
-    """
+    """An encoder whose tokenisation and model run are separate steps: the batcher tokenises in
+    the request thread and groups requests by their token counts."""
 
     def tokenize(self, texts: Sequence[str], kind: Kind) -> Sequence[Tokenized]: ...
 
@@ -103,11 +96,8 @@ class TokenizingEncoder(Encoder, Protocol):
 
 
 def resolve_providers(device: Device) -> list[str]:
-    """Execution providers for a device setting, in ONNX Runtime's order of preference.
-
-    `cuda` always asks for CUDA, even when this onnxruntime build lacks it, so that loading
-    fails loudly (ProviderUnavailableError) instead of silently serving from the CPU.
-    """
+    """Execution providers for a device setting, in ONNX Runtime's order of preference. `cuda`
+    asks for CUDA even where this build lacks it, so loading fails loudly, not on the CPU."""
     if device == "cpu":
         return [CPU]
     if device == "cuda":
@@ -120,32 +110,10 @@ def resolve_providers(device: Device) -> list[str]:
 
 
 def cpu_disabled_optimizers() -> list[str]:
-    """ONNX Runtime graph fusions left out on the CPU.
-
-    SkipLayerNormFusion: the fused SkipLayerNormalization CPU kernel is slower than the
-    residual Add and LayerNormalization it replaces (`python -m tools.model_speed`: profiled
-    on this project's 2-core machine at batch 32, int8, 0.35 ms a fused node against about
-    0.1 ms for the pair; 24 nodes, about a fifth of the model's time). CUDA keeps it.
-    """
+    """ONNX Runtime graph fusions left out on the CPU: the fused SkipLayerNormalization CPU
+    kernel is slower than the Add and LayerNormalization it replaces (`python -m
+    tools.model_speed` profiles it). CUDA keeps it."""
     return ["SkipLayerNormFusion"]
-
-
-def _preload_cuda_libraries(ort: Any) -> None:
-    """Load the CUDA and cuDNN libraries that pip packages brought, before a CUDA session.
-
-    onnxruntime-gpu links CUDA dynamically and finds it only on the loader's path; where CUDA
-    came as pip packages (`onnxruntime-gpu[cuda,cudnn]`, or torch's own), nothing puts them
-    there, and the CUDA provider fails to load. `preload_dlls` (onnxruntime >= 1.21) loads
-    them from site-packages; a failure here is left to the session's own error, which names
-    the missing library.
-    """
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return
-    try:
-        preload()
-    except Exception as exc:  # the session's error below is the one that matters
-        log.debug("onnxruntime.preload_dlls failed: %s", exc)
 
 
 def _check_file(model_dir: Path, manifest: ModelManifest, file_name: str) -> Path:
@@ -194,15 +162,15 @@ class OnnxEncoder:
         self.variant = variant
         self.batch_size = batch_size
         self._session = session
-        self._tokenizer = tokenizer
-        # Padding and truncation are done here, per sorted chunk; the tokenizer only truncates.
-        self._tokenizer.no_padding()
-        self._tokenizer.enable_truncation(max_length=manifest.max_length)
+        # `index_builder.lexical` reads its subword ids too.
+        self.tokenizer = tokenizer
+        # Padding is done here, per sorted chunk; the tokenizer only truncates.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=manifest.max_length)
         self._pad_id = _pad_id(tokenizer)
 
-        graph_inputs = session.get_inputs()
         self._inputs: list[tuple[str, type[np.integer[Any]]]] = []
-        for inp in graph_inputs:
+        for inp in session.get_inputs():
             if inp.name not in KNOWN_INPUTS:
                 raise ManifestError(
                     f"model {manifest.name!r} declares input {inp.name!r}; "
@@ -231,10 +199,8 @@ class OnnxEncoder:
     ) -> OnnxEncoder:
         """Open an exported model directory, verifying its files against the manifest.
 
-        `spinning`: whether ONNX Runtime's pool threads spin-wait for work between operators
-        (None: the runtime's default, on). The service turns it off: on a few cores the spinning
-        threads take the CPU that HTTP, tokenising and the search need (int8 at c=32 on 2 cores:
-        1.3x the requests/s with it off).
+        `spinning`: whether ONNX Runtime's pool threads spin-wait between operators (None: the
+        runtime's default, on); off, they leave a few cores to HTTP, tokenising and the search.
         """
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -246,13 +212,17 @@ class OnnxEncoder:
 
         opts = _session_options(ort, intra_op_threads, spinning)
         requested = list(providers) or [CPU]
-        if CUDA in requested:
-            _preload_cuda_libraries(ort)
+        if CUDA in requested and hasattr(ort, "preload_dlls"):
+            # Loads the CUDA libraries pip packages brought (off the loader's path); on a failure
+            # the session's own error below names the missing one.
+            try:
+                ort.preload_dlls()
+            except Exception as exc:
+                log.debug("onnxruntime.preload_dlls failed: %s", exc)
         disabled = cpu_disabled_optimizers() if CUDA not in requested else []
         try:
             with warnings.catch_warnings():
-                # ORT warns and drops a provider it lacks; the check below turns that into an
-                # error or one clear log line instead.
+                # ORT warns and drops a provider it lacks; the check below raises or logs it once.
                 warnings.filterwarnings("ignore", message=r"Specified provider .* is not in")
                 session = ort.InferenceSession(
                     str(onnx_path), opts, providers=requested, disabled_optimizers=disabled
@@ -284,8 +254,7 @@ class OnnxEncoder:
             log.warning("%s; serving from the CPU because the fallback is allowed", message)
 
         if variant == "fp16" and CUDA not in got:
-            # It works: ORT inserts casts and computes the fp16 graph in fp32 on the CPU, so the
-            # vectors match fp32 closely, at about fp32's speed (measured in README).
+            # It works: ORT computes the fp16 graph in fp32 on the CPU, at about fp32's speed.
             log.warning(
                 "the fp16 variant is meant for CUDA; on %s ONNX Runtime runs it through fp32 "
                 "casts, no faster than the fp32 variant",
@@ -302,29 +271,15 @@ class OnnxEncoder:
         return [] if self._session is None else list(self._session.get_providers())
 
     @property
-    def tokenizer(self) -> Tokenizer:
-        """The model's tokenizer (`index_builder.lexical` reads its subword ids)."""
-        return self._tokenizer
-
-    @property
     def input_names(self) -> list[str]:
         return [name for name, _ in self._inputs]
 
-    def _prefix(self, kind: Kind) -> str:
-        if kind == "query":
-            return self.manifest.query_prefix
-        if kind == "passage":
-            return self.manifest.passage_prefix
-        raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
-
     def tokenize(self, texts: Sequence[str], kind: Kind) -> list[Encoding]:
         """Prefixed and truncated encodings (special tokens included), without padding."""
-        prefix = self._prefix(kind)
-        return list(self._tokenizer.encode_batch([prefix + t for t in texts]))
-
-    def count_tokens(self, texts: Sequence[str], kind: Kind) -> list[int]:
-        """Tokens each text will occupy, for token-budget batching."""
-        return [len(e.ids) for e in self.tokenize(texts, kind)]
+        if kind not in ("query", "passage"):
+            raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
+        prefix = self.manifest.query_prefix if kind == "query" else self.manifest.passage_prefix
+        return list(self.tokenizer.encode_batch([prefix + t for t in texts]))
 
     def _run(self, encodings: Sequence[Encoding]) -> NDArray[np.float32]:
         width = max(len(e.ids) for e in encodings)
@@ -349,8 +304,7 @@ class OnnxEncoder:
     def encode_tokenized(self, encodings: Sequence[Encoding]) -> EncodeResult:
         """Run the model on encodings from `tokenize` (padded here, per chunk)."""
         vectors = np.empty((len(encodings), self.dim), dtype=np.float32)
-        # Longest first, so each chunk pads to a similar length and the slowest chunk (and any
-        # out-of-memory error) comes first; rows go back to the caller's order below.
+        # Longest first: each chunk pads to a similar length, the slowest (or an OOM) comes first.
         order = sorted(range(len(encodings)), key=lambda i: -len(encodings[i].ids))
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
@@ -369,9 +323,8 @@ class OnnxEncoder:
 
     def warmup(self) -> None:
         """Run the shapes the service will see, so the first request does not pay for them."""
-        long_text = " ".join(["warm"] * self.max_length)
         self.encode(["warm up"], "query")
-        self.encode(["warm up", long_text], "passage")
+        self.encode(["warm up", " ".join(["warm"] * self.max_length)], "passage")
 
     def close(self) -> None:
         # ORT frees the session with the object; dropping the reference is all there is to do.
@@ -382,8 +335,7 @@ class OnnxEncoder:
 
 
 def _session_options(ort: Any, intra_op_threads: int | None, spinning: bool | None) -> Any:
-    """ONNX Runtime's options for a serving session: every graph optimisation, the intra-op
-    threads and spinning when given (None: the runtime's defaults), warnings off."""
+    """Every graph optimisation; the intra-op threads and spinning when given; warnings off."""
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     if intra_op_threads is not None:
@@ -391,7 +343,6 @@ def _session_options(ort: Any, intra_op_threads: int | None, spinning: bool | No
     if spinning is not None:
         for pool in ("intra_op", "inter_op"):
             opts.add_session_config_entry(f"session.{pool}.allow_spinning", str(int(spinning)))
-    # ORT logs a warning per node it leaves on the CPU under CUDA; the check in `load` is the
-    # signal that matters.
+    # ORT warns per node it leaves on the CPU under CUDA; `load` checks what matters.
     opts.log_severity_level = 3
     return opts

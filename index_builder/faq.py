@@ -68,16 +68,11 @@ class FaqItem(BaseModel):
         return self.model_dump_json(exclude=exclude)
 
 
-def _describe(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "row"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
-
-
-def _jsonl_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    return json_objects(text, lambda lineno, msg: FaqFileError(path, lineno, msg))
+def describe_errors(exc: ValidationError, whole: str = "row") -> str:
+    """`field: what is wrong` per error; `whole` names an error of the whole row."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or whole}: {e['msg']}" for e in exc.errors()
+    )
 
 
 def _csv_rows(path: Path, text: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -106,7 +101,7 @@ def parse_items(rows: Iterable[tuple[int, dict[str, Any]]], path: Path | str) ->
         try:
             item = FaqItem.model_validate(row)
         except ValidationError as exc:
-            raise FaqFileError(path, lineno, _describe(exc)) from None
+            raise FaqFileError(path, lineno, describe_errors(exc)) from None
         if item.id in seen:
             raise FaqFileError(
                 path, lineno, f"duplicate id {item.id!r} (first on line {seen[item.id]})"
@@ -117,12 +112,8 @@ def parse_items(rows: Iterable[tuple[int, dict[str, Any]]], path: Path | str) ->
 
 
 def topic_of(entry_id: str) -> str:
-    """The topic of an FAQ entry: its id without the language suffix (`order-cancel.es`).
-
-    Translations of one answer share a topic. This is the default of `FaqItem.topic` (an entry
-    may name another topic explicitly) and of a search hit whose payload has no topic. Used by
-    the quality gate, the shop evaluation, the log builder and the answer grouping.
-    """
+    """An entry's id without its language suffix (`order-cancel.es`): translations share it.
+    The default of `FaqItem.topic` and of a search hit whose payload has no topic."""
     return entry_id.split(".", 1)[0]
 
 
@@ -136,7 +127,7 @@ def read_faq(path: Path) -> list[FaqItem]:
         raise FaqFileError(path, None, f"not UTF-8 text ({exc.reason})") from None
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path, text)
+        rows = json_objects(text, lambda lineno, msg: FaqFileError(path, lineno, msg))
     elif suffix == ".csv":
         rows = _csv_rows(path, text)
     else:

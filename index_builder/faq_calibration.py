@@ -1,34 +1,12 @@
 """The abstain threshold picked again for each FAQ a reindex builds, without labelled queries.
 
-A model's calibration (`faq-model calibrate`) reads one FAQ and shoppers' questions labelled
-with their topic; an owner's own FAQ has neither, and a threshold depends on the FAQ (a small
-FAQ sits farther from everything than the sample's 141 entries). So a build scores, on the new
-collection with the served encoder and the served rule (`index_builder.calibration`):
-
-* positives: the FAQ's own questions and what a shopper might type for them: lower-cased
-  without punctuation, a word dropped, its longer words only, a typo, its first or its second
-  half, and, where a topic has translations, code-switched ones (the first half of one
-  language's question, the second half of another's: "how do I cancel mi pedido");
-* negatives: the model's off-topic anchors (the off-topic dev split, stored with its
-  calibration), each scored against the others (its own vector would flatter the rule).
-
-The threshold: the lowest that abstains on `offtopic_target` of the anchors, unless that
-refuses more than `refusal_budget` of the positives; then the highest that refuses at most
-that many (the offline rule's threshold). Why not the offline rule (the budget's threshold,
-most off-topic abstained) on these positives: they are nearer their question than shoppers'
-own wording is, so the budget's threshold sits too high. On the sample FAQ (base model, fp32)
-it is 0.4411 and answers 66.7% of the shopper dev split, where the off-topic target's 0.4072
-answers 95.6% (`faq-model evaluate-recalibration --faq data/faq.jsonl --queries
-data/shopper/dev.jsonl`). The off-topic anchors are real text of the kind a threshold must
-refuse, so they place it; the positives only cap it.
-
-The weight of the anchors stays the model's: it was chosen on labelled queries, and these
-positives cannot rank weights (at the model's weight their budget's threshold already
-abstains on 99.6-100% of the off-topic test split). And when the model's rule was calibrated
-on labelled questions of this very FAQ (same content hash and fusion weights: the sample FAQ
-and `make model`), that threshold is kept: labels beat variants. The record says which.
-
-Stdlib, numpy and pydantic; runs in the service's reindex jobs and in `faq-index build`.
+A threshold depends on the FAQ, and an owner's FAQ comes without labelled questions, so a build
+scores the new collection with the served encoder and rule (`index_builder.calibration`) on
+positives (the FAQ's questions as a shopper might type them) and negatives (the model's
+off-topic anchors, each against the others). The anchors place the threshold, the positives only
+cap it: they sit nearer their question than shoppers' own wording. The anchors' weight stays the
+model's, and a model calibrated on labelled questions of this very FAQ keeps its threshold.
+docs/your-faq.md describes the method.
 """
 
 from __future__ import annotations
@@ -46,13 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from index_builder.calibration import (
-    Scores,
-    Vectors,
-    nearest,
-    threshold_abstaining,
-    threshold_for,
-)
+from index_builder.calibration import Scores, Vectors, nearest, threshold_abstaining, threshold_for
 from index_builder.faq import FaqItem, content_hash
 from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration
@@ -66,8 +38,7 @@ log = logging.getLogger(__name__)
 META_KEY = "abstain"
 METHOD = "reindex"
 DEFAULT_OFFTOPIC_TARGET = 0.90
-# Positives scored at most: a large FAQ's variants are sampled down (stably), so a reindex
-# encodes a bounded number of extra queries.
+# A large FAQ's variants are sampled down (stably): a reindex encodes a bounded number of queries.
 MAX_POSITIVES = 2000
 _WORD = re.compile(r"\w+")
 _SALT = "faq-calibration-v1"
@@ -116,8 +87,8 @@ class CollectionCalibration(BaseModel):
 
     @classmethod
     def from_meta(cls, meta: dict[str, Any] | None) -> CollectionCalibration | None:
-        """The calibration recorded in a collection's metadata; None when there is none or it
-        cannot be read (a newer or hand-edited record: the model's threshold serves)."""
+        """The record in a collection's metadata; None when there is none or it cannot be read
+        (a newer or hand-edited record: the model's threshold serves)."""
         if not meta:
             return None
         try:
@@ -129,9 +100,6 @@ class CollectionCalibration(BaseModel):
 
 def anchors_hash(anchors: Sequence[str]) -> str:
     return hashlib.sha256("\x1f".join(anchors).encode()).hexdigest()[:16]
-
-
-# --- positives ----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -202,9 +170,6 @@ def positives(items: Sequence[FaqItem], limit: int = MAX_POSITIVES) -> list[Posi
     if len(out) > limit:
         out = sorted(out, key=lambda p: hashlib.sha256(p.text.encode()).digest())[:limit]
     return out
-
-
-# --- the threshold ------------------------------------------------------------------------------
 
 
 def recalibrate(

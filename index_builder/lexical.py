@@ -1,13 +1,8 @@
 """Sparse lexical vectors: exact tokens (PayPal, an order number) that a dense vector blurs.
 
-A text's sparse vector is its subword ids from the served model's own tokenizer (the
-`tokenizer.json` exported beside the graph, so any language it reads is covered, no word
-splitting of our own), after NFKC case folding so "PayPal" and "paypal" meet. An FAQ entry
-(question + answer) gets BM25's term-frequency weights (k1, b, with the document length relative
-to the collection's average); a query gets 1 per distinct token. The collection's sparse vector
-is declared with Qdrant's IDF modifier, so Qdrant multiplies each shared token by its inverse
-document frequency at query time: the score is BM25. `idf` is the same formula, for the
-embedded matrix search (`index_builder.store.matrix`) and the offline evaluation.
+A text's tokens are its subword ids from the served model's own tokenizer, after NFKC case
+folding. An entry gets BM25's term-frequency weights and a query 1 per distinct token; the index
+applies the IDF (`idf`, Qdrant's modifier) at query time, so the score is BM25.
 """
 
 from __future__ import annotations
@@ -15,7 +10,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,8 +19,6 @@ B = 0.75
 # Ids that carry no word: sentencepiece's lone word-start marker ("▁", XLM-R id 6) and the
 # specials; dropped so that every text does not share them.
 _NO_WORD_TOKENS = ("▁",)
-
-Tokenize = Callable[[list[str]], list[list[int]]]
 
 
 @dataclass(frozen=True)
@@ -48,26 +41,30 @@ def idf(df: int, n: int) -> float:
 def bm25_doc(tokens: Sequence[int], avg_len: float) -> SparseDoc:
     """BM25's term-frequency part of one document (the IDF part is the index's)."""
     counts = Counter(tokens)
-    length = len(tokens)
-    norm = K1 * (1.0 - B + B * length / avg_len) if avg_len > 0 else K1
+    norm = K1 * (1.0 - B + B * len(tokens) / avg_len) if avg_len > 0 else K1
     ids = sorted(counts)
     return SparseDoc(tuple(ids), tuple(counts[i] * (K1 + 1.0) / (counts[i] + norm) for i in ids))
 
 
 class Lexicon:
-    """Turns texts into sparse vectors with one tokenizer."""
+    """Turns texts into sparse vectors with an encoder's `tokenizers.Tokenizer`."""
 
-    def __init__(self, tokenize: Tokenize, name: str) -> None:
-        self._tokenize = tokenize
-        self.name = name
+    name = "subword"
+
+    def __init__(self, tokenizer: Any) -> None:
+        self._tokenizer = tokenizer
+        self._skip = {i for t in _NO_WORD_TOKENS if (i := tokenizer.token_to_id(t)) is not None}
 
     @classmethod
     def for_encoder(cls, encoder: Any) -> Lexicon:
-        """The lexicon of an encoder: its `tokenizers.Tokenizer`."""
-        return cls(_subwords(encoder.tokenizer), "subword")
+        return cls(encoder.tokenizer)
 
     def tokens(self, texts: Sequence[str]) -> list[list[int]]:
-        return self._tokenize([fold(t) for t in texts]) if texts else []
+        if not texts:
+            return []
+        folded = [fold(t) for t in texts]
+        encodings = self._tokenizer.encode_batch(folded, add_special_tokens=False)
+        return [[i for i in e.ids if i not in self._skip] for e in encodings]
 
     def query(self, text: str) -> tuple[int, ...]:
         """A query's distinct token ids, ascending (each weighs 1)."""
@@ -85,13 +82,3 @@ class Lexicon:
         if avg_len is None:
             avg_len = sum(len(t) for t in tokens) / max(1, len(tokens))
         return [bm25_doc(t, avg_len) for t in tokens], avg_len
-
-
-def _subwords(tokenizer: Any) -> Tokenize:
-    skip = {i for t in _NO_WORD_TOKENS if (i := tokenizer.token_to_id(t)) is not None}
-
-    def tokenize(texts: list[str]) -> list[list[int]]:
-        encodings = tokenizer.encode_batch(texts, add_special_tokens=False)
-        return [[i for i in e.ids if i not in skip] for e in encodings]
-
-    return tokenize

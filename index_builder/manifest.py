@@ -17,20 +17,14 @@ from pydantic import BaseModel, Field
 MANIFEST_FILE = "manifest.json"
 TOKENIZER_FILE = "tokenizer.json"
 
-Variant = Literal["fp32", "int8", "fp16"]
-
 
 class ManifestError(RuntimeError):
     """The model directory is missing, incomplete or inconsistent with its manifest."""
 
 
 class AbstainCalibration(BaseModel):
-    """When this model's best answer is too weak to show: written by `faq-model calibrate`.
-
-    The answer score of a query is its top hit's score minus `offtopic_weight` times its
-    similarity to the nearest of `anchors` (off-topic texts, encoded as passages); below
-    `min_score` the service answers nothing. See `index_builder.calibration`.
-    """
+    """When this model's best answer is too weak to show (`index_builder.calibration` has the
+    rule): written by `faq-model calibrate`."""
 
     min_score: float
     offtopic_weight: float = Field(ge=0.0)
@@ -108,14 +102,9 @@ class ModelManifest(BaseModel):
         return self.model_copy(update={"calibrations": kept, "abstain": None})
 
     def fingerprint(self, variant: str = "fp32") -> str:
-        """Identity of the vectors this model variant produces.
-
-        Everything that changes a vector goes in: the weights, the tokenizer, pooling,
-        normalisation, the passage prefix and the truncation length.
-        """
-        onnx_file = self.variant_file(variant)
+        """Identity of the vectors this model variant produces: everything that changes one."""
         parts = [
-            self.files.get(onnx_file, ""),
+            self.files.get(self.variant_file(variant), ""),
             self.files.get(TOKENIZER_FILE, ""),
             self.pooling,
             str(self.normalize),

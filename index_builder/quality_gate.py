@@ -1,32 +1,24 @@
 """The quality gate: golden queries that a new collection must answer before it serves.
 
-Each golden query names the FAQ entry it must find within its top k. The gate runs against the
-new collection by name, after every entry is stored and before the alias moves
-(the store's `build(validate=...)` hook), so a failing collection never serves a single request.
-Both writers of the index use it: `faq-index build --golden` and the service's admin reindex
-(`FAQ_GOLDEN_QUERIES`), so that one golden file means the same thing to both.
-
-`match` says what counts as finding the entry:
-
-* `"id"` (the default): a hit whose id is `expected_id` exactly.
-* `"topic"`: a hit of the topic `expected_id`, i.e. the entry `expected_id` or any of its
-  translations (`order-cancel`, `order-cancel.es`, ...; `index_builder.faq.topic_of`). The
-  shop task labels queries by topic and the service answers a Spanish query with the Spanish
-  entry as rightly as with the English one, so golden queries drawn from labelled queries
-  (`model_export.golden`, `faq-model golden`) use it.
+Each golden query names the FAQ entry it must find within its top k, checked on the new
+collection before the alias moves (`Store.build(validate=...)`), by `faq-index build --golden`
+and the service's reindex alike. `match`: `"id"` (default) wants that entry; `"topic"` it or any
+of its translations (`index_builder.faq.topic_of`), as for queries labelled by topic
+(`faq-model golden`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from index_builder.encoder import Encoder
-from index_builder.faq import topic_of
+from index_builder.faq import describe_errors, topic_of
 from index_builder.lexical import Lexicon
 from index_builder.store import IndexBuildError, SearchSpec, Store
 
@@ -104,9 +96,7 @@ class QualityGateError(IndexBuildError):
 
 
 def _describe(exc: ValidationError) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'entry'}: {e['msg']}" for e in exc.errors()
-    )
+    return describe_errors(exc, whole="entry")
 
 
 def load_golden(path: Path) -> list[GoldenQuery]:
@@ -121,7 +111,7 @@ def load_golden(path: Path) -> list[GoldenQuery]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise GoldenFileError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from None
-        rows = [(n, row) for n, row in enumerate(data, start=1)]
+        rows = list(enumerate(data, start=1))
         where = "entry"
     else:
         rows = []
@@ -144,13 +134,11 @@ def load_golden(path: Path) -> list[GoldenQuery]:
     return golden
 
 
+@dataclass(frozen=True)
 class QualityGate:
-    def __init__(
-        self, golden: Sequence[GoldenQuery], encoder: Encoder, default_top_k: int = 5
-    ) -> None:
-        self.golden = list(golden)
-        self.encoder = encoder
-        self.default_top_k = default_top_k
+    golden: Sequence[GoldenQuery]
+    encoder: Encoder
+    default_top_k: int = 5
 
     def check(self, index: Store, collection: str) -> GateReport:
         texts = [g.query for g in self.golden]
@@ -164,16 +152,9 @@ class QualityGate:
         for g, top_k, hits in zip(self.golden, top_ks, found, strict=True):
             ids = [h.id for h in hits]
             rank = g.rank_in(ids)
+            asked = g.model_dump(exclude={"top_k"})  # the query, its expected id and match
             results.append(
-                GoldenResult(
-                    query=g.query,
-                    expected_id=g.expected_id,
-                    match=g.match,
-                    top_k=top_k,
-                    rank=rank,
-                    passed=rank is not None,
-                    top_ids=ids,
-                )
+                GoldenResult(**asked, top_k=top_k, rank=rank, passed=rank is not None, top_ids=ids)
             )
         failed = sum(not r.passed for r in results)
         return GateReport(passed=failed == 0, total=len(results), failed=failed, results=results)

@@ -1,37 +1,14 @@
 """The language a shopper's query is written in, offline, for choosing the answer's language.
 
-Lingua (`lingua-language-detector`, n-gram models bundled in the wheel, no network) is built once
-per process over the FAQ's languages plus the other languages shoppers are known to write in
-(`OTHER_LANGUAGES`, the shopper log's). The extra languages are there so that a Tagalog, Malay
-or Japanese query is recognised as such and its answers fall back to English, instead of being
-forced onto the nearest FAQ language: restricted to the six FAQ languages, Lingua gets 26% of
-the queries in other languages "right" (none), with them 86-88%. `detect()` answers only with a
-language the FAQ has, else None.
+Lingua (n-gram models bundled in the wheel) knows the FAQ's languages plus the shopper log's
+(`OTHER_LANGUAGES`), so a query in a language the FAQ lacks is recognised and falls back to
+English instead of being forced onto a look-alike FAQ language. A mixed-language query gets the
+one language whose models explain the whole text best (Lingua's per-section detection is
+unreliable on short text); a query without letters is undecided.
 
-Cost and accuracy, shopper dev+test splits (1,006 queries; `faq-model evaluate-answers` prints
-the test split's): low-accuracy mode (trigrams only) loads in about 0.1 s and about 25 MB for
-17 languages and takes about 0.1 ms a query; high-accuracy mode about 0.9 s, about 320 MB and
-0.15 ms. Right: English 85% / 97%, monolingual 87% / 94%, code-mixed 71% / 82%, other languages
-86% / 88% (low / high). Low accuracy misses short English queries ("track order pls" reads as
-German), but the answer then mostly falls back to English anyway: the top answer is in the
-query's language for 93.5% / 95.2% of the shopper test split with the base model. So the
-service defaults to low accuracy (`FAQ_QUERY_LANG_LOW_ACCURACY=false` for high).
-
-Mixed-language queries ("can I cancel mi pedido", "barang saya belum sampai, where is my
-order") get one language: the one whose n-gram models explain the whole text best. Lingua's
-per-section detection is documented as experimental and unreliable on short text, so it is not
-used. The English words often win over the sentence's own language (18-29% of code-mixed
-queries); the answer is then served in English, which a shopper who typed those English words
-can read. A query with no letters ("????", "12345") is undecided.
-
-Code-mixed or not (`read`, for the query log): English words in another language's text. A
-query that mixes Latin letters with another script ("accountを作りたい") is; else, when the
-text reads as a language other than English, a word of three letters or more that a detector of
-that language and English alone gives English a confidence of at least 0.7 makes it so (a
-detector of all languages calls "default", "email" and "reset" Italian, French and Indonesian).
-On the shopper dev split (threshold chosen there from 0.6/0.7/0.8) the rule flags 80% of the
-code-mixed queries and 12% of the others; on the test split 74% and 16% (low-accuracy mode,
-about 0.06 ms a query). Other pairs of languages (Hindi with Tamil) are not looked for.
+Code-mixed (`read`, for the query log): Latin letters beside another script, or a word of three
+letters or more that a detector of the text's language and English alone calls English with a
+confidence of at least 0.7 (a detector of all languages calls "email" or "reset" non-English).
 """
 
 from __future__ import annotations
@@ -40,15 +17,12 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-# The shopper log's languages (data/shopper/README.md): a query in one of them is recognised
-# even where the FAQ has no entry in it, and is then not served in a look-alike language.
+# The shopper log's languages (data/shopper/README.md).
 OTHER_LANGUAGES: tuple[str, ...] = (
     "en", "es", "pt", "fr", "de", "it", "nl", "tr",
     "id", "ms", "tl", "vi", "th", "hi", "ja", "ko", "zh",
 )  # fmt: skip
 
-
-# English confidence of a word, against the text's own language alone, that makes it code-mixed.
 CODE_MIXED_MIN_CONFIDENCE = 0.7
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 # A letter of a script other than Latin (Latin-1, Latin Extended A/B and Vietnamese's included).
@@ -57,11 +31,8 @@ _WORD = re.compile(r"[^\W\d_]{3,}")
 
 
 class QueryLanguageDetector:
-    """`detect(text)`: the FAQ language `text` is written in, or None.
-
-    Thread-safe after construction (Lingua's detector is read-only once its models are loaded;
-    they are loaded here, eagerly, so the first request does not pay for them).
-    """
+    """`detect(text)`: the FAQ language `text` is written in, or None. Thread-safe; the models
+    load here, eagerly, so the first request does not pay for them."""
 
     def __init__(
         self,
@@ -85,8 +56,7 @@ class QueryLanguageDetector:
         self._languages = {code: language for language, code in self._codes.items()}
         self._detector: Any = None
         self._english: Any = Language.ENGLISH if "en" in self.languages else None
-        # Detectors of one language and English, made on first use (they share the loaded
-        # models): `read`'s word test.
+        # `read`'s detectors of one language and English, made on first use.
         self._pairs: dict[Any, Any] = {}
         if len(self._codes) >= 2:
             self._detector = self._build(self._codes, preload=True)
@@ -106,8 +76,7 @@ class QueryLanguageDetector:
         if self._detector is None:
             # One language (or none) known: nothing to tell apart.
             return next(iter(self.languages), None) if any(c.isalpha() for c in text) else None
-        found = self._detector.detect_language_of(text)
-        return self._codes.get(found) if found is not None else None
+        return self._codes.get(self._detector.detect_language_of(text))
 
     def read(self, text: str, *, known: str | None = None) -> tuple[str | None, bool]:
         """`detect_any(text)`, and whether the text is code-mixed (the module's rule). `known`:
@@ -117,7 +86,7 @@ class QueryLanguageDetector:
         found = self._languages.get(known) if known is not None else None
         if found is None:
             found = self._detector.detect_language_of(text)
-        lang = self._codes.get(found) if found is not None else None
+        lang = self._codes.get(found)
         if _LATIN_WORD.search(text) and _OTHER_SCRIPT.search(text):
             return lang, True
         if found is None or self._english is None or found == self._english:

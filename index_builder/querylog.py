@@ -1,10 +1,7 @@
 """The query log's schema and database (FAQ_QUERY_LOG): one definition, SQLite or PostgreSQL.
 
-The service writes it (`app/services/querylog.py`); `faq-model build-data --source querylog`
-and the analytics read it. SQLAlchemy Core, so one schema and one code path serve an SQLite
-file (WAL: readers never block the writer) and a PostgreSQL server. The columns are described
-in docs/api.md ("The query log"): one `faq_searches` row per answered query, one
-`faq_feedback` row per click or vote. Times are UTC (SQLite returns them without a zone).
+The service writes it (`app/services/querylog.py`); the training export and the analytics read
+it. Columns: docs/api.md ("The query log"). Times are UTC (SQLite returns them without a zone).
 """
 
 from __future__ import annotations
@@ -13,26 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Integer,
-    MetaData,
-    SmallInteger,
-    String,
-    Table,
-    Text,
-    create_engine,
-    delete,
-    event,
-    exc,
-    select,
-)
+import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Engine, make_url
 
@@ -40,40 +18,40 @@ from sqlalchemy.engine import Engine, make_url
 DEFAULT_SQLITE = Path("var/querylog.db")
 
 # SQLite gives a row id only to an INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit identity.
-_ID = BigInteger().with_variant(Integer, "sqlite")
-_HITS = JSON().with_variant(JSONB(), "postgresql")
+_ID = sa.BigInteger().with_variant(sa.Integer, "sqlite")
+_HITS = sa.JSON().with_variant(JSONB(), "postgresql")
 
-metadata = MetaData()
+metadata = sa.MetaData()
 
-searches = Table(
+searches = sa.Table(
     "faq_searches",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("request_id", String(128), nullable=False, index=True),
-    Column("position", SmallInteger, nullable=False),
-    Column("query", Text, nullable=False),
-    Column("lang", String(16)),
-    Column("code_mixed", Boolean, nullable=False),
-    Column("answered", Boolean, nullable=False),
-    Column("answer_score", Float),
-    Column("top_id", String(128)),
-    Column("top_topic", String(128)),
-    Column("top_score", Float),
-    Column("hits", _HITS, nullable=False),
-    Column("latency_ms", Float, nullable=False),
-    Column("collection", String(128)),
-    Column("model", String(256)),
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("request_id", sa.String(128), nullable=False, index=True),
+    sa.Column("position", sa.SmallInteger, nullable=False),
+    sa.Column("query", sa.Text, nullable=False),
+    sa.Column("lang", sa.String(16)),
+    sa.Column("code_mixed", sa.Boolean, nullable=False),
+    sa.Column("answered", sa.Boolean, nullable=False),
+    sa.Column("answer_score", sa.Float),
+    sa.Column("top_id", sa.String(128)),
+    sa.Column("top_topic", sa.String(128)),
+    sa.Column("top_score", sa.Float),
+    sa.Column("hits", _HITS, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("collection", sa.String(128)),
+    sa.Column("model", sa.String(256)),
 )
 
-feedback = Table(
+feedback = sa.Table(
     "faq_feedback",
     metadata,
-    Column("id", _ID, primary_key=True, autoincrement=True),
-    Column("search_id", ForeignKey(searches.c.id), nullable=False, index=True),
-    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("clicked_id", String(128)),
-    Column("helpful", Boolean),
+    sa.Column("id", _ID, primary_key=True, autoincrement=True),
+    sa.Column("search_id", sa.ForeignKey(searches.c.id), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("clicked_id", sa.String(128)),
+    sa.Column("helpful", sa.Boolean),
 )
 
 
@@ -97,12 +75,12 @@ def connect(url: str) -> Engine:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         # Another worker process or the feedback route may hold the write lock a moment.
         kwargs = {"connect_args": {"timeout": 30}}
-    engine = create_engine(parsed, **kwargs)
+    engine = sa.create_engine(parsed, **kwargs)
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_wal)
+        sa.event.listen(engine, "connect", _sqlite_wal)
     try:
         metadata.create_all(engine)
-    except exc.DBAPIError:
+    except sa.exc.DBAPIError:
         # Several workers start at once: another one created the tables between the check
         # and the CREATE; the second pass finds them.
         metadata.create_all(engine)
@@ -119,7 +97,7 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 def purge(engine: Engine, retention_days: int, now: datetime | None = None) -> int:
     """Deletes the searches older than `retention_days` and their feedback; how many searches."""
     cutoff = (now or datetime.now(UTC)) - timedelta(days=retention_days)
-    old = select(searches.c.id).where(searches.c.created_at < cutoff)
+    old = sa.select(searches.c.id).where(searches.c.created_at < cutoff)
     with engine.begin() as conn:
-        conn.execute(delete(feedback).where(feedback.c.search_id.in_(old)))
-        return conn.execute(delete(searches).where(searches.c.created_at < cutoff)).rowcount
+        conn.execute(sa.delete(feedback).where(feedback.c.search_id.in_(old)))
+        return conn.execute(sa.delete(searches).where(searches.c.created_at < cutoff)).rowcount

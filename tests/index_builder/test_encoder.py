@@ -100,7 +100,7 @@ def test_length_sorted_batches_keep_the_callers_order(tiny_onnx_dir: Path) -> No
     together = small_batches.encode(texts, "passage")
     one_by_one = np.stack([small_batches.encode_passages([t])[0] for t in texts])
     np.testing.assert_allclose(together.vectors, one_by_one, atol=1e-5)
-    assert together.n_tokens == [small_batches.count_tokens([t], "passage")[0] for t in texts]
+    assert together.n_tokens == [len(e.ids) for e in small_batches.tokenize(texts, "passage")]
 
 
 def test_empty_batch(encoder: OnnxEncoder) -> None:
