@@ -1,12 +1,6 @@
 """Searches, one async path for every store: cut the queries, encode them on the inference
-worker, search them in batches with other requests' queries, shape the answers.
-
-A request's queries are tokenised in one call and encoded in the inference worker's batches
-(`app/services/batcher.py`). Their vectors then join those of every other request ready in the
-same turn of the event loop, and the store searches them in one `search_batch` call (one matrix
-product in process, one round trip to a Qdrant server); each query keeps its own filters and
-top_k. Up to the store's `search_concurrency` batches run at once; requests that arrive
-meanwhile form the next one.
+worker, search them in one `search_batch` call with every other request's queries ready in the
+same turn of the event loop (each keeps its own filters and top_k), shape the answers.
 """
 
 from __future__ import annotations
@@ -137,10 +131,8 @@ class SearchService:
         answering: Answering | None = None,
         deadline_s: float = 2.0,
     ) -> None:
-        """`deadline_s`: longest wait for the store's answer to one batch (a hanging store is
-        a 503 then, never a request that waits forever)."""
-        # Grouping, the answer's language and abstain (app/services/answering.py); without
-        # one, every hit as ranked and never an abstention.
+        """`deadline_s`: longest wait for the store's answer to one batch (then a 503).
+        Without `answering`, every hit as ranked and never an abstention."""
         self.answering = answering or Answering(AbstainRule(None))
         self.guard = guard
         self.metrics = metrics
@@ -157,6 +149,8 @@ class SearchService:
         info = self.guard.cached()
         if info is None:
             info = await run_in_threadpool(self.guard.current)
+
+
         # A request without min_score gets the live collection's threshold (picked for its FAQ
         # at reindex), else the model's: `answering.threshold`. `info` may trail an alias move
         # by the guard's check interval; a reindex in this process invalidates it at once.
@@ -181,12 +175,9 @@ class SearchService:
     async def _answer_batch(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
     ) -> list[Shaped]:
+        entries = self.guard.store.topic_entries()
         return await self.answering.answer_batch(
-            specs,
-            vectors,
-            self._search,
-            self.max_query_chars,
-            topic_entries=self.guard.store.topic_entries(),
+            specs, vectors, self._search, self.max_query_chars, topic_entries=entries
         )
 
     async def _search(
