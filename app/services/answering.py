@@ -256,12 +256,7 @@ class Answering:
                 self.abstained.inc()
             return Shaped([], [], [], [], False, score, detected)
         answers = group_by_topic(
-            hits,
-            top_k,
-            requested=lang,
-            detected=detected,
-            group=group,
-            lookup=lookup,
+            hits, top_k, requested=lang, detected=detected, group=group, lookup=lookup
         )
         return Shaped(
             [a.hit for a in answers],

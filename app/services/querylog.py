@@ -203,16 +203,13 @@ class QueryLog:
                 continue
             entries: list[Entry] = []
             markers: list[threading.Event] = []
-            stop = False
             gathered_by = time.monotonic() + self.linger_s
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
+            while item is not None:
+                if isinstance(item, threading.Event):
                     markers.append(item)
                 else:
                     entries.append(item)
-                if stop or markers or len(entries) >= self._batch:
+                if markers or len(entries) >= self._batch:
                     break
                 wait = gathered_by - time.monotonic()
                 try:
@@ -227,7 +224,7 @@ class QueryLog:
                     self.dropped.labels("write_failed").inc(len(entries))
             for marker in markers:
                 marker.set()
-            if stop:
+            if item is None:
                 return
 
     def _purge(self) -> None:
@@ -239,7 +236,6 @@ class QueryLog:
         if deleted:
             days = self.retention_days
             log.info("query log: %d searches older than %d days deleted", deleted, days)
-
 
     def _row(self, entry: Entry) -> dict[str, Any]:
         created, request_id, position, text, answer, took_ms, collection, model = entry

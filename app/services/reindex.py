@@ -26,12 +26,7 @@ from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.faq_calibration import annotator
-from index_builder.quality_gate import (
-    GateReport,
-    GoldenQuery,
-    QualityGate,
-    QualityGateError,
-)
+from index_builder.quality_gate import GateReport, GoldenQuery, QualityGate, QualityGateError
 from index_builder.store import FaqIndexError, Store
 from index_builder.store.base import Annotate
 
@@ -343,10 +338,7 @@ def reindex_annotator(
 
 
 def create_admin(
-    settings: Settings,
-    encoder: Encoder,
-    guard: IndexGuard,
-    golden: Sequence[GoldenQuery] | None,
+    settings: Settings, encoder: Encoder, guard: IndexGuard, golden: Sequence[GoldenQuery] | None
 ) -> AdminService:
     """The admin service for the lifespan, after recovering from an earlier process's death."""
     gate = None

@@ -19,7 +19,6 @@ from app.metrics import Metrics
 from app.services.answering import Answering, QuerySpec, Shaped
 from app.services.batcher import DeadlineExceededError, InferenceWorker
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
-from index_builder.calibration import AbstainRule
 from index_builder.store import FaqIndexError, Hit, SearchSpec
 
 log = logging.getLogger(__name__)
@@ -128,12 +127,11 @@ class SearchService:
         max_query_chars: int,
         queries: InferenceWorker,
         *,
-        answering: Answering | None = None,
-        deadline_s: float = 2.0,
+        answering: Answering,
+        deadline_s: float,
     ) -> None:
-        """`deadline_s`: longest wait for the store's answer to one batch (then a 503).
-        Without `answering`, every hit as ranked and never an abstention."""
-        self.answering = answering or Answering(AbstainRule(None))
+        """`deadline_s`: longest wait for the store's answer to one batch (then a 503)."""
+        self.answering = answering
         self.guard = guard
         self.metrics = metrics
         self.max_query_chars = max_query_chars
@@ -150,10 +148,8 @@ class SearchService:
         if info is None:
             info = await run_in_threadpool(self.guard.current)
 
-
-        # A request without min_score gets the live collection's threshold (picked for its FAQ
-        # at reindex), else the model's: `answering.threshold`. `info` may trail an alias move
-        # by the guard's check interval; a reindex in this process invalidates it at once.
+        # A request without min_score gets the threshold in force for the live collection.
+        # `info` may trail an alias move by the guard's check interval (a local reindex: not).
         default = self.answering.threshold(info).min_score
         if default is not None:
             specs = [s if s.min_score is not None else replace(s, min_score=default) for s in specs]
@@ -202,9 +198,9 @@ class SearchService:
                 raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
             if isinstance(exc, FaqIndexError):
                 raise IndexUnavailableError(str(exc)) from exc
-            # Anything else from the store (a MemoryError loading a version, a collection
-            # deleted under a search, a bug): the index cannot answer now, a 503 with
-            # Retry-After like an outage, and the traceback for the operator.
+            # Anything else (a MemoryError loading a version, a collection deleted under a
+            # search, a bug): a 503 like an outage, and the traceback for the operator.
+
             log.exception("the store failed a search of %d queries", len(specs))
             raise IndexUnavailableError(f"the index failed: {type(exc).__name__}") from exc
         self.metrics.search_duration.observe(time.perf_counter() - t0)
