@@ -20,14 +20,13 @@ from index_builder.faq import topic_of
 
 # An answer this close above the abstain threshold was a guess: its query joins the gaps.
 LOW_SCORE_MARGIN = 0.05
-# Clustering is quadratic in the queries (2,000: about 0.2 s and 30 MB); the newest are kept.
+# Clustering is quadratic in the queries: only the newest are kept.
 MAX_GAP_QUERIES = 2000
-# Average-linkage cosine distance at which clusters stop merging. On multilingual-e5-small,
-# queries on one missing topic in four languages sit 0.13-0.14 apart on average and 0.21 from
-# other queries: from 0.15 to 0.17 three planted topics are the top three gaps, apart from
-# off-topic and shop noise, on fp32 and int8 (tests/app/test_analytics.py); at 0.14 one splits,
-# at 0.18 one merges with noise. A model that spreads queries wider wants a larger one.
+# Average-linkage cosine distance at which clusters stop merging: wide enough to join one
+# missing topic asked in several languages, narrow enough to keep it apart from noise
+# (tests/app/test_analytics.py). A model that spreads queries wider wants a larger one.
 DEFAULT_DISTANCE = 0.16
+
 MAX_GAPS = 20
 TOP_TOPICS = 10
 

@@ -1,11 +1,12 @@
 """From search hits to what a shopper is shown: one answer per topic in their language, or none.
 
-`Answering.answer_batch` runs a batch's searches and shapes each query's hits: grouping
-(`index_builder.answers`: one entry per topic, in the requested language, else the query's,
-else English; an entry that ranked below the fetched hits comes from the in-process snapshot,
-or from searches restricted to those languages in the same call to a server) and abstain
-(`index_builder.calibration`: below `min_score`, the request's, else `FAQ_MIN_SCORE`, else the
-model's calibrated one, the answer is `answered: false`; `faq_search_abstained_total` counts it).
+`Answering.answer_batch` searches a batch and shapes each query's hits: grouping by topic in
+the requested language, else the query's, else English (`index_builder.answers`), and abstain
+below the threshold in force (`index_builder.calibration`).
+
+A request without `min_score` gets, in order: `FAQ_MIN_SCORE`; else the live collection's,
+picked for its FAQ at reindex (`index_builder.faq_calibration`), used only with the rule and
+fusion weights it was picked with; else the served variant's calibrated one; else none.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache, partial
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import Counter
 
-from app.services.thresholds import Threshold, Thresholds
 from index_builder.answers import (
     LangReason,
     Lookup,
@@ -32,6 +33,7 @@ from index_builder.answers import (
 )
 from index_builder.calibration import AbstainRule
 from index_builder.encoder import Encoder
+from index_builder.faq_calibration import CollectionCalibration, anchors_hash
 from index_builder.lexical import Lexicon
 from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
@@ -43,6 +45,73 @@ log = logging.getLogger(__name__)
 
 # Searches `vectors[i]` with `specs[i]` = (limit, lang filter, market): one call for a batch.
 BatchSearch = Callable[[NDArray[np.float32], Sequence[SearchSpec]], Awaitable[list[list[Hit]]]]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    min_score: float | None
+    source: Literal["FAQ_MIN_SCORE", "collection", "model", "none"]
+    # The collection whose threshold it is (source "collection").
+    collection: str | None = None
+
+
+class Thresholds:
+    """The threshold in force for a request without `min_score` (module docstring's order)."""
+
+    def __init__(
+        self,
+        model: AbstainCalibration | None,
+        *,
+        override: float | None = None,
+        retrieval: str = "",
+        use_collection: bool = True,
+    ) -> None:
+        self.model = model
+        self.override = override
+        self.retrieval = retrieval
+        self.use_collection = use_collection
+        self._anchors = anchors_hash(model.anchors) if model is not None else ""
+        # Per (collection, created_at): its usable threshold or None. A version never changes
+        # its record, so each is read (and warned about) once.
+        self._seen: dict[tuple[str, str], float | None] = {}
+
+    def for_index(self, index: IndexInfo | None) -> Threshold:
+        if self.override is not None:
+            return Threshold(self.override, "FAQ_MIN_SCORE")
+        if index is not None and self.use_collection:
+            key = (index.collection, index.created_at)
+            if key not in self._seen:
+                if len(self._seen) > 64:  # rollbacks and reindexes over a long uptime
+                    self._seen.clear()
+                self._seen[key] = self._usable(index)
+            picked = self._seen[key]
+            if picked is not None:
+                return Threshold(picked, "collection", index.collection)
+        if self.model is None:
+            return Threshold(None, "none")
+        return Threshold(self.model.min_score, "model")
+
+    def _usable(self, index: IndexInfo) -> float | None:
+        record = CollectionCalibration.from_meta(index.abstain)
+        if record is None or self.model is None:
+            return None
+        if record.offtopic_weight != self.model.offtopic_weight:
+            why = (
+                f"off-topic weight {record.offtopic_weight} (served: {self.model.offtopic_weight})"
+            )
+        elif record.anchors_hash != self._anchors:
+            why = "other off-topic anchors than the served rule's"
+        elif record.retrieval != self.retrieval:
+            why = f"fusion {record.retrieval} (served: {self.retrieval})"
+        else:
+            return record.min_score
+        log.warning(
+            "the abstain threshold picked for %s was scored with %s: the model's serves; "
+            "reindex to pick one for the served rule",
+            index.collection,
+            why,
+        )
+        return None
 
 
 @dataclass(frozen=True)
@@ -85,7 +154,6 @@ class Answering:
         rule: AbstainRule,
         detector: QueryLanguageDetector | None = None,
         *,
-        group_default: bool = True,
         abstained: Counter | None = None,
         lexicon: Lexicon | None = None,
         thresholds: Thresholds | None = None,
@@ -95,7 +163,6 @@ class Answering:
         self.detector = detector
         # Tokens of the lexical part of a search (None: the part is off, nothing to tokenise).
         self.lexicon = lexicon
-        self.group_default = group_default
         self.abstained = abstained
 
     def threshold(self, index: IndexInfo | None) -> Threshold:
@@ -126,7 +193,7 @@ class Answering:
         trip costs more than it saves."""
         texts = [s.text[:max_query_chars] for s in specs]
         detected = [self.query_lang(t) for t in texts]
-        limits = [self.fetch_limit(s.top_k, s.group) for s in specs]
+        limits = [fetch_limit(s.top_k, group=s.group) for s in specs]
         lexical = self.lexicon.queries(texts) if self.lexicon is not None else [()] * len(specs)
         requests: list[SearchSpec] = [
             SearchSpec(k, s.lang_filter, s.market, tokens)
@@ -167,10 +234,6 @@ class Answering:
             )
         ]
 
-    def fetch_limit(self, top_k: int, group: bool | None) -> int:
-        """Hits to ask the index for so that grouping can still fill `top_k` answers."""
-        return fetch_limit(top_k, group=self.group_default if group is None else group)
-
     def shape(
         self,
         text: str,
@@ -178,7 +241,7 @@ class Answering:
         hits: Sequence[Hit],
         top_k: int,
         *,
-        group: bool | None = None,
+        group: bool = True,
         lang: str | None = None,
         min_score: float | None = None,
         detected: str | _Detect | None = _Detect.HERE,
@@ -193,12 +256,7 @@ class Answering:
                 self.abstained.inc()
             return Shaped([], [], [], [], False, score, detected)
         answers = group_by_topic(
-            hits,
-            top_k,
-            requested=lang,
-            detected=detected,
-            group=self.group_default if group is None else group,
-            lookup=lookup,
+            hits, top_k, requested=lang, detected=detected, group=group, lookup=lookup
         )
         return Shaped(
             [a.hit for a in answers],
@@ -215,11 +273,10 @@ def served_calibration(
     model_dir: Path, fingerprint: str, variant: str = "fp32"
 ) -> AbstainCalibration | None:
     """The abstain rule calibrated for the served model and variant, or None: no manifest in
-    `model_dir`, never calibrated, or the manifest describes another model than the one served
-    (a test's fake encoder, a model directory changed under a running service). A variant
-    never calibrated gets another variant's rule, with a warning: its scores differ (int8
-    abstained on 47 of 60 off-topic questions with fp32's threshold where fp32 did on 57), but
-    a rule a little off is closer than none."""
+    `model_dir`, never calibrated, or the manifest describes another model than the one served.
+    A variant never calibrated gets another variant's rule, with a warning: a rule a little off
+    is closer than none."""
+
     try:
         manifest = ModelManifest.read(model_dir)
         described = manifest.fingerprint(variant)

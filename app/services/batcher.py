@@ -1,13 +1,8 @@
-"""One owner of the model: a single inference thread runs every model call, in batches
-(continuous batching, modelled on text-embeddings-inference's `core/src/queue.rs`; the design
-and its figures: docs/design.md "One owner of the model").
-
-Requests tokenise in their own thread and queue their queries, bounded (a full queue is a 429
-at once); whenever the thread is free it takes what is queued, one token-length class at a
-time, up to `max_batch_size` queries and `max_batch_tokens` tokens counted with padding, after
-an optional `max_wait_s`. A query whose caller left or whose deadline passed is dropped, never
-encoded (the caller gets a 503). Other model work (reindex, edits, the quality gate) runs on the
-same thread as jobs that alternate with query batches.
+"""One owner of the model: a single inference thread runs every model call, in continuous
+batches of one token-length class, bounded by `max_batch_size` and `max_batch_tokens` (counted
+with padding). A full queue is a 429; a query whose caller left or whose deadline passed is never
+encoded (503). Other model work runs on the same thread as jobs alternating with query batches.
+Design and figures: docs/design.md "One owner of the model".
 """
 
 from __future__ import annotations
@@ -22,7 +17,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -35,7 +30,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_T = TypeVar("_T")
 
 # Token-length classes: 2**4 = 16 tokens covers nearly every shopper query in one class.
 _MIN_BUCKET_BITS = 4
@@ -75,16 +69,6 @@ class BatcherConfig:
         if self.max_wait_s < 0 or self.deadline_s <= 0:
             raise ValueError("max_wait_s must be >= 0 and deadline_s > 0")
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> BatcherConfig:
-        return cls(
-            max_batch_size=settings.batch_max_size,
-            max_wait_s=settings.batch_max_wait_ms / 1000.0,
-            max_batch_tokens=settings.batch_max_tokens,
-            max_queue_size=settings.batch_queue_size,
-            deadline_s=settings.batch_deadline_s,
-        )
-
 
 @dataclass(frozen=True)
 class EncodedQuery:
@@ -118,20 +102,10 @@ def padded_tokens(lengths: Sequence[int]) -> int:
     return len(lengths) * max(lengths, default=0)
 
 
-def _results(encoded: Sequence[EncodedQuery], dim: int) -> EncodeResult:
-    vectors = np.stack([e.vector for e in encoded]) if encoded else np.empty((0, dim), np.float32)
-    return EncodeResult(
-        vectors=vectors.astype(np.float32, copy=False),
-        n_tokens=[e.n_tokens for e in encoded],
-        truncated=[e.truncated for e in encoded],
-    )
-
-
 class InferenceWorker:
     """A bounded queue of tokenised queries and the one thread that runs the model.
 
-    `start()` and `stop()` belong to the app's lifespan; `encode()` is called from request
-    threads (FastAPI's threadpool) and blocks until its vectors are ready or its deadline passes.
+    `start()` and `stop()` belong to the app's lifespan; requests await `encode_async()`.
     """
 
     def __init__(
@@ -191,10 +165,13 @@ class InferenceWorker:
         # Whatever is left (a worker that never started or is stuck) fails instead of hanging.
         with self._cond:
             closed = BatcherClosedError("the service is shutting down")
-            for pending in self._take_all_locked():
+            for pending in (p for queue in self._buckets.values() for p in queue):
                 _fail(pending.future, closed)
             while self._jobs:
                 _fail(self._jobs.popleft().future, closed)
+            self._buckets.clear()
+            self._size = 0
+            self._set_depth_locked()
             self._thread = None
             self._release_model()
 
@@ -232,11 +209,8 @@ class InferenceWorker:
     async def encode_async(
         self, texts: Sequence[str], kind: Kind = "query", *, bulk: bool = False
     ) -> EncodeResult:
-        """Tokenise here (one call), encode in the worker's next batches, await the vectors
-        until the deadline (the worker resolves the futures through the loop). Searches and
-        /v1/embeddings both come here: one bounded queue, one deadline for every caller.
-
-        `bulk` (embeddings): such texts in flight are held to half the queue, so a flood of
+        """Tokenise here, encode in the worker's next batches, await the vectors until the
+        deadline. `bulk` texts (embeddings) in flight are held to half the queue, so a flood of
         them is refused (429) while searches still find room."""
         if not bulk:
             return await self._encode(texts, kind, bulk)
@@ -278,32 +252,31 @@ class InferenceWorker:
             for f in futures:
                 f.cancel()
             raise
-        return _results(encoded, self.encoder.dim)
-
-    def run_job(self, job: Callable[[TokenizingEncoder], _T]) -> _T:
-        """Run `job(encoder)` on the inference thread and return its result (no deadline).
-
-        For model work other than queries; it alternates with query batches under load.
-        """
-        future: Future[_T] = Future()
-        encoder = self.encoder
-        with self._cond:
-            self._check_open_locked()
-            self._jobs.append(_Job(lambda: job(encoder), future))
-            self._cond.notify_all()
-        try:
-            return future.result()
-        except CancelledError:
-            raise BatcherClosedError("the model job was cancelled (service stopping)") from None
+        if not encoded:
+            return EncodeResult(np.empty((0, self.encoder.dim), np.float32), [], [])
+        return EncodeResult(
+            np.stack([e.vector for e in encoded]).astype(np.float32, copy=False),
+            [e.n_tokens for e in encoded],
+            [e.truncated for e in encoded],
+        )
 
     def _own_model(self) -> None:
-        """Route the encoder's model runs through this thread, whoever calls them."""
+        """Route the encoder's model runs through this thread, whoever calls them: other model
+        work (reindex, edits, the quality gate) becomes a job, alternating with query batches."""
         run_model = self._run_model
 
         def owned(encodings: Sequence[Tokenized]) -> EncodeResult:
             if threading.current_thread() is self._thread:
                 return run_model(encodings)
-            return self.run_job(lambda _: run_model(encodings))
+            future: Future[EncodeResult] = Future()
+            with self._cond:
+                self._check_open_locked()
+                self._jobs.append(_Job(functools.partial(run_model, encodings), future))
+                self._cond.notify_all()
+            try:
+                return future.result()
+            except CancelledError:
+                raise BatcherClosedError("the model job was cancelled (service stopping)") from None
 
         # An instance attribute shadows the class's method; removed again by stop().
         setattr(self.encoder, "encode_tokenized", owned)  # noqa: B010
@@ -376,17 +349,14 @@ class InferenceWorker:
     def _fill(self, queue: deque[_Pending]) -> tuple[int, bool]:
         """How many queries from the head of `queue` make one batch, and whether it is full."""
         longest = 0
-        count = 0
-        for p in queue:
+        for count, p in enumerate(queue):
             if count == self.config.max_batch_size:
                 return count, True
-            longest_with = max(longest, p.n_tokens)
+            longest = max(longest, p.n_tokens)
             # A single query always fits, even one longer than the whole budget.
-            if count and (count + 1) * longest_with > self.config.max_batch_tokens:
+            if count and (count + 1) * longest > self.config.max_batch_tokens:
                 return count, True
-            longest = longest_with
-            count += 1
-        return count, count == self.config.max_batch_size
+        return len(queue), len(queue) == self.config.max_batch_size
 
     def _take_locked(self, bucket: tuple[bool, int], count: int, now: float) -> list[_Pending]:
         queue = self._buckets[bucket]
@@ -404,31 +374,19 @@ class InferenceWorker:
 
     def _drop_dead_locked(self, now: float) -> None:
         """Remove cancelled queries and fail the ones whose deadline passed, unencoded."""
-        for bucket in list(self._buckets):
-            queue = self._buckets[bucket]
+        for bucket, queue in list(self._buckets.items()):
             if not any(p.future.cancelled() or p.deadline <= now for p in queue):
                 continue
-            kept: deque[_Pending] = deque()
             for p in queue:
-                if p.future.cancelled():
-                    continue
-                if p.deadline <= now:
+                if p.deadline <= now and not p.future.cancelled():
                     _fail(p.future, DeadlineExceededError(self._deadline_message()))
-                    continue
-                kept.append(p)
+            kept = deque(p for p in queue if not p.future.done())
             self._size -= len(queue) - len(kept)
             if kept:
                 self._buckets[bucket] = kept
             else:
                 del self._buckets[bucket]
             self._set_depth_locked()
-
-    def _take_all_locked(self) -> list[_Pending]:
-        everything = [p for queue in self._buckets.values() for p in queue]
-        self._buckets.clear()
-        self._size = 0
-        self._set_depth_locked()
-        return everything
 
     def _set_depth_locked(self) -> None:
         if self.metrics is not None:
@@ -448,10 +406,9 @@ class InferenceWorker:
             self.metrics.inference_duration.observe(time.perf_counter() - t0)
             self.metrics.batch_size.observe(len(lengths))
             self.metrics.batch_tokens.observe(padded_tokens(lengths))
-        for i, p in enumerate(batch):
-            p.future.set_result(
-                EncodedQuery(result.vectors[i], result.n_tokens[i], result.truncated[i])
-            )
+        rows = zip(batch, result.vectors, result.n_tokens, result.truncated, strict=True)
+        for p, vector, n_tokens, truncated in rows:
+            p.future.set_result(EncodedQuery(vector, n_tokens, truncated))
 
 
 def _run_job(job: _Job) -> None:
@@ -474,9 +431,12 @@ def _fail(future: Future[Any], exc: BaseException) -> None:
 def build_query_encoding(
     encoder: Encoder, settings: Settings, metrics: Metrics | None = None
 ) -> InferenceWorker:
-    """The inference worker (not yet started) that owns `encoder` from now on.
-
-    The same on CPU and CUDA: with `FAQ_BATCH_MAX_WAIT_MS` = 0 (the default) a lone query runs
-    at once, and concurrent queries share model runs instead of running the session at once.
-    """
-    return InferenceWorker(encoder, BatcherConfig.from_settings(settings), metrics)
+    """The inference worker (not yet started) that owns `encoder` from now on."""
+    config = BatcherConfig(
+        max_batch_size=settings.batch_max_size,
+        max_wait_s=settings.batch_max_wait_ms / 1000.0,
+        max_batch_tokens=settings.batch_max_tokens,
+        max_queue_size=settings.batch_queue_size,
+        deadline_s=settings.batch_deadline_s,
+    )
+    return InferenceWorker(encoder, config, metrics)

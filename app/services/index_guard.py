@@ -42,7 +42,6 @@ class IndexGuard:
         store: Store,
         fingerprint: str,
         interval_s: float = CHECK_INTERVAL_S,
-        failure_ttl_s: float | None = None,
         on_check: Callable[[IndexInfo], None] | None = None,
     ) -> None:
         """`on_check(info)` after every good check: each worker keeps its own gauges of the
@@ -53,7 +52,7 @@ class IndexGuard:
         self.interval_s = interval_s
         # Requests during an outage answer 503 at once instead of each paying Qdrant's timeout;
         # briefly, so recovery is noticed within a second.
-        self.failure_ttl_s = min(interval_s, 1.0) if failure_ttl_s is None else failure_ttl_s
+        self.failure_ttl_s = min(interval_s, 1.0)
         self._lock = threading.Lock()
         self._info: IndexInfo | None = None
         self._checked_at = 0.0

@@ -88,15 +88,14 @@ class AdminLock:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                self._handle = handle
+                return True
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     handle.close()
                     self._thread_lock.release()
                     return False
                 time.sleep(0.05)
-                continue
-            self._handle = handle
-            return True
 
     def release(self) -> None:
         handle, self._handle = self._handle, None
@@ -150,14 +149,8 @@ class JobStore:
 
     def all(self) -> list[JobRecord]:
         """Every readable record, newest first."""
-        records: list[JobRecord] = []
-        if not self.directory.is_dir():
-            return records
-        for path in self.directory.glob("*.json"):
-            record = self.load(path.stem)
-            if record is not None:
-                records.append(record)
-        return sorted(records, key=lambda r: r.created_at, reverse=True)
+        records = [self.load(path.stem) for path in self.directory.glob("*.json")]
+        return sorted(filter(None, records), key=lambda r: r.created_at, reverse=True)
 
     def unfinished(self) -> JobRecord | None:
         """A job some worker has queued or is running, if any."""
@@ -166,20 +159,19 @@ class JobStore:
     def recover(self) -> list[JobRecord]:
         """Mark the jobs a previous process left queued or running as failed. Only with the
         admin lock held: a job another live worker runs holds it, and is not touched."""
-        interrupted = []
-        for record in self.all():
-            if record.state in ("queued", "running"):
-                record.state = "failed"
-                record.error = INTERRUPTED
-                record.finished_at = now_iso()
-                self.save(record)
-                log.warning(
-                    "reindex job %s was %s when the service stopped: marked failed%s",
-                    record.id,
-                    "running" if record.started_at else "queued",
-                    f"; its items are kept in {record.items_file}" if record.items_file else "",
-                )
-                interrupted.append(record)
+        interrupted = [r for r in self.all() if r.state in ("queued", "running")]
+        for record in interrupted:
+            was = "running" if record.started_at else "queued"
+            record.state = "failed"
+            record.error = INTERRUPTED
+            record.finished_at = now_iso()
+            self.save(record)
+            log.warning(
+                "reindex job %s was %s when the service stopped: marked failed%s",
+                record.id,
+                was,
+                f"; its items are kept in {record.items_file}" if record.items_file else "",
+            )
         return interrupted
 
     def prune(self) -> None:

@@ -1,13 +1,9 @@
 """The query log's writer: off the request path, in batches, never in a search's way.
 
-A search hands `record` one tuple per query (the raw text, the shaped answer, times and ids),
-put on a bounded queue without waiting: a full queue drops the entry and counts it
-(`faq_querylog_dropped_total{reason="queue_full"}`). One writer thread per process takes
-what is queued, up to `BATCH` entries or what `LINGER_S` gathers, and does the work there: the
-scrubber, the language and code-mixed reading (`QueryLanguageDetector.read`), one multi-row
-INSERT. It deletes the
-rows past the retention when it starts and every hour. Imported only when FAQ_QUERY_LOG is on,
-so a service without the log never loads SQLAlchemy (about 25 MB and 0.2 s a worker).
+A search hands `record` one tuple per query, put on a bounded queue without waiting (a full
+queue drops and counts it). One writer thread per process takes up to `BATCH` entries or what
+`LINGER_S` gathers, scrubs them, reads their language and writes them in one INSERT; it deletes
+rows past the retention at start and hourly. Imported only when FAQ_QUERY_LOG is on (SQLAlchemy).
 """
 
 from __future__ import annotations
@@ -35,11 +31,8 @@ from index_builder.querylog import connect, database_url, feedback, purge, searc
 log = logging.getLogger(__name__)
 
 BATCH = 512
-# How long the writer gathers entries before it writes them. One transaction per search cost
-# about 500 us of CPU a row on 2 cores (SQLAlchemy's begin/compile/commit), several times the row
-# itself, and the writer shares the cores and the GIL with the searches: `make bench-querylog`
-# measured the log costing 6-12 % of c=32 throughput with the writer taking entries one by one.
-# A flush (POST /feedback) or close writes at once.
+# How long the writer gathers entries before it writes them: a transaction per search costs
+# several times the row, on the searches' cores. A flush (POST /feedback) or close writes at once.
 LINGER_S = 0.2
 PURGE_EVERY_S = 3600.0
 # How long POST /feedback waits for this process's queued searches to be written.
@@ -210,16 +203,13 @@ class QueryLog:
                 continue
             entries: list[Entry] = []
             markers: list[threading.Event] = []
-            stop = False
             gathered_by = time.monotonic() + self.linger_s
-            while True:
-                if item is None:
-                    stop = True
-                elif isinstance(item, threading.Event):
+            while item is not None:
+                if isinstance(item, threading.Event):
                     markers.append(item)
                 else:
                     entries.append(item)
-                if stop or markers or len(entries) >= self._batch:
+                if markers or len(entries) >= self._batch:
                     break
                 wait = gathered_by - time.monotonic()
                 try:
@@ -234,7 +224,7 @@ class QueryLog:
                     self.dropped.labels("write_failed").inc(len(entries))
             for marker in markers:
                 marker.set()
-            if stop:
+            if item is None:
                 return
 
     def _purge(self) -> None:

@@ -26,12 +26,7 @@ from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
 from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
 from index_builder.faq_calibration import annotator
-from index_builder.quality_gate import (
-    GateReport,
-    GoldenQuery,
-    QualityGate,
-    QualityGateError,
-)
+from index_builder.quality_gate import GateReport, GoldenQuery, QualityGate, QualityGateError
 from index_builder.store import FaqIndexError, Store
 from index_builder.store.base import Annotate
 
@@ -199,10 +194,7 @@ class AdminService:
             active = self._active.model_copy(deep=True) if self._active else None
         return [active if active and r.id == active.id else r for r in records]
 
-    def _update(self, record: JobRecord, **changes: object) -> None:
-        self._apply(record, changes, persist=True)
-
-    def _apply(self, record: JobRecord, changes: dict[str, object], *, persist: bool) -> None:
+    def _update(self, record: JobRecord, *, persist: bool = True, **changes: object) -> None:
         with self._state:
             for key, value in changes.items():
                 setattr(record, key, value)
@@ -217,7 +209,7 @@ class AdminService:
         marks: dict[str, float] = {}
 
         def on_batch(done: int, total: int) -> None:
-            self._apply(record, {"progress": Progress(done=done, total=total)}, persist=False)
+            self._update(record, persist=False, progress=Progress(done=done, total=total))
             if done == total:
                 marks["embedded"] = time.perf_counter()
             if self._stop.is_set():
@@ -242,7 +234,6 @@ class AdminService:
             return extra
 
         try:
-            index = self.index
             started = time.perf_counter()
             self._update(
                 record,
@@ -250,10 +241,10 @@ class AdminService:
                 started_at=now_iso(),
                 timings={"queued": round(started - created, 3)},
             )
-            removed = index.remove_orphans(min_age_s=self.orphan_min_age_s)
-            previous = index.current_collection()
+            removed = self.index.remove_orphans(min_age_s=self.orphan_min_age_s)
+            previous = self.index.current_collection()
             self._update(record, removed_orphans=removed, previous_collection=previous)
-            info, _ = index.build(
+            info, _ = self.index.build(
                 items,
                 self.encoder,
                 batch_size=self.batch_size,
@@ -264,9 +255,8 @@ class AdminService:
             )
             self.guard.invalidate()
             # Before the record says succeeded, so a client that sees it finds it settled: the
-            # new collection's loaded version (the store loads what it makes live) kept out of
-            # full garbage collections like the rest of the loaded service, and what the build
-            # and the old version freed given back to the system.
+            # new version kept out of full GCs, what the build and old version freed given back.
+
             freeze_long_lived("reindexed")
             release_free_memory()
             self._finish(record, started, marks, state="succeeded", collection=info.collection)
@@ -285,7 +275,7 @@ class AdminService:
                 log.warning("could not prune old job records: %s", exc)
 
     def _finish(
-        self, record: JobRecord, started: float, marks: dict[str, float], **changes: object
+        self, record: JobRecord, started: float, marks: dict[str, float], **changes: Any
     ) -> None:
         end = time.perf_counter()
         timings = dict(record.timings)
@@ -298,8 +288,7 @@ class AdminService:
             checks = marks.get("gate", 0.0) + marks.get("calibrate", 0.0)
             timings["swap"] = round(end - marks["embedded"] - checks, 3)
         timings["total"] = round(end - started, 3)
-        changes.update(finished_at=now_iso(), timings=timings)
-        self._apply(record, changes, persist=True)
+        self._update(record, finished_at=now_iso(), timings=timings, **changes)
 
     # --- rollback and edits --------------------------------------------------------------------
 
@@ -311,26 +300,22 @@ class AdminService:
         self._take_lock(self.lock_timeout_s)
         try:
             yield
+            self.guard.invalidate()
         finally:
             self._write_lock.release()
 
     def rollback(self, to: str | None = None) -> tuple[str, str]:
         with self._exclusive():
-            previous, current = self.index.rollback(to, fingerprint=self.encoder.fingerprint)
-            self.guard.invalidate()
-            return previous, current
+            return self.index.rollback(to, fingerprint=self.encoder.fingerprint)
 
     def upsert(self, item: FaqItem) -> tuple[str, bool]:
         with self._exclusive():
             collection, created = self.index.upsert([item], self.encoder)
-            self.guard.invalidate()
-            return collection, created[0]
+        return collection, created[0]
 
     def delete(self, faq_id: str) -> str | None:
         with self._exclusive():
-            collection = self.index.delete(faq_id)
-            self.guard.invalidate()
-            return collection
+            return self.index.delete(faq_id)
 
 
 def reindex_annotator(
@@ -353,10 +338,7 @@ def reindex_annotator(
 
 
 def create_admin(
-    settings: Settings,
-    encoder: Encoder,
-    guard: IndexGuard,
-    golden: Sequence[GoldenQuery] | None,
+    settings: Settings, encoder: Encoder, guard: IndexGuard, golden: Sequence[GoldenQuery] | None
 ) -> AdminService:
     """The admin service for the lifespan, after recovering from an earlier process's death."""
     gate = None

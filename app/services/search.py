@@ -1,12 +1,6 @@
 """Searches, one async path for every store: cut the queries, encode them on the inference
-worker, search them in batches with other requests' queries, shape the answers.
-
-A request's queries are tokenised in one call and encoded in the inference worker's batches
-(`app/services/batcher.py`). Their vectors then join those of every other request ready in the
-same turn of the event loop, and the store searches them in one `search_batch` call (one matrix
-product in process, one round trip to a Qdrant server); each query keeps its own filters and
-top_k. Up to the store's `search_concurrency` batches run at once; requests that arrive
-meanwhile form the next one.
+worker, search them in one `search_batch` call with every other request's queries ready in the
+same turn of the event loop (each keeps its own filters and top_k), shape the answers.
 """
 
 from __future__ import annotations
@@ -25,7 +19,6 @@ from app.metrics import Metrics
 from app.services.answering import Answering, QuerySpec, Shaped
 from app.services.batcher import DeadlineExceededError, InferenceWorker
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, IndexUnavailableError
-from index_builder.calibration import AbstainRule
 from index_builder.store import FaqIndexError, Hit, SearchSpec
 
 log = logging.getLogger(__name__)
@@ -134,14 +127,11 @@ class SearchService:
         max_query_chars: int,
         queries: InferenceWorker,
         *,
-        answering: Answering | None = None,
-        deadline_s: float = 2.0,
+        answering: Answering,
+        deadline_s: float,
     ) -> None:
-        """`deadline_s`: longest wait for the store's answer to one batch (a hanging store is
-        a 503 then, never a request that waits forever)."""
-        # Grouping, the answer's language and abstain (app/services/answering.py); without
-        # one, every hit as ranked and never an abstention.
-        self.answering = answering or Answering(AbstainRule(None))
+        """`deadline_s`: longest wait for the store's answer to one batch (then a 503)."""
+        self.answering = answering
         self.guard = guard
         self.metrics = metrics
         self.max_query_chars = max_query_chars
@@ -157,9 +147,9 @@ class SearchService:
         info = self.guard.cached()
         if info is None:
             info = await run_in_threadpool(self.guard.current)
-        # A request without min_score gets the live collection's threshold (picked for its FAQ
-        # at reindex), else the model's: `answering.threshold`. `info` may trail an alias move
-        # by the guard's check interval; a reindex in this process invalidates it at once.
+
+        # A request without min_score gets the threshold in force for the live collection.
+        # `info` may trail an alias move by the guard's check interval (a local reindex: not).
         default = self.answering.threshold(info).min_score
         if default is not None:
             specs = [s if s.min_score is not None else replace(s, min_score=default) for s in specs]
@@ -181,12 +171,9 @@ class SearchService:
     async def _answer_batch(
         self, specs: Sequence[QuerySpec], vectors: NDArray[np.float32]
     ) -> list[Shaped]:
+        entries = self.guard.store.topic_entries()
         return await self.answering.answer_batch(
-            specs,
-            vectors,
-            self._search,
-            self.max_query_chars,
-            topic_entries=self.guard.store.topic_entries(),
+            specs, vectors, self._search, self.max_query_chars, topic_entries=entries
         )
 
     async def _search(
@@ -211,9 +198,9 @@ class SearchService:
                 raise IndexUnavailableError(f"Qdrant is unreachable: {exc}") from exc
             if isinstance(exc, FaqIndexError):
                 raise IndexUnavailableError(str(exc)) from exc
-            # Anything else from the store (a MemoryError loading a version, a collection
-            # deleted under a search, a bug): the index cannot answer now, a 503 with
-            # Retry-After like an outage, and the traceback for the operator.
+            # Anything else (a MemoryError loading a version, a collection deleted under a
+            # search, a bug): a 503 like an outage, and the traceback for the operator.
+
             log.exception("the store failed a search of %d queries", len(specs))
             raise IndexUnavailableError(f"the index failed: {type(exc).__name__}") from exc
         self.metrics.search_duration.observe(time.perf_counter() - t0)

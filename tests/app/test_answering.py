@@ -62,13 +62,6 @@ def test_groups_and_follows_the_query_language() -> None:
     assert [h.id for h in ungrouped.hits] == ["order-cancel.es", "order-cancel", "order-cancel.de"]
 
 
-def test_group_default_and_fetch_limit() -> None:
-    off = Answering(AbstainRule(None), None, group_default=False)
-    assert off.fetch_limit(5, None) == 5
-    assert off.fetch_limit(5, True) > 5
-    assert len(off.shape("x", VEC, HITS, 3).hits) == 3
-    assert {h.id for h in off.shape("x", VEC, HITS, 3).hits} <= {h.id for h in HITS[:3]}
-
 
 def test_abstains_below_min_score_and_counts_it() -> None:
     abstained = counter()

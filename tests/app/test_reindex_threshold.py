@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from app.main import create_app
-from app.services.thresholds import Thresholds
+from app.services.answering import Thresholds
 from index_builder.faq_calibration import anchors_hash
 from index_builder.manifest import AbstainCalibration, ModelManifest
 from index_builder.store import IndexInfo
