@@ -33,11 +33,13 @@ setting, or an address that cannot be listened on (e.g. the port is already in u
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
-        """One line on stderr and exit status 2 (argparse's default also prints the usage)."""
+        # One line on stderr (argparse's default also prints the usage), exit status 2.
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def parser() -> argparse.ArgumentParser:
+def apply_options(argv: Sequence[str] | None, environ: MutableMapping[str, str]) -> None:
+    """Parse argv and write the options given into `environ` as their FAQ_ settings: spawned
+    workers build their own settings from the environment."""
     p = _Parser(
         prog=PROG,
         description="Serve the FAQ search API (FastAPI under uvicorn).",
@@ -46,29 +48,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", help="Address to listen on (FAQ_HOST, default 127.0.0.1).")
     p.add_argument("--port", type=int, help="TCP port to listen on (FAQ_PORT, default 8000).")
-    p.add_argument(
-        "--workers",
-        type=int,
-        help="Worker processes on one listening socket (FAQ_WORKERS, default 1, at most 64).",
-    )
-    return p
-
-
-def apply_options(argv: Sequence[str] | None, environ: MutableMapping[str, str]) -> None:
-    """Parse argv and write the options given into `environ` as their FAQ_ settings.
-
-    Through the environment rather than Settings(...) arguments because spawned workers build
-    their own settings from the environment (workers > 1 changes how they open the index)."""
-    args = parser().parse_args(argv)
+    workers = "Worker processes on one listening socket (FAQ_WORKERS, default 1, at most 64)."
+    p.add_argument("--workers", type=int, help=workers)
+    args = p.parse_args(argv)
     for option, variable in OPTIONS.items():
-        value = getattr(args, option)
-        if value is not None:
-            environ[variable] = str(value)
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
-    raise SystemExit(2)
+        if getattr(args, option) is not None:
+            environ[variable] = str(getattr(args, option))
 
 
 def load_settings(overrides: dict[str, object] | None = None, prog: str = PROG) -> Settings:
@@ -80,10 +65,9 @@ def load_settings(overrides: dict[str, object] | None = None, prog: str = PROG) 
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            name = str(err["loc"][0]) if err["loc"] else "?"
-            if not name.upper().startswith("FAQ_"):
-                name = f"FAQ_{name}"
-            problems.append(f"{name.upper()}: {err['msg']}")
+            name = (str(err["loc"][0]) if err["loc"] else "?").upper()
+            name = name if name.startswith("FAQ_") else f"FAQ_{name}"
+            problems.append(f"{name}: {err['msg']}")
         print(f"{prog}: error: invalid setting " + "; ".join(problems), file=sys.stderr)
         raise SystemExit(2) from None
 
@@ -125,11 +109,11 @@ def main(argv: Sequence[str] | None = None) -> None:
             file=sys.stderr,
             flush=True,
         )
-    # Workers are separate processes: each builds its own app and reads the same settings.
     try:
         serve(settings)
     except ListenError as exc:
-        _fail(str(exc))
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ worse".
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 
@@ -26,7 +25,6 @@ from index_builder.manifest import ManifestError
 from index_builder.quality_gate import (
     GateReport,
     GoldenFileError,
-    GoldenResult,
     QualityGate,
     QualityGateError,
     load_golden,
@@ -43,10 +41,13 @@ def _root() -> None:
     """Keeps `faq-index build` a subcommand however many commands there are."""
 
 
-def _echo_failures(failures: Sequence[GoldenResult]) -> None:
-    for r in failures:
+def _gate_failed(message: str, report: GateReport) -> typer.Exit:
+    """Prints `message` and each failed golden query; the exit to raise."""
+    typer.echo(f"error: {message}:", err=True)
+    for r in report.failures():
         got = ", ".join(r.top_ids) or "nothing"
         typer.echo(f"  {r.query!r}: expected {r.expected_id} in top {r.top_k}, got {got}", err=True)
+    return typer.Exit(GATE_FAILED)
 
 
 @cli.command()
@@ -70,11 +71,9 @@ def build(
     """Embed the FAQ into a new collection and move the alias to it."""
     from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
 
-    given = {"model_dir": model_dir, "model_variant": variant, "index_path": index_path}
-    overrides: dict[str, object] = {k: v for k, v in given.items() if v is not None}
-    if golden is not None:
-        overrides["golden_queries"] = golden
-    settings = load_settings(overrides, prog="faq-index")
+    given: dict[str, object] = {"model_dir": model_dir, "model_variant": variant}
+    given |= {"index_path": index_path, "golden_queries": golden}
+    settings = load_settings({k: v for k, v in given.items() if v is not None}, prog="faq-index")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     report: GateReport | None = None
     previous: str | None = None
@@ -82,8 +81,7 @@ def build(
     try:
         items = read_faq(faq)
         # Before the model loads: a bad golden file costs nothing and changes nothing.
-        golden_file = settings.golden_queries
-        queries = load_golden(golden_file) if golden_file else None
+        queries = load_golden(settings.golden_queries) if settings.golden_queries else None
         encoder = OnnxEncoder.load(settings.model_dir, variant=settings.model_variant)
         index = open_settings_store(settings, lock_timeout_s=lock_timeout)
         try:
@@ -92,8 +90,7 @@ def build(
 
             def validate(collection: str) -> None:
                 nonlocal report, attempted
-                if gate is None:
-                    return
+                assert gate is not None
                 attempted = collection
                 report = gate.check(index, collection)
                 if not report.passed:
@@ -104,7 +101,7 @@ def build(
                 encoder,
                 batch_size=settings.encode_batch_size,
                 skip_if_unchanged=not force,
-                validate=validate,
+                validate=validate if gate else None,
                 # The abstain threshold picked for this FAQ, in the new collection's metadata.
                 annotate=reindex_annotator(settings, encoder, index, items),
             )
@@ -115,26 +112,21 @@ def build(
         finally:
             index.close()
     except QualityGateError as exc:
-        typer.echo(
-            f"error: {exc.report.failed} of {exc.report.total} golden queries failed on "
-            f"{attempted}; it is deleted and alias {settings.collection_alias!r} stays on "
-            f"{previous or 'nothing'}:",
-            err=True,
+        message = (
+            f"{exc.report.failed} of {exc.report.total} golden queries failed on {attempted}; it "
+            f"is deleted and alias {settings.collection_alias!r} stays on {previous or 'nothing'}"
         )
-        _echo_failures(exc.report.failures())
-        raise typer.Exit(GATE_FAILED) from None
+        raise _gate_failed(message, exc.report) from None
     except (FaqFileError, ManifestError, FaqIndexError, GoldenFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     if report is not None:
         if not report.passed:
-            typer.echo(
-                f"error: nothing was built (FAQ and model unchanged) and the live "
-                f"{info.collection} fails {report.failed} of {report.total} golden queries:",
-                err=True,
+            message = (
+                f"nothing was built (FAQ and model unchanged) and the live {info.collection} "
+                f"fails {report.failed} of {report.total} golden queries"
             )
-            _echo_failures(report.failures())
-            raise typer.Exit(GATE_FAILED)
+            raise _gate_failed(message, report)
         typer.echo(
             f"quality gate: {report.total - report.failed}/{report.total} golden queries passed"
         )

@@ -18,7 +18,7 @@ from app.api.routes import admin, analytics, feedback, health, info, openai, sea
 from app.core.config import Settings, get_settings
 from app.core.heap import freeze_long_lived, thaw
 from app.core.security import ApiKeys
-from app.metrics import Metrics, install_metrics_middleware
+from app.metrics import Metrics, MetricsMiddleware
 from app.middleware import BodySizeLimitMiddleware, RequestIdMiddleware
 from app.services.answering import Answering, build_answering, served_calibration
 from app.services.batcher import build_query_encoding
@@ -66,22 +66,10 @@ def served_answering(
     )
 
 
-def _warm_up(encoder: Encoder) -> None:
-    warmup = getattr(encoder, "warmup", None)
-    if callable(warmup):
-        warmup()
-    else:
-        encoder.encode_queries(["warm up"])
-
-
 def limit_threads() -> None:
-    """Cap the BLAS and tokenizer pools of this process (each worker runs its own lifespan).
-
-    The search's matrix products are small or memory-bound; OpenBLAS's idle threads spin after
-    every call and take the cores that ONNX Runtime's session and the request threads need
-    (one thread served 642 instead of 450 req/s at c=32 on 2 cores). Hugging Face tokenizers
-    would spread a batch over a thread pool that competes with the model for the same cores.
-    """
+    """Cap the BLAS and tokenizer pools of this process (each worker runs its own lifespan):
+    OpenBLAS's idle threads spin after every small matrix product, and the tokenizers' pool,
+    like them, takes the cores that ONNX Runtime and the request threads need."""
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
@@ -92,18 +80,17 @@ def limit_threads() -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
     metrics: Metrics = app.state.metrics
-    encoder_factory: EncoderFactory = app.state.encoder_factory
-    app.state.warm = False
-
     limit_threads()
     # Failing here (model missing, CUDA asked for and absent) stops the server from starting.
-    encoder = encoder_factory(settings)
-    _warm_up(encoder)
-    app.state.warm = True
+    encoder = app.state.encoder_factory(settings)
+    warmup = getattr(encoder, "warmup", None)
+    if callable(warmup):
+        warmup()
+    else:
+        encoder.encode_queries(["warm up"])
     metrics.model_info.info(
         {"fingerprint": encoder.fingerprint, "name": encoder.name, "dim": str(encoder.dim)}
     )
-
     guard = open_index_guard(settings, encoder.fingerprint, on_check=metrics.set_index)
     try:
         info = guard.current()
@@ -113,15 +100,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except IndexUnavailableError as exc:
         # Start anyway: /health/ready says why, and the service recovers once the index appears.
         log.warning("not ready: %s", exc)
-
     app.state.encoder = encoder
     app.state.guard = guard
     # Grouping, answer language, abstain: the off-topic anchors are encoded here, once.
     answering = served_answering(settings, encoder, metrics.abstained)
-    # --- the inference worker owns the model from here on; stopped before the encoder closes ---
-    queries = build_query_encoding(encoder, settings, metrics)
+    # From here on the inference worker owns the model (the admin's model calls included); it
+    # is stopped before the encoder closes.
+    queries = app.state.queries = build_query_encoding(encoder, settings, metrics)
     queries.start()
-    app.state.queries = queries
     app.state.search = SearchService(
         guard,
         metrics,
@@ -130,16 +116,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         answering=answering,
         deadline_s=settings.batch_deadline_s,
     )
-    # --- the query log, off by default; imported only when on (it loads SQLAlchemy) ---
     app.state.query_log = None
-    if settings.query_log != "off":
+    if settings.query_log != "off":  # imported only when on: it loads SQLAlchemy
         from app.services.querylog import QueryLog
 
         app.state.query_log = QueryLog.from_settings(settings, answering.detector, metrics)
-    # --- admin: reindex, rollback, edits ---
-    # Also fails jobs a killed process left running and removes its half-built collection.
-    # Its model calls run on the inference worker too (the worker owns the encoder's model
-    # step from start() on): nothing else runs the session.
+    # Reindex, rollback, edits; also fails the jobs a killed process left running.
     app.state.admin = create_admin(settings, encoder, guard, app.state.golden)
     freeze_long_lived("service loaded")
     try:
@@ -165,26 +147,27 @@ def create_app(
         version="0.1.0",
         summary="Answers mixed-language shopper questions with the right FAQ entry.",
         lifespan=lifespan,
-        # Routes return their responses themselves; errors and the rest are orjson too.
         default_response_class=OrjsonResponse,
     )
     app.state.settings = settings
     app.state.metrics = Metrics()
     app.state.encoder_factory = encoder_factory or load_onnx_encoder
-    app.state.warm = False
-    # Resolved here so that an unreadable key file stops the service before it listens.
+    # Resolved here so that an unreadable key file or golden queries file stops the service
+    # before it listens.
     app.state.api_keys = ApiKeys.from_settings(settings)
-    # Likewise a bad golden queries file (the quality gate's).
     app.state.golden = load_golden(settings.golden_queries) if settings.golden_queries else None
     # Middlewares, innermost first: the 500 handler, the body limit (its 413 and 408 are then
-    # timed and logged like any answer), metrics and the access log, CORS, the request id.
+    # timed and logged like any answer), metrics and the access log, CORS, the request id
+    # (outermost: every response, a 413 included, carries it).
     install_error_handlers(app)
     app.add_middleware(
         BodySizeLimitMiddleware,
         max_bytes=settings.max_body_bytes,
         read_timeout_s=settings.body_read_timeout_s,
     )
-    install_metrics_middleware(app, app.state.metrics)
+    app.add_middleware(
+        MetricsMiddleware, metrics=app.state.metrics, sample=settings.access_log_sample
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -193,14 +176,8 @@ def create_app(
             allow_headers=["Content-Type", "Authorization", "X-API-Key", "X-Request-ID"],
             expose_headers=["X-Request-ID", "Retry-After"],
         )
-    # Added last = outermost: every response, a 413 included, carries the request id.
     app.add_middleware(RequestIdMiddleware)
-    app.include_router(search.router)
-    app.include_router(feedback.router)
-    app.include_router(openai.router)
-    app.include_router(info.router)
-    app.include_router(health.router)
-    app.include_router(admin.router)
-    app.include_router(analytics.router)
+    for module in (search, feedback, openai, info, health, admin, analytics):
+        app.include_router(module.router)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     return app

@@ -1,15 +1,9 @@
 """Prometheus metrics, one registry per app so that several apps (tests) never collide.
 
-With several worker processes each one counts only what it served, and a scrape reaches one of
-them; so `faq-serve --workers N` (N > 1) runs prometheus_client's multiprocess mode: the
-launcher points `PROMETHEUS_MULTIPROC_DIR` at an empty directory before the workers start
-(`prepare_multiprocess_dir`), every worker writes its values there, and `/metrics` on any
-worker exports the sum over all of them (gauges: the live workers' sum or max), plus process
-metrics (CPU, memory, file descriptors) of every live worker, labelled by `pid`.
-
-Requests are timed and logged by `MetricsMiddleware`, plain ASGI (no BaseHTTPMiddleware: no
-extra task and stream per request). The access log keeps every 4xx/5xx answer and a share
-`FAQ_ACCESS_LOG_SAMPLE` of the others.
+With `faq-serve --workers N` (N > 1) a scrape reaches one worker, so prometheus_client's
+multiprocess mode runs: every worker writes its values to `PROMETHEUS_MULTIPROC_DIR` and
+`/metrics` on any of them exports the sum (gauges: the live workers' sum or max), plus every
+live worker's process metrics labelled by `pid`. `MetricsMiddleware` times and logs requests.
 """
 
 from __future__ import annotations
@@ -21,11 +15,11 @@ import random
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
-from fastapi import FastAPI
 from prometheus_client import (
     PLATFORM_COLLECTOR,
     CollectorRegistry,
@@ -53,34 +47,13 @@ BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 BATCH_TOKEN_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
-def multiprocess_dir() -> Path | None:
-    """The multiprocess directory this process writes its values to, if any."""
-    value = os.environ.get(MULTIPROC_ENV)
-    return Path(value) if value else None
-
-
 class InfoGauge:
-    """An info metric (`<name>_info{labels} 1`) that works in multiprocess mode too.
+    """An info metric (`<name>_info{labels} 1`) that works in multiprocess mode too, where
+    prometheus_client's `Info` is not shared. Setting new labels drops the previous ones."""
 
-    prometheus_client's `Info` is not shared between processes; a gauge with the labels is,
-    and exposes the same series. Setting new labels drops the previous ones.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        documentation: str,
-        labelnames: Iterable[str],
-        registry: CollectorRegistry | None,
-    ) -> None:
-        self.labelnames = tuple(labelnames)
-        self._gauge = Gauge(
-            f"{name}_info",
-            documentation,
-            self.labelnames,
-            registry=registry,
-            multiprocess_mode="livemax",
-        )
+    def __init__(self, gauge: Gauge, labelnames: tuple[str, ...]) -> None:
+        self.labelnames = labelnames
+        self._gauge = gauge
         self._current: tuple[str, ...] | None = None
 
     def info(self, values: Mapping[str, str]) -> None:
@@ -120,12 +93,9 @@ class WorkerProcessCollector(Collector):
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _pids(self) -> list[int]:
-        return sorted(p for p in _file_pids(self.path) if _alive(p))
-
     def collect(self) -> Iterator[Metric]:
         merged: dict[str, Metric] = {}
-        for pid in self._pids():
+        for pid in sorted(p for p in _file_pids(self.path) if _alive(p)):
             collector = ProcessCollector(pid=lambda pid=pid: pid, registry=None)  # type: ignore[misc]
             for family in collector.collect():
                 out = merged.setdefault(
@@ -138,25 +108,30 @@ class WorkerProcessCollector(Collector):
 
 class Metrics:
     def __init__(self) -> None:
-        # What /metrics exports.
-        self.registry = CollectorRegistry()
-        self.multiprocess_dir = multiprocess_dir()
-        registry: CollectorRegistry | None
+        self.registry = CollectorRegistry()  # what /metrics exports
+        value = os.environ.get(MULTIPROC_ENV)
+        self.multiprocess_dir = Path(value) if value else None
+        registry: CollectorRegistry | None = self.registry
         if self.multiprocess_dir is not None:
             # Values live in the directory's files; the metric objects need no registry.
-            MultiProcessCollector(self.registry, path=str(self.multiprocess_dir))  # type: ignore[no-untyped-call]
+            path = str(self.multiprocess_dir)
+            MultiProcessCollector(self.registry, path=path)  # type: ignore[no-untyped-call]
             self.registry.register(WorkerProcessCollector(self.multiprocess_dir))
             registry = None
-            atexit.register(mark_process_dead, os.getpid(), str(self.multiprocess_dir))
+            atexit.register(mark_process_dead, os.getpid(), path)
         else:
             ProcessCollector(registry=self.registry)
-            registry = self.registry
         self.registry.register(PLATFORM_COLLECTOR)
 
         def histogram(
             name: str, doc: str, buckets: tuple[float, ...], labels: tuple[str, ...] = ()
         ) -> Histogram:
             return Histogram(name, doc, labels, buckets=buckets, registry=registry)
+
+        def gauge(
+            name: str, doc: str, mode: Literal["livemax", "livesum"], labels: tuple[str, ...] = ()
+        ) -> Gauge:
+            return Gauge(name, doc, labels, registry=registry, multiprocess_mode=mode)
 
         def counter(name: str, doc: str, reasons: tuple[str, ...]) -> Counter:
             found = Counter(name, doc, ["reason"], registry=registry)
@@ -193,17 +168,13 @@ class Metrics:
             "Searches answered with answered=false: the best answer scored below min_score.",
             registry=registry,
         )
-        self.index_points = Gauge(
-            "faq_index_points",
-            "Entries in the live collection.",
-            registry=registry,
-            multiprocess_mode="livemax",
-        )
+        self.index_points = gauge("faq_index_points", "Entries in the live collection.", "livemax")
+        model_labels, index_labels = ("fingerprint", "name", "dim"), ("collection", "fingerprint")
         self.model_info = InfoGauge(
-            "faq_model", "The served model.", ("fingerprint", "name", "dim"), registry
+            gauge("faq_model_info", "The served model.", "livemax", model_labels), model_labels
         )
         self.index_info = InfoGauge(
-            "faq_index", "The live collection.", ("collection", "fingerprint"), registry
+            gauge("faq_index_info", "The live collection.", "livemax", index_labels), index_labels
         )
 
         # --- the inference worker: where a query's encoding time goes ---
@@ -228,11 +199,8 @@ class Metrics:
             "Tokens per model run, padding included (queries x longest query).",
             BATCH_TOKEN_BUCKETS,
         )
-        self.queue_depth = Gauge(
-            "faq_queue_depth",
-            "Queries waiting in the inference queue.",
-            registry=registry,
-            multiprocess_mode="livesum",
+        self.queue_depth = gauge(
+            "faq_queue_depth", "Queries waiting in the inference queue.", "livesum"
         )
         self.rejected = counter(
             "faq_rejected_requests",
@@ -253,16 +221,11 @@ class Metrics:
 
 
 @contextmanager
-def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
-    """For the launcher of `workers` processes: an empty multiprocess directory, named in the
-    environment the workers inherit, for as long as they run.
-
-    One worker needs none. A directory given in `PROMETHEUS_MULTIPROC_DIR` is emptied of
-    earlier runs' files; otherwise a temporary one is made and removed afterwards.
-    """
-    if workers <= 1:
-        yield None
-        return
+def multiprocess_metrics() -> Iterator[Path]:
+    """For the launcher of several workers: an empty multiprocess directory, named in the
+    environment the workers inherit, for as long as they run. A directory given in
+    `PROMETHEUS_MULTIPROC_DIR` is emptied of earlier runs' files; otherwise a temporary one is
+    made and removed afterwards."""
     given = os.environ.get(MULTIPROC_ENV)
     if given:
         path = Path(given)
@@ -282,25 +245,14 @@ def multiprocess_metrics(workers: int) -> Iterator[Path | None]:
 
 class MetricsMiddleware:
     """Times every HTTP request by route template, method and status, and writes the access
-    log line (all 4xx/5xx, a share `sample` of the rest)."""
+    log line (all 4xx/5xx, a share `sample` of the rest). Plain ASGI: no extra task and stream
+    per request as with BaseHTTPMiddleware."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, sample: float = 1.0) -> None:
         self.app = app
         self.metrics = metrics
         self.sample = sample
         self._children: dict[tuple[str, str, int], Histogram] = {}
-
-    def _histogram(self, route: str, method: str, status: int) -> Histogram:
-        key = (route, method, status)
-        child = self._children.get(key)
-        if child is None:
-            child = self.metrics.request_duration.labels(route, method, str(status))
-            self._children[key] = child
-        return child
-
-    def _log(self, status: int) -> bool:
-        sampled = status >= 400 or self.sample >= 1.0 or random.random() < self.sample
-        return sampled and access_log.isEnabledFor(logging.INFO)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -320,25 +272,15 @@ class MetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - start
             # The template, not the raw path, so label cardinality stays bounded.
-            template = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", "unmatched")
             method = scope["method"]
-            self._histogram(template, method, status).observe(elapsed)
-            if self._log(status):
-                access_log.info(
-                    "%s %s %d",
-                    method,
-                    template,
-                    status,
-                    extra={
-                        "method": method,
-                        "route": template,
-                        "status": status,
-                        "duration_ms": round(elapsed * 1000, 3),
-                    },
-                )
-
-
-def install_metrics_middleware(app: FastAPI, metrics: Metrics) -> None:
-    settings = getattr(app.state, "settings", None)
-    sample = float(getattr(settings, "access_log_sample", 1.0))
-    app.add_middleware(MetricsMiddleware, metrics=metrics, sample=sample)
+            key = (route, method, status)
+            if key not in self._children:
+                labels = (route, method, str(status))
+                self._children[key] = self.metrics.request_duration.labels(*labels)
+            self._children[key].observe(elapsed)
+            sampled = status >= 400 or self.sample >= 1.0 or random.random() < self.sample
+            if sampled and access_log.isEnabledFor(logging.INFO):
+                extra: dict[str, object] = {"method": method, "route": route, "status": status}
+                extra["duration_ms"] = round(elapsed * 1000, 3)
+                access_log.info("%s %s %d", method, route, status, extra=extra)

@@ -1,7 +1,7 @@
 """ASGI middleware: request ids and the request body limit.
 
-Written as plain ASGI (not BaseHTTPMiddleware) so the body limit can count bytes as they stream
-in and refuse before more than the limit is held in memory.
+Plain ASGI (not BaseHTTPMiddleware), so the body limit counts bytes as they stream in and
+refuses before more than the limit is held in memory.
 """
 
 from __future__ import annotations
@@ -54,9 +54,8 @@ class BodySizeLimitMiddleware:
     408 when the whole body has not arrived within `read_timeout_s` (a slowloris client would
     otherwise hold a connection and its buffer for as long as it likes).
 
-    The body is read here, up to the limit, and replayed to the app: FastAPI turns any error
-    raised while it reads a body into a 400, so the decision has to be made before the app
-    runs. Bodies are small (the limit defaults to 64 KiB), so buffering costs nothing.
+    The body is read here and replayed to the app because FastAPI turns any error raised while
+    it reads a body into a 400; bodies are small, so buffering costs nothing.
     """
 
     def __init__(self, app: ASGIApp, max_bytes: int, read_timeout_s: float = 10.0) -> None:
@@ -67,12 +66,10 @@ class BodySizeLimitMiddleware:
     async def _reject(self, scope: Scope, receive: Receive, send: Send, status: int = 413) -> None:
         if status == 408:
             message = f"the request body did not arrive within {self.read_timeout_s:g} s"
-            response = error_response(
-                408, "request_timeout", message, headers={"Connection": "close"}
-            )
+            response = error_response(408, message, headers={"Connection": "close"})
         else:
             message = f"request body larger than {self.max_bytes} bytes"
-            response = error_response(413, "payload_too_large", message)
+            response = error_response(413, message)
         await response(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -83,7 +80,6 @@ class BodySizeLimitMiddleware:
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
             await self._reject(scope, receive, send)
             return
-
         chunks: list[bytes] = []
         received = 0
         deadline = time.monotonic() + self.read_timeout_s
@@ -94,8 +90,7 @@ class BodySizeLimitMiddleware:
                 await self._reject(scope, receive, send, 408)
                 return
             if message["type"] != "http.request":
-                # The client went away before sending its body: nothing to answer.
-                return
+                return  # the client went away before sending its body: nothing to answer
             chunk = message.get("body", b"")
             received += len(chunk)
             if received > self.max_bytes:
@@ -104,14 +99,9 @@ class BodySizeLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-
-        replayed = False
+        pending: list[Message] = [{"type": "http.request", "body": b"".join(chunks)}]
 
         async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
+            return pending.pop() if pending else await receive()
 
         await self.app(scope, replay, send)

@@ -1,12 +1,8 @@
 """Runs the app under uvicorn with one or several worker processes on one listening socket.
 
-Why not `uvicorn --workers N`: uvicorn binds that socket with `socket.socket(family)`, whose
-protocol number is 0, and asyncio sets TCP_NODELAY only on sockets whose protocol is
-IPPROTO_TCP. The workers' connections then run with Nagle's algorithm, and a keep-alive
-response written in two parts waits for the client's delayed ACK: about 40 ms per request
-with the asyncio loop (uvloop sets TCP_NODELAY itself). Here the socket is created with
-IPPROTO_TCP, so asyncio's accepted sockets get TCP_NODELAY, and TCP_NODELAY is also set on
-the listening socket, which Linux copies to every accepted socket, whatever the loop.
+The socket is made here, not by `uvicorn --workers N`: uvicorn's has protocol 0, so asyncio
+never sets TCP_NODELAY and each keep-alive response waits for the client's delayed ACK
+(docs/design.md). Ours is IPPROTO_TCP with TCP_NODELAY, which accepted sockets inherit.
 """
 
 from __future__ import annotations
@@ -26,8 +22,8 @@ APP = "app.server:create_worker_app"
 
 
 def create_worker_app() -> FastAPI:
-    """The app of one worker: spawned workers start from a fresh interpreter, so the logging
-    set up by `faq-serve` in the supervisor has to be set up again here."""
+    """The app of one worker: a spawned worker is a fresh interpreter, so it sets up the
+    logging that `faq-serve` set up in the supervisor again."""
     from app.main import create_app
 
     settings = get_settings()
@@ -36,8 +32,7 @@ def create_worker_app() -> FastAPI:
 
 
 class ListenError(Exception):
-    """The listening socket could not be bound (port in use, address not local, no permission):
-    `faq-serve` prints it as one line, without a traceback."""
+    """The listening socket could not be bound: `faq-serve` prints it as one line."""
 
     def __init__(self, host: str, port: int, cause: OSError) -> None:
         if cause.errno == errno.EADDRINUSE:
@@ -58,35 +53,26 @@ def bind_socket(host: str, port: int) -> socket.socket:
     except OSError:
         sock.close()
         raise
-    # Workers are spawned processes: they receive the socket, they do not bind their own.
-    sock.set_inheritable(True)
+    sock.set_inheritable(True)  # spawned workers receive it rather than bind their own
     return sock
 
 
-def uvicorn_config(settings: Settings, app: str = APP) -> uvicorn.Config:
-    return uvicorn.Config(
+def serve(settings: Settings, app: str = APP) -> None:
+    """Serve until interrupted: in this process for one worker, else under uvicorn's supervisor
+    (which restarts a dead worker and stops them all on SIGINT/SIGTERM). `app` is the import
+    string of the app factory every worker calls. Raises `ListenError` before anything starts.
+    """
+    # log_config=None keeps our logging; app.access already logs each request with its id.
+    config = uvicorn.Config(
         app,
         factory=True,
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
-        # Our logging setup stays in place, and app.access writes one line per request with
-        # its request id, so uvicorn's own access log would only repeat it.
         log_config=None,
         access_log=False,
     )
-
-
-def serve(settings: Settings, app: str = APP) -> None:
-    """Serve until interrupted: in this process for one worker, else under uvicorn's supervisor
-    (which restarts a worker that dies and stops them all on SIGINT/SIGTERM).
-
-    `app` is the import string of an app factory that every worker calls (tests pass one with
-    a fake encoder). Raises `ListenError` when the socket cannot be bound, before any worker
-    or the app (model, index) starts.
-    """
-    config = uvicorn_config(settings, app)
     try:
         sock = bind_socket(settings.host, settings.port)
     except OSError as exc:
@@ -95,8 +81,7 @@ def serve(settings: Settings, app: str = APP) -> None:
         if settings.workers == 1:
             uvicorn.Server(config).run(sockets=[sock])
         else:
-            # Metrics summed over the workers (app/metrics.py): set up before they start.
-            with multiprocess_metrics(settings.workers):
+            with multiprocess_metrics():  # set up before the workers start
                 Multiprocess(config, sockets=[sock]).run()
     finally:
         sock.close()

@@ -1,18 +1,14 @@
 """Dependencies as `Annotated` aliases: the heavy objects (on `app.state`, set by lifespan) and
 the two API keys.
 
-All are `async def`: they only read `app.state` and headers, and FastAPI runs a plain `def`
-dependency in its threadpool, one hop per dependency and request (four or five for /search),
-which under load cost more than the work itself.
-
-The keys are declared as OpenAPI security schemes (`SearchKey`, `AdminKey`), so Swagger UI has
-an Authorize button and generated clients send them. Both travel in the X-API-Key header;
-`Authorization: Bearer <key>` is accepted too (OpenAI clients send that).
+All are `async def`: FastAPI runs a plain `def` dependency in its threadpool, one hop per
+dependency and request, which under load cost more than the work itself. The keys are OpenAPI
+security schemes, sent as X-API-Key or `Authorization: Bearer <key>` (what OpenAI clients send).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, cast
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
@@ -45,85 +41,61 @@ _admin_key = APIKeyHeader(
 )
 
 
-async def _settings(request: Request) -> Settings:
-    return cast(Settings, request.app.state.settings)
+def _from_state(name: str) -> Any:
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return Depends(get)
 
 
-async def _metrics(request: Request) -> Metrics:
-    return cast(Metrics, request.app.state.metrics)
+def _accepts(request: Request, *keys: str | None) -> bool:
+    """Whether the request presents one of `keys` (None: no such key)."""
+    given = presented_key(request.headers.get(API_KEY_HEADER), request.headers.get("authorization"))
+    return any(key is not None and key_matches(given, key) for key in keys)
 
 
-async def _encoder(request: Request) -> Encoder:
-    return cast(Encoder, request.app.state.encoder)
-
-
-async def _queries(request: Request) -> InferenceWorker:
-    return cast(InferenceWorker, request.app.state.queries)
-
-
-async def _guard(request: Request) -> IndexGuard:
-    return cast(IndexGuard, request.app.state.guard)
-
-
-async def _admin(request: Request) -> AdminService:
-    return cast(AdminService, request.app.state.admin)
-
-
-def _api_keys(request: Request) -> ApiKeys:
-    # Read by the key checks below (not a dependency of its own).
-    return cast(ApiKeys, request.app.state.api_keys)
-
-
-def _check(
-    request: Request, header_value: str | None, expected: str, admin: str | None = None
-) -> None:
-    """`admin`: the admin key, which the search routes take too (the admin page's query box)."""
-    given = presented_key(header_value, request.headers.get("authorization"))
-    if not (key_matches(given, expected) or (admin is not None and key_matches(given, admin))):
-        raise ApiError(
-            401,
-            "missing or wrong API key: send it as X-API-Key or Authorization: Bearer",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-
-
-async def _require_search_key(
-    request: Request, header_value: Annotated[str | None, Security(_search_key)]
-) -> None:
-    check_search_key(request)
+def _unauthorized() -> ApiError:
+    message = "missing or wrong API key: send it as X-API-Key or Authorization: Bearer"
+    return ApiError(401, message, headers={"WWW-Authenticate": "Bearer"})
 
 
 def check_search_key(request: Request) -> None:
-    """The search key check, for a route that reads its request itself (`routes/search.py`),
-    and the dependency above (which declares the key for the OpenAPI document)."""
-    keys = _api_keys(request)
-    if keys.search is not None:
-        _check(request, request.headers.get(API_KEY_HEADER), keys.search, keys.admin)
+    """The search key check (the admin key passes too: the admin page's query box), for a route
+    that reads its request itself (`routes/search.py`) and for `SearchAuth`."""
+    keys: ApiKeys = request.app.state.api_keys
+    if keys.search is not None and not _accepts(request, keys.search, keys.admin):
+        raise _unauthorized()
 
 
 def may_see_details(request: Request) -> bool:
     """Whether a request may read the service's internals (/health/ready's problem, index
     and model): always when no key is configured, else with the search or the admin key."""
-    keys = _api_keys(request)
-    configured = [k for k in (keys.search, keys.admin) if k is not None]
-    given = presented_key(request.headers.get(API_KEY_HEADER), request.headers.get("authorization"))
-    return not configured or any(key_matches(given, k) for k in configured)
+    keys: ApiKeys = request.app.state.api_keys
+    no_keys = keys.search is None and keys.admin is None
+    return no_keys or _accepts(request, keys.search, keys.admin)
+
+
+async def _require_search_key(
+    request: Request, _: Annotated[str | None, Security(_search_key)]
+) -> None:
+    check_search_key(request)
 
 
 async def _require_admin_key(
-    request: Request, header_value: Annotated[str | None, Security(_admin_key)]
+    request: Request, _: Annotated[str | None, Security(_admin_key)]
 ) -> None:
-    keys = _api_keys(request)
-    if keys.admin is None:
+    admin = request.app.state.api_keys.admin
+    if admin is None:
         raise ApiError(403, "admin routes are disabled: set FAQ_ADMIN_API_KEY to enable them")
-    _check(request, header_value, keys.admin)
+    if not _accepts(request, admin):
+        raise _unauthorized()
 
 
-SettingsDep = Annotated[Settings, Depends(_settings)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-EncoderDep = Annotated[Encoder, Depends(_encoder)]
-QueriesDep = Annotated[InferenceWorker, Depends(_queries)]
-GuardDep = Annotated[IndexGuard, Depends(_guard)]
-AdminDep = Annotated[AdminService, Depends(_admin)]
+SettingsDep = Annotated[Settings, _from_state("settings")]
+MetricsDep = Annotated[Metrics, _from_state("metrics")]
+EncoderDep = Annotated[Encoder, _from_state("encoder")]
+QueriesDep = Annotated[InferenceWorker, _from_state("queries")]
+GuardDep = Annotated[IndexGuard, _from_state("guard")]
+AdminDep = Annotated[AdminService, _from_state("admin")]
 SearchAuth = Annotated[None, Depends(_require_search_key)]
 AdminAuth = Annotated[None, Depends(_require_admin_key)]

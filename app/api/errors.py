@@ -34,6 +34,7 @@ _STATUS_TYPES = {
     413: "payload_too_large",
     422: "validation_error",
     429: "too_many_requests",
+    500: "internal_error",
     503: "service_unavailable",
 }
 
@@ -44,18 +45,10 @@ _METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 class ApiError(Exception):
     """An error the API reports on purpose, with a status and a message that says what to do."""
 
-    def __init__(
-        self,
-        status_code: int,
-        message: str,
-        *,
-        type_: str | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
+    def __init__(self, status_code: int, message: str, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.status_code = status_code
         self.message = message
-        self.type = type_ or _STATUS_TYPES.get(status_code, "error")
         self.headers = headers
 
 
@@ -79,48 +72,35 @@ def service_errors(metrics: Metrics) -> Iterator[None]:
 
 def error_response(
     status_code: int,
-    type_: str,
     message: str,
     details: list[dict[str, Any]] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> OrjsonResponse:
-    body: dict[str, Any] = {"type": type_, "message": message}
+    body: dict[str, Any] = {"type": _STATUS_TYPES.get(status_code, "error"), "message": message}
     if details:
         body["details"] = details
     return OrjsonResponse({"error": body}, status_code=status_code, headers=headers)
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    details = []
-    for err in exc.errors():
-        if err.get("type") == "json_invalid":
-            # loc is ("body", <character offset>): the offset is no field.
-            reason = err.get("ctx", {}).get("error", "")
-            where = err.get("loc", ("body", "?"))[-1]
-            message = f"not valid JSON: {reason} (at character {where})"
-            details.append({"field": "body", "message": message})
-            continue
-        # Drop the request body echo ("input") for large payloads: it can be megabytes.
-        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
-        details.append({"field": ".".join(loc) or "body", "message": err.get("msg", "")})
-    return details
+def _detail(err: Mapping[str, Any]) -> dict[str, Any]:
+    """One validation error as `{field, message}`: no "input" (the body echoed, megabytes)."""
+    if err.get("type") == "json_invalid":
+        # loc is ("body", <character offset>): the offset is no field.
+        reason = err.get("ctx", {}).get("error", "")
+        where = err.get("loc", ("body", "?"))[-1]
+        return {"field": "body", "message": f"not valid JSON: {reason} (at character {where})"}
+    loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+    return {"field": ".".join(loc) or "body", "message": err.get("msg", "")}
 
 
 def _validation_error(details: list[dict[str, Any]]) -> OrjsonResponse:
     summary = "; ".join(f"{d['field']}: {d['message']}" for d in details[:5])
-    return error_response(422, "validation_error", f"invalid request: {summary}", details)
+    return error_response(422, f"invalid request: {summary}", details)
 
 
 @lru_cache(maxsize=256)
 def _path_regex(path: str) -> re.Pattern[str]:
     return compile_path(path)[0]
-
-
-def _routes(app: FastAPI) -> Iterable[Any]:
-    # FastAPI >= 0.13x keeps included routers nested; `iter_route_contexts` (what its own OpenAPI
-    # builder walks) flattens them, prefixes included. Older releases list them flat.
-    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
-    return cast(Iterable[Any], flatten(app.routes) if callable(flatten) else app.routes)
 
 
 def allowed_methods(app: FastAPI, path: str) -> list[str]:
@@ -129,8 +109,12 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
     Starlette's own 405 names only the methods of the first route whose path matched, so a path
     served by two routes (PUT and DELETE /admin/faq/{id}) would announce one of them.
     """
+    # Recent FastAPI keeps included routers nested; `iter_route_contexts` (what its own OpenAPI
+    # builder walks) flattens them, prefixes included. Older releases list them flat.
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes = cast(Iterable[Any], flatten(app.routes) if callable(flatten) else app.routes)
     methods: set[str] = set()
-    for route in _routes(app):
+    for route in routes:
         template, route_methods = getattr(route, "path", None), getattr(route, "methods", None)
         if template and route_methods and _path_regex(template).match(path):
             methods |= set(route_methods)
@@ -140,11 +124,11 @@ def allowed_methods(app: FastAPI, path: str) -> list[str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> OrjsonResponse:
-        return error_response(exc.status_code, exc.type, exc.message, headers=exc.headers)
+        return error_response(exc.status_code, exc.message, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> OrjsonResponse:
-        return _validation_error(_validation_details(exc))
+        return _validation_error([_detail(err) for err in exc.errors()])
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> OrjsonResponse:
@@ -157,8 +141,7 @@ def install_error_handlers(app: FastAPI) -> None:
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = ", ".join(allowed_methods(request.app, request.scope["path"]))
-        type_ = _STATUS_TYPES.get(exc.status_code, "error")
-        return error_response(exc.status_code, type_, str(exc.detail), headers=headers)
+        return error_response(exc.status_code, str(exc.detail), headers=headers)
 
     # Added first, so innermost: the request id, CORS, the histogram and the access log (the
     # middlewares outside it) see its 500 like any other answer. Starlette's own handler for
@@ -190,5 +173,4 @@ class UnexpectedErrorMiddleware:
             log.exception("unhandled error on %s %s", scope["method"], scope["path"])
             if started:  # part of a response is out: the connection can only be dropped
                 raise
-            response = error_response(500, "internal_error", "internal server error")
-            await response(scope, receive, send)
+            await error_response(500, "internal server error")(scope, receive, send)

@@ -19,9 +19,6 @@ from fastapi.openapi.utils import get_openapi
 from app.api.deps import SEARCH_SCHEME
 from app.api.schemas.search import BatchSearchRequest, SearchRequest
 from app.core.config import Settings
-from app.core.security import ApiKeys
-
-_FASTAPI_VALIDATION = ("HTTPValidationError", "ValidationError")
 
 
 def _operations(doc: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -41,7 +38,7 @@ def _drop_fastapi_validation(doc: dict[str, Any]) -> None:
             # A route whose parameters cannot fail validation (a plain string in the path).
             del op["responses"]["422"]
     schemas = doc.get("components", {}).get("schemas", {})
-    for name in _FASTAPI_VALIDATION:
+    for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
 
 
@@ -55,28 +52,24 @@ def _open_search(doc: dict[str, Any]) -> None:
 
 
 def _limits(doc: dict[str, Any], settings: Settings, model_names: list[str] | None) -> None:
-    schemas = doc.get("components", {}).get("schemas", {})
+    # Every schema named here is in the document: the routes that take them are always there.
+    schemas = doc["components"]["schemas"]
     most = settings.search_batch_max_queries
-    batch = schemas.get("BatchSearchRequest")
-    if batch:
-        batch["properties"]["queries"]["maxItems"] = most
-    embeddings = schemas.get("EmbeddingsRequest")
-    if embeddings:
-        for variant in embeddings["properties"]["input"].get("anyOf", []):
-            if variant.get("type") == "array":
-                variant["maxItems"] = most
-        if model_names:
-            embeddings["properties"]["model"]["enum"] = model_names
-    reindex = schemas.get("ReindexRequest")
-    if reindex:
-        sources = sorted(settings.reindex_sources)
-        if sources:
-            reindex["properties"]["source"]["enum"] = sources
-        else:
-            # No source can be named: only the inline form remains.
-            del reindex["properties"]["source"]
-            reindex.pop("oneOf", None)
-            reindex["required"] = ["items"]
+    schemas["BatchSearchRequest"]["properties"]["queries"]["maxItems"] = most
+    embeddings = schemas["EmbeddingsRequest"]["properties"]
+    for variant in embeddings["input"].get("anyOf", []):
+        if variant.get("type") == "array":
+            variant["maxItems"] = most
+    if model_names:
+        embeddings["model"]["enum"] = model_names
+    reindex = schemas["ReindexRequest"]
+    if settings.reindex_sources:
+        reindex["properties"]["source"]["enum"] = sorted(settings.reindex_sources)
+    else:
+        # No source can be named: only the inline form remains.
+        del reindex["properties"]["source"]
+        reindex.pop("oneOf", None)
+        reindex["required"] = ["items"]
 
 
 def _bodies_read_by_routes(doc: dict[str, Any]) -> None:
@@ -108,15 +101,13 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=app.openapi_tags,
     )
-    settings: Settings = app.state.settings
-    keys: ApiKeys = app.state.api_keys
     encoder = getattr(app.state, "encoder", None)
     names = [encoder.name, encoder.fingerprint] if encoder is not None else None
     _drop_fastapi_validation(doc)
     _bodies_read_by_routes(doc)
-    if keys.search is None:
+    if app.state.api_keys.search is None:
         _open_search(doc)
-    _limits(doc, settings, names)
+    _limits(doc, app.state.settings, names)
     _bodiless_head(doc)
     if encoder is not None:
         app.openapi_schema = doc

@@ -1,8 +1,7 @@
 """The response class of every route and the documented error responses of each.
 
-Routes build plain dicts and return `OrjsonResponse` themselves: no response model is
-validated a second time on the way out (the `response_model` of a route is for the document
-only), and orjson writes the bytes.
+Routes build plain dicts and return `OrjsonResponse` themselves: nothing validates a response
+model a second time on the way out (a route's `response_model` is for the document only).
 """
 
 from __future__ import annotations
@@ -22,13 +21,6 @@ class OrjsonResponse(JSONResponse):
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
-_RETRY_AFTER = {
-    "Retry-After": {
-        "description": "Seconds to wait before trying again.",
-        "schema": {"type": "integer"},
-    }
-}
-
 # What each error status means on this API; a route may say more for its own case.
 _MEANING: dict[int, str] = {
     401: "Missing or wrong API key: send it as X-API-Key or Authorization: Bearer.",
@@ -43,13 +35,14 @@ _MEANING: dict[int, str] = {
     503: "The index or Qdrant cannot serve now: retry after Retry-After seconds.",
 }
 
-_HEADERS: dict[int, dict[str, Any]] = {
-    401: {
-        "WWW-Authenticate": {
-            "description": "Bearer: how to send the key.",
-            "schema": {"type": "string"},
-        }
-    },
+
+def _header(name: str, description: str, type_: str) -> dict[str, Any]:
+    return {name: {"description": description, "schema": {"type": type_}}}
+
+
+_RETRY_AFTER = _header("Retry-After", "Seconds to wait before trying again.", "integer")
+_HEADERS = {
+    401: _header("WWW-Authenticate", "Bearer: how to send the key.", "string"),
     429: _RETRY_AFTER,
     503: _RETRY_AFTER,
 }
@@ -58,12 +51,14 @@ _HEADERS: dict[int, dict[str, Any]] = {
 def errors(*codes: int, **meaning: str) -> dict[int | str, dict[str, Any]]:
     """`responses=` for a route: each status it can fail with, in the one error shape.
 
-    `meaning` overrides the text of a status for this route: `errors(404, 409, s404="...")`.
+    `meaning` gives a status its text for this route, and adds it: `errors(401, s404="...")`.
+    408 goes with 413: both come from reading the body (middleware.py).
     """
+    listed = {*codes, *(int(key.removeprefix("s")) for key in meaning)}
+    if 413 in listed:
+        listed.add(408)
     out: dict[int | str, dict[str, Any]] = {}
-    if 413 in codes and 408 not in codes:  # both come from reading the body (middleware.py)
-        codes = tuple(sorted((*codes, 408)))
-    for code in codes:
+    for code in sorted(listed):
         entry: dict[str, Any] = {
             "model": ErrorResponse,
             "description": meaning.get(f"s{code}", _MEANING[code]),

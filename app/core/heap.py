@@ -1,19 +1,14 @@
 """The long-lived heap kept out of Python's full garbage collections.
 
-A serving process holds many long-lived objects (the loaded index's rows, the tokenizer's and
-Lingua's Python side); every full collection walks them all while requests wait. `gc.freeze()`
-moves everything alive now to a permanent generation that collections skip (frozen objects are
-still freed by reference counting): run once the service is loaded and after a reindex, undone
-by `thaw` at shutdown. On the old store it cut the c=32 p99 from 132-150 ms to 54 ms on the
-sample index and from about 1.9 s to 127 ms at 100k entries (`make bench-100k`).
-
-The young generation's threshold goes up too (a /search request allocates a few thousand
-containers, so several young collections ran per request): at 20,000, c=32 served 5% more
-req/s and a lone query's p50 rose 4% (`make ab-serve`); kept for the throughput.
+A serving process holds many long-lived objects (the index's rows, the tokenizer's and Lingua's
+Python side) that every full collection would walk while requests wait: `gc.freeze()` moves them
+to a permanent generation that collections skip, and the young generation's threshold goes up
+(a /search request allocates a few thousand containers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import gc
@@ -27,11 +22,9 @@ _saved_thresholds: tuple[int, int, int] | None = None
 
 
 def freeze_long_lived(reason: str) -> int:
-    """Freeze every object alive now (see the module doc); returns the frozen count.
-
-    What was frozen before is thawed and collected first, so garbage cycles among objects
-    frozen earlier (an old collection's, after a reindex) are reclaimed at each call instead of
-    kept for the life of the process: one full collection per call, off the request path."""
+    """Freeze every object alive now; returns the frozen count. What was frozen before is thawed
+    and collected first, so cycles among objects frozen earlier (an old collection's, after a
+    reindex) are reclaimed instead of kept for the life of the process."""
     global _saved_thresholds
     gc.unfreeze()
     gc.collect()
@@ -46,21 +39,16 @@ def freeze_long_lived(reason: str) -> int:
 
 def release_free_memory() -> None:
     """Hand the C heap's free pages back to the system (glibc's `malloc_trim`; elsewhere
-    nothing). A reindex frees the old version's arrays and the build's buffers, but glibc keeps
-    freed heap pages mapped, so without this the process's RSS only grows from build to build."""
+    nothing): glibc keeps freed pages mapped, so RSS would only grow from reindex to reindex."""
     name = ctypes.util.find_library("c")
-    try:
-        trim = ctypes.CDLL(name).malloc_trim if name else None
-    except (OSError, AttributeError):
-        trim = None
-    if trim is not None:
-        trim(0)
+    with contextlib.suppress(OSError, AttributeError):  # no such library, or no malloc_trim
+        if name:
+            ctypes.CDLL(name).malloc_trim(0)
 
 
 def thaw() -> None:
-    """At shutdown: hand the frozen objects back to the collector and put the thresholds back
-    (an app stopped inside a longer-lived process, such as a test run, then leaves no cycles
-    behind and the process collects as before)."""
+    """At shutdown: unfreeze and put the thresholds back, so an app stopped inside a longer-lived
+    process (a test run) leaves the process collecting as before."""
     global _saved_thresholds
     gc.unfreeze()
     if _saved_thresholds is not None:

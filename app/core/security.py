@@ -1,8 +1,5 @@
-"""API keys: resolved from a setting or a secret file, compared in constant time.
-
-Pure functions and plain data: nothing here knows about HTTP. The FastAPI dependencies that read
-the key from a request and refuse it live in `app.api.deps`.
-"""
+"""API keys: resolved from a setting or a secret file, compared in constant time. Nothing here
+knows about HTTP: the dependencies that refuse a request live in `app.api.deps`."""
 
 from __future__ import annotations
 

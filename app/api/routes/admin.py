@@ -1,7 +1,6 @@
 """Admin routes (admin API key): background reindex, rollback, single-entry FAQ edits.
 
-Sync routes: they make blocking Qdrant calls and run the encoder, so FastAPI runs them in its
-threadpool and the event loop stays free for /health.
+Sync routes: they block on Qdrant and the encoder, so FastAPI runs them in its threadpool.
 """
 
 from __future__ import annotations
@@ -9,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Body
 from fastapi import Path as PathParam
-from pydantic import AfterValidator, ValidationError
+from pydantic import ValidationError
 
 from app.api.deps import AdminAuth, AdminDep, SettingsDep
 from app.api.errors import ApiError
@@ -26,23 +25,17 @@ from app.api.schemas.admin import (
     RollbackRequest,
     RollbackResponse,
 )
-from app.api.schemas.search import NOT_BLANK
+from app.api.schemas.base import NOT_BLANK, not_blank
 from app.services.index_guard import QDRANT_ERRORS
 from app.services.jobs_store import JobRecord
 from app.services.reindex import AdminConflictError, JobStoreError
 from index_builder.faq import FaqFileError, FaqItem, read_faq
-from index_builder.store import CollectionInfo, FaqIndexError, UnknownCollectionError
+from index_builder.store import FaqIndexError, UnknownCollectionError
 
 router = APIRouter(prefix="/admin", tags=["admin"])
 
 _QDRANT_DOWN = "Qdrant is unreachable: retry after Retry-After seconds."
 _BUSY = "A reindex or another write is running, or the index is held elsewhere."
-
-
-def _id_not_blank(value: str) -> str:
-    if not value.strip():
-        raise ValueError("the id must contain text, not only whitespace")
-    return value
 
 
 FaqId = Annotated[
@@ -52,7 +45,7 @@ FaqId = Annotated[
         description="The entry's id (may contain `/`; spaces around it are dropped).",
         json_schema_extra={"pattern": NOT_BLANK},
     ),
-    AfterValidator(_id_not_blank),
+    not_blank("the id"),
 ]
 
 
@@ -70,10 +63,6 @@ def _write_errors() -> Iterator[None]:
         raise ApiError(503, f"Qdrant is unreachable: {exc}", headers={"Retry-After": "5"}) from exc
     except JobStoreError as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "30"}) from exc
-
-
-def _job(record: JobRecord, status_code: int = 200) -> OrjsonResponse:
-    return OrjsonResponse(record.model_dump(mode="json"), status_code=status_code)
 
 
 @router.post(
@@ -94,10 +83,7 @@ def _job(record: JobRecord, status_code: int = 200) -> OrjsonResponse:
         **errors(
             401,
             403,
-            409,
             413,
-            422,
-            503,
             s409="A reindex is already running (or the service is shutting down).",
             s422="The body breaks the schema, or the named source cannot be read.",
             s503="The job could not be recorded (FAQ_JOBS_DIR): retry after Retry-After.",
@@ -123,9 +109,8 @@ def reindex(
         items = [FaqItem.model_validate(e.faq_item(e.id)) for e in body.items]
     with _write_errors():
         record = admin.submit(items, source=source or "inline", source_path=source_path)
-    response = _job(record, 202)
-    response.headers["Location"] = f"/admin/reindex/{record.id}"
-    return response
+    location = {"Location": f"/admin/reindex/{record.id}"}
+    return OrjsonResponse(record.model_dump(mode="json"), status_code=202, headers=location)
 
 
 @router.get("/reindex", response_model=list[JobRecord], responses=errors(401, 403))
@@ -137,14 +122,14 @@ def reindex_jobs(_: AdminAuth, admin: AdminDep) -> OrjsonResponse:
 @router.get(
     "/reindex/{job_id}",
     response_model=JobRecord,
-    responses=errors(401, 403, 404, s404="No job with this id."),
+    responses=errors(401, 403, s404="No job with this id."),
 )
 def reindex_job(job_id: str, _: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """State, progress, timings, the collection built, the gate's results, the error."""
     record = admin.job(job_id)
     if record is None:
         raise ApiError(404, f"no reindex job {job_id}")
-    return _job(record)
+    return OrjsonResponse(record.model_dump(mode="json"))
 
 
 @router.post(
@@ -153,11 +138,8 @@ def reindex_job(job_id: str, _: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     responses=errors(
         401,
         403,
-        404,
-        409,
         413,
         422,
-        503,
         s404="The named collection is not among the kept ones.",
         s409="Nothing to roll back to, the collection is already live, or a write is running.",
         s503=_QDRANT_DOWN,
@@ -175,18 +157,15 @@ def rollback(
 @router.get(
     "/collections",
     response_model=list[CollectionOut],
-    responses=errors(401, 403, 409, 503, s409=_BUSY, s503=_QDRANT_DOWN),
+    responses=errors(401, 403, s409=_BUSY, s503=_QDRANT_DOWN),
 )
 def collections(_: AdminAuth, admin: AdminDep) -> OrjsonResponse:
     """The kept collections behind the alias, oldest first."""
     with _write_errors():
         kept = admin.index.collections()
-    return OrjsonResponse([_collection(c) for c in kept])
-
-
-def _collection(info: CollectionInfo) -> dict[str, Any]:
-    fields = asdict(info)
-    return {name: fields[name] for name in CollectionOut.model_fields}
+    return OrjsonResponse(
+        [{k: f[k] for k in CollectionOut.model_fields} for f in map(asdict, kept)]
+    )
 
 
 @router.put(
@@ -195,7 +174,7 @@ def _collection(info: CollectionInfo) -> dict[str, Any]:
     responses={
         200: {"description": "Replaced."},
         201: {"model": FaqEditResult, "description": "Added: no entry had this id."},
-        **errors(401, 403, 409, 413, 422, 503, s409=_BUSY, s503=_QDRANT_DOWN),
+        **errors(401, 403, 413, 422, s409=_BUSY, s503=_QDRANT_DOWN),
     },
 )
 def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> OrjsonResponse:
@@ -220,10 +199,7 @@ def put_faq(_: AdminAuth, faq_id: FaqId, body: FaqEdit, admin: AdminDep) -> Orjs
     responses=errors(
         401,
         403,
-        404,
-        409,
         422,
-        503,
         s404="No entry with this id in the live index.",
         s409=_BUSY,
         s503=_QDRANT_DOWN,

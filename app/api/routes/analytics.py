@@ -42,10 +42,8 @@ _INDEX_ERRORS: tuple[type[BaseException], ...] = (*QDRANT_ERRORS, FaqIndexError)
     responses=errors(
         401,
         403,
-        409,
         422,
         429,
-        503,
         s409="The query log is off (FAQ_QUERY_LOG): there is nothing to report.",
         s503="The query log's database, the encoder or the index cannot serve now: retry "
         "after Retry-After seconds.",

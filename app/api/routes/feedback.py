@@ -20,11 +20,8 @@ router = APIRouter(tags=["feedback"])
     response_model=FeedbackResult,
     responses=errors(
         401,
-        404,
-        409,
         413,
         422,
-        503,
         s404="No logged search has this request id (and position): not logged yet by another "
         "worker, past the retention, or dropped while the log was full.",
         s409="The query log is off (FAQ_QUERY_LOG): there is no search to tie feedback to.",

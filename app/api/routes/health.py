@@ -1,8 +1,8 @@
 """Probes: /health/live and /health/ready (GET and HEAD), and /metrics for the scraper.
 
-Every route here is `async def`: a sync route would wait for a thread of the pool that
-embeddings, admin routes and server-mode work share, and a probe must answer under load. The
-one check that may block (a Qdrant round trip, files) runs in asyncio's own executor.
+All `async def`: a sync route would wait for a thread of the pool that embeddings and admin
+routes share, and a probe must answer under load. The check that may block (a Qdrant round
+trip, files) runs in asyncio's own executor.
 """
 
 from __future__ import annotations
@@ -43,14 +43,12 @@ async def live_head() -> Response:
     return Response(status_code=200)
 
 
-async def _ready(
-    request: Request, encoder: EncoderDep, guard: GuardDep
-) -> tuple[dict[str, Any], int]:
-    providers = list(getattr(encoder, "providers", []))
+async def _ready(request: Request, encoder: EncoderDep, guard: GuardDep) -> OrjsonResponse:
+    # The encoder is loaded and warm once lifespan serves requests: the index decides.
     body: dict[str, Any] = {
         "ready": False,
         "model": encoder.fingerprint,
-        "providers": providers,
+        "providers": list(getattr(encoder, "providers", [])),
         "index": None,
         "index_points": None,
         "problem": None,
@@ -60,29 +58,25 @@ async def _ready(
     except IndexUnavailableError as exc:
         body["problem"] = str(exc)
     else:
-        body["ready"] = bool(request.app.state.warm)
-        body["index"], body["index_points"] = info.collection, info.points
-    status = 200 if body["ready"] else 503
+        body |= {"ready": True, "index": info.collection, "index_points": info.points}
     if not may_see_details(request):
         # Open to probes, but store errors, the collection and the fingerprint are for
         # operators: without a key only the verdict.
         body = {"ready": body["ready"], "problem": None if body["ready"] else "not ready"}
-    return body, status
+    return OrjsonResponse(body, status_code=200 if body["ready"] else 503)
 
 
 @router.get("/health/ready", response_model=ReadyResponse, responses=_READY_RESPONSES)
 async def ready(request: Request, encoder: EncoderDep, guard: GuardDep) -> OrjsonResponse:
     """Ready = the model is loaded and warm, Qdrant answers and the alias serves this model.
     Without a key (when keys are configured) only `ready` and a generic `problem`."""
-    body, status = await _ready(request, encoder, guard)
-    return OrjsonResponse(body, status_code=status)
+    return await _ready(request, encoder, guard)
 
 
 @router.head("/health/ready", responses=_READY_RESPONSES)
 async def ready_head(request: Request, encoder: EncoderDep, guard: GuardDep) -> Response:
     """As GET /health/ready (same status), without a body."""
-    _, status = await _ready(request, encoder, guard)
-    return Response(status_code=status)
+    return Response(status_code=(await _ready(request, encoder, guard)).status_code)
 
 
 @router.get("/metrics", include_in_schema=False)

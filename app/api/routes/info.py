@@ -16,11 +16,7 @@ router = APIRouter(tags=["info"])
 
 @router.get("/info", response_model=InfoResponse, responses=errors(401))
 def info(
-    request: Request,
-    encoder: EncoderDep,
-    guard: GuardDep,
-    settings: SettingsDep,
-    _auth: SearchAuth,
+    request: Request, encoder: EncoderDep, guard: GuardDep, settings: SettingsDep, _: SearchAuth
 ) -> OrjsonResponse:
     """The served model (name, fingerprint, variant, providers), the index behind the alias and
     the abstain threshold in force with its source.

@@ -26,14 +26,14 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 OWNER = "cs-faq-search"
 
 
-def created_at(encoder: Encoder) -> int:
-    """Unix time of the model's export, from its manifest; 0 when the encoder has none."""
-    manifest = getattr(encoder, "manifest", None)
-    stamp = getattr(manifest, "created_at", "") or ""
+def _card(encoder: Encoder) -> dict[str, Any]:
+    """The model as OpenAI lists it; `created` is its export's Unix time (0 when unknown)."""
+    stamp = getattr(getattr(encoder, "manifest", None), "created_at", "") or ""
     try:
-        return int(datetime.fromisoformat(stamp).timestamp())
+        created = int(datetime.fromisoformat(stamp).timestamp())
     except ValueError:
-        return 0
+        created = 0
+    return {"id": encoder.name, "object": "model", "created": created, "owned_by": OWNER}
 
 
 @router.post(
@@ -41,11 +41,9 @@ def created_at(encoder: Encoder) -> int:
     response_model=EmbeddingsResponse,
     responses=errors(
         401,
-        404,
         413,
         422,
         429,
-        503,
         s404="No served model by this name: GET /v1/models lists the one there is.",
         s503="The encoder is shutting down or too slow now: retry after Retry-After seconds.",
     ),
@@ -79,36 +77,14 @@ async def embeddings(
     with service_errors(metrics):
         encoded = await queries.encode_async(cut, body.input_type, bulk=True)
     vectors = np.ascontiguousarray(encoded.vectors, dtype="<f4")
-    data: list[dict[str, Any]] = [
-        {
-            "object": "embedding",
-            "index": i,
-            "embedding": (
-                base64.b64encode(row.tobytes()).decode("ascii")
-                if body.encoding_format == "base64"
-                else row
-            ),
-        }
-        for i, row in enumerate(vectors)
-    ]
+    if body.encoding_format == "base64":
+        rows: list[Any] = [base64.b64encode(row.tobytes()).decode("ascii") for row in vectors]
+    else:
+        rows = list(vectors)
+    data = [{"object": "embedding", "index": i, "embedding": row} for i, row in enumerate(rows)]
     tokens = int(sum(encoded.n_tokens))
-    return OrjsonResponse(
-        {
-            "object": "list",
-            "data": data,
-            "model": encoder.name,
-            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
-        }
-    )
-
-
-def _card(encoder: Encoder) -> dict[str, Any]:
-    return {
-        "id": encoder.name,
-        "object": "model",
-        "created": created_at(encoder),
-        "owned_by": OWNER,
-    }
+    usage = {"prompt_tokens": tokens, "total_tokens": tokens}
+    return OrjsonResponse({"object": "list", "data": data, "model": encoder.name, "usage": usage})
 
 
 @router.get("/models", response_model=ModelList, responses=errors(401))
@@ -120,7 +96,7 @@ def models(encoder: EncoderDep, _auth: SearchAuth) -> OrjsonResponse:
 @router.get(
     "/models/{model}",
     response_model=ModelCard,
-    responses=errors(401, 404, s404="No served model by this name or fingerprint."),
+    responses=errors(401, s404="No served model by this name or fingerprint."),
 )
 def model(model: str, encoder: EncoderDep, _auth: SearchAuth) -> OrjsonResponse:
     """The served model, by its name or fingerprint (OpenAI's `models.retrieve`)."""

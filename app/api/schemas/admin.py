@@ -8,28 +8,22 @@ stores it: the document and the server refuse the same bodies.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from app.api.schemas.base import RequestModel
-from app.api.schemas.search import NOT_BLANK, NOT_SPACE
+from app.api.schemas.base import NOT_BLANK, RequestModel, not_blank
 
 # At least two characters that are not whitespace: what `len(value.strip()) >= 2` accepts.
-TWO_NOT_BLANK = rf"{NOT_SPACE}[\s\S]*{NOT_SPACE}"
-
-
-def _not_blank(value: str, what: str) -> str:
-    if not value.strip():
-        raise ValueError(f"{what} must contain text, not only whitespace")
-    return value
+TWO_NOT_BLANK = rf"{NOT_BLANK}[\s\S]*{NOT_BLANK}"
+Text = Annotated[str, not_blank("the text")]
 
 
 class FaqFields(RequestModel):
     """An FAQ entry's content, as a client sends it."""
 
-    question: str = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK})
-    answer: str = Field(min_length=1, max_length=20000, json_schema_extra={"pattern": NOT_BLANK})
+    question: Text = Field(min_length=1, max_length=4000, json_schema_extra={"pattern": NOT_BLANK})
+    answer: Text = Field(min_length=1, max_length=20000, json_schema_extra={"pattern": NOT_BLANK})
     lang: str = Field(
         min_length=2,
         max_length=16,
@@ -46,11 +40,6 @@ class FaqFields(RequestModel):
         "empty: the id without its language suffix.",
     )
 
-    @field_validator("question", "answer")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        return _not_blank(value, "the text")
-
     @field_validator("lang")
     @classmethod
     def _lang(cls, value: str) -> str:
@@ -66,12 +55,9 @@ class FaqFields(RequestModel):
 class FaqEntry(FaqFields):
     """One entry of a reindex body."""
 
-    id: str = Field(min_length=1, max_length=128, json_schema_extra={"pattern": NOT_BLANK})
-
-    @field_validator("id")
-    @classmethod
-    def _id(cls, value: str) -> str:
-        return _not_blank(value, "id")
+    id: Annotated[str, not_blank("id")] = Field(
+        min_length=1, max_length=128, json_schema_extra={"pattern": NOT_BLANK}
+    )
 
 
 def _reindex_schema(schema: dict[str, Any]) -> None:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from app.api.schemas.base import RequestModel
-from app.api.schemas.search import JsonInt
+from app.api.schemas.base import JsonInt, RequestModel
 
 _REQUEST_ID = Field(
     pattern=r"^[A-Za-z0-9._:-]{1,128}$",

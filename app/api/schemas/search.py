@@ -1,47 +1,29 @@
-"""Request and response bodies of /search and /search/batch.
-
-Requests are strict (no "5" for 5, no 1 for true) and forbid unknown fields, so what the
-OpenAPI document says is exactly what the server takes. Responses are built as plain dicts by
-the routes; the models below document them.
-"""
+"""Request and response bodies of /search and /search/batch (the routes build the responses as
+plain dicts; these models document them)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
-from app.api.schemas.base import RequestModel
+from app.api.schemas.base import NOT_BLANK, JsonInt, RequestModel, not_blank
 from index_builder.answers import LangReason
 
-# A character that `str.strip()` keeps, spelled out: JSON Schema's `\s` (ECMA-262) and
-# Python's whitespace differ (\x1c-\x1f, \x85, \ufeff), and the document must refuse exactly
-# what the server refuses. `pattern` searches, so NOT_BLANK means "not only whitespace".
-NOT_SPACE = r"[^\t\n\v\f\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-NOT_BLANK = NOT_SPACE
 
-
-def _integral(value: Any) -> Any:
-    # JSON Schema's integer includes 30.0; strict pydantic would refuse it. Strings and
-    # booleans stay refused.
-    return int(value) if isinstance(value, float) and value.is_integer() else value
-
-
-JsonInt = Annotated[int, BeforeValidator(_integral)]
+def _lower(value: str | None) -> str | None:
+    return value.strip().lower() if value else value
 
 
 class SearchFilters(RequestModel):
     lang: str | None = Field(None, min_length=2, max_length=16, examples=["es"])
     market: str | None = Field(None, min_length=1, max_length=32, examples=["mx"])
 
-    @field_validator("lang", "market")
-    @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.strip().lower() if value else value
+    _lowered = field_validator("lang", "market")(_lower)
 
 
 class SearchRequest(RequestModel):
-    query: str = Field(
+    query: Annotated[str, not_blank("query")] = Field(
         min_length=1,
         description="The shopper's question, in any language or a mix of them. Long queries "
         "are truncated to the model's limit, not refused. Must contain a character that is "
@@ -75,17 +57,7 @@ class SearchRequest(RequestModel):
         "results empty. Default: FAQ_MIN_SCORE, else the model's calibrated value.",
     )
 
-    @field_validator("lang")
-    @classmethod
-    def _lower_lang(cls, value: str | None) -> str | None:
-        return value.strip().lower() if value else value
-
-    @field_validator("query")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("query must contain text, not only whitespace")
-        return value
+    _lowered = field_validator("lang")(_lower)
 
 
 class SearchResult(BaseModel):
