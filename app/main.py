@@ -63,6 +63,7 @@ def served_answering(
         low_accuracy=settings.query_lang_low_accuracy,
         abstained=abstained,
         retrieval=retrieval(settings),
+        collection_thresholds=settings.recalibrate,
     )
 
 

@@ -10,6 +10,7 @@ refused only if the collection's threshold is the one in force.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def test_the_setting_wins_and_recalibration_can_be_off(tmp_path: Path) -> None:
     with served as client:  # type: ignore[attr-defined]
         _reindex(client)
         assert "abstain" not in json.loads((qdrant / "faq_v1" / "meta.json").read_text())
+        assert client.get("/info").json()["abstain"]["source"] == "model"
+    # Off, a collection picked with it on serves the model's threshold too (the setting's word).
+    served, qdrant = _serve(tmp_path / "c")
+    with served as client:  # type: ignore[attr-defined]
+        _reindex(client)
+        assert client.get("/info").json()["abstain"]["source"] == "collection"
+    shutil.copytree(qdrant, tmp_path / "d" / "qdrant")
+    served, qdrant = _serve(tmp_path / "d", recalibrate=False)
+    with served as client:  # type: ignore[attr-defined]
+        assert "abstain" in json.loads((qdrant / "faq_v1" / "meta.json").read_text())
         assert client.get("/info").json()["abstain"]["source"] == "model"
 
 
