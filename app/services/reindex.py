@@ -130,16 +130,27 @@ class AdminService:
     ) -> JobRecord:
         """Queue a reindex of `items` and start it in a thread; ReindexRunningError if busy."""
         with self._state:
-            if self._active is not None:
-                raise ReindexRunningError(self._active.id)
-            if self._stop.is_set():
-                raise AdminConflictError("the service is shutting down")
+            self._check_idle()
+        try:
             self._take_lock(0.0)  # released by the job's thread when it ends
+        except AdminConflictError:
+            # No job is unfinished: an edit, or a job that has recorded its end and is letting
+            # go of the lock (a client polling it submits again at once): wait as an edit does.
+            self._take_lock(self.lock_timeout_s)
+        with self._state:
             try:
+                self._check_idle()
                 return self._start(items, source, source_path)
             except BaseException:
                 self._write_lock.release()
                 raise
+
+    def _check_idle(self) -> None:
+        """ReindexRunningError or a 409 unless this worker can start a job (`_state` held)."""
+        if self._active is not None:
+            raise ReindexRunningError(self._active.id)
+        if self._stop.is_set():
+            raise AdminConflictError("the service is shutting down")
 
     def _take_lock(self, timeout_s: float) -> None:
         """The admin lock, or a 409 naming what holds it (a job of any worker, an edit); a

@@ -5,6 +5,7 @@ and the service says when it is open to anyone (issue "Holds under pressure").""
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -147,6 +148,21 @@ def _worker_admin(tmp_path: Path) -> AdminService:
 
 def _items() -> list[FaqItem]:
     return [i.model_copy(update={"answer": "new " + i.answer}) for i in read_faq(SAMPLE_FAQ)[:16]]
+
+
+def test_a_reindex_waits_for_a_lock_that_no_job_holds(tmp_path: Path) -> None:
+    """An edit of another worker, or a job that has recorded its end and is letting go of the
+    lock: a reindex submitted meanwhile waits for it (up to lock_timeout_s), as an edit does,
+    instead of a 409 to a client that saw the job end and submitted again at once."""
+    build_index(tmp_path / "index", FakeEncoder(dim=DIM))
+    first, second = _worker_admin(tmp_path), _worker_admin(tmp_path)
+    assert first._write_lock.acquire(0.0)
+    releaser = threading.Timer(0.1, first._write_lock.release)
+    releaser.start()
+    job = second.submit(_items()[:4], source="inline")
+    assert job.state in ("queued", "running")
+    releaser.join()
+    second.shutdown()
 
 
 def test_a_second_workers_reindex_edit_or_recovery_meets_the_running_job(tmp_path: Path) -> None:
