@@ -62,7 +62,6 @@ def test_groups_and_follows_the_query_language() -> None:
     assert [h.id for h in ungrouped.hits] == ["order-cancel.es", "order-cancel", "order-cancel.de"]
 
 
-
 def test_abstains_below_min_score_and_counts_it() -> None:
     abstained = counter()
     answering = Answering(AbstainRule(0.92), None, abstained=abstained)
