@@ -84,7 +84,8 @@ def _faq(
 
 # (dataset, lang, kind) -> (entry ids, R@1 per query) of each model; "e3" and "o1" have no
 # cs-tgt query, so a penalty over every translated query would differ from the paired one.
-PENALTY_SETS: dict[str, dict[tuple[str, str, str], tuple[list[str], list[float]]]] = {
+PenaltySets = dict[str, dict[tuple[str, str, str], tuple[list[str], list[float]]]]
+PENALTY_SETS: PenaltySets = {
     "base": {
         ("debian-faq", "de", "translated"): (["e1", "e2", "e3"], [1, 1, 0]),
         ("debian-faq", "de", "cs-tgt"): (["e1", "e2"], [0, 1]),
@@ -100,9 +101,9 @@ PENALTY_SETS: dict[str, dict[tuple[str, str, str], tuple[list[str], list[float]]
 }
 
 
-def _penalty_results() -> EvalResults:
+def _penalty_results(penalty_sets: PenaltySets = PENALTY_SETS) -> EvalResults:
     runs = []
-    for model, sets in PENALTY_SETS.items():
+    for model, sets in penalty_sets.items():
         run = ModelRun(ModelSpec(model, "onnx"), "ok")
         for (ds, lang, kind), (entries, r1) in sets.items():
             run.per_query[(ds, lang, kind)] = {"R@1": np.array(r1, dtype=np.float64)}
@@ -172,15 +173,7 @@ def test_a_variant_gets_shops_figures_in_shops_place() -> None:
     hard_r1 = {**HARD_R1, "shop_lex_x": [0, 1, 0, 1], "shop_lex_x_unmerged": [1, 1, 1, 1]}
     shopper = _faq("shopper", SHOPPER, [None] * len(SHOPPER), r1)
     hard = _faq("hard_faq", HARD, HARD_SCRIPTS, hard_r1)
-    sets = {**PENALTY_SETS, "shop_lex_x": PENALTY_SETS["base"]}
-    runs = []
-    for model, cells in sets.items():
-        run = ModelRun(ModelSpec(model, "onnx"), "ok")
-        for (ds, lang, kind), (entries, values) in cells.items():
-            run.per_query[(ds, lang, kind)] = {"R@1": np.array(values, dtype=np.float64)}
-            run.query_ids[(ds, lang, kind)] = [f"{ds}:{lang}:{kind}:{e}" for e in entries]
-        runs.append(run)
-    third = EvalResults(EvalConfig(models=[r.spec for r in runs], datasets=["x"]), {}, runs)
+    third = _penalty_results({**PENALTY_SETS, "shop_lex_x": PENALTY_SETS["base"]})
     controls = {"debian_en": {"shop_lex_x": {"r1": 0.5, "n": 10}}}
     obj = codeswitch_object(
         [shopper, hard], hard_faq=hard, third_party=third, controls=controls, n_boot=200
