@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from app.services.answering import Answering, build_answering, served_calibration
+from app.services.answering import (
+    Answering,
+    QuerySpec,
+    build_answering,
+    served_calibration,
+)
 from index_builder.answers import FETCH_FACTOR, hit_topic
 from index_builder.calibration import AbstainRule
 from index_builder.lexical import Lexicon
@@ -132,15 +137,8 @@ def test_served_calibration_only_for_the_model_it_describes(
     assert served_calibration(_model_dir(tmp_path / "b", None), "x") is None
 
 
-@dataclass(frozen=True)
-class Spec:
-    text: str
-    top_k: int
-    lang_filter: str | None = None
-    market: str | None = None
-    group: bool = True
-    prefer_lang: str | None = None
-    min_score: float | None = None
+# A request's query as the search route makes it, grouped by default as /search is.
+Spec = functools.partial(QuerySpec, group=True)
 
 
 # Past the over-fetch of 2 answers (16 hits): twenty other topics, then the pt entries.
