@@ -195,32 +195,53 @@ def codeswitch_object(
     """The object of issue 25's "Done when"; `faqs` are the FAQs whose test queries pool (the
     shopper log's, and the hard FAQ's when present), `hard_faq` that one alone."""
     delta, ci, n_mixed = code_mixed_delta(faqs, n_boot=n_boot, seed=seed)
-    penalties = {m: penalty(third_party, m) for m in (BASE, SHOP, SHOP_NO_CS)}
-    romanised: dict[str, Any] = {"n": _count(faqs, FaqScores.romanised)}
-    hard: dict[str, Any] = {"n": len(hard_faq.queries) if hard_faq is not None else None}
-    for m in (BASE, SHOP, SHOP_NO_CS):
-        romanised[m] = _mean(_pooled(faqs, m, FaqScores.romanised))
-        hard[m] = (
-            _mean(_pooled([hard_faq], m, FaqScores.everything)) if hard_faq is not None else None
-        )
+    figures = {
+        m: _figures(m, faqs, hard_faq, third_party, controls) for m in (BASE, SHOP, SHOP_NO_CS)
+    }
+
+    def by_model(key: str, models: Sequence[str] = (BASE, SHOP, SHOP_NO_CS)) -> dict[str, Any]:
+        return {m: figures[m][key] for m in models}
+
     variants = sorted({m for faq in faqs for m in faq.r1 if is_variant(m)})
     return {
         "code_mixed_delta_r1": delta,
         "code_mixed_delta_ci95": ci,
-        "penalty": {m: p for m, (p, _) in penalties.items()},
-        "romanised": romanised,
-        "hard_faq": hard,
-        "english_controls": {m: english_control(controls, m) for m in (BASE, SHOP)},
+        "penalty": by_model("penalty"),
+        "romanised": {"n": _count(faqs, FaqScores.romanised), **by_model("romanised")},
+        "hard_faq": {
+            "n": len(hard_faq.queries) if hard_faq is not None else None,
+            **by_model("hard_faq"),
+        },
+        "english_controls": by_model("english_controls", (BASE, SHOP)),
         "meta": {
             "faqs": [f.name for f in faqs],
             "code_mixed_n": n_mixed,
-            "penalty_n": {m: n for m, (_, n) in penalties.items()},
+            "penalty_n": by_model("penalty_n"),
             "query_mix": dict(query_mix) if query_mix is not None else None,
         },
         # Each variant in shop's place, on the same queries (docs/training.md's variants table).
         "variants": {
             m: _variant(m, faqs, hard_faq, third_party, controls, n_boot, seed) for m in variants
         },
+    }
+
+
+def _figures(
+    model: str,
+    faqs: Sequence[FaqScores],
+    hard_faq: FaqScores | None,
+    third_party: EvalResults | None,
+    controls: Mapping[str, Mapping[str, Mapping[str, Any]]],
+) -> dict[str, Any]:
+    """One model's penalty (and its pair count), romanised, hard FAQ and English controls."""
+    p, n = penalty(third_party, model)
+    hard = _pooled([hard_faq], model, FaqScores.everything) if hard_faq is not None else None
+    return {
+        "penalty": p,
+        "penalty_n": n,
+        "romanised": _mean(_pooled(faqs, model, FaqScores.romanised)),
+        "hard_faq": _mean(hard),
+        "english_controls": english_control(controls, model),
     }
 
 
@@ -234,12 +255,6 @@ def _variant(
     seed: int,
 ) -> dict[str, Any]:
     delta, ci, _ = code_mixed_delta(faqs, n_boot=n_boot, seed=seed, model=model)
-    hard = _pooled([hard_faq], model, FaqScores.everything) if hard_faq is not None else None
-    return {
-        "code_mixed_delta_r1": delta,
-        "code_mixed_delta_ci95": ci,
-        "penalty": penalty(third_party, model)[0],
-        "romanised": _mean(_pooled(faqs, model, FaqScores.romanised)),
-        "hard_faq": _mean(hard),
-        "english_controls": english_control(controls, model),
-    }
+    figures = _figures(model, faqs, hard_faq, third_party, controls)
+    del figures["penalty_n"]
+    return {"code_mixed_delta_r1": delta, "code_mixed_delta_ci95": ci, **figures}
