@@ -13,7 +13,7 @@ PACKAGES := app index_builder model_export tools
 export FAQ_MODEL_DIR ?= $(ONNX_DIR)
 export FAQ_INDEX_PATH ?= $(INDEX_PATH)
 
-.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-no-cs train-lexicons train-ablations train-align eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve bench-querylog demo-loop soak chaos gpu-check
+.PHONY: FORCE run test venv model index serve lint typecheck pytest test-slow train-data train-smoke eval eval-variants shop-data train run-trained train-no-cs train-lexicons train-ablations train-align train-realcm eval-task clean bench bench-peer peer synth-faq bench-100k index-recall ann-recall c1-ratio ab-serve bench-querylog demo-loop soak chaos gpu-check
 
 ## run: set up everything and start the service on 127.0.0.1:8000 (embedded Qdrant)
 run: index
@@ -185,6 +185,12 @@ train-lex-variants: train-data shop-data
 	for v in $(LEX_VARIANTS); do test -f artifacts/onnx/$$v/manifest.json || \
 		$(MAKE) --no-print-directory train-one RUN=$$v || exit 1; done
 
+## train-realcm: the shop recipe plus 1,000 human-written Hinglish -> English pairs
+## (configs/train/shop-realcm.toml, data/codemixed/: Hinglish-TOP, Apache-2.0; same data otherwise,
+## same steps and seed), exported to artifacts/onnx/shop-realcm; `make eval-task` scores it when there
+train-realcm: train-data shop-data
+	$(call train_run,shop-realcm)
+
 # train-one RUN=NAME: configs/train/NAME.toml through train_run (no data prerequisites)
 train-one:
 	$(call train_run,$(RUN))
@@ -196,9 +202,10 @@ HARD_FAQ := data/hard_faq
 # The general-pairs ablation (make train-ablations) is scored when it is there: none of the
 # codeswitch object's fields needs it.
 OSCAR_ONLY_ONNX := artifacts/onnx/oscar-only
-# The code-switching variants (make train-align, train-lexicons, train-lex-variants): each one
-# exported is scored, and summary.json's codeswitch.variants gives it shop's figures.
-CS_VARIANTS := shop-align shop-lexicons $(LEX_VARIANTS)
+# The code-switching variants (make train-align, train-lexicons, train-lex-variants,
+# train-realcm): each one exported is scored, and summary.json's codeswitch.variants gives it
+# shop's figures.
+CS_VARIANTS := shop-align shop-lexicons $(LEX_VARIANTS) shop-realcm
 ## eval-task: the product's task, shoppers' questions (test split) against the sample FAQ, for the
 ## base model, the shop recipe and its no-code-switching ablation (the general-pairs one, the
 ## code-switching variants when built), with the third-party English controls and

