@@ -12,6 +12,7 @@ same, so that `code_mixed_delta_r1` and the variants table measure code-switchin
 from __future__ import annotations
 
 import re
+import subprocess
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -167,3 +168,17 @@ def test_make_scores_and_trains_the_real_code_mixed_variant() -> None:
     m = re.search(r"^CS_VARIANTS :=(.*)$", makefile, re.MULTILINE)
     assert m is not None and "shop-realcm" in m.group(1).split()
     assert re.search(r"^train-realcm:.*\n\t\$\(call train_run,shop-realcm\)", makefile, re.M)
+
+
+def test_the_evaluation_sets_are_made_before_the_pairs_they_guard() -> None:
+    """The eval guard drops only texts of evaluation sets that exist: `make` must build them
+    before the oscar training pairs (a fresh clone's `make train` once kept 3,037 of them)."""
+    dry_run = subprocess.run(
+        ["make", "-n", "--always-make", "artifacts/train-data/oscar.jsonl"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "eval-data" in dry_run
+    assert dry_run.index("eval-data") < dry_run.index("build-data --source oscar")
