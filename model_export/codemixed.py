@@ -33,8 +33,6 @@ from model_export.eval_guard import EvalGuard
 from model_export.guard_key import normalise
 from model_export.training.data import Pair, dedupe, write_pairs
 
-log = logging.getLogger(__name__)
-
 SOURCE = "hinglish-top"
 # Hindi in Latin script: the shopper log's code for Hinglish (`model_export.shopper_data`).
 LANG = "hi"
@@ -49,7 +47,6 @@ class CodeMixedFormatError(ValueError):
 class Row:
     english: str
     codemixed: str
-    domain: str
 
 
 def read_hinglish_top(path: str | Path) -> list[Row]:
@@ -76,20 +73,24 @@ def read_hinglish_top(path: str | Path) -> list[Row]:
             if not english or not codemixed:
                 side = "en_query" if not english else "cs_query"
                 raise CodeMixedFormatError(f"{path}:{lineno}: empty {side}")
-            rows.append(Row(english, codemixed, cols[4].strip()))
+            rows.append(Row(english, codemixed))
     if not rows:
         raise CodeMixedFormatError(f"{path}: no rows after the header")
     return rows
 
 
-def hinglish_pairs(rows: Sequence[Row]) -> list[Pair]:
-    """Hinglish -> English translation pairs; rows whose two sides are one text are dropped."""
-    out = [
+def _translations(rows: Sequence[Row]) -> list[Pair]:
+    """Hinglish -> English translation pairs of the rows whose two sides are not one text."""
+    return [
         Pair(r.codemixed, r.english, lang=LANG, source=SOURCE, label_lang="en")
         for r in rows
         if normalise(r.codemixed) != normalise(r.english)
     ]
-    return dedupe(out)
+
+
+def hinglish_pairs(rows: Sequence[Row]) -> list[Pair]:
+    """Hinglish -> English translation pairs; same-text rows and duplicates dropped."""
+    return dedupe(_translations(rows))
 
 
 @dataclass
@@ -104,14 +105,14 @@ class BuildReport:
 def build(input_path: str | Path, out: str | Path, guard: EvalGuard) -> BuildReport:
     """Read the source file, make the pairs, drop what the guard knows, write the pair file."""
     rows = read_hinglish_top(input_path)
-    differing = [r for r in rows if normalise(r.codemixed) != normalise(r.english)]
-    pairs = hinglish_pairs(rows)
+    translations = _translations(rows)
+    pairs = dedupe(translations)
     kept, dropped = guard.filter(pairs)
     written = write_pairs(kept, out)
     return BuildReport(
         rows=len(rows),
-        same_text=len(rows) - len(differing),
-        duplicates=len(differing) - len(pairs),
+        same_text=len(rows) - len(translations),
+        duplicates=len(translations) - len(pairs),
         guard_dropped=dropped,
         written=written,
     )
