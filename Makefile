@@ -329,7 +329,7 @@ DEMO_LOOP_ARGS ?=
 ## the log exported, a short fine-tune, the golden-query gate, the new model served; the shopper
 ## test split's R@1 through the service before and after. Everything under var/demo-loop/,
 ## figures in var/demo-loop/results.json (about 8 min on 2 cores)
-demo-loop: venv
+demo-loop: venv | $(EVAL_SETS)
 	test -f $(ONNX_DIR)/manifest.json -a -f $(BASE_DIR)/config.json || $(MAKE) model
 	$(BIN)/python -m tools.demo_loop $(DEMO_LOOP_ARGS)
 

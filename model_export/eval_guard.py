@@ -70,6 +70,10 @@ class EvalLeakError(ValueError):
     """Training pairs overlap an evaluation set."""
 
 
+class MissingEvalSetsError(ValueError):
+    """A configured evaluation directory does not exist, so the guard could not read it."""
+
+
 def eval_jsonl_texts(eval_dir: Path) -> Iterable[str]:
     for path in sorted(eval_dir.rglob("*.jsonl")):
         with path.open(encoding="utf-8") as fh:

@@ -114,11 +114,15 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Train an encoder (continual pre-training and/or fine-tuning) from one config file."""
+        from model_export.eval_guard import MissingEvalSetsError
         from model_export.training.config import load_config
         from model_export.training.trainer import train
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        report = train(load_config(config), resume=resume, stop_after=stop_after)
+        try:
+            report = train(load_config(config), resume=resume, stop_after=stop_after)
+        except MissingEvalSetsError as exc:
+            _fail(f"{config}: {exc}")
         summary = {
             k: report[k] for k in ("name", "status", "device", "autocast", "time_s", "model_dir")
         }

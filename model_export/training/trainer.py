@@ -31,7 +31,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from model_export.codeswitch import ENGLISH, LanguageSwitcher
-from model_export.eval_guard import EvalGuard
+from model_export.eval_guard import EvalGuard, MissingEvalSetsError
 from model_export.training.config import OptimConfig, RunConfig
 from model_export.training.data import (
     Pair,
@@ -113,6 +113,16 @@ def load_training_pairs(config: RunConfig) -> tuple[list[Pair], DataSummary]:
     dc = config.data
     if not dc.train_files:
         raise ValueError("config.data.train_files is empty: nothing to train on")
+    # The guard skips an evaluation directory that is not there, which is right for the data
+    # builders but not here: a run before `faq-model eval-data` would train on the evaluation
+    # texts (a fresh clone's `make train` once did). Named in the config, it must exist.
+    missing = [d for d in dc.eval_dirs if not Path(d).is_dir()]
+    if missing:
+        raise MissingEvalSetsError(
+            f"data.eval_dirs names {', '.join(map(str, missing))}, which does not exist: build "
+            "the evaluation sets first (make train does; by hand: faq-model eval-data) so that "
+            "training cannot see them, or take it out of data.eval_dirs to train without them"
+        )
     pairs: list[Pair] = []
     for f in dc.train_files:
         from_file = read_pairs(f)
@@ -585,15 +595,15 @@ def train(
     from transformers import AutoModel, AutoTokenizer
 
     t0 = time.perf_counter()
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     if config.num_threads > 0:
         torch.set_num_threads(config.num_threads)
     seed_everything(config.seed)
     device = pick_device(config.device)
     use_bf16 = device.type == "cuda" and config.bf16
 
-    pairs, summary = load_training_pairs(config)
+    pairs, summary = load_training_pairs(config)  # a refused run leaves no output behind
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     pairs, dev_pairs = _split_for_dev(pairs, summary, config)  # dev pairs never train
     switchers, dictionaries_report = build_switchers(config)
     base = Path(config.model.base_dir)

@@ -159,7 +159,7 @@ def _run(tmp_path: Path, base: Path, name: str, weight: float) -> list[dict[str,
             "data": {
                 "train_files": [str(pairs)],
                 "languages": ["en", "es"],
-                "eval_dirs": [str(tmp_path / "eval")],
+                "eval_dirs": [],
                 "debian_faq_dir": "",
             },
             "finetune": {

@@ -78,7 +78,7 @@ def test_a_hard_test_query_stops_training(
     write_pairs([Pair(q.query, LABEL, q.lang) for q in [*train, test_q]], pairs_file)
     data = {
         "train_files": [str(pairs_file)],
-        "eval_dirs": [str(tmp_path / "none")],
+        "eval_dirs": [],
         "debian_faq_dir": "",
         "languages": [test_q.lang],
     }

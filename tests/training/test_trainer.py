@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import torch
 
-from model_export.eval_guard import EvalLeakError
+from model_export.eval_guard import EvalLeakError, MissingEvalSetsError
 from model_export.training.config import RunConfig, config_from_dict
 from model_export.training.data import Pair, write_pairs
 from model_export.training.trainer import autocast_for, pick_device, train
@@ -38,6 +38,11 @@ def _setup(tmp_path: Path) -> tuple[Path, Path]:
     return pairs, muse
 
 
+def _made(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
 def _config(tmp_path: Path, base: Path, name: str, **over: Any) -> RunConfig:
     pairs, muse = _setup(tmp_path)
     raw: dict[str, Any] = {
@@ -55,7 +60,7 @@ def _config(tmp_path: Path, base: Path, name: str, **over: Any) -> RunConfig:
         },
         "data": {
             "train_files": [str(pairs)],
-            "eval_dirs": [str(tmp_path / "eval")],
+            "eval_dirs": [str(_made(tmp_path / "eval"))],
             "debian_faq_dir": "",
         },
         "pretrain": {"optim": {"batch_size": 4, "epochs": 1, "max_steps": 3, "lr": 1e-3}},
@@ -155,8 +160,7 @@ def test_clear_optical_and_hard_negatives_run(tmp_path: Path, tiny_bert_dir: Pat
 
 
 def test_guard_stops_a_leaking_run(tmp_path: Path, tiny_bert_dir: Path) -> None:
-    eval_dir = tmp_path / "eval"
-    eval_dir.mkdir()
+    eval_dir = _made(tmp_path / "eval")
     (eval_dir / "dev.jsonl").write_text(json.dumps({"query": "Wo ist meine Bestellung"}) + "\n")
     with pytest.raises(EvalLeakError):
         train(_config(tmp_path, tiny_bert_dir, "leak"), progress=False)
@@ -164,6 +168,20 @@ def test_guard_stops_a_leaking_run(tmp_path: Path, tiny_bert_dir: Path) -> None:
         _config(tmp_path, tiny_bert_dir, "drop", data__guard_mode="drop"), progress=False
     )
     assert dropped["data"]["guard_dropped"] == 1
+
+
+def test_a_run_refuses_an_evaluation_directory_that_is_not_there(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    # The guard cannot keep out what it cannot read: before the sets are built a run would
+    # train on them, so it stops instead (and nothing is written).
+    missing = tmp_path / "not-built"
+    cfg = _config(tmp_path, tiny_bert_dir, "early", data__eval_dirs=[str(missing)])
+    with pytest.raises(MissingEvalSetsError, match="not-built"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "early").exists()
+    # Said so, the run goes on without that part of the guard.
+    assert train(_config(tmp_path, tiny_bert_dir, "none", data__eval_dirs=[]), progress=False)
 
 
 def test_device_selection() -> None:
@@ -396,3 +414,23 @@ def test_head_groups_and_schedule(tiny_bert_dir: Path) -> None:
     assert enc[:2] == [0.0, 0.0] and enc[2] == pytest.approx(0.5e-4)  # 2-step warm-up of 8
     assert enc[3] == pytest.approx(1e-4) and enc[-1] == pytest.approx(1e-4 / 6)
     assert head_lrs[0] == pytest.approx(1e-3 / 3)  # its own warm-up: ceil(0.25 * 10) = 3 steps
+
+
+def test_faq_model_train_names_the_config_of_a_missing_evaluation_directory(
+    tmp_path: Path,
+) -> None:
+    from typer.testing import CliRunner
+
+    from model_export.cli import cli
+
+    config = tmp_path / "run.toml"
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("")
+    config.write_text(
+        f'name = "x"\noutput_dir = "{tmp_path / "out"}"\n'
+        f'[data]\ntrain_files = ["{pairs}"]\neval_dirs = ["{tmp_path / "not-built"}"]\n'
+    )
+    res = CliRunner().invoke(cli, ["train", "--config", str(config)])
+    assert res.exit_code == 2, res.output
+    assert f"error: {config}: data.eval_dirs names" in res.output
+    assert "Traceback" not in res.output
