@@ -99,7 +99,6 @@ def build(
             info, built = index.build(
                 items,
                 encoder,
-                batch_size=settings.encode_batch_size,
                 skip_if_unchanged=not force,
                 validate=validate if gate else None,
                 # The abstain threshold picked for this FAQ, in the new collection's metadata.

@@ -44,7 +44,6 @@ def load_onnx_encoder(settings: Settings) -> Encoder:
         allow_cpu_fallback=settings.allow_cpu_fallback,
         intra_op_threads=settings.intra_op_threads,
         spinning=False,  # see OnnxEncoder.load
-        batch_size=settings.encode_batch_size,
     )
     log.info("model %s running on %s", encoder.fingerprint, ", ".join(encoder.providers))
     return encoder

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 
 META_KEY = "abstain"
 METHOD = "reindex"
+# Share of the off-topic anchors a picked threshold abstains on, unless that refuses more than
+# the model's refusal budget of the FAQ's own question variants (docs/your-faq.md).
 DEFAULT_OFFTOPIC_TARGET = 0.90
 # A large FAQ's variants are sampled down (stably): a reindex encodes a bounded number of queries.
 MAX_POSITIVES = 2000

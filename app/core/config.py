@@ -44,9 +44,6 @@ class Settings(BaseSettings):
         "(the event loop keeps a core), but the soak's mix with long queries 0.66x as fast, "
         "and fp32 0.77x (docs/benchmarks.md).",
     )
-    encode_batch_size: int = Field(
-        32, ge=1, le=1024, description="Texts per model run when indexing passages."
-    )
 
     # Qdrant
     qdrant_url: str | None = Field(
@@ -94,13 +91,6 @@ class Settings(BaseSettings):
         "the new FAQ: its questions and variants of them against the model's off-topic "
         "anchors (docs/your-faq.md); the service uses the live collection's. Off: the model's "
         "calibrated threshold serves every FAQ.",
-    )
-    recalibrate_offtopic_target: float = Field(
-        0.90,
-        ge=0.5,
-        le=1.0,
-        description="Share of the off-topic anchors a picked threshold abstains on, unless that "
-        "refuses more than the model's refusal budget of the FAQ's own question variants.",
     )
     query_languages: list[str] = Field(
         default_factory=lambda: list(OTHER_LANGUAGES),
@@ -165,12 +155,6 @@ class Settings(BaseSettings):
         description="Optional extra wait for others to join a batch; 0 = a query runs as soon "
         "as the model is free (continuous batching: batches form by themselves under load).",
     )
-    batch_max_tokens: int = Field(
-        16384,
-        ge=1,
-        description="Token budget of a batch, padding included (queries x longest query); "
-        "a single query always fits.",
-    )
     batch_queue_size: int = Field(
         256, ge=1, description="Queries waiting for the encoder; beyond it /search answers 429."
     )
@@ -207,12 +191,6 @@ class Settings(BaseSettings):
     )
     query_log_retention_days: int = Field(
         30, ge=1, description="Searches older than this are deleted (at start and hourly)."
-    )
-    query_log_queue_size: int = Field(
-        10000,
-        ge=1,
-        description="Searches waiting for the log's writer; beyond it they are not logged "
-        "(faq_querylog_dropped_total), the search never waits.",
     )
 
     # HTTP

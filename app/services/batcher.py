@@ -59,6 +59,8 @@ class BatcherClosedError(BatcherError):
 class BatcherConfig:
     max_batch_size: int = 32
     max_wait_s: float = 0.0
+    # Token budget of a batch, padding included (queries x longest query): 32 queries of the
+    # model's 512 tokens. A single query always fits.
     max_batch_tokens: int = 16384
     max_queue_size: int = 256
     deadline_s: float = 2.0
@@ -435,7 +437,6 @@ def build_query_encoding(
     config = BatcherConfig(
         max_batch_size=settings.batch_max_size,
         max_wait_s=settings.batch_max_wait_ms / 1000.0,
-        max_batch_tokens=settings.batch_max_tokens,
         max_queue_size=settings.batch_queue_size,
         deadline_s=settings.batch_deadline_s,
     )

@@ -31,6 +31,10 @@ from index_builder.querylog import connect, database_url, feedback, purge, searc
 log = logging.getLogger(__name__)
 
 BATCH = 512
+# Searches waiting for the writer; beyond it they are not logged (faq_querylog_dropped_total) and
+# the search never waits. Many seconds of one worker's traffic: a writer that falls
+# further behind is down, and a larger queue would only hold more memory.
+QUEUE_SIZE = 10_000
 # How long the writer gathers entries before it writes them: a transaction per search costs
 # several times the row, on the searches' cores. A flush (POST /feedback) or close writes at once.
 LINGER_S = 0.2
@@ -121,7 +125,7 @@ class QueryLog:
             settings.query_log_retention_days,
             detector=detector,
             max_query_chars=settings.max_query_chars,
-            queue_size=settings.query_log_queue_size,
+            queue_size=QUEUE_SIZE,
             dropped=metrics.querylog_dropped,
         )
         shown = make_url(url).render_as_string(hide_password=True)

@@ -344,7 +344,6 @@ def reindex_annotator(
         items,
         served_calibration(settings.model_dir, encoder.fingerprint, settings.model_variant),
         retrieval=retrieval(settings).describe(),
-        offtopic_target=settings.recalibrate_offtopic_target,
     )
 
 
@@ -361,7 +360,6 @@ def create_admin(
         guard,
         JobStore(settings.jobs_dir, keep=JOBS_KEPT),
         gate=gate,
-        batch_size=settings.encode_batch_size,
         annotator=lambda items: reindex_annotator(settings, encoder, guard.store, items),
     )
     admin.recover()

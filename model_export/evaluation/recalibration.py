@@ -117,7 +117,10 @@ def evaluate_recalibration(
         Path, typer.Option(help="Off-topic queries, JSONL; its test split is measured.")
     ] = Path("data/offtopic/queries.jsonl"),
     offtopic_target: Annotated[
-        float, typer.Option(min=0.5, max=1.0, help="FAQ_RECALIBRATE_OFFTOPIC_TARGET.")
+        float,
+        typer.Option(
+            min=0.5, max=1.0, help="Share of off-topic anchors to abstain on (the service: 0.9)."
+        ),
     ] = DEFAULT_OFFTOPIC_TARGET,
     answer_weight: AnswerWeight = _FUSION.answer_weight,
     lexical_weight: LexicalWeight = _FUSION.lexical_weight,

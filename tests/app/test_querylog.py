@@ -23,6 +23,7 @@ from sqlalchemy import insert, select
 
 from app.core.config import Settings
 from app.metrics import Metrics
+from app.services import querylog
 from app.services.answering import Shaped
 from app.services.querylog import QueryLog, scrub
 from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
@@ -424,7 +425,8 @@ def test_a_writer_that_sleeps_does_not_slow_a_search(
             took.append(time.perf_counter() - started)
         return took
 
-    with _app(tmp_path, query_log=url, query_log_queue_size=8) as client:
+    monkeypatch.setattr(querylog, "QUEUE_SIZE", 8)
+    with _app(tmp_path, query_log=url) as client:
         timed(client, 5)  # warm
         normal = timed(client)
         write = QueryLog._write

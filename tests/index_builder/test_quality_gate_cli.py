@@ -106,5 +106,5 @@ def test_keep_reads_its_faq_setting(encoder: FakeEncoder, faq: Path, tmp_path: P
     assert build(faq, store_dir, "--force", env=env).exit_code == 0
     alias_target, versions = state(store_dir)
     assert versions == [alias_target]
-    bad = build(faq, store_dir, "--force", env={"FAQ_ENCODE_BATCH_SIZE": "0"})
+    bad = build(faq, store_dir, "--force", env={"FAQ_KEEP_COLLECTIONS": "0"})
     assert bad.exit_code == 2
