@@ -11,6 +11,7 @@ same, so that `code_mixed_delta_r1` and the variants table measure code-switchin
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import tomllib
@@ -182,3 +183,32 @@ def test_the_evaluation_sets_are_made_before_the_pairs_they_guard() -> None:
     ).stdout
     assert "eval-data" in dry_run
     assert dry_run.index("eval-data") < dry_run.index("build-data --source oscar")
+
+
+@pytest.mark.parametrize(
+    ("variant", "recipe"),
+    [("shop-no-mixed-log", "shop"), ("shop-no-mixed-log-no-cs", "shop-no-cs")],
+)
+def test_the_no_mixed_log_pair_only_swaps_the_shopper_log(variant: str, recipe: str) -> None:
+    """`make cs-without-mixed-log` compares these two: each is its recipe with the shopper log
+    swapped for the one without code-mixed queries, so the pair differs in code-switching alone."""
+    other, base = _raw(variant), _raw(recipe)
+    assert other["name"] == variant and other["output_dir"] == f"artifacts/train/{variant}"
+    swapped = [
+        "artifacts/train-data/shop-logs-no-mixed.jsonl" if f.endswith("/shop-logs.jsonl") else f
+        for f in base["data"]["train_files"]
+    ]
+    assert other["data"]["train_files"] == swapped != base["data"]["train_files"]
+    ignore = ("name", "output_dir", "data.train_files")
+    assert _without(other, *ignore) == _without(base, *ignore)
+
+
+def test_the_log_without_mixed_queries_drops_exactly_those() -> None:
+    """The recipe's filter (a grep on the kind field) against the split as JSON reads it."""
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    m = re.search(r"grep -v '([^']+)' \$\(SHOPPER_TRAIN\)", makefile)
+    assert m is not None
+    lines = (REPO / "data" / "shopper" / "train.jsonl").read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if m.group(1) not in line]
+    assert [json.loads(line)["kind"] for line in kept].count("code_mixed") == 0
+    assert len(lines) - len(kept) == sum(json.loads(x)["kind"] == "code_mixed" for x in lines)
