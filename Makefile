@@ -205,23 +205,32 @@ train-realcm: train-data shop-data
 	$(call train_run,shop-realcm)
 
 NO_MIXED_LOG := artifacts/train-data/shopper-train-no-mixed.jsonl
+CS_SEED ?= 13
+NO_MIXED_OUT := artifacts/cs-without-mixed-log/seed$(CS_SEED)
 ## cs-without-mixed-log: does code-switching stand in for the mixed queries a new shop's log does
 ## not have yet? shop.toml and shop-no-cs.toml, each trained on the shopper log's train split
 ## without its code-mixed queries (389 of 814; the rest of the data, steps and seed unchanged),
-## exported to artifacts/onnx/shop-no-mixed-log{,-no-cs}, then both scored on the test splits of
-## both FAQs (artifacts/cs-without-mixed-log/results.md; about 45 min on 2 cores)
+## averaged with the base and exported, then both scored like eval-task, `codeswitch` object
+## included (artifacts/cs-without-mixed-log/seed13/; about 35 min on 2 cores). Another run:
+## CS_SEED=14 (its own directory)
 cs-without-mixed-log: train-data shop-data
 	grep -v '"kind": "code_mixed"' $(SHOPPER_TRAIN) > $(NO_MIXED_LOG)
 	$(BIN)/faq-model build-data --source logs --faq $(FAQ) --logs $(NO_MIXED_LOG) \
 		--with-answers --out artifacts/train-data/shop-logs-no-mixed.raw.jsonl
 	$(BIN)/faq-model mine-negatives --pairs artifacts/train-data/shop-logs-no-mixed.raw.jsonl \
 		--faq $(FAQ) --model $(ONNX_DIR) --out artifacts/train-data/shop-logs-no-mixed.jsonl
-	$(call train_run,shop-no-mixed-log-no-cs)
-	$(call train_run,shop-no-mixed-log)
-	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) \
-		--model no_cs=artifacts/onnx/shop-no-mixed-log-no-cs --model cs=artifacts/onnx/shop-no-mixed-log \
-		--compare no_cs:cs $(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
-		--out artifacts/cs-without-mixed-log
+	for run in shop-no-mixed-log-no-cs shop-no-mixed-log; do \
+		$(BIN)/faq-model train --config configs/train/$$run.toml --seed $(CS_SEED) \
+			--output-dir $(NO_MIXED_OUT)/train/$$run && \
+		$(BIN)/faq-model merge --base $(BASE_DIR) --model $(NO_MIXED_OUT)/train/$$run/model \
+			--out $(NO_MIXED_OUT)/train/$$run/merged --weight $(SHOP_MERGE) && \
+		$(BIN)/faq-model export --model $(NO_MIXED_OUT)/train/$$run/merged \
+			--out $(NO_MIXED_OUT)/onnx/$$run --name $$run --overwrite --no-fp16 || exit 1; done
+	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) --model base=$(ONNX_DIR) \
+		--model shop_no_cs=$(NO_MIXED_OUT)/onnx/shop-no-mixed-log-no-cs \
+		--model shop=$(NO_MIXED_OUT)/onnx/shop-no-mixed-log --compare shop_no_cs:shop \
+		--controls artifacts/eval $(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
+		--out $(NO_MIXED_OUT) --summary $(NO_MIXED_OUT)/summary.json
 
 # train-one RUN=NAME: configs/train/NAME.toml through train_run (no data prerequisites)
 train-one:

@@ -112,15 +112,28 @@ def register(app: typer.Typer) -> None:
         stop_after: Annotated[
             int | None, typer.Option(help="stop after N optimizer steps (with a checkpoint)")
         ] = None,
+        seed: Annotated[
+            int | None, typer.Option(help="the config's seed replaced (another run of a recipe)")
+        ] = None,
+        output_dir: Annotated[
+            Path | None, typer.Option(help="the config's output_dir replaced")
+        ] = None,
     ) -> None:
         """Train an encoder (continual pre-training and/or fine-tuning) from one config file."""
+        from dataclasses import replace
+
         from model_export.eval_guard import MissingEvalSetsError
         from model_export.training.config import load_config
         from model_export.training.trainer import train
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        run = load_config(config)
+        if seed is not None:
+            run = replace(run, seed=seed)
+        if output_dir is not None:
+            run = replace(run, output_dir=str(output_dir))
         try:
-            report = train(load_config(config), resume=resume, stop_after=stop_after)
+            report = train(run, resume=resume, stop_after=stop_after)
         except MissingEvalSetsError as exc:
             _fail(f"{config}: {exc}")
         summary = {

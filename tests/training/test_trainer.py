@@ -434,3 +434,26 @@ def test_faq_model_train_names_the_config_of_a_missing_evaluation_directory(
     assert res.exit_code == 2, res.output
     assert f"error: {config}: data.eval_dirs names" in res.output
     assert "Traceback" not in res.output
+
+
+def test_faq_model_train_takes_another_seed_and_output_dir(
+    tmp_path: Path, tiny_bert_dir: Path
+) -> None:
+    """A second run of a recipe (`make cs-without-mixed-log CS_SEED=14`): the config's seed
+    and output directory replaced from the command line, the rest of it as written."""
+    from typer.testing import CliRunner
+
+    from model_export.cli import cli
+
+    cfg = _config(tmp_path, tiny_bert_dir, "seeded", stages=["finetune"])
+    config = tmp_path / "run.json"
+    config.write_text(json.dumps(cfg.to_dict()))
+    out = tmp_path / "elsewhere"
+    args = ["train", "--config", str(config), "--seed", "7", "--output-dir", str(out)]
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "run_report.json").read_text())
+    assert report["config"]["seed"] == 7
+    assert report["config"]["output_dir"] == str(out)
+    assert report["config"]["finetune"] == cfg.to_dict()["finetune"]
+    assert not (tmp_path / "seeded").exists()
