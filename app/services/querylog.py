@@ -32,8 +32,8 @@ log = logging.getLogger(__name__)
 
 BATCH = 512
 # Searches waiting for the writer; beyond it they are not logged (faq_querylog_dropped_total) and
-# the search never waits. Many seconds of one worker's traffic: a writer that falls
-# further behind is down, and a larger queue would only hold more memory.
+# the search never waits. Many seconds of one worker's traffic: a writer further behind is down,
+# and a larger queue would only hold more memory.
 QUEUE_SIZE = 10_000
 # How long the writer gathers entries before it writes them: a transaction per search costs
 # several times the row, on the searches' cores. A flush (POST /feedback) or close writes at once.
