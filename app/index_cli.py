@@ -20,15 +20,15 @@ from app.cli import load_settings
 from app.services.index_guard import open_settings_store
 from app.services.reindex import reindex_annotator
 from index_builder.faq import FaqFileError, read_faq
-from index_builder.faq_calibration import CollectionCalibration
-from index_builder.manifest import ManifestError
-from index_builder.quality_gate import (
+from index_builder.indexing.faq_calibration import CollectionCalibration
+from index_builder.indexing.quality_gate import (
     GateReport,
     GoldenFileError,
     QualityGate,
     QualityGateError,
     load_golden,
 )
+from index_builder.model.manifest import ManifestError
 from index_builder.store import FaqIndexError
 
 GATE_FAILED = 3
@@ -69,7 +69,7 @@ def build(
     ] = 120.0,
 ) -> None:
     """Embed the FAQ into a new collection and move the alias to it."""
-    from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+    from index_builder.model.encoder import OnnxEncoder  # onnxruntime import is slow; only here
 
     given: dict[str, object] = {"model_dir": model_dir, "model_variant": variant}
     given |= {"index_path": index_path, "golden_queries": golden}

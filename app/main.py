@@ -25,8 +25,8 @@ from app.services.batcher import build_query_encoding
 from app.services.index_guard import IndexUnavailableError, open_index_guard, retrieval
 from app.services.reindex import create_admin
 from app.services.search import SearchService
-from index_builder.encoder import Encoder
-from index_builder.quality_gate import load_golden
+from index_builder.indexing.quality_gate import load_golden
+from index_builder.model.encoder import Encoder
 
 log = logging.getLogger("app")
 
@@ -35,7 +35,7 @@ EncoderFactory = Callable[[Settings], Encoder]
 
 def load_onnx_encoder(settings: Settings) -> Encoder:
     # Imported here so that importing the app (and its tests with a fake encoder) stays cheap.
-    from index_builder.encoder import OnnxEncoder, resolve_providers
+    from index_builder.model.encoder import OnnxEncoder, resolve_providers
 
     encoder = OnnxEncoder.load(
         settings.model_dir,

@@ -23,15 +23,15 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from index_builder.answers import Lookup, hit_topic
-from index_builder.calibration import AbstainRule, Scores, Vectors, nearest
-from index_builder.encoder import Encoder
+from index_builder.answers.calibration import AbstainRule, Scores, Vectors, nearest
+from index_builder.answers.grouping import Lookup, hit_topic
 from index_builder.faq import FaqItem, content_hash
-from index_builder.lexical import Lexicon
-from index_builder.manifest import AbstainCalibration
+from index_builder.model.encoder import Encoder
+from index_builder.model.manifest import AbstainCalibration
 from index_builder.store import SearchSpec
 from index_builder.store.embedded import Entries
 from index_builder.store.fusion import Retrieval
+from index_builder.store.lexical import Lexicon
 from model_export.calibration import (
     DEFAULT_REFUSAL_BUDGET,
     Calibration,
@@ -267,9 +267,9 @@ def calibrate_command(
     (a reindex re-picks the threshold for its FAQ); FAQ_MIN_SCORE overrides it. Calibrate
     again after a new export or a changed FAQ.
     """
-    from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
     from index_builder.faq import FaqFileError, content_hash, read_faq
-    from index_builder.manifest import ManifestError, ModelManifest
+    from index_builder.model.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+    from index_builder.model.manifest import ManifestError, ModelManifest
     from model_export.calibration import load_labelled, load_offtopic
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -1,5 +1,6 @@
 """Abstain calibration on labelled dev data (`faq-model calibrate`): the dev and off-topic
-files, and the weight and threshold of the served rule (`index_builder.calibration.AbstainRule`).
+files, and the weight and threshold of the served rule
+(`index_builder.answers.calibration.AbstainRule`).
 
 The served answer score is `top hit score - offtopic_weight * max_j cos(query, anchor_j)`, the
 anchors being the off-topic dev split (`data/offtopic/`) encoded as passages. `calibrate` picks
@@ -23,10 +24,10 @@ from typing import Literal
 import numpy as np
 
 # The thresholds and their error live with the served rule (a reindex picks one too); re-exported.
-from index_builder.calibration import DEFAULT_REFUSAL_BUDGET as DEFAULT_REFUSAL_BUDGET
-from index_builder.calibration import CalibrationDataError as CalibrationDataError
-from index_builder.calibration import Scores
-from index_builder.calibration import threshold_for as threshold_for
+from index_builder.answers.calibration import DEFAULT_REFUSAL_BUDGET as DEFAULT_REFUSAL_BUDGET
+from index_builder.answers.calibration import CalibrationDataError as CalibrationDataError
+from index_builder.answers.calibration import Scores
+from index_builder.answers.calibration import threshold_for as threshold_for
 from index_builder.jsonl import json_objects
 
 REPO = Path(__file__).resolve().parents[1]

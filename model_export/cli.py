@@ -134,10 +134,10 @@ def golden(
     with the topic (any of its entries) within `--top-k`. Draw them with the model that serves
     now, and gate the next one with them: it has to keep what this one could do.
     """
-    from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
     from index_builder.faq import FaqFileError, read_faq, topic_of
-    from index_builder.manifest import ManifestError
-    from index_builder.quality_gate import GoldenFileError
+    from index_builder.indexing.quality_gate import GoldenFileError
+    from index_builder.model.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+    from index_builder.model.manifest import ManifestError
     from index_builder.store import FaqIndexError
     from model_export.golden import draw_golden, load_labelled
 

@@ -1,8 +1,8 @@
 """Golden queries drawn from labelled queries (a dev split): `faq-model golden`.
 
-What is drawn is the quality gate's file (`index_builder.quality_gate`): per topic, queries that
-the model answers with the topic (`"match": "topic"`) within top k, checked by the gate itself,
-so a drawn file passes `faq-index build --golden` with the same model and FAQ.
+What is drawn is the quality gate's file (`index_builder.indexing.quality_gate`): per topic,
+queries that the model answers with the topic (`"match": "topic"`) within top k, checked by the
+gate itself, so a drawn file passes `faq-index build --golden` with the same model and FAQ.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, topic_of
-from index_builder.quality_gate import GoldenFileError, GoldenQuery, QualityGate, _describe
+from index_builder.indexing.quality_gate import GoldenFileError, GoldenQuery, QualityGate, _describe
+from index_builder.model.encoder import Encoder
 from index_builder.store import EmbeddedStore
 
 

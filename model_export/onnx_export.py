@@ -33,7 +33,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.manifest import (
+from index_builder.model.manifest import (
     MANIFEST_FILE,
     TOKENIZER_FILE,
     ModelManifest,

@@ -4,7 +4,7 @@
         --threads 1 --batch 1 --batch 16 [--device cuda]
 
 Prints the mean time of one model run (after a warm-up run) per variant and batch size, with
-the same session options as the service (index_builder.encoder.OnnxEncoder).
+the same session options as the service (index_builder.model.encoder.OnnxEncoder).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import time
 from pathlib import Path
 
-from index_builder.encoder import OnnxEncoder, resolve_providers
+from index_builder.model.encoder import OnnxEncoder, resolve_providers
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
 
-    from index_builder.manifest import ModelManifest
+    from index_builder.model.manifest import ModelManifest
 
     variants = args.variant or list(ModelManifest.read(args.model_dir).variants)
     for variant in variants:

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from index_builder.encoder import OnnxEncoder
 from index_builder.faq import read_faq
+from index_builder.model.encoder import OnnxEncoder
 
 
 def main() -> None:

@@ -108,7 +108,7 @@ def step_variants(model_dir: Path) -> dict[str, Any]:
     from model_export.onnx_export import rebuild_variants
 
     rebuilt = rebuild_variants(model_dir)
-    from index_builder.manifest import ModelManifest
+    from index_builder.model.manifest import ModelManifest
 
     manifest = ModelManifest.read(model_dir)
     return {
@@ -150,7 +150,7 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 def step_parity(model_dir: Path) -> dict[str, Any]:
     import numpy as np
 
-    from index_builder.encoder import CPU, CUDA, OnnxEncoder
+    from index_builder.model.encoder import CPU, CUDA, OnnxEncoder
 
     queries = [row["query"] for row in _read_jsonl(SHOPPER_TEST)]
     faq = _read_jsonl(SAMPLE_FAQ)
@@ -325,8 +325,8 @@ def step_serving(
     workers: int = 1,
     mps: bool = False,
 ) -> dict[str, Any]:
-    from index_builder.encoder import CPU, CUDA, OnnxEncoder
     from index_builder.faq import read_faq
+    from index_builder.model.encoder import CPU, CUDA, OnnxEncoder
     from index_builder.store import EmbeddedStore
     from tools.loadgen import Server
 

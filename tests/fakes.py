@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.encoder import CPU, EncodeResult, Kind, Tokenized
+from index_builder.model.encoder import CPU, EncodeResult, Kind, Tokenized
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 

@@ -40,7 +40,7 @@ from app.api.routes.search import query_spec
 from app.api.schemas.search import SearchRequest
 from app.core.config import Settings
 from app.services.answering import Answering, QuerySpec, Shaped
-from index_builder.encoder import Encoder
+from index_builder.model.encoder import Encoder
 from index_builder.store import Hit, Store
 
 cli = typer.Typer(add_completion=False, help=__doc__)

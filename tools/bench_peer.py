@@ -355,7 +355,7 @@ def model_batch_rate(
     spinning, thread and fusion options), what batching could reach at best."""
     from app.core.config import Settings
     from app.main import load_onnx_encoder
-    from index_builder.encoder import TokenizingEncoder
+    from index_builder.model.encoder import TokenizingEncoder
 
     encoder = load_onnx_encoder(Settings(model_dir=model_dir, model_variant=variant, device="cpu"))
     if not isinstance(encoder, TokenizingEncoder):

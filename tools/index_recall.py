@@ -35,12 +35,12 @@ import numpy as np
 from numpy.typing import NDArray
 from qdrant_client import QdrantClient
 
-from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem, read_faq
-from index_builder.lexical import Lexicon, idf
+from index_builder.model.encoder import Encoder
 from index_builder.store import EmbeddedStore, Hit, QdrantStore, SearchSpec, ivf
 from index_builder.store.embedded import Entries
 from index_builder.store.fusion import Retrieval
+from index_builder.store.lexical import Lexicon, idf
 from index_builder.store.matrix import normalise
 
 DEFAULT_QUERIES = Path("data/shopper/dev.jsonl")

@@ -32,8 +32,8 @@ import numpy as np
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from index_builder.encoder import cpu_disabled_optimizers
-from index_builder.manifest import ModelManifest
+from index_builder.model.encoder import cpu_disabled_optimizers
+from index_builder.model.manifest import ModelManifest
 
 QUERY = "query: barang saya belum sampai, where is my order"
 PEER = {

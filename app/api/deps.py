@@ -20,7 +20,7 @@ from app.metrics import Metrics
 from app.services.batcher import InferenceWorker
 from app.services.index_guard import IndexGuard
 from app.services.reindex import AdminService
-from index_builder.encoder import Encoder
+from index_builder.model.encoder import Encoder
 
 SEARCH_SCHEME = "SearchKey"
 ADMIN_SCHEME = "AdminKey"

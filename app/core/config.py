@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from index_builder.query_lang import OTHER_LANGUAGES
+from index_builder.answers.query_lang import OTHER_LANGUAGES
 from index_builder.store.fusion import Retrieval
 from index_builder.store.qdrant import CollectionLayout
 
@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     golden_queries: Path | None = Field(
         None,
         description="JSON list or JSONL of {query, expected_id, top_k?, match?} that a new "
-        "collection must pass before the alias moves to it (index_builder.quality_gate; "
+        "collection must pass before the alias moves to it (index_builder.indexing.quality_gate; "
         "`faq-model golden` draws them); unset = no quality gate.",
     )
     golden_top_k: int = Field(5, ge=1, le=100, description="top_k of golden queries without one.")

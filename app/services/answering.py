@@ -1,12 +1,12 @@
 """From search hits to what a shopper is shown: one answer per topic in their language, or none.
 
 `Answering.answer_batch` searches a batch and shapes each query's hits: grouping by topic in
-the requested language, else the query's, else English (`index_builder.answers`), and abstain
-below the threshold in force (`index_builder.calibration`).
+the requested language, else the query's, else English (`index_builder.answers.grouping`),
+and abstain below the threshold in force (`index_builder.answers.calibration`).
 
 A request without `min_score` gets, in order: `FAQ_MIN_SCORE`; else the live collection's,
-picked for its FAQ at reindex (`index_builder.faq_calibration`), used only with the rule and
-fusion weights it was picked with; else the served variant's calibrated one; else none.
+picked for its FAQ at reindex (`index_builder.indexing.faq_calibration`), used only with the
+rule and fusion weights it was picked with; else the served variant's calibrated one; else none.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import numpy as np
 from numpy.typing import NDArray
 from prometheus_client import Counter
 
-from index_builder.answers import (
+from index_builder.answers.calibration import AbstainRule
+from index_builder.answers.grouping import (
     LangReason,
     Lookup,
     fetch_limit,
@@ -31,14 +32,13 @@ from index_builder.answers import (
     languages_to_fetch,
     merge_hits,
 )
-from index_builder.calibration import AbstainRule
-from index_builder.encoder import Encoder
-from index_builder.faq_calibration import CollectionCalibration, anchors_hash
-from index_builder.lexical import Lexicon
-from index_builder.manifest import AbstainCalibration, ManifestError, ModelManifest
-from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
+from index_builder.answers.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
+from index_builder.indexing.faq_calibration import CollectionCalibration, anchors_hash
+from index_builder.model.encoder import Encoder
+from index_builder.model.manifest import AbstainCalibration, ManifestError, ModelManifest
 from index_builder.store import Hit, IndexInfo, SearchSpec
 from index_builder.store.fusion import Retrieval
+from index_builder.store.lexical import Lexicon
 from index_builder.store.matrix import MatrixSnapshot
 
 log = logging.getLogger(__name__)

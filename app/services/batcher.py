@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.encoder import Encoder, EncodeResult, Kind, Tokenized, TokenizingEncoder
+from index_builder.model.encoder import Encoder, EncodeResult, Kind, Tokenized, TokenizingEncoder
 
 if TYPE_CHECKING:
     from app.core.config import Settings

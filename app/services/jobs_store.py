@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from index_builder.faq import FaqItem
-from index_builder.quality_gate import GateReport
+from index_builder.indexing.quality_gate import GateReport
 
 log = logging.getLogger(__name__)
 

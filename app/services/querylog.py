@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from app.core.config import Settings
 from app.metrics import Metrics
 from app.services.answering import Shaped
-from index_builder.query_lang import QueryLanguageDetector
+from index_builder.answers.query_lang import QueryLanguageDetector
 from index_builder.querylog import connect, database_url, feedback, purge, searches
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,15 @@ from app.core.heap import freeze_long_lived, release_free_memory
 from app.services.answering import served_calibration
 from app.services.index_guard import QDRANT_ERRORS, IndexGuard, retrieval
 from app.services.jobs_store import JobRecord, JobStore, Progress, now_iso
-from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
-from index_builder.faq_calibration import annotator
-from index_builder.quality_gate import GateReport, GoldenQuery, QualityGate, QualityGateError
+from index_builder.indexing.faq_calibration import annotator
+from index_builder.indexing.quality_gate import (
+    GateReport,
+    GoldenQuery,
+    QualityGate,
+    QualityGateError,
+)
+from index_builder.model.encoder import Encoder
 from index_builder.store import FaqIndexError, Store
 from index_builder.store.base import Annotate
 
@@ -334,8 +339,9 @@ def reindex_annotator(
 ) -> Annotate | None:
     """What a build of `items` into `store` records in its new collection's metadata: the
     abstain threshold picked for them, the same way in the admin job and in `faq-index build`
-    (the served encoder, variant, rule and fusion weights: `index_builder.faq_calibration`).
-    None with FAQ_RECALIBRATE off or no calibrated model."""
+    (the served encoder, variant, rule and fusion weights:
+    `index_builder.indexing.faq_calibration`). None with FAQ_RECALIBRATE off or no calibrated
+    model."""
     if not settings.recalibrate:
         return None
     return annotator(

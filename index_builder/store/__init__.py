@@ -1,6 +1,7 @@
 """Versioned FAQ collections behind an alias, in one of two backends behind one interface
 (`base.Store`): the embedded default (`embedded.py`, the service's own files) or a Qdrant server
-(`qdrant.py`). `open_store` makes the one decision of which."""
+(`qdrant.py`). `open_store` makes the one decision of which; `lexical.py` makes the sparse
+vectors of the lexical part that `fusion.py` weighs with the dense ones."""
 
 from __future__ import annotations
 

@@ -26,10 +26,10 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from index_builder.faq import FaqItem, content_hash
-from index_builder.lexical import Lexicon, SparseDoc
+from index_builder.store.lexical import Lexicon, SparseDoc
 
 if TYPE_CHECKING:
-    from index_builder.encoder import Encoder
+    from index_builder.model.encoder import Encoder
     from index_builder.store.matrix import MatrixSnapshot
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,8 @@ class IndexInfo:
     content_hash: str
     points: int
     created_at: str
-    # The abstain threshold picked for this FAQ at build time (`index_builder.faq_calibration`).
+    # The abstain threshold picked for this FAQ at build time
+    # (`index_builder.indexing.faq_calibration`).
     abstain: dict[str, Any] | None = None
 
 
@@ -147,7 +148,7 @@ class Row:
 
 class SearchSpec(NamedTuple):
     """One search of a batch: how many hits (`limit`), the filters, and the query's lexical
-    token ids (`index_builder.lexical`; empty: no lexical part)."""
+    token ids (`index_builder.store.lexical`; empty: no lexical part)."""
 
     limit: int
     lang: str | None = None

@@ -34,9 +34,8 @@ import numpy as np
 import orjson
 from numpy.typing import NDArray
 
-from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
-from index_builder.lexical import SparseDoc
+from index_builder.model.encoder import Encoder
 from index_builder.store.base import (
     READY,
     Chunks,
@@ -51,6 +50,7 @@ from index_builder.store.base import (
     in_batches,
 )
 from index_builder.store.fusion import Retrieval
+from index_builder.store.lexical import SparseDoc
 from index_builder.store.matrix import LARGE_ROWS, FlatSparse, MatrixSnapshot
 
 log = logging.getLogger(__name__)

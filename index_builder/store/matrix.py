@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from index_builder.faq import topic_of
-from index_builder.lexical import idf
 from index_builder.store.base import Hit, Row, SearchSpec
 from index_builder.store.fusion import Retrieval
 from index_builder.store.ivf import IvfIndex, Selector
+from index_builder.store.lexical import idf
 
 log = logging.getLogger(__name__)
 

@@ -31,9 +31,8 @@ from numpy.typing import NDArray
 from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from index_builder.encoder import Encoder
 from index_builder.faq import FaqItem
-from index_builder.lexical import SparseDoc
+from index_builder.model.encoder import Encoder
 from index_builder.store.base import (
     FILTER_FIELDS,
     Chunks,
@@ -45,6 +44,7 @@ from index_builder.store.base import (
     edited,
 )
 from index_builder.store.fusion import ANSWER, LEXICAL, QUESTION, Retrieval, fused_query
+from index_builder.store.lexical import SparseDoc
 
 log = logging.getLogger(__name__)
 

@@ -21,10 +21,10 @@ from typing import Annotated
 
 import typer
 
-from index_builder.answers import ENGLISH, Answer, fetch_limit, group_by_topic
-from index_builder.calibration import AbstainRule, Vectors
-from index_builder.encoder import Encoder
-from index_builder.query_lang import QueryLanguageDetector
+from index_builder.answers.calibration import AbstainRule, Vectors
+from index_builder.answers.grouping import ENGLISH, Answer, fetch_limit, group_by_topic
+from index_builder.answers.query_lang import QueryLanguageDetector
+from index_builder.model.encoder import Encoder
 from index_builder.store.fusion import DENSE_ONLY, Retrieval
 from model_export.calibrate import AnswerWeight, FaqSearch, LexicalWeight, ScoredEntry
 from model_export.calibration import SHOPPER_DIR, LabelledQuery, OffTopicQuery, load_labelled
@@ -254,9 +254,9 @@ def evaluate_answers(
     """Both abstain figures (off-topic test split abstained, shopper test split wrongly refused),
     grouping on/off, the served language, and the answer and lexical parts on/off, per model,
     in one run."""
-    from index_builder.encoder import OnnxEncoder
     from index_builder.faq import FaqFileError, content_hash, read_faq
-    from index_builder.manifest import ManifestError, ModelManifest
+    from index_builder.model.encoder import OnnxEncoder
+    from index_builder.model.manifest import ManifestError, ModelManifest
     from model_export.calibrate import calibrate_model, rule_for
     from model_export.calibration import CalibrationDataError, load_offtopic
 

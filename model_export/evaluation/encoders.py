@@ -1,6 +1,6 @@
 """What the harness evaluates: dense encoders (ranked here) and a running service (ranked there).
 
-* `onnx`: an exported directory through `index_builder.encoder.OnnxEncoder`, the code the
+* `onnx`: an exported directory through `index_builder.model.encoder.OnnxEncoder`, the code the
   service runs, fp32 or int8, so quantisation loss is measured on the served path.
 * `transformers`: a transformers directory, mean pooling over the mask, L2 normalisation, with
   the model's prefixes (e5: `query: ` / `passage: `; MiniLM: none).
@@ -28,7 +28,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.manifest import sha256_file
+from index_builder.model.manifest import sha256_file
 from model_export.evaluation.metrics import rank_by_similarity
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,7 @@ def build_encoder(
         raise ValueError(f"model {spec.name!r} is a service: it ranks, it has no encoder here")
     encoder: TextEncoder
     if spec.kind == "onnx":
-        from index_builder.encoder import OnnxEncoder
+        from index_builder.model.encoder import OnnxEncoder
 
         encoder = OnnxEncoder.load(Path(spec.path), variant=spec.variant, intra_op_threads=threads)
     else:

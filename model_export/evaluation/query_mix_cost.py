@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--rewrite", action="store_true", help="also time the rewrite itself")
     args = ap.parse_args(argv)
 
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.model.encoder import OnnxEncoder
 
     normaliser = QueryNormaliser.from_config(args.direction, args.lexicons)
     pairs = [(q, normaliser.normalise(q, lang)) for q, lang in SAMPLES]

@@ -2,8 +2,8 @@
 on questions labelled for that FAQ and the off-topic *test* split.
 
 The FAQ is built into a temporary embedded index exactly as a reindex builds it (the served
-encoder and variant, the fusion weights, `index_builder.faq_calibration` recording the picked
-threshold in the collection's metadata), then three thresholds are compared with the served
+encoder and variant, the fusion weights, `index_builder.indexing.faq_calibration` recording the
+picked threshold in the collection's metadata), then three thresholds are compared with the served
 rule on that index: the picked one, the model's calibrated one (the manifest's, for its
 variant), and the refusal budget's on the FAQ's own question variants (what the offline rule
 would pick from them). Neither the labelled questions nor the test split are read before the
@@ -25,15 +25,19 @@ from typing import Annotated
 import numpy as np
 import typer
 
-from index_builder.answers import hit_topic
-from index_builder.calibration import CalibrationDataError, Scores, nearest
-from index_builder.encoder import Encoder
+from index_builder.answers.calibration import CalibrationDataError, Scores, nearest
+from index_builder.answers.grouping import hit_topic
 from index_builder.faq import FaqItem
-from index_builder.faq_calibration import DEFAULT_OFFTOPIC_TARGET, CollectionCalibration, annotator
-from index_builder.lexical import Lexicon
-from index_builder.manifest import AbstainCalibration
+from index_builder.indexing.faq_calibration import (
+    DEFAULT_OFFTOPIC_TARGET,
+    CollectionCalibration,
+    annotator,
+)
+from index_builder.model.encoder import Encoder
+from index_builder.model.manifest import AbstainCalibration
 from index_builder.store import EmbeddedStore, SearchSpec
 from index_builder.store.fusion import Retrieval
+from index_builder.store.lexical import Lexicon
 from model_export.calibrate import AnswerWeight, LexicalWeight
 
 _FUSION = Retrieval()
@@ -127,9 +131,9 @@ def evaluate_recalibration(
 ) -> None:
     """The threshold a reindex picks for FAQ, against the model's: questions answered, off-topic
     test split abstained."""
-    from index_builder.encoder import OnnxEncoder  # onnxruntime import is slow; only here
     from index_builder.faq import FaqFileError, read_faq
-    from index_builder.manifest import ManifestError, ModelManifest
+    from index_builder.model.encoder import OnnxEncoder  # onnxruntime import is slow; only here
+    from index_builder.model.manifest import ManifestError, ModelManifest
     from model_export.calibration import load_labelled, load_offtopic
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from index_builder.faq import FaqFileError, read_faq, topic_of
-from index_builder.manifest import ManifestError
+from index_builder.model.manifest import ManifestError
 from model_export.evaluation import encoders
 from model_export.evaluation.codeswitch_summary import (
     BASE,

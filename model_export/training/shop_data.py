@@ -53,7 +53,7 @@ def mine_negatives(
     Pairs without a topic (general bitext) are returned unchanged. Returns the pairs and how
     many got a negative.
     """
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.model.encoder import OnnxEncoder
 
     labels = topic_labels(read_faq(faq_path))
     topics = sorted(labels)

@@ -16,8 +16,8 @@ from fastapi import FastAPI
 
 from app.core.config import Settings
 from app.main import create_app
-from index_builder.encoder import Encoder, OnnxEncoder
 from index_builder.faq import read_faq
+from index_builder.model.encoder import Encoder, OnnxEncoder
 from index_builder.store import EmbeddedStore
 from tests.fakes import FakeEncoder
 

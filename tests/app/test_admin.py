@@ -32,8 +32,8 @@ from app.main import create_app
 from app.services import index_guard
 from app.services.index_guard import retrieval
 from app.services.jobs_store import INTERRUPTED, JobRecord, JobStore
-from index_builder.encoder import Encoder, OnnxEncoder
 from index_builder.faq import FaqItem, read_faq
+from index_builder.model.encoder import Encoder, OnnxEncoder
 from index_builder.store import EmbeddedStore, QdrantStore, Store
 from index_builder.store.embedded import Entries
 from tests.app.conftest import REPO, SAMPLE_FAQ, build_index, serve, settings_for
@@ -545,7 +545,7 @@ def test_quality_gate_failure_leaves_the_old_alias_serving(
 
 
 def test_shipped_golden_queries_are_valid() -> None:
-    from index_builder.quality_gate import load_golden
+    from index_builder.indexing.quality_gate import load_golden
 
     golden = load_golden(REPO / "data" / "golden.json")
     ids = {i.id for i in read_faq(SAMPLE_FAQ)}
@@ -554,7 +554,7 @@ def test_shipped_golden_queries_are_valid() -> None:
 
 
 def test_a_bad_golden_file_stops_startup(tmp_path: Path) -> None:
-    from index_builder.quality_gate import GoldenFileError
+    from index_builder.indexing.quality_gate import GoldenFileError
 
     golden = tmp_path / "golden.json"
     golden.write_text('[{"query": "x", "expected_id": "a"}, {"query": "y"}]')

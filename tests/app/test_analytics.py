@@ -294,7 +294,7 @@ def test_the_default_distance_keeps_planted_gaps_apart_on_the_real_model(
     real_onnx_dir: Path, variant: str
 ) -> None:
     from app.services.analytics import DEFAULT_DISTANCE, find_gaps
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.model.encoder import OnnxEncoder
 
     weak = [(q, "en") for q in [*(q for group in REAL_PLANTED for q in group), *_real_noise()]]
     texts = list(dict.fromkeys(q for q, _ in weak))

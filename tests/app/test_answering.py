@@ -18,12 +18,12 @@ from app.services.answering import (
     build_answering,
     served_calibration,
 )
-from index_builder.answers import FETCH_FACTOR, hit_topic
-from index_builder.calibration import AbstainRule
-from index_builder.lexical import Lexicon
-from index_builder.manifest import AbstainCalibration, ModelManifest
-from index_builder.query_lang import QueryLanguageDetector
+from index_builder.answers.calibration import AbstainRule
+from index_builder.answers.grouping import FETCH_FACTOR, hit_topic
+from index_builder.answers.query_lang import QueryLanguageDetector
+from index_builder.model.manifest import AbstainCalibration, ModelManifest
 from index_builder.store import Hit, SearchSpec
+from index_builder.store.lexical import Lexicon
 from tests.fakes import FakeEncoder
 
 
@@ -272,9 +272,9 @@ def test_answers_do_not_depend_on_how_many_hits_were_fetched_on_the_real_model(
     """The shopper test split, served by the base model on the sample FAQ: each topic's entry
     is in the first wanted language the topic has (requested, the query's, English), and the
     answers to top_k 3 are the first three of those to top_k 10, with one search per query."""
-    from index_builder.answers import wanted_languages
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.answers.grouping import wanted_languages
     from index_builder.faq import read_faq
+    from index_builder.model.encoder import OnnxEncoder
     from model_export.calibrate import FaqSearch
     from model_export.calibration import SHOPPER_DIR, load_labelled
 

@@ -37,7 +37,7 @@ from app.services.batcher import (
     length_bucket,
     padded_tokens,
 )
-from index_builder.encoder import EncodeResult, Tokenized
+from index_builder.model.encoder import EncodeResult, Tokenized
 from tests.app.conftest import build_index, serve, settings_for
 from tests.fakes import FakeEncoder
 

@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 
 from app.main import create_app
-from index_builder.encoder import CPU, CUDA, OnnxEncoder
+from index_builder.model.encoder import CPU, CUDA, OnnxEncoder
 from tests.app.conftest import build_index, serve, settings_for
 
 pytestmark = [

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from app.main import create_app
-from index_builder.encoder import ProviderUnavailableError
+from index_builder.model.encoder import ProviderUnavailableError
 from tests.app.conftest import build_index, serve, settings_for
 from tests.fakes import FakeEncoder
 
@@ -57,7 +57,7 @@ def test_serving_imports_neither_torch_nor_transformers() -> None:
     import sys
 
     code = (
-        "import sys, app.main, app.cli, app.index_cli, index_builder.encoder;"
+        "import sys, app.main, app.cli, app.index_cli, index_builder.model.encoder;"
         "bad = {'torch', 'transformers'} & set(sys.modules); assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

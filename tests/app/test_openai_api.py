@@ -21,7 +21,7 @@ import pytest
 
 from app.api.responses import OrjsonResponse
 from app.main import create_app
-from index_builder.encoder import EncodeResult, Kind, OnnxEncoder, Tokenized
+from index_builder.model.encoder import EncodeResult, Kind, OnnxEncoder, Tokenized
 from tests.app.conftest import SAMPLE_FAQ, build_index, serve, settings_for
 from tests.fakes import FakeEncoder, FakeTokens
 

@@ -26,7 +26,7 @@ from app.metrics import Metrics
 from app.services import querylog
 from app.services.answering import Shaped
 from app.services.querylog import QueryLog, scrub
-from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
+from index_builder.answers.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
 from index_builder.querylog import connect, feedback, searches
 from index_builder.store import Hit
 from tests.app.conftest import fake_app, serve

@@ -19,8 +19,8 @@ import pytest
 
 from app.main import create_app
 from app.services.answering import Thresholds
-from index_builder.faq_calibration import anchors_hash
-from index_builder.manifest import AbstainCalibration, ModelManifest
+from index_builder.indexing.faq_calibration import anchors_hash
+from index_builder.model.manifest import AbstainCalibration, ModelManifest
 from index_builder.store import IndexInfo
 from tests.app.conftest import serve, settings_for
 from tests.app.test_admin import AUTH, KEY, NEW_ITEMS, finished, wait_for

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from app.index_cli import cli
 from app.main import create_app
-from index_builder.manifest import AbstainCalibration, ModelManifest
+from index_builder.model.manifest import AbstainCalibration, ModelManifest
 from model_export.calibration import load_offtopic
 from tests.app.conftest import REPO, serve, settings_for
 

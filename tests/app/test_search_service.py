@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from app.metrics import Metrics, MetricsMiddleware
 from app.services.answering import QuerySpec
 from app.services.search import SearchCombiner
-from index_builder.encoder import EncodeResult, Tokenized
+from index_builder.model.encoder import EncodeResult, Tokenized
 from tests.app.test_admin import AUTH, admin_app
 from tests.fakes import FakeEncoder
 

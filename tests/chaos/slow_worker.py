@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app.core.config import get_settings
 from app.main import create_app
-from index_builder.encoder import EncodeResult, Tokenized
+from index_builder.model.encoder import EncodeResult, Tokenized
 from tests.fakes import FakeEncoder
 
 

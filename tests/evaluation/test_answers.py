@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from index_builder.query_lang import QueryLanguageDetector
+from index_builder.answers.query_lang import QueryLanguageDetector
 from model_export.calibrate import FaqSearch
 from model_export.calibration import LabelledQuery
 from model_export.evaluation.answers import detection_figures, expected_lang, grouping_figures

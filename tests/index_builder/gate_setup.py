@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from app.index_cli import cli
-from index_builder.encoder import OnnxEncoder
+from index_builder.model.encoder import OnnxEncoder
 from tests.fakes import FakeEncoder
 
 FAQ_ROWS = [

@@ -1,4 +1,5 @@
-"""One answer per topic, in the shopper's language (`index_builder.answers`), and the FAQ topic."""
+"""One answer per topic, in the shopper's language (`index_builder.answers.grouping`), and the
+FAQ topic."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.answers import (
+from index_builder.answers.grouping import (
     FETCH_FACTOR,
     choose_entry,
     fetch_limit,

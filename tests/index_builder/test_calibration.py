@@ -1,4 +1,4 @@
-"""The served abstain rule (`index_builder.calibration`); its calibration on dev data:
+"""The served abstain rule (`index_builder.answers.calibration`); its calibration on dev data:
 tests/model_export/test_calibration.py."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from index_builder.calibration import AbstainRule, nearest
+from index_builder.answers.calibration import AbstainRule, nearest
 
 
 def unit(*rows: list[float]) -> np.ndarray:

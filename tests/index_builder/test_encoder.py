@@ -12,7 +12,7 @@ import pytest
 from numpy.typing import NDArray
 from tokenizers import Tokenizer
 
-from index_builder.encoder import (
+from index_builder.model.encoder import (
     CPU,
     CUDA,
     Encoder,
@@ -23,7 +23,7 @@ from index_builder.encoder import (
     TokenizingEncoder,
     resolve_providers,
 )
-from index_builder.manifest import ManifestError, ModelManifest
+from index_builder.model.manifest import ManifestError, ModelManifest
 from tests.fakes import FakeEncoder
 
 TEXTS = [
@@ -258,7 +258,7 @@ def test_fake_encoder_is_deterministic_and_normalised() -> None:
 def test_fp16_serves_on_cpu_with_a_warning(
     tiny_onnx_dir: Path, encoder: OnnxEncoder, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("WARNING", logger="index_builder.encoder"):
+    with caplog.at_level("WARNING", logger="index_builder.model.encoder"):
         half = OnnxEncoder.load(tiny_onnx_dir, variant="fp16", providers=[CPU])
     assert "meant for CUDA" in caplog.text
     assert half.fingerprint.split(":")[1] == "fp16" and half.fingerprint != encoder.fingerprint

@@ -1,4 +1,4 @@
-"""The threshold a reindex picks for its FAQ (`index_builder.faq_calibration`): the two
+"""The threshold a reindex picks for its FAQ (`index_builder.indexing.faq_calibration`): the two
 thresholds it is made of, the positives, the choice, and the record in the collection's
 metadata on both backends. The model is beside the point (FakeEncoder); the figures on a real
 FAQ with the real model are `tests/app/test_reindex_threshold_real.py`'s."""
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from qdrant_client import QdrantClient
 
-from index_builder.calibration import Scores, Vectors, threshold_abstaining, threshold_for
+from index_builder.answers.calibration import Scores, Vectors, threshold_abstaining, threshold_for
 from index_builder.faq import FaqItem, content_hash
-from index_builder.faq_calibration import (
+from index_builder.indexing.faq_calibration import (
     META_KEY,
     CollectionCalibration,
     anchors_hash,
@@ -23,7 +23,7 @@ from index_builder.faq_calibration import (
     positives,
     recalibrate,
 )
-from index_builder.manifest import AbstainCalibration
+from index_builder.model.manifest import AbstainCalibration
 from index_builder.store import EmbeddedStore, QdrantStore
 from tests.fakes import FakeEncoder
 

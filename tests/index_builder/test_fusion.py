@@ -14,9 +14,9 @@ import pytest
 from qdrant_client import QdrantClient
 
 from index_builder.faq import FaqItem
-from index_builder.lexical import Lexicon, bm25_doc, idf
 from index_builder.store import EmbeddedStore, Hit, QdrantStore, SearchSpec
 from index_builder.store.fusion import DENSE_ONLY, Retrieval
+from index_builder.store.lexical import Lexicon, bm25_doc, idf
 from tests.fakes import FakeEncoder
 
 DIM = 32

@@ -1,4 +1,5 @@
-"""The query's language, offline (`index_builder.query_lang`): only FAQ languages come out."""
+"""The query's language, offline (`index_builder.answers.query_lang`): only FAQ languages come
+out."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
+from index_builder.answers.query_lang import OTHER_LANGUAGES, QueryLanguageDetector
 from model_export.evaluation.answers import ms_per_query
 
 FAQ_LANGS = ["en", "es", "id", "de", "fr", "pt"]

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from index_builder.encoder import OnnxEncoder
 from index_builder.faq import FaqItem
-from index_builder.manifest import ModelManifest
+from index_builder.model.encoder import OnnxEncoder
+from index_builder.model.manifest import ModelManifest
 from model_export.calibration import offtopic_split
 from tests.fakes import FakeEncoder
 

@@ -61,9 +61,9 @@ SHOP_MODEL = REPO / "artifacts" / "onnx" / "shop"
 )
 def test_issue_examples_on_the_calibrated_trained_model() -> None:
     """The issue's examples: gibberish and weather abstain, the shopper's question does not."""
-    from index_builder.encoder import OnnxEncoder
     from index_builder.faq import read_faq
-    from index_builder.manifest import ModelManifest
+    from index_builder.model.encoder import OnnxEncoder
+    from index_builder.model.manifest import ModelManifest
 
     calibration = ModelManifest.read(SHOP_MODEL).abstain
     if calibration is None:

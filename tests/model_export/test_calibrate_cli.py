@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from index_builder.manifest import ModelManifest
+from index_builder.model.manifest import ModelManifest
 from model_export.calibration import offtopic_split
 from model_export.cli import cli
 from tests.model_export.answers_setup import OFFTOPIC, SHOPPER, write_setup

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from index_builder.faq import read_faq, topic_of
-from index_builder.quality_gate import load_golden
+from index_builder.indexing.quality_gate import load_golden
 from model_export.cli import cli
 from tests.fakes import FakeEncoder
 from tests.index_builder.gate_setup import build, fake_encoder, write_faq

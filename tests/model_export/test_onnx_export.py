@@ -14,7 +14,7 @@ import pytest
 from numpy.typing import NDArray
 
 import model_export.onnx_export as onnx_export
-from index_builder.manifest import MANIFEST_FILE, TOKENIZER_FILE, ModelManifest, sha256_file
+from index_builder.model.manifest import MANIFEST_FILE, TOKENIZER_FILE, ModelManifest, sha256_file
 from model_export.onnx_export import (
     ExportError,
     ParityError,
@@ -239,7 +239,7 @@ def test_rebuild_variants_remakes_missing_files_from_fp32(
     tiny_onnx_dir: Path, tmp_path: Path
 ) -> None:
     # A directory that travelled with only its fp32 graph, tokenizer and manifest.
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.model.encoder import OnnxEncoder
     from model_export.onnx_export import rebuild_variants
 
     carried = tmp_path / "carried"
@@ -272,7 +272,7 @@ def test_rebuild_variants_remakes_missing_files_from_fp32(
 def test_cuda_sessions_preload_pip_cuda_libraries(
     tiny_onnx_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from index_builder.encoder import CPU, CUDA, OnnxEncoder
+    from index_builder.model.encoder import CPU, CUDA, OnnxEncoder
 
     calls: list[str] = []
     monkeypatch.setattr(ort, "preload_dlls", lambda *a, **k: calls.append("cuda"), raising=False)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from index_builder.manifest import ModelManifest
+from index_builder.model.manifest import ModelManifest
 
 REPO = Path(__file__).resolve().parents[2]
 

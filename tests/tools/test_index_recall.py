@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from index_builder.faq import FaqItem
-from index_builder.lexical import Lexicon
 from index_builder.store import EmbeddedStore, Hit, SearchSpec
 from index_builder.store.embedded import Entries
 from index_builder.store.fusion import Retrieval
+from index_builder.store.lexical import Lexicon
 from tests.fakes import FakeEncoder
 from tools.index_recall import Recall, Reference, measure, run
 

@@ -46,7 +46,7 @@ def test_cpu_smoke_run_falls_and_exports(real_base_model_dir: Path, tmp_path: Pa
 
     # ... and the service answers /search with it, with no code change
     from app.main import create_app
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.model.encoder import OnnxEncoder
     from tests.app.conftest import build_index, serve, settings_for
 
     qdrant = tmp_path / "qdrant"

@@ -62,7 +62,7 @@ def test_faq_task_pairs_question_answer_and_translation(tmp_path: Path) -> None:
 def test_negatives_are_the_base_models_closest_other_topic(
     tmp_path: Path, real_onnx_dir: Path
 ) -> None:
-    from index_builder.encoder import OnnxEncoder
+    from index_builder.model.encoder import OnnxEncoder
 
     pairs = [
         Pair(

@@ -25,7 +25,7 @@ from app.api.responses import OrjsonResponse, errors
 from app.api.schemas.analytics import AnalyticsResponse
 from app.services import analytics
 from app.services.index_guard import QDRANT_ERRORS
-from index_builder.answers import hit_topic
+from index_builder.answers.grouping import hit_topic
 from index_builder.store import FaqIndexError, SearchSpec
 
 router = APIRouter(prefix="/admin", tags=["admin"])

@@ -19,7 +19,7 @@ from app.api.deps import EncoderDep, MetricsDep, QueriesDep, SearchAuth, Setting
 from app.api.errors import ApiError, service_errors
 from app.api.responses import OrjsonResponse, errors
 from app.api.schemas.openai import EmbeddingsRequest, EmbeddingsResponse, ModelCard, ModelList
-from index_builder.encoder import Encoder
+from index_builder.model.encoder import Encoder
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 

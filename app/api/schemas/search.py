@@ -8,7 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, Field, field_validator
 
 from app.api.schemas.base import NOT_BLANK, JsonInt, RequestModel, not_blank
-from index_builder.answers import LangReason
+from index_builder.answers.grouping import LangReason
 
 
 def _lower(value: str | None) -> str | None:

@@ -7,7 +7,7 @@ query is nearer the FAQ than off-topic texts does. So the answer score is
 
 with the anchors (off-topic texts encoded as passages), the weight and `min_score` calibrated
 offline (`faq-model calibrate`) and stored per variant in the model's manifest; a reindex picks
-the threshold again for its FAQ (`index_builder.faq_calibration`). Stdlib and numpy only.
+the threshold again for its FAQ (`index_builder.indexing.faq_calibration`). Stdlib and numpy only.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.manifest import AbstainCalibration
+from index_builder.model.manifest import AbstainCalibration
 
 Vectors = NDArray[np.float32]
 Scores = NDArray[np.float64]

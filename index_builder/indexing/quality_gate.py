@@ -17,10 +17,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from index_builder.encoder import Encoder
 from index_builder.faq import describe_errors, topic_of
-from index_builder.lexical import Lexicon
+from index_builder.model.encoder import Encoder
 from index_builder.store import IndexBuildError, SearchSpec, Store
+from index_builder.store.lexical import Lexicon
 
 Match = Literal["id", "topic"]
 

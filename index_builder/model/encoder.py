@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from numpy.typing import NDArray
 
-from index_builder.manifest import TOKENIZER_FILE, ManifestError, ModelManifest, sha256_file
+from index_builder.model.manifest import TOKENIZER_FILE, ManifestError, ModelManifest, sha256_file
 
 if TYPE_CHECKING:
     from tokenizers import Encoding, Tokenizer
@@ -162,7 +162,7 @@ class OnnxEncoder:
         self.variant = variant
         self.batch_size = batch_size
         self._session = session
-        # `index_builder.lexical` reads its subword ids too.
+        # `index_builder.store.lexical` reads its subword ids too.
         self.tokenizer = tokenizer
         # Padding is done here, per sorted chunk; the tokenizer only truncates.
         tokenizer.no_padding()

@@ -1,7 +1,7 @@
 """The abstain threshold picked again for each FAQ a reindex builds, without labelled queries.
 
 A threshold depends on the FAQ, and an owner's FAQ comes without labelled questions, so a build
-scores the new collection with the served encoder and rule (`index_builder.calibration`) on
+scores the new collection with the served encoder and rule (`index_builder.answers.calibration`) on
 positives (the FAQ's questions as a shopper might type them) and negatives (the model's
 off-topic anchors, each against the others). The anchors place the threshold, the positives only
 cap it: they sit nearer their question than shoppers' own wording. The anchors' weight stays the
@@ -24,14 +24,20 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, Field, ValidationError
 
-from index_builder.calibration import Scores, Vectors, nearest, threshold_abstaining, threshold_for
+from index_builder.answers.calibration import (
+    Scores,
+    Vectors,
+    nearest,
+    threshold_abstaining,
+    threshold_for,
+)
 from index_builder.faq import FaqItem, content_hash
-from index_builder.lexical import Lexicon
-from index_builder.manifest import AbstainCalibration
+from index_builder.model.manifest import AbstainCalibration
 from index_builder.store.base import Annotate, SearchSpec, Store
+from index_builder.store.lexical import Lexicon
 
 if TYPE_CHECKING:
-    from index_builder.encoder import Encoder
+    from index_builder.model.encoder import Encoder
 
 log = logging.getLogger(__name__)
 

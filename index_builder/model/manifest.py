@@ -23,8 +23,8 @@ class ManifestError(RuntimeError):
 
 
 class AbstainCalibration(BaseModel):
-    """When this model's best answer is too weak to show (`index_builder.calibration` has the
-    rule): written by `faq-model calibrate`."""
+    """When this model's best answer is too weak to show (`index_builder.answers.calibration`
+    has the rule): written by `faq-model calibrate`."""
 
     min_score: float
     offtopic_weight: float = Field(ge=0.0)
