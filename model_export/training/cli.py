@@ -34,10 +34,8 @@ def _codeswitch_config(path: Path | None) -> CodeSwitchConfig:
         return CodeSwitchConfig()
     try:
         return load_config(path).codeswitch
-    except FileNotFoundError:
-        _fail(f"{path}: no such config file")
-    except (ConfigError, ValueError) as exc:
-        _fail(f"{path}: {exc}")
+    except ConfigError as exc:  # it names the file
+        _fail(str(exc))
 
 
 def _load(fn: Callable[..., T], *args: Any) -> T:
@@ -123,11 +121,14 @@ def register(app: typer.Typer) -> None:
         from dataclasses import replace
 
         from model_export.eval_guard import MissingEvalSetsError
-        from model_export.training.config import load_config
+        from model_export.training.config import ConfigError, load_config
         from model_export.training.trainer import train
 
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        run = load_config(config)
+        try:
+            run = load_config(config)
+        except ConfigError as exc:  # it names the file
+            _fail(str(exc))
         if seed is not None:
             run = replace(run, seed=seed)
         if output_dir is not None:

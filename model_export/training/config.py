@@ -2,6 +2,11 @@
 
 Unknown keys are errors, so a misspelt setting cannot silently fall back to a default. Relative
 paths stay relative to the working directory (the repository root), as in the shipped configs.
+
+A variant names the run it varies, `extends = "shop.toml"` (relative to its own file), and holds
+only what it changes: its tables are merged into the parent's key by key, any other value
+replaces the parent's. So a variant shows what it varies, and a change to the recipe reaches
+every variant of it.
 """
 
 from __future__ import annotations
@@ -293,8 +298,47 @@ def config_from_dict(raw: dict[str, Any]) -> RunConfig:
     return _build(RunConfig, raw, "")
 
 
+EXTENDS = "extends"
+
+
+def read_config_dict(path: str | Path) -> dict[str, Any]:
+    """The settings of the config file `path` with those of the file it `extends` under them
+    (recursively); a ConfigError names the file at fault."""
+    return _read(Path(path), ())
+
+
+def _read(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    if path.resolve() in chain:
+        names = " -> ".join(str(p) for p in (*chain, path.resolve()))
+        raise ConfigError(f"{path}: extends itself ({names})")
+    try:
+        text = path.read_text(encoding="utf-8")
+        raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, ValueError) as exc:  # TOMLDecodeError and JSONDecodeError give the line
+        raise ConfigError(f"{path}: {exc}") from None
+    parent = raw.pop(EXTENDS, None)
+    if parent is None:
+        return raw
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: {EXTENDS} must be the path of a config file, not {parent!r}")
+    return _merged(_read(path.parent / parent, (*chain, path.resolve())), raw)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        both_tables = isinstance(value, dict) and isinstance(below, dict)
+        out[key] = _merged(below, value) if both_tables else value  # type: ignore[arg-type]
+    return out
+
+
 def load_config(path: str | Path) -> RunConfig:
-    path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    raw = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
-    return config_from_dict(raw)
+    """The run `path` describes; a ConfigError (a ValueError) names the file and the setting."""
+    raw = read_config_dict(path)
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

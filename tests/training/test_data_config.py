@@ -146,6 +146,59 @@ def test_shipped_configs_load() -> None:
     assert rates == {0.05, 0.10, 0.15, 0.20}
 
 
+def test_a_variant_extends_its_recipe_table_by_table(tmp_path: Path) -> None:
+    (tmp_path / "recipes").mkdir()
+    (tmp_path / "recipes" / "base.toml").write_text(
+        'name = "base"\nseed = 7\n[finetune]\nloss = "clear"\n[finetune.optim]\n'
+        'batch_size = 8\nmax_steps = 50\n[codeswitch]\nlanguages = ["de", "fr"]\n'
+    )
+    (tmp_path / "mid.toml").write_text(
+        'extends = "recipes/base.toml"\nname = "mid"\n[finetune.optim]\nmax_steps = 9\n'
+    )
+    (tmp_path / "leaf.toml").write_text(
+        'extends = "mid.toml"\nname = "leaf"\n[codeswitch]\nlanguages = ["es"]\n'
+    )
+    leaf = load_config(tmp_path / "leaf.toml")
+    assert leaf.name == "leaf" and leaf.seed == 7
+    # A table merges key by key: the optimiser keeps the recipe's batch size under mid's steps.
+    assert (leaf.finetune.loss, leaf.finetune.optim.batch_size) == ("clear", 8)
+    assert leaf.finetune.optim.max_steps == 9
+    # Any other value replaces: a list is not appended to.
+    assert leaf.codeswitch.languages == ["es"]
+    assert load_config(tmp_path / "mid.toml").codeswitch.languages == ["de", "fr"]
+
+
+def test_a_config_that_cannot_be_read_names_its_file(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('extends = "b.toml"\n')
+    (tmp_path / "b.toml").write_text('extends = "a.toml"\n')
+    with pytest.raises(ConfigError, match=r"a\.toml: extends itself"):
+        load_config(tmp_path / "a.toml")
+    (tmp_path / "orphan.toml").write_text('extends = "gone.toml"\n')
+    with pytest.raises(ConfigError, match=r"gone\.toml: no such config file"):
+        load_config(tmp_path / "orphan.toml")
+    (tmp_path / "broken.toml").write_text('name = "x\n')
+    with pytest.raises(ConfigError, match=r"broken\.toml: .*line 1"):
+        load_config(tmp_path / "broken.toml")
+    (tmp_path / "typo.toml").write_text('extends = "mid.toml"\n[finetune]\nlos = "clear"\n')
+    (tmp_path / "mid.toml").write_text('name = "mid"\n')
+    with pytest.raises(ConfigError, match=r"typo\.toml: finetune: unknown settings \['los'\]"):
+        load_config(tmp_path / "typo.toml")
+
+
+def test_faq_model_train_refuses_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from model_export.cli import cli
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "bad"\n[pretrain]\nmlm_wieght = 0.2\n')
+    result = CliRunner().invoke(cli, ["train", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert f"error: {bad}: pretrain: unknown settings ['mlm_wieght']" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "artifacts").exists()
+
+
 def test_json_config(tmp_path: Path) -> None:
     p = tmp_path / "c.json"
     p.write_text(json.dumps({"name": "j", "pretrain": {"mlm_weight": 0.2}}))

@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from model_export.lexicons import sources
-from model_export.training.config import load_config
+from model_export.training.config import load_config, read_config_dict
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs" / "train"
@@ -29,7 +28,8 @@ SHOPPER_TRAIN = "data/shopper/train.jsonl"
 
 
 def _raw(name: str) -> dict[str, Any]:
-    return tomllib.loads((CONFIGS / f"{name}.toml").read_text(encoding="utf-8"))
+    """A config's settings as a run reads them: with those of the recipe it extends."""
+    return read_config_dict(CONFIGS / f"{name}.toml")
 
 
 def _without(raw: dict[str, Any], *paths: str) -> dict[str, Any]:
