@@ -132,13 +132,18 @@ $(SHOP_DATA) &: $(FAQ) $(SHOPPER_TRAIN) $(ONNX_DIR)/manifest.json $(if $(QUERYLO
 # default): fine-tuning on the shop's questions alone costs general English ability (the Debian
 # FAQ control), the average keeps it. The unaveraged model is exported too (`<run>-unmerged`).
 SHOP_MERGE ?= 0.5
-# train_run NAME: train configs/train/NAME.toml, average it with the base, export both models
+# train_merged NAME,TRAIN_DIR,ONNX_DIR[,TRAIN_ARGS[,EXPORT_ARGS]]: train configs/train/NAME.toml
+# into TRAIN_DIR, average it with the base, export the average to ONNX_DIR
+define train_merged
+	$(BIN)/faq-model train --config configs/train/$(1).toml --output-dir $(2) $(4)
+	$(BIN)/faq-model merge --base $(BASE_DIR) --model $(2)/model --out $(2)/merged \
+		--weight $(SHOP_MERGE)
+	$(BIN)/faq-model export --model $(2)/merged --out $(3) --name $(1) --overwrite $(5)
+endef
+# train_run NAME: train_merged into artifacts/{train,onnx}/NAME, calibrated; the unaveraged
+# model exported too
 define train_run
-	$(BIN)/faq-model train --config configs/train/$(1).toml
-	$(BIN)/faq-model merge --base $(BASE_DIR) --model artifacts/train/$(1)/model \
-		--out artifacts/train/$(1)/merged --weight $(SHOP_MERGE)
-	$(BIN)/faq-model export --model artifacts/train/$(1)/merged --out artifacts/onnx/$(1) \
-		--name $(1) --overwrite
+	$(call train_merged,$(1),artifacts/train/$(1),artifacts/onnx/$(1))
 	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1)
 	$(BIN)/faq-model calibrate --faq $(FAQ) --model-dir artifacts/onnx/$(1) --variant int8
 	$(BIN)/faq-model export --model artifacts/train/$(1)/model --out artifacts/onnx/$(1)-unmerged \
@@ -219,13 +224,10 @@ cs-without-mixed-log: train-data shop-data
 		--with-answers --out artifacts/train-data/shop-logs-no-mixed.raw.jsonl
 	$(BIN)/faq-model mine-negatives --pairs artifacts/train-data/shop-logs-no-mixed.raw.jsonl \
 		--faq $(FAQ) --model $(ONNX_DIR) --out artifacts/train-data/shop-logs-no-mixed.jsonl
-	for run in shop-no-mixed-log-no-cs shop-no-mixed-log; do \
-		$(BIN)/faq-model train --config configs/train/$$run.toml --seed $(CS_SEED) \
-			--output-dir $(NO_MIXED_OUT)/train/$$run && \
-		$(BIN)/faq-model merge --base $(BASE_DIR) --model $(NO_MIXED_OUT)/train/$$run/model \
-			--out $(NO_MIXED_OUT)/train/$$run/merged --weight $(SHOP_MERGE) && \
-		$(BIN)/faq-model export --model $(NO_MIXED_OUT)/train/$$run/merged \
-			--out $(NO_MIXED_OUT)/onnx/$$run --name $$run --overwrite --no-fp16 || exit 1; done
+	$(call train_merged,shop-no-mixed-log-no-cs,$(NO_MIXED_OUT)/train/shop-no-mixed-log-no-cs,$\
+		$(NO_MIXED_OUT)/onnx/shop-no-mixed-log-no-cs,--seed $(CS_SEED),--no-fp16)
+	$(call train_merged,shop-no-mixed-log,$(NO_MIXED_OUT)/train/shop-no-mixed-log,$\
+		$(NO_MIXED_OUT)/onnx/shop-no-mixed-log,--seed $(CS_SEED),--no-fp16)
 	$(BIN)/faq-model eval --faq $(FAQ) --queries $(SHOPPER_TEST) --model base=$(ONNX_DIR) \
 		--model shop_no_cs=$(NO_MIXED_OUT)/onnx/shop-no-mixed-log-no-cs \
 		--model shop=$(NO_MIXED_OUT)/onnx/shop-no-mixed-log --compare shop_no_cs:shop \
