@@ -14,6 +14,7 @@ from model_export.calibrate import register as register_calibrate
 from model_export.evaluation.answers import register as register_answers
 from model_export.evaluation.cli import register as register_evaluation
 from model_export.evaluation.recalibration import register as register_recalibration
+from model_export.evaluation.seeds import register as register_seeds
 from model_export.training.cli import register as register_training
 
 cli = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
@@ -180,6 +181,8 @@ register_answers(cli)
 register_calibrate(cli)
 # evaluate-recalibration: the threshold a reindex picks for a FAQ, measured.
 register_recalibration(cli)
+# eval-seeds: one comparison's runs with several seeds, per run and over the runs.
+register_seeds(cli)
 
 
 def main() -> None:
