@@ -217,7 +217,8 @@ NO_MIXED_OUT := artifacts/cs-without-mixed-log/seed$(CS_SEED)
 ## without its code-mixed queries (389 of 814; the rest of the data, steps and seed unchanged),
 ## averaged with the base and exported, then both scored like eval-task, `codeswitch` object
 ## included (artifacts/cs-without-mixed-log/seed13/; about 35 min on 2 cores). Another run:
-## CS_SEED=14 (its own directory)
+## CS_SEED=14 (its own directory); the last step reads every seed's run so far as a whole
+## (`faq-model eval-seeds`)
 cs-without-mixed-log: train-data shop-data
 	grep -v '"kind": "code_mixed"' $(SHOPPER_TRAIN) > $(NO_MIXED_LOG)
 	$(BIN)/faq-model build-data --source logs --faq $(FAQ) --logs $(NO_MIXED_LOG) \
@@ -233,6 +234,8 @@ cs-without-mixed-log: train-data shop-data
 		--model shop=$(NO_MIXED_OUT)/onnx/shop-no-mixed-log --compare shop_no_cs:shop \
 		--controls artifacts/eval $(if $(wildcard $(HARD_FAQ)/test.jsonl),--hard-faq $(HARD_FAQ)) \
 		--out $(NO_MIXED_OUT) --summary $(NO_MIXED_OUT)/summary.json
+	$(BIN)/faq-model eval-seeds --markdown $(sort $(dir $(wildcard \
+		artifacts/cs-without-mixed-log/seed*/results.json)) $(NO_MIXED_OUT)/)
 
 # train-one RUN=NAME: configs/train/NAME.toml through train_run (no data prerequisites)
 train-one:
