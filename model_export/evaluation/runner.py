@@ -18,7 +18,7 @@ import logging
 import time
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +76,13 @@ class EvalConfig:
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> EvalConfig:
+        # A misspelt key would silently fall back to its default, as in a training config.
+        unknown = sorted(set(raw) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown settings {unknown}")
         models = [ModelSpec.from_dict(m) for m in raw.get("models", [])]
+        if not models:
+            raise ValueError("no [[models]] to evaluate")
         names = [m.name for m in models]
         if len(set(names)) != len(names):
             raise ValueError(f"duplicate model names in {names}")
@@ -96,6 +102,7 @@ class EvalConfig:
             seed=int(raw.get("seed", 0)),
             compare=compare,
             threads=raw.get("threads"),
+            cache_dir=Path(raw.get("cache_dir", DEFAULT_CACHE)),
         )
 
 

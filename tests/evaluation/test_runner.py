@@ -24,6 +24,8 @@ from model_export.evaluation.runner import EvalConfig, evaluate
 from tests.evaluation.fixtures import SearchStandIn, serving
 from tests.fakes import FakeEncoder
 
+REPO = Path(__file__).resolve().parents[2]
+
 ENTRIES = [
     Entry("e1", "cancel my order", "cancel my order"),
     Entry("e2", "track my parcel", "track my parcel"),
@@ -130,6 +132,25 @@ def test_config_rejects_unknown_comparison() -> None:
         EvalConfig.from_dict(
             {"models": [{"name": "a", "path": "x"}], "compare": [{"a": "a", "b": "z"}]}
         )
+
+
+def test_config_rejects_a_misspelt_setting_and_no_models() -> None:
+    with pytest.raises(ValueError, match=r"unknown settings \['n_bot'\]"):
+        EvalConfig.from_dict({"models": [{"name": "a", "path": "x"}], "n_bot": 10})
+    with pytest.raises(ValueError, match="no \\[\\[models\\]\\]"):
+        EvalConfig.from_dict({"datasets": ["oscar"]})
+
+
+def test_every_shipped_config_loads() -> None:
+    """The table's configs as `faq-model eval --config` reads them; the training configs under
+    configs/ (those of the evaluation's smoke runs included) as `faq-model train` does."""
+    from model_export.training.config import load_config
+
+    configs = REPO / "configs"
+    tables = sorted((configs / "eval").glob("*.toml"))
+    assert tables and all(EvalConfig.read(p).models for p in tables)
+    runs = sorted((configs / "train").glob("*.toml")) + sorted(configs.glob("eval/train/*.toml"))
+    assert {load_config(p).name for p in runs} == {p.stem for p in runs}
 
 
 class _Search(SearchStandIn):
