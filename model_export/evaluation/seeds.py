@@ -114,7 +114,8 @@ def markdown(summary: dict[str, Any]) -> str:
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [row(Path(name).name, cells) for name, cells in summary["runs"].items()]
-    lines.append(row(f"mean of {n[SETS[0]]['runs']} runs", summary["over_runs"]))
+    runs = n[SETS[0]]["runs"]
+    lines.append(row(f"mean of {runs} runs" if runs > 1 else "(one run)", summary["over_runs"]))
     return "\n".join(lines) + "\n"
 
 
