@@ -378,6 +378,7 @@ def _eval_task(
 ) -> None:
     from model_export.evaluation import task
     from model_export.evaluation.query_mixing import QueryMix, QueryNormaliser
+    from model_export.training.config import ConfigError
 
     if faq is None or queries is None:
         _fail("the task form needs --faq and --queries")
@@ -400,7 +401,7 @@ def _eval_task(
             variant=variant,
             threads=threads,
         )
-    except task.TaskInputError as exc:
+    except (task.TaskInputError, ConfigError) as exc:  # ConfigError: the lexicons' run config
         _fail(str(exc))
     report = task.to_json(run)
     paths = task.write_results(report, out)

@@ -358,11 +358,14 @@ def test_cli_query_mix_encodes_each_query_with_its_normalised_form(
     # every query once, then the second rows: the Spanish queries the lexicon changed
     assert seen[: len(QUERIES)] == [q[0] for q in QUERIES]
     assert seen[len(QUERIES) :] == ["cómo cancel order"]
+    misspelt = tmp_path / "misspelt.toml"
+    misspelt.write_text('name = "x"\n[codeswitch]\nlangs = ["es"]\n', encoding="utf-8")
     for bad, why in [
         (["--query-mix", "1.5"], "[0, 1]"),
         (["--query-mix", "0.5", "--query-mix-direction", "sideways"], "one of target, en"),
         (["--query-mix-direction", "en"], "need --query-mix"),
         (["--query-mix", "0.5", "--query-mix-lexicons", tmp_path / "no.toml"], "not found"),
+        (["--query-mix", "0.5", "--query-mix-lexicons", misspelt], "unknown settings ['langs']"),
     ]:
         failed = _invoke(*args, *bad, "--out", tmp_path / "out2")
         assert failed.exit_code == 2 and why in failed.stderr, failed.stderr
