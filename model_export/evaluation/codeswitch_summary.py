@@ -122,7 +122,7 @@ def _count(faqs: Sequence[FaqScores], pick: Pick) -> int:
     return sum(int(pick(faq).size) for faq in faqs)
 
 
-def _pooled(faqs: Sequence[FaqScores], model: str, pick: Pick) -> NDArray[np.float64] | None:
+def pooled(faqs: Sequence[FaqScores], model: str, pick: Pick) -> NDArray[np.float64] | None:
     """`model`'s R@1 on the picked queries of every FAQ, concatenated; None when there are none,
     or when a FAQ with such queries did not score the model (a partial pool would be another
     population)."""
@@ -153,8 +153,8 @@ def code_mixed_delta(
 ) -> tuple[float | None, list[float] | None, int]:
     """(model - shop_no_cs R@1 on the pooled code-mixed queries, [lo, hi], n)."""
     n = _count(faqs, FaqScores.code_mixed)
-    a = _pooled(faqs, SHOP_NO_CS, FaqScores.code_mixed)
-    b = _pooled(faqs, model, FaqScores.code_mixed)
+    a = pooled(faqs, SHOP_NO_CS, FaqScores.code_mixed)
+    b = pooled(faqs, model, FaqScores.code_mixed)
     if a is None or b is None:
         return None, None, n
     res = paired_test(a, b, n_boot=n_boot, seed=seed)
@@ -235,11 +235,11 @@ def _figures(
 ) -> dict[str, Any]:
     """One model's penalty (and its pair count), romanised, hard FAQ and English controls."""
     p, n = penalty(third_party, model)
-    hard = _pooled([hard_faq], model, FaqScores.everything) if hard_faq is not None else None
+    hard = pooled([hard_faq], model, FaqScores.everything) if hard_faq is not None else None
     return {
         "penalty": p,
         "penalty_n": n,
-        "romanised": _mean(_pooled(faqs, model, FaqScores.romanised)),
+        "romanised": _mean(pooled(faqs, model, FaqScores.romanised)),
         "hard_faq": _mean(hard),
         "english_controls": english_control(controls, model),
     }

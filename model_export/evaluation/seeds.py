@@ -21,25 +21,49 @@ import numpy as np
 import typer
 from numpy.typing import NDArray
 
-from model_export.evaluation.codeswitch_summary import CODE_MIXED, SHOP, SHOP_NO_CS
+from model_export.evaluation.codeswitch_summary import (
+    SHOP,
+    SHOP_NO_CS,
+    FaqScores,
+    pooled,
+    read_scripts,
+)
 from model_export.evaluation.metrics import paired_test
-from model_export.shopper_data import load_queries
+from model_export.shopper_data import ShopperQuery, load_queries
 
 RESULTS = "results.json"
 # Which queries each figure pools: the shopper FAQ's, and both FAQs' (the `codeswitch` d).
 SETS = ("shopper_code_mixed", "pooled_code_mixed")
+# A test split's queries and scripts, read once for every run that scored it.
+_Split = tuple[list[ShopperQuery], list[str | None]]
 
 
 class SeedsError(ValueError):
     """A run directory that cannot be read as one run of the comparison."""
 
 
-def _hits(ranks: Sequence[int], mask: NDArray[np.bool_]) -> NDArray[np.float64]:
-    hits: NDArray[np.float64] = (np.asarray(ranks)[mask] == 1).astype(np.float64)
-    return hits
+def _faq_scores(
+    name: str, scored: dict[str, Any], path: Path, splits: dict[tuple[str, str], _Split]
+) -> FaqScores:
+    """One FAQ of a run's results as `FaqScores`: R@1 per query of shop_no_cs and shop."""
+    key = (str(scored["queries"]), str(scored["faq"]))
+    if key not in splits:
+        queries = load_queries(key[0], faq=key[1])
+        splits[key] = (queries, read_scripts(Path(key[0])))
+    queries, scripts = splits[key]
+    ranks = scored["ranks"]
+    missing = {SHOP, SHOP_NO_CS} - set(ranks)
+    if missing:
+        raise SeedsError(f"{path}: {sorted(missing)} not scored on {key[0]}")
+    if any(len(ranks[m]) != len(queries) for m in (SHOP, SHOP_NO_CS)):
+        raise SeedsError(f"{path}: ranks do not match the queries of {key[0]}")
+    r1 = {m: (np.asarray(ranks[m]) == 1).astype(np.float64) for m in (SHOP_NO_CS, SHOP)}
+    return FaqScores(name, queries, scripts, r1)
 
 
-def run_hits(run_dir: Path) -> dict[str, dict[str, NDArray[np.float64]]]:
+def run_hits(
+    run_dir: Path, splits: dict[tuple[str, str], _Split] | None = None
+) -> dict[str, dict[str, NDArray[np.float64]]]:
     """R@1 per code-mixed query of one run, by query set and model (shop_no_cs, shop)."""
     path = run_dir / RESULTS
     try:
@@ -49,20 +73,14 @@ def run_hits(run_dir: Path) -> dict[str, dict[str, NDArray[np.float64]]]:
     hard = results.get("hard_faq")
     if hard is None:
         raise SeedsError(f"{path}: no hard FAQ scored (run `faq-model eval` with --hard-faq)")
-    parts = []
-    for scored in (results, hard):
-        queries = load_queries(scored["queries"], faq=scored["faq"])
-        mask = np.array([q.kind == CODE_MIXED for q in queries])
-        ranks = scored["ranks"]
-        missing = {SHOP, SHOP_NO_CS} - set(ranks)
-        if missing:
-            raise SeedsError(f"{path}: {sorted(missing)} not scored on {scored['queries']}")
-        if any(len(ranks[m]) != len(queries) for m in (SHOP, SHOP_NO_CS)):
-            raise SeedsError(f"{path}: ranks do not match the queries of {scored['queries']}")
-        parts.append({m: _hits(ranks[m], mask) for m in (SHOP_NO_CS, SHOP)})
-    shopper, hard_faq = parts
-    pooled = {m: np.concatenate([shopper[m], hard_faq[m]]) for m in shopper}
-    return {"shopper_code_mixed": shopper, "pooled_code_mixed": pooled}
+    splits = {} if splits is None else splits
+    shopper = _faq_scores("shopper", results, path, splits)
+    both = [shopper, _faq_scores("hard_faq", hard, path, splits)]
+    out: dict[str, dict[str, NDArray[np.float64]]] = {}
+    for name, faqs in zip(SETS, ([shopper], both), strict=True):
+        hits = {m: pooled(faqs, m, FaqScores.code_mixed) for m in (SHOP_NO_CS, SHOP)}
+        out[name] = {m: v if v is not None else np.empty(0) for m, v in hits.items()}
+    return out
 
 
 def _compare(a: NDArray[np.float64], b: NDArray[np.float64], n_boot: int) -> dict[str, Any]:
@@ -80,7 +98,8 @@ def seeds_summary(run_dirs: Sequence[Path], *, n_boot: int = 1000) -> dict[str, 
     """Per run and over the runs: shop - shop_no_cs on each query set."""
     if not run_dirs:
         raise SeedsError("no run directories given")
-    runs = [run_hits(d) for d in run_dirs]
+    splits: dict[tuple[str, str], _Split] = {}
+    runs = [run_hits(d, splits) for d in run_dirs]
     out: dict[str, Any] = {"runs": {}, "over_runs": {}}
     for run_dir, hits in zip(run_dirs, runs, strict=True):
         out["runs"][str(run_dir)] = {

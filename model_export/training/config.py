@@ -330,8 +330,9 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         below = out.get(key)
-        both_tables = isinstance(value, dict) and isinstance(below, dict)
-        out[key] = _merged(below, value) if both_tables else value  # type: ignore[arg-type]
+        if isinstance(value, dict) and isinstance(below, dict):
+            value = _merged(below, value)
+        out[key] = value
     return out
 
 
